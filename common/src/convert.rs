@@ -1,0 +1,314 @@
+//! Conversions between wire types (`fanfold_proto::v1`) and domain types, in one place:
+//! `From` outward, `TryFrom` inward. A missing or malformed field is a [`ConvertError`], which
+//! becomes `InvalidArgument` at the gRPC edge; nothing here unwraps.
+
+use std::time::SystemTime;
+
+use fanfold_proto::v1 as pb;
+
+use crate::ids::JobId;
+use crate::operation::ChunkStats;
+use crate::partial::{Partial, Row, SortOrder, Value};
+use crate::spec::{Counters, JobSpec, JobState, JobStatus};
+
+/// A wire message that does not make a valid domain value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("missing field '{0}'")]
+    Missing(&'static str),
+    #[error("field '{field}': {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+impl From<ConvertError> for tonic::Status {
+    fn from(e: ConvertError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+impl From<&JobSpec> for pb::JobSpec {
+    fn from(spec: &JobSpec) -> Self {
+        pb::JobSpec {
+            inputs: spec.inputs.clone(),
+            operation: spec.operation.clone(),
+            options: spec.options.clone().into_iter().collect(),
+            chunk_size: spec.chunk_size.unwrap_or(0),
+            sort: match spec.sort {
+                SortOrder::Key => pb::SortOrder::Key,
+                SortOrder::ValueDesc => pb::SortOrder::ValueDesc,
+            } as i32,
+            limit: spec.limit,
+        }
+    }
+}
+
+impl TryFrom<pb::JobSpec> for JobSpec {
+    type Error = ConvertError;
+    fn try_from(spec: pb::JobSpec) -> Result<Self, Self::Error> {
+        let sort = match pb::SortOrder::try_from(spec.sort) {
+            Ok(pb::SortOrder::Key | pb::SortOrder::Unspecified) => SortOrder::Key,
+            Ok(pb::SortOrder::ValueDesc) => SortOrder::ValueDesc,
+            Err(_) => {
+                return Err(ConvertError::Invalid {
+                    field: "sort",
+                    message: format!("unknown sort order {}", spec.sort),
+                });
+            }
+        };
+        Ok(JobSpec {
+            inputs: spec.inputs,
+            operation: spec.operation,
+            options: spec.options.into_iter().collect(),
+            chunk_size: (spec.chunk_size != 0).then_some(spec.chunk_size),
+            sort,
+            limit: spec.limit,
+        })
+    }
+}
+
+impl From<Value> for pb::Value {
+    fn from(value: Value) -> Self {
+        let kind = match value {
+            Value::Count(n) => pb::value::Kind::Count(n),
+        };
+        pb::Value { kind: Some(kind) }
+    }
+}
+
+impl TryFrom<pb::Value> for Value {
+    type Error = ConvertError;
+    fn try_from(value: pb::Value) -> Result<Self, Self::Error> {
+        match value.kind.ok_or(ConvertError::Missing("value.kind"))? {
+            pb::value::Kind::Count(n) => Ok(Value::Count(n)),
+        }
+    }
+}
+
+impl From<Row> for pb::Entry {
+    fn from(row: Row) -> Self {
+        pb::Entry {
+            key: row.key,
+            value: Some(row.value.into()),
+        }
+    }
+}
+
+impl TryFrom<pb::Entry> for Row {
+    type Error = ConvertError;
+    fn try_from(entry: pb::Entry) -> Result<Self, Self::Error> {
+        let value = entry.value.ok_or(ConvertError::Missing("entry.value"))?;
+        Ok(Row {
+            key: entry.key,
+            value: value.try_into()?,
+        })
+    }
+}
+
+impl From<Partial> for pb::Partial {
+    fn from(partial: Partial) -> Self {
+        pb::Partial {
+            entries: partial
+                .into_entries()
+                .map(|(key, value)| pb::Entry::from(Row { key, value }))
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::Partial> for Partial {
+    type Error = ConvertError;
+    fn try_from(partial: pb::Partial) -> Result<Self, Self::Error> {
+        let mut out = Partial::new();
+        for entry in partial.entries {
+            let row = Row::try_from(entry)?;
+            out.add(row.key, row.value).map_err(|e| ConvertError::Invalid {
+                field: "partial.entries",
+                message: e.to_string(),
+            })?;
+        }
+        Ok(out)
+    }
+}
+
+impl From<ChunkStats> for pb::ChunkCounters {
+    fn from(s: ChunkStats) -> Self {
+        pb::ChunkCounters {
+            records_in: s.records_in,
+            bytes_in: s.bytes_in,
+            bad_records: s.bad_records,
+        }
+    }
+}
+
+impl From<pb::ChunkCounters> for ChunkStats {
+    fn from(c: pb::ChunkCounters) -> Self {
+        ChunkStats {
+            records_in: c.records_in,
+            bytes_in: c.bytes_in,
+            bad_records: c.bad_records,
+        }
+    }
+}
+
+impl From<JobState> for pb::JobState {
+    fn from(state: JobState) -> Self {
+        match state {
+            JobState::Running => pb::JobState::Running,
+            JobState::Succeeded => pb::JobState::Succeeded,
+            JobState::Failed => pb::JobState::Failed,
+            JobState::Cancelled => pb::JobState::Cancelled,
+        }
+    }
+}
+
+impl From<Counters> for pb::Counters {
+    fn from(c: Counters) -> Self {
+        pb::Counters {
+            records_in: c.records_in,
+            bytes_in: c.bytes_in,
+            bad_records: c.bad_records,
+            keys_out: c.keys_out,
+            attempts: c.attempts,
+            chunks_failed: c.chunks_failed,
+        }
+    }
+}
+
+impl From<pb::Counters> for Counters {
+    fn from(c: pb::Counters) -> Self {
+        Counters {
+            records_in: c.records_in,
+            bytes_in: c.bytes_in,
+            bad_records: c.bad_records,
+            keys_out: c.keys_out,
+            attempts: c.attempts,
+            chunks_failed: c.chunks_failed,
+        }
+    }
+}
+
+impl From<&JobStatus> for pb::JobStatus {
+    fn from(s: &JobStatus) -> Self {
+        pb::JobStatus {
+            job_id: s.id.to_string(),
+            state: pb::JobState::from(s.state) as i32,
+            spec: Some((&s.spec).into()),
+            chunks_total: s.chunks_total,
+            chunks_done: s.chunks_done,
+            chunks_running: s.chunks_running,
+            bytes_total: s.bytes_total,
+            bytes_done: s.bytes_done,
+            workers: s.workers,
+            counters: Some(s.counters.into()),
+            error: s.error.clone().unwrap_or_default(),
+            submitted_at: Some(s.submitted_at.into()),
+            finished_at: s.finished_at.map(Into::into),
+            result_rows: s.result_rows,
+        }
+    }
+}
+
+impl TryFrom<pb::JobStatus> for JobStatus {
+    type Error = ConvertError;
+    fn try_from(s: pb::JobStatus) -> Result<Self, Self::Error> {
+        let id: JobId = s.job_id.parse().map_err(|e: crate::ids::BadJobId| {
+            ConvertError::Invalid {
+                field: "job_id",
+                message: e.to_string(),
+            }
+        })?;
+        let state = match pb::JobState::try_from(s.state) {
+            Ok(pb::JobState::Running) => JobState::Running,
+            Ok(pb::JobState::Succeeded) => JobState::Succeeded,
+            Ok(pb::JobState::Failed) => JobState::Failed,
+            Ok(pb::JobState::Cancelled) => JobState::Cancelled,
+            _ => {
+                return Err(ConvertError::Invalid {
+                    field: "state",
+                    message: format!("unknown job state {}", s.state),
+                });
+            }
+        };
+        let time = |t: prost_types::Timestamp, field| {
+            SystemTime::try_from(t).map_err(|e| ConvertError::Invalid {
+                field,
+                message: e.to_string(),
+            })
+        };
+        Ok(JobStatus {
+            id,
+            state,
+            spec: s.spec.ok_or(ConvertError::Missing("spec"))?.try_into()?,
+            chunks_total: s.chunks_total,
+            chunks_done: s.chunks_done,
+            chunks_running: s.chunks_running,
+            bytes_total: s.bytes_total,
+            bytes_done: s.bytes_done,
+            workers: s.workers,
+            counters: s.counters.unwrap_or_default().into(),
+            error: (!s.error.is_empty()).then_some(s.error),
+            submitted_at: time(
+                s.submitted_at.ok_or(ConvertError::Missing("submitted_at"))?,
+                "submitted_at",
+            )?,
+            finished_at: s.finished_at.map(|t| time(t, "finished_at")).transpose()?,
+            result_rows: s.result_rows,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips() {
+        let status = JobStatus {
+            id: JobId::new(),
+            state: JobState::Failed,
+            spec: JobSpec {
+                inputs: vec!["a".into(), "b/*.txt".into()],
+                operation: "wordcount".into(),
+                options: [("k".to_string(), "v".to_string())].into(),
+                chunk_size: Some(4096),
+                sort: SortOrder::ValueDesc,
+                limit: Some(0),
+            },
+            chunks_total: 3,
+            chunks_done: 2,
+            chunks_running: 1,
+            bytes_total: 10,
+            bytes_done: 7,
+            workers: 2,
+            counters: Counters {
+                records_in: 1,
+                bytes_in: 2,
+                bad_records: 3,
+                keys_out: 4,
+                attempts: 5,
+                chunks_failed: 6,
+            },
+            error: Some("boom".into()),
+            submitted_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500),
+            finished_at: None,
+            result_rows: 0,
+        };
+        let back = JobStatus::try_from(pb::JobStatus::from(&status)).unwrap();
+        assert_eq!(back, status);
+    }
+
+    #[test]
+    fn missing_value_is_an_error_not_a_panic() {
+        let entry = pb::Entry {
+            key: b"k".to_vec(),
+            value: None,
+        };
+        assert!(matches!(
+            Row::try_from(entry),
+            Err(ConvertError::Missing("entry.value"))
+        ));
+    }
+}

@@ -1,0 +1,154 @@
+//! Resolves a job's input arguments (files, directories, glob patterns) into a list of files.
+//!
+//! Called by the coordinator at submission, on its own filesystem. Directories are walked
+//! recursively, skipping hidden (`.`) and underscore-prefixed entries, as Hadoop's input formats
+//! do (`_SUCCESS`, `.crc`). The result is sorted and free of duplicates, so a plan is reproducible.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// One input file and its length at planning time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: PathBuf,
+    pub len: u64,
+}
+
+/// Why an input argument could not be resolved; each names the argument.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("no input given")]
+    Empty,
+    #[error("input '{input}': {source}")]
+    Io {
+        input: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("input '{input}': bad glob pattern: {message}")]
+    BadPattern { input: String, message: String },
+    #[error("input '{input}': no file matches")]
+    NoMatch { input: String },
+    #[error("input '{input}': not a regular file or directory")]
+    NotAFile { input: String },
+}
+
+/// Resolves every argument; fails on the first that names nothing readable.
+pub fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
+    if inputs.is_empty() {
+        return Err(InputError::Empty);
+    }
+    let mut paths = BTreeSet::new();
+    for input in inputs {
+        if is_pattern(input) {
+            let mut matched = false;
+            let entries = glob::glob(input).map_err(|e| InputError::BadPattern {
+                input: input.clone(),
+                message: e.to_string(),
+            })?;
+            for entry in entries {
+                let path = entry.map_err(|e| InputError::Io {
+                    input: input.clone(),
+                    source: e.into(),
+                })?;
+                add(input, &path, &mut paths)?;
+                matched = true;
+            }
+            if !matched {
+                return Err(InputError::NoMatch {
+                    input: input.clone(),
+                });
+            }
+        } else {
+            add(input, Path::new(input), &mut paths)?;
+        }
+    }
+    paths
+        .into_iter()
+        .map(|path| {
+            let len = std::fs::metadata(&path)
+                .map_err(|source| InputError::Io {
+                    input: path.display().to_string(),
+                    source,
+                })?
+                .len();
+            Ok(InputFile { path, len })
+        })
+        .collect()
+}
+
+fn is_pattern(input: &str) -> bool {
+    input.contains(['*', '?', '['])
+}
+
+fn add(input: &str, path: &Path, paths: &mut BTreeSet<PathBuf>) -> Result<(), InputError> {
+    let io = |source| InputError::Io {
+        input: input.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.is_file() {
+        paths.insert(path.to_path_buf());
+    } else if meta.is_dir() {
+        let walk = walkdir::WalkDir::new(path)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name()));
+        for entry in walk {
+            let entry = entry.map_err(|e| io(e.into()))?;
+            if entry.file_type().is_file() {
+                paths.insert(entry.into_path());
+            }
+        }
+    } else {
+        return Err(InputError::NotAFile {
+            input: input.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.starts_with(b".") || name.starts_with(b"_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(p: &Path) -> String {
+        p.display().to_string()
+    }
+
+    #[test]
+    fn files_directories_and_globs_resolve_sorted_and_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        for name in ["a.txt", "b.log", "sub/c.txt", "sub/deeper/d.txt", "_SUCCESS", ".hidden"] {
+            std::fs::write(root.join(name), name).unwrap();
+        }
+        let files = resolve(&[s(root), s(&root.join("a.txt")), format!("{}/*.txt", s(root))])
+            .unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["a.txt", "b.log", "sub/c.txt", "sub/deeper/d.txt"]);
+        assert_eq!(files[0].len, 5);
+    }
+
+    #[test]
+    fn missing_inputs_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = s(&dir.path().join("nope.txt"));
+        let err = resolve(std::slice::from_ref(&missing)).unwrap_err();
+        assert!(err.to_string().contains(&missing), "{err}");
+        let pattern = format!("{}/*.csv", s(dir.path()));
+        let err = resolve(std::slice::from_ref(&pattern)).unwrap_err();
+        assert_eq!(err.to_string(), format!("input '{pattern}': no file matches"));
+        assert!(matches!(resolve(&[]), Err(InputError::Empty)));
+    }
+}

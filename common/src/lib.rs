@@ -1,0 +1,17 @@
+//! fanfold's domain, shared by the coordinator, the worker and the CLI.
+//!
+//! Nothing here does network I/O: the gRPC adapters convert wire types to these at the edge
+//! (`convert`), and everything else speaks these types.
+
+pub mod chunker;
+pub mod convert;
+pub mod ids;
+pub mod input;
+pub mod operation;
+pub mod partial;
+pub mod spec;
+pub mod telemetry;
+pub mod wordcount;
+
+/// The version every binary reports (workers send it in their hello).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

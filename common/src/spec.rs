@@ -1,0 +1,141 @@
+//! The validated job spec and the job status that clients see.
+
+use std::time::SystemTime;
+
+use crate::ids::JobId;
+use crate::operation::Options;
+use crate::partial::SortOrder;
+
+/// Default target chunk size: see docs/ARCHITECTURE.md ("Chunk size") for the measurement.
+pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
+/// Smallest chunk size a job may ask for; smaller chunks cost more in scheduling than they gain.
+pub const MIN_CHUNK_SIZE: u64 = 1 << 10;
+/// Largest chunk size a job may ask for; a chunk travels in one gRPC message.
+pub const MAX_CHUNK_SIZE: u64 = 256 << 20;
+
+/// What to run over which inputs, and how to shape the result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobSpec {
+    /// Files, directories or glob patterns on the coordinator's filesystem.
+    pub inputs: Vec<String>,
+    pub operation: String,
+    pub options: Options,
+    /// `None` means the coordinator's default.
+    pub chunk_size: Option<u64>,
+    pub sort: SortOrder,
+    pub limit: Option<u64>,
+}
+
+/// A spec that cannot run, whatever the inputs hold.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecInvalid {
+    #[error("no input given")]
+    NoInput,
+    #[error("no operation given")]
+    NoOperation,
+    #[error("chunk size {0} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} bytes")]
+    ChunkSize(u64),
+}
+
+impl JobSpec {
+    /// Checks what can be checked without the filesystem or the operation registry.
+    pub fn validate(&self) -> Result<(), SpecInvalid> {
+        if self.inputs.is_empty() {
+            return Err(SpecInvalid::NoInput);
+        }
+        if self.operation.is_empty() {
+            return Err(SpecInvalid::NoOperation);
+        }
+        match self.chunk_size {
+            Some(size) if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&size) => {
+                Err(SpecInvalid::ChunkSize(size))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where a job is in its life.
+///
+/// ```text
+/// Running ──all chunks folded──> Succeeded
+///    │──a chunk failed for good──> Failed
+///    └──cancel──> Cancelled
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Built-in job counters. Only the folded attempt of a chunk contributes its records and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub records_in: u64,
+    pub bytes_in: u64,
+    pub bad_records: u64,
+    pub keys_out: u64,
+    pub attempts: u64,
+    pub chunks_failed: u64,
+}
+
+/// A snapshot of a job, as `GetJob` and `WatchJob` report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobStatus {
+    pub id: JobId,
+    pub state: JobState,
+    pub spec: JobSpec,
+    pub chunks_total: u64,
+    pub chunks_done: u64,
+    pub chunks_running: u64,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub workers: u32,
+    pub counters: Counters,
+    pub error: Option<String>,
+    pub submitted_at: SystemTime,
+    pub finished_at: Option<SystemTime>,
+    pub result_rows: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_problem() {
+        let ok = JobSpec {
+            inputs: vec!["x".into()],
+            operation: "wordcount".into(),
+            ..Default::default()
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        let small = JobSpec {
+            chunk_size: Some(10),
+            ..ok.clone()
+        };
+        assert_eq!(small.validate(), Err(SpecInvalid::ChunkSize(10)));
+        let none = JobSpec {
+            inputs: vec![],
+            ..ok
+        };
+        assert_eq!(none.validate(), Err(SpecInvalid::NoInput));
+    }
+}

@@ -1,0 +1,14 @@
+//! The wire contract: generated tonic/prost code for `fanfold.v1`.
+//!
+//! Only the gRPC adapters in `coordinator`, `worker` and the CLI touch these types; everything
+//! else speaks the domain types of `fanfold-common`.
+
+#![allow(clippy::large_enum_variant)]
+
+/// Largest gRPC message either side accepts. Chunks carry whole records, so a chunk can exceed
+/// the configured chunk size by one record; partials can be as large as their chunk.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
+pub mod v1 {
+    tonic::include_proto!("fanfold.v1");
+}

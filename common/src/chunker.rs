@@ -139,7 +139,10 @@ mod tests {
         let mut out = Vec::new();
         let mut rest = bytes;
         while !rest.is_empty() {
-            let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
             out.push(rest[..end].to_vec());
             rest = &rest[end..];
         }
@@ -157,7 +160,10 @@ mod tests {
             let file = chunk.file as usize;
             let bytes = &contents[file];
             assert!(!chunk.is_empty(), "empty chunk {chunk:?}");
-            assert_eq!(chunk.start, expected_start[file], "chunks must tile the file");
+            assert_eq!(
+                chunk.start, expected_start[file],
+                "chunks must tile the file"
+            );
             expected_start[file] = chunk.end;
             assert!(
                 chunk.end as usize == bytes.len() || bytes[chunk.end as usize - 1] == b'\n',
@@ -168,7 +174,10 @@ mod tests {
             // at or after start + chunk_size.
             if chunk.len() > chunk_size {
                 let tail = &data[chunk_size as usize - 1..data.len() - 1];
-                assert!(!tail.contains(&b'\n'), "chunk overran a boundary: {chunk:?}");
+                assert!(
+                    !tail.contains(&b'\n'),
+                    "chunk overran a boundary: {chunk:?}"
+                );
             }
             seen[file].extend(records(&data));
         }

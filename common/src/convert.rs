@@ -124,10 +124,11 @@ impl TryFrom<pb::Partial> for Partial {
         let mut out = Partial::new();
         for entry in partial.entries {
             let row = Row::try_from(entry)?;
-            out.add(row.key, row.value).map_err(|e| ConvertError::Invalid {
-                field: "partial.entries",
-                message: e.to_string(),
-            })?;
+            out.add(row.key, row.value)
+                .map_err(|e| ConvertError::Invalid {
+                    field: "partial.entries",
+                    message: e.to_string(),
+                })?;
         }
         Ok(out)
     }
@@ -214,12 +215,13 @@ impl From<&JobStatus> for pb::JobStatus {
 impl TryFrom<pb::JobStatus> for JobStatus {
     type Error = ConvertError;
     fn try_from(s: pb::JobStatus) -> Result<Self, Self::Error> {
-        let id: JobId = s.job_id.parse().map_err(|e: crate::ids::BadJobId| {
-            ConvertError::Invalid {
-                field: "job_id",
-                message: e.to_string(),
-            }
-        })?;
+        let id: JobId =
+            s.job_id
+                .parse()
+                .map_err(|e: crate::ids::BadJobId| ConvertError::Invalid {
+                    field: "job_id",
+                    message: e.to_string(),
+                })?;
         let state = match pb::JobState::try_from(s.state) {
             Ok(pb::JobState::Running) => JobState::Running,
             Ok(pb::JobState::Succeeded) => JobState::Succeeded,
@@ -251,7 +253,8 @@ impl TryFrom<pb::JobStatus> for JobStatus {
             counters: s.counters.unwrap_or_default().into(),
             error: (!s.error.is_empty()).then_some(s.error),
             submitted_at: time(
-                s.submitted_at.ok_or(ConvertError::Missing("submitted_at"))?,
+                s.submitted_at
+                    .ok_or(ConvertError::Missing("submitted_at"))?,
                 "submitted_at",
             )?,
             finished_at: s.finished_at.map(|t| time(t, "finished_at")).transpose()?,

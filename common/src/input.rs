@@ -127,11 +127,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
-        for name in ["a.txt", "b.log", "sub/c.txt", "sub/deeper/d.txt", "_SUCCESS", ".hidden"] {
+        for name in [
+            "a.txt",
+            "b.log",
+            "sub/c.txt",
+            "sub/deeper/d.txt",
+            "_SUCCESS",
+            ".hidden",
+        ] {
             std::fs::write(root.join(name), name).unwrap();
         }
-        let files = resolve(&[s(root), s(&root.join("a.txt")), format!("{}/*.txt", s(root))])
-            .unwrap();
+        let files = resolve(&[
+            s(root),
+            s(&root.join("a.txt")),
+            format!("{}/*.txt", s(root)),
+        ])
+        .unwrap();
         let names: Vec<_> = files
             .iter()
             .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
@@ -148,7 +159,10 @@ mod tests {
         assert!(err.to_string().contains(&missing), "{err}");
         let pattern = format!("{}/*.csv", s(dir.path()));
         let err = resolve(std::slice::from_ref(&pattern)).unwrap_err();
-        assert_eq!(err.to_string(), format!("input '{pattern}': no file matches"));
+        assert_eq!(
+            err.to_string(),
+            format!("input '{pattern}': no file matches")
+        );
         assert!(matches!(resolve(&[]), Err(InputError::Empty)));
     }
 }

@@ -99,7 +99,11 @@ impl std::fmt::Debug for Registry {
 }
 
 /// Fails if `options` holds a name outside `allowed`.
-pub fn check_options(operation: &str, options: &Options, allowed: &[&str]) -> Result<(), SpecError> {
+pub fn check_options(
+    operation: &str,
+    options: &Options,
+    allowed: &[&str],
+) -> Result<(), SpecError> {
     match options.keys().find(|k| !allowed.contains(&k.as_str())) {
         None => Ok(()),
         Some(key) => Err(SpecError::BadOption {
@@ -123,6 +127,9 @@ mod tests {
             .build("sort", &Options::new())
             .err()
             .unwrap();
-        assert_eq!(err.to_string(), "unknown operation 'sort' (known: wordcount)");
+        assert_eq!(
+            err.to_string(),
+            "unknown operation 'sort' (known: wordcount)"
+        );
     }
 }

@@ -106,7 +106,6 @@ impl Partial {
     }
 }
 
-
 /// How final rows are ordered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SortOrder {
@@ -186,13 +185,22 @@ mod tests {
                 .map(|row| String::from_utf8(row.key).unwrap())
                 .collect()
         };
-        assert_eq!(keys(finalize(p.clone(), SortOrder::Key, None)), ["a", "b", "c", "d"]);
+        assert_eq!(
+            keys(finalize(p.clone(), SortOrder::Key, None)),
+            ["a", "b", "c", "d"]
+        );
         assert_eq!(
             keys(finalize(p.clone(), SortOrder::ValueDesc, None)),
             ["b", "a", "c", "d"]
         );
-        assert_eq!(keys(finalize(p.clone(), SortOrder::ValueDesc, Some(2))), ["b", "a"]);
-        assert_eq!(keys(finalize(p.clone(), SortOrder::Key, Some(0))), Vec::<String>::new());
+        assert_eq!(
+            keys(finalize(p.clone(), SortOrder::ValueDesc, Some(2))),
+            ["b", "a"]
+        );
+        assert_eq!(
+            keys(finalize(p.clone(), SortOrder::Key, Some(0))),
+            Vec::<String>::new()
+        );
         assert_eq!(keys(finalize(p, SortOrder::Key, Some(10))).len(), 4);
     }
 }

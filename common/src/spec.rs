@@ -46,12 +46,16 @@ impl JobSpec {
         if self.operation.is_empty() {
             return Err(SpecInvalid::NoOperation);
         }
-        match self.chunk_size {
-            Some(size) if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&size) => {
-                Err(SpecInvalid::ChunkSize(size))
-            }
-            _ => Ok(()),
-        }
+        self.chunk_size.map_or(Ok(()), check_chunk_size)
+    }
+}
+
+/// Fails if `size` is outside the allowed chunk sizes.
+pub fn check_chunk_size(size: u64) -> Result<(), SpecInvalid> {
+    if (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&size) {
+        Ok(())
+    } else {
+        Err(SpecInvalid::ChunkSize(size))
     }
 }
 

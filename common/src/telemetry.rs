@@ -1,11 +1,12 @@
 //! One tracing setup for every binary: human-readable or JSON lines on stderr, filtered by
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (or the caller's default filter).
 
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. Call once, from `main`.
-pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(json: bool, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

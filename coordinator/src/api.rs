@@ -1,0 +1,166 @@
+//! The JobService gRPC adapter: converts wire types, plans submissions, asks the scheduler.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use fanfold_common::chunker;
+use fanfold_common::ids::JobId;
+use fanfold_common::input;
+use fanfold_common::operation::Registry;
+use fanfold_common::spec::JobSpec;
+use fanfold_proto::v1 as pb;
+use fanfold_proto::v1::job_service_server::JobService;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status};
+
+use crate::job::Plan;
+use crate::scheduler::{Handle, JobError};
+
+/// Rows per `ResultBatch` message.
+const ROWS_PER_BATCH: usize = 4096;
+
+pub struct Api {
+    pub scheduler: Handle,
+    pub registry: Registry,
+    pub default_chunk_size: u64,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+/// The one mapping from job errors to gRPC statuses.
+fn status(e: JobError) -> Status {
+    match e {
+        JobError::NotFound(_) => Status::not_found(e.to_string()),
+        JobError::NoResult { .. } => Status::failed_precondition(e.to_string()),
+        JobError::ShuttingDown => Status::unavailable(e.to_string()),
+    }
+}
+
+fn job_id(raw: &str) -> Result<JobId, Status> {
+    raw.parse()
+        .map_err(|e: fanfold_common::ids::BadJobId| Status::invalid_argument(e.to_string()))
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl JobService for Api {
+    async fn submit_job(
+        &self,
+        request: Request<pb::SubmitJobRequest>,
+    ) -> Result<Response<pb::SubmitJobResponse>, Status> {
+        let mut spec: JobSpec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("missing field 'spec'"))?
+            .try_into()?;
+        spec.validate()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.registry
+            .build(&spec.operation, &spec.options)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let chunk_size = *spec.chunk_size.get_or_insert(self.default_chunk_size);
+        let inputs = spec.inputs.clone();
+        let plan = tokio::task::spawn_blocking(move || -> Result<Plan, String> {
+            let files = input::resolve(&inputs).map_err(|e| e.to_string())?;
+            let chunks = chunker::plan(&files, chunk_size).map_err(|e| e.to_string())?;
+            Ok(Plan {
+                files: files.into_iter().map(|f| f.path).collect(),
+                chunks,
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::invalid_argument)?;
+        let status = self.scheduler.submit(spec, plan).await.map_err(status)?;
+        Ok(Response::new(pb::SubmitJobResponse {
+            status: Some((&status).into()),
+        }))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<pb::GetJobRequest>,
+    ) -> Result<Response<pb::JobStatus>, Status> {
+        let id = job_id(&request.into_inner().job_id)?;
+        let job = self.scheduler.get(id).await.map_err(status)?;
+        Ok(Response::new((&job).into()))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        let jobs = self.scheduler.list().await.map_err(status)?;
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: jobs.iter().map(Into::into).collect(),
+        }))
+    }
+
+    type WatchJobStream = BoxStream<pb::JobStatus>;
+
+    async fn watch_job(
+        &self,
+        request: Request<pb::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let id = job_id(&request.into_inner().job_id)?;
+        let mut updates = self.scheduler.watch(id).await.map_err(status)?;
+        let (tx, rx) = mpsc::channel(4);
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            loop {
+                let current = updates.borrow_and_update().clone();
+                let last = current.state.is_final();
+                if tx.send(Ok((&current).into())).await.is_err() || last {
+                    return;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        let _ = tx.send(Err(Status::unavailable("the coordinator is shutting down"))).await;
+                        return;
+                    }
+                    _ = tx.closed() => return,
+                    changed = updates.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type GetResultStream = BoxStream<pb::ResultBatch>;
+
+    async fn get_result(
+        &self,
+        request: Request<pb::GetResultRequest>,
+    ) -> Result<Response<Self::GetResultStream>, Status> {
+        let id = job_id(&request.into_inner().job_id)?;
+        let rows = self.scheduler.result(id).await.map_err(status)?;
+        let batches = rows.len().div_ceil(ROWS_PER_BATCH);
+        // Batches are built lazily as the client reads, from the shared finished result.
+        let stream = tokio_stream::iter((0..batches).map(move |i| {
+            let rows = Arc::clone(&rows);
+            let end = rows.len().min((i + 1) * ROWS_PER_BATCH);
+            Ok(pb::ResultBatch {
+                rows: rows[i * ROWS_PER_BATCH..end]
+                    .iter()
+                    .cloned()
+                    .map(Into::into)
+                    .collect(),
+            })
+        }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::JobStatus>, Status> {
+        let id = job_id(&request.into_inner().job_id)?;
+        let job = self.scheduler.cancel(id).await.map_err(status)?;
+        Ok(Response::new((&job).into()))
+    }
+}

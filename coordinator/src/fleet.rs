@@ -1,0 +1,190 @@
+//! The FleetService gRPC adapter: one `Attach` stream per worker.
+//!
+//! Reads the worker's hello, registers it with the scheduler, then forwards its reports (decoded
+//! into domain partials here, on the worker's own task, not the scheduler's) until the stream
+//! ends, errors or falls silent for longer than the worker timeout; the worker then counts as
+//! gone and its chunks go back to the queue.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
+use fanfold_common::partial::Partial;
+use fanfold_proto::v1 as pb;
+use fanfold_proto::v1::fleet_service_server::FleetService;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use crate::scheduler::{self, Handle, Report, ToWorker, WorkerHello};
+
+pub struct Fleet {
+    pub scheduler: Handle,
+    pub prefetch: u32,
+    /// Silence after which a worker counts as gone (it heartbeats well within this).
+    pub worker_timeout: Duration,
+    pub tasks: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl FleetService for Fleet {
+    type AttachStream = BoxStream<pb::CoordinatorMessage>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(self.worker_timeout, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello from worker"))??;
+        let Some(pb::WorkerMessage {
+            kind: Some(pb::worker_message::Kind::Hello(hello)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "a worker's first message must be hello",
+            ));
+        };
+        if hello.slots == 0 {
+            return Err(Status::invalid_argument("hello.slots must be at least 1"));
+        }
+        let name = hello.name.clone();
+        let (outbox, assignments) =
+            mpsc::channel(scheduler::outbox_capacity(hello.slots + self.prefetch));
+        let worker = self
+            .scheduler
+            .worker_joined(
+                WorkerHello {
+                    name: hello.name,
+                    slots: hello.slots,
+                },
+                outbox,
+            )
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+
+        let scheduler = self.scheduler.clone();
+        let timeout = self.worker_timeout;
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            let why = read_reports(worker, &mut inbound, &scheduler, timeout, &shutdown).await;
+            info!(worker_id = %worker, %name, reason = why, "worker stream ended");
+            scheduler.worker_left(worker).await;
+        });
+
+        let welcome = pb::CoordinatorMessage {
+            kind: Some(pb::coordinator_message::Kind::Welcome(pb::Welcome {
+                worker_id: worker.to_string(),
+            })),
+        };
+        let outgoing = tokio_stream::once(welcome)
+            .chain(ReceiverStream::new(assignments).map(pb::CoordinatorMessage::from))
+            .map(Ok);
+        Ok(Response::new(Box::pin(outgoing)))
+    }
+}
+
+/// Forwards a worker's reports until its stream ends; returns why it ended.
+async fn read_reports(
+    worker: WorkerId,
+    inbound: &mut Streaming<pb::WorkerMessage>,
+    scheduler: &Handle,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> &'static str {
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => return "coordinator shutting down",
+            message = tokio::time::timeout(timeout, inbound.message()) => message,
+        };
+        let kind = match message {
+            Err(_) => return "heartbeat timeout",
+            Ok(Err(e)) => {
+                warn!(worker_id = %worker, error = %e, "worker stream error");
+                return "stream error";
+            }
+            Ok(Ok(None)) => return "closed by worker",
+            Ok(Ok(Some(pb::WorkerMessage { kind: None }))) => continue,
+            Ok(Ok(Some(pb::WorkerMessage { kind: Some(kind) }))) => kind,
+        };
+        let forwarded = match kind {
+            pb::worker_message::Kind::Heartbeat(_) => Ok(()),
+            pb::worker_message::Kind::Hello(_) => {
+                warn!(worker_id = %worker, "ignored a second hello");
+                Ok(())
+            }
+            pb::worker_message::Kind::Done(done) => match decode_done(done) {
+                Ok((job, chunk, attempt, report)) => {
+                    scheduler.report(worker, job, chunk, attempt, report).await
+                }
+                Err(e) => {
+                    warn!(worker_id = %worker, error = %e, "malformed chunk result");
+                    return "malformed message";
+                }
+            },
+            pb::worker_message::Kind::Failed(failed) => match failed.job_id.parse::<JobId>() {
+                Ok(job) => {
+                    let report = Report::Failed {
+                        error: failed.error,
+                        retryable: failed.retryable,
+                    };
+                    let (chunk, attempt) = (ChunkId(failed.chunk), Attempt(failed.attempt));
+                    scheduler.report(worker, job, chunk, attempt, report).await
+                }
+                Err(e) => {
+                    warn!(worker_id = %worker, error = %e, "malformed chunk failure");
+                    return "malformed message";
+                }
+            },
+        };
+        if forwarded.is_err() {
+            return "scheduler stopped";
+        }
+    }
+}
+
+fn decode_done(done: pb::ChunkDone) -> Result<(JobId, ChunkId, Attempt, Report), String> {
+    let job: JobId = done.job_id.parse().map_err(|e| format!("{e}"))?;
+    let partial: Partial = done
+        .partial
+        .unwrap_or_default()
+        .try_into()
+        .map_err(|e| format!("{e}"))?;
+    let report = Report::Done {
+        partial,
+        stats: done.counters.unwrap_or_default().into(),
+    };
+    Ok((job, ChunkId(done.chunk), Attempt(done.attempt), report))
+}
+
+impl From<ToWorker> for pb::CoordinatorMessage {
+    fn from(message: ToWorker) -> Self {
+        let kind = match message {
+            ToWorker::Assign(a) => pb::coordinator_message::Kind::Assign(pb::Assign {
+                job_id: a.job.to_string(),
+                chunk: a.chunk.0,
+                attempt: a.attempt.0,
+                operation: a.operation,
+                options: a.options.into_iter().collect(),
+                location: Some(pb::ChunkLocation {
+                    path: a.path.display().to_string(),
+                    start: a.range.start,
+                    end: a.range.end,
+                }),
+                data: a.data,
+            }),
+            ToWorker::Cancel(job) => pb::coordinator_message::Kind::Cancel(pb::CancelJob {
+                job_id: job.to_string(),
+            }),
+        };
+        pb::CoordinatorMessage { kind: Some(kind) }
+    }
+}

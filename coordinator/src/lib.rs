@@ -1,0 +1,118 @@
+//! The fanfold coordinator: takes jobs, plans record-aligned chunks, fans them out to attached
+//! workers with credit-based flow control, folds their partial results exactly once, and keeps
+//! finished results for clients to fetch.
+//!
+//! [`run`] serves JobService, FleetService and the gRPC health service on one listener until
+//! `shutdown` is cancelled. The `coordinator` binary and the tests call the same function.
+
+mod api;
+mod fleet;
+mod job;
+mod scheduler;
+
+use std::time::Duration;
+
+use fanfold_common::operation::Registry;
+use fanfold_proto::MAX_MESSAGE_BYTES;
+use fanfold_proto::v1::fleet_service_server::FleetServiceServer;
+use fanfold_proto::v1::job_service_server::JobServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+pub use scheduler::SchedulerConfig;
+
+/// Coordinator settings, validated by the binary (or a test) before [`run`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Chunk size for jobs that do not ask for one.
+    pub default_chunk_size: u64,
+    /// Assignments a worker may hold beyond its slots.
+    pub prefetch: u32,
+    /// Attempts per chunk before its failure fails the job.
+    pub max_attempts: u32,
+    /// Silence after which a worker counts as gone and its chunks are re-queued.
+    pub worker_timeout: Duration,
+    /// Operations jobs may name.
+    pub registry: Registry,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_chunk_size: fanfold_common::spec::DEFAULT_CHUNK_SIZE,
+            prefetch: 1,
+            max_attempts: 4,
+            worker_timeout: Duration::from_secs(10),
+            registry: Registry::builtin(),
+        }
+    }
+}
+
+/// Why the coordinator stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then stops every task it started.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let tasks = TaskTracker::new();
+    let scheduler = scheduler::spawn(
+        SchedulerConfig {
+            prefetch: config.prefetch,
+            max_attempts: config.max_attempts,
+        },
+        &tasks,
+        shutdown.child_token(),
+    );
+    let api = api::Api {
+        scheduler: scheduler.clone(),
+        registry: config.registry,
+        default_chunk_size: config.default_chunk_size,
+        tasks: tasks.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let fleet = fleet::Fleet {
+        scheduler,
+        prefetch: config.prefetch,
+        worker_timeout: config.worker_timeout,
+        tasks: tasks.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<JobServiceServer<api::Api>>().await;
+    health
+        .set_serving::<FleetServiceServer<fleet::Fleet>>()
+        .await;
+
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "coordinator listening");
+    }
+    let served = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(
+            JobServiceServer::new(api)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            FleetServiceServer::new(fleet)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
+        .await;
+    tasks.close();
+    tasks.wait().await;
+    info!("coordinator stopped");
+    Ok(served?)
+}

@@ -1,0 +1,63 @@
+//! `coordinator`: serves jobs to clients and chunks to workers on one port.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use fanfold::flags;
+
+/// The fanfold coordinator: splits jobs into chunks, fans them out to workers, folds results.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on for clients, workers and health probes.
+    #[arg(long, env = "FANFOLD_LISTEN", default_value = "0.0.0.0:7077")]
+    listen: String,
+    /// Chunk size for jobs that do not set one (e.g. 8MiB).
+    #[arg(long, env = "FANFOLD_CHUNK_SIZE", default_value = "8MiB", value_parser = flags::size)]
+    chunk_size: u64,
+    /// Chunks a worker may hold beyond its slots, so it never waits between chunks.
+    #[arg(long, env = "FANFOLD_PREFETCH", default_value_t = 1)]
+    prefetch: u32,
+    /// Attempts per chunk before its failure fails the job.
+    #[arg(long, env = "FANFOLD_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+    /// Silence after which a worker counts as gone and its chunks are re-queued.
+    #[arg(long, env = "FANFOLD_WORKER_TIMEOUT", default_value = "10s", value_parser = flags::duration)]
+    worker_timeout: Duration,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "FANFOLD_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    fanfold_common::telemetry::init(args.log_json, "info");
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coordinator: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    fanfold_common::spec::check_chunk_size(args.chunk_size).context("--chunk-size")?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    // The bound address on stdout, for people and for scripts that listen on port 0.
+    println!("coordinator listening on {}", listener.local_addr()?);
+    let config = fanfold_coordinator::Config {
+        default_chunk_size: args.chunk_size,
+        prefetch: args.prefetch,
+        max_attempts: args.max_attempts,
+        worker_timeout: args.worker_timeout,
+        ..Default::default()
+    };
+    fanfold_coordinator::run(listener, config, fanfold::shutdown_on_signals()).await?;
+    Ok(())
+}

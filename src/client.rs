@@ -1,0 +1,175 @@
+//! The job client used by `submit-job` (and local mode): connects, turns gRPC statuses into
+//! one-line errors, and streams results.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use fanfold_common::ids::JobId;
+use fanfold_common::partial::Row;
+use fanfold_common::spec::{JobSpec, JobStatus};
+use fanfold_proto::MAX_MESSAGE_BYTES;
+use fanfold_proto::v1 as pb;
+use fanfold_proto::v1::job_service_client::JobServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long to wait for the coordinator to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Client {
+    inner: JobServiceClient<Channel>,
+    address: String,
+}
+
+impl Client {
+    /// Connects, failing fast with a clear message if nothing answers at `address`.
+    pub async fn connect(address: &str) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(address.to_owned())
+            .with_context(|| format!("bad coordinator address '{address}'"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
+            .await
+            .map_err(|_| anyhow!("timed out"))
+            .and_then(|connected| connected.map_err(|e| anyhow!(source_chain(&e))))
+            .with_context(|| format!("cannot reach the coordinator at {address}"))?;
+        Ok(Client {
+            inner: JobServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            address: address.to_owned(),
+        })
+    }
+
+    fn error(&self, status: tonic::Status) -> anyhow::Error {
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown
+                if status.message().contains("transport") || status.message().is_empty() =>
+            {
+                anyhow!(
+                    "lost the coordinator at {}: {}",
+                    self.address,
+                    status.message()
+                )
+            }
+            _ => anyhow!("{}", status.message()),
+        }
+    }
+
+    pub async fn submit(&mut self, spec: &JobSpec) -> anyhow::Result<JobStatus> {
+        let response = self
+            .inner
+            .submit_job(pb::SubmitJobRequest {
+                spec: Some(spec.into()),
+            })
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        decode(
+            response
+                .status
+                .ok_or_else(|| anyhow!("coordinator sent no status"))?,
+        )
+    }
+
+    pub async fn status(&mut self, id: JobId) -> anyhow::Result<JobStatus> {
+        let request = pb::GetJobRequest {
+            job_id: id.to_string(),
+        };
+        let status = self
+            .inner
+            .get_job(request)
+            .await
+            .map_err(|s| self.error(s))?;
+        decode(status.into_inner())
+    }
+
+    pub async fn list(&mut self) -> anyhow::Result<Vec<JobStatus>> {
+        let jobs = self
+            .inner
+            .list_jobs(pb::ListJobsRequest {})
+            .await
+            .map_err(|s| self.error(s))?;
+        jobs.into_inner().jobs.into_iter().map(decode).collect()
+    }
+
+    pub async fn cancel(&mut self, id: JobId) -> anyhow::Result<JobStatus> {
+        let request = pb::CancelJobRequest {
+            job_id: id.to_string(),
+        };
+        let status = self
+            .inner
+            .cancel_job(request)
+            .await
+            .map_err(|s| self.error(s))?;
+        decode(status.into_inner())
+    }
+
+    /// Follows a job until it is final, calling `on_update` with each status; returns the last.
+    pub async fn watch(
+        &mut self,
+        id: JobId,
+        mut on_update: impl FnMut(&JobStatus),
+    ) -> anyhow::Result<JobStatus> {
+        let request = pb::WatchJobRequest {
+            job_id: id.to_string(),
+        };
+        let mut updates = self
+            .inner
+            .watch_job(request)
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        let mut last = None;
+        while let Some(update) = updates.message().await.map_err(|s| self.error(s))? {
+            let status = decode(update)?;
+            on_update(&status);
+            last = Some(status);
+        }
+        match last {
+            Some(status) if status.state.is_final() => Ok(status),
+            _ => Err(anyhow!("the coordinator ended the watch of job {id} early")),
+        }
+    }
+
+    /// Streams a finished job's rows into `sink`, in output order.
+    pub async fn result(
+        &mut self,
+        id: JobId,
+        mut sink: impl FnMut(Row) -> std::io::Result<()>,
+    ) -> anyhow::Result<u64> {
+        let request = pb::GetResultRequest {
+            job_id: id.to_string(),
+        };
+        let mut batches = self
+            .inner
+            .get_result(request)
+            .await
+            .map_err(|s| self.error(s))?
+            .into_inner();
+        let mut rows = 0;
+        while let Some(batch) = batches.message().await.map_err(|s| self.error(s))? {
+            for entry in batch.rows {
+                sink(Row::try_from(entry)?).context("cannot write the result")?;
+                rows += 1;
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn decode(status: pb::JobStatus) -> anyhow::Result<JobStatus> {
+    JobStatus::try_from(status).context("malformed job status from the coordinator")
+}
+
+/// An error and its causes on one line: transport errors hide the useful part in sources.
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

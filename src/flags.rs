@@ -1,0 +1,47 @@
+//! Parsers for human-friendly flag values, shared by every binary's clap struct.
+
+use std::time::Duration;
+
+/// Parses a size such as `64MiB`, `512KiB`, `1GB` or `4096`.
+pub fn size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|s| s.as_u64())
+        .map_err(|e| format!("'{text}' is not a size (try 8MiB): {e}"))
+}
+
+/// Parses a duration such as `30s`, `500ms` or `2m`.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("'{text}' is not a duration (try 10s): {e}"))
+}
+
+/// Turns `host:port` into `http://host:port`; leaves URLs alone.
+pub fn endpoint(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty coordinator address".into());
+    }
+    Ok(if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("http://{text}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse_from_human_forms() {
+        assert_eq!(size("8MiB"), Ok(8 << 20));
+        assert_eq!(size("64 KiB"), Ok(64 << 10));
+        assert_eq!(size("4096"), Ok(4096));
+        assert!(size("lots").is_err());
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(endpoint("10.0.0.5:7077").unwrap(), "http://10.0.0.5:7077");
+        assert_eq!(endpoint("https://c:1").unwrap(), "https://c:1");
+    }
+}

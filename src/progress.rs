@@ -1,0 +1,91 @@
+//! Shows a job's progress while `submit-job` waits: a live bar on a terminal (chunks, bytes,
+//! throughput, ETA), plain lines every few seconds otherwise.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use bytesize::ByteSize;
+use fanfold_common::spec::{JobState, JobStatus};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Plain progress lines are printed at most this often.
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+
+pub enum Progress {
+    Hidden,
+    Bar(ProgressBar),
+    Lines {
+        started: Instant,
+        last: Option<Instant>,
+    },
+}
+
+impl Progress {
+    /// A bar when stderr is a terminal, plain lines otherwise; nothing when `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        if quiet {
+            return Progress::Hidden;
+        }
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines {
+                started: Instant::now(),
+                last: None,
+            };
+        }
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress::Bar(bar)
+    }
+
+    pub fn update(&mut self, status: &JobStatus) {
+        match self {
+            Progress::Hidden => {}
+            Progress::Bar(bar) => {
+                bar.set_length(status.bytes_total);
+                bar.set_position(status.bytes_done);
+                bar.set_message(summary(status));
+                if status.state.is_final() {
+                    bar.finish();
+                }
+            }
+            Progress::Lines { started, last } => {
+                let due = last.is_none_or(|t| t.elapsed() >= PLAIN_EVERY);
+                if due || status.state.is_final() {
+                    let secs = started.elapsed().as_secs_f64().max(1e-3);
+                    let rate = ByteSize((status.bytes_done as f64 / secs) as u64);
+                    eprintln!(
+                        "job {} {}: {}/{} bytes ({}/s), {}",
+                        status.id,
+                        status.state.as_str(),
+                        ByteSize(status.bytes_done),
+                        ByteSize(status.bytes_total),
+                        rate,
+                        summary(status)
+                    );
+                    *last = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+fn summary(status: &JobStatus) -> String {
+    let mut text = format!("chunks {}/{}", status.chunks_done, status.chunks_total);
+    if status.state == JobState::Running {
+        if status.workers == 0 {
+            text.push_str(", waiting for workers to attach");
+        } else {
+            text.push_str(&format!(
+                ", {} running on {} workers",
+                status.chunks_running, status.workers
+            ));
+        }
+    }
+    text
+}

@@ -1,0 +1,71 @@
+//! The fanfold worker: dials the coordinator, advertises its slots, maps assigned chunks on a
+//! bounded CPU pool off the async runtime, and reports each chunk's partial result.
+//!
+//! [`run`] keeps one attachment alive until `shutdown` is cancelled: it retries with capped
+//! exponential backoff while the coordinator is unreachable and reattaches after a disconnect.
+//! Heartbeats go out on their own task, so CPU work never delays them.
+
+mod session;
+
+use std::time::Duration;
+
+use fanfold_common::operation::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Worker settings, validated by the binary (or a test) before [`run`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Coordinator URL, e.g. `http://10.0.0.5:7077`.
+    pub coordinator: String,
+    /// Name shown in the coordinator's logs.
+    pub name: String,
+    /// Chunks mapped at once.
+    pub slots: u32,
+    /// Interval between heartbeats; the coordinator's worker timeout must be several of these.
+    pub heartbeat: Duration,
+    /// Longest wait between attempts to reach the coordinator.
+    pub max_backoff: Duration,
+    /// Operations this worker can run.
+    pub registry: Registry,
+}
+
+impl Config {
+    pub fn new(coordinator: impl Into<String>, name: impl Into<String>, slots: u32) -> Self {
+        Config {
+            coordinator: coordinator.into(),
+            name: name.into(),
+            slots,
+            heartbeat: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(5),
+            registry: Registry::builtin(),
+        }
+    }
+}
+
+/// Attaches to the coordinator and works until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) {
+    let first_backoff = Duration::from_millis(100);
+    let mut backoff = first_backoff;
+    while !shutdown.is_cancelled() {
+        match session::attach(&config, &shutdown).await {
+            Ok(session::End::Shutdown) => break,
+            Ok(session::End::Detached { worked }) => {
+                info!(coordinator = %config.coordinator, "detached from coordinator; reattaching");
+                if worked {
+                    backoff = first_backoff;
+                }
+            }
+            Err(e) => {
+                warn!(coordinator = %config.coordinator, error = %e, retry_in = ?backoff,
+                    "cannot attach to coordinator");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+    info!("worker stopped");
+}

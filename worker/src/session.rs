@@ -1,0 +1,242 @@
+//! One attachment to the coordinator: the Attach stream, the slot tasks that map chunks, and
+//! the heartbeat task. Everything started here stops before [`attach`] returns.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fanfold_common::operation::ChunkStats;
+use fanfold_common::partial::Partial;
+use fanfold_proto::MAX_MESSAGE_BYTES;
+use fanfold_proto::v1 as pb;
+use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::Endpoint;
+use tracing::{debug, info, warn};
+
+use crate::Config;
+
+/// Why an attachment ended without an error.
+pub enum End {
+    Shutdown,
+    /// The coordinator closed the stream or it broke; `worked` if it was welcomed first.
+    Detached {
+        worked: bool,
+    },
+}
+
+/// Why attaching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("bad coordinator address: {0}")]
+    Address(#[source] tonic::transport::Error),
+    #[error("cannot connect: {0}")]
+    Connect(#[source] tonic::transport::Error),
+    #[error("attach refused: {}", .0.message())]
+    Refused(tonic::Status),
+}
+
+/// Queued assignments a session holds beyond its running ones; the coordinator's credits keep
+/// it far below this, and a full queue stops reading the stream (backpressure, not growth).
+const QUEUE: usize = 64;
+
+/// Jobs cancelled during this attachment: their queued chunks are skipped.
+type Cancelled = Arc<Mutex<HashSet<String>>>;
+
+pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End, AttachError> {
+    let endpoint = Endpoint::from_shared(config.coordinator.clone())
+        .map_err(AttachError::Address)?
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let channel = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(End::Shutdown),
+        channel = endpoint.connect() => channel.map_err(AttachError::Connect)?,
+    };
+    let mut client = FleetServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+
+    let (outbox, outgoing) = mpsc::channel(QUEUE + config.slots as usize + 8);
+    let hello = pb::Hello {
+        name: config.name.clone(),
+        slots: config.slots,
+        version: fanfold_common::VERSION.to_owned(),
+        operations: config.registry.names(),
+    };
+    let _ = outbox.try_send(message(pb::worker_message::Kind::Hello(hello)));
+    let mut inbound = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(End::Shutdown),
+        response = client.attach(ReceiverStream::new(outgoing)) => {
+            response.map_err(AttachError::Refused)?.into_inner()
+        }
+    };
+
+    let session = shutdown.child_token();
+    let tasks = TaskTracker::new();
+    let cancelled: Cancelled = Arc::default();
+    let (queue, assignments) = mpsc::channel::<pb::Assign>(QUEUE);
+    let assignments = Arc::new(tokio::sync::Mutex::new(assignments));
+    for _ in 0..config.slots {
+        tasks.spawn(slot(
+            config.clone(),
+            Arc::clone(&assignments),
+            outbox.clone(),
+            Arc::clone(&cancelled),
+            session.clone(),
+        ));
+    }
+    tasks.spawn(heartbeat(config.heartbeat, outbox.clone(), session.clone()));
+    drop(outbox);
+
+    let mut welcomed = false;
+    let end = loop {
+        let next = tokio::select! {
+            _ = session.cancelled() => break End::Shutdown,
+            next = inbound.message() => next,
+        };
+        let kind = match next {
+            Ok(Some(pb::CoordinatorMessage { kind: Some(kind) })) => kind,
+            Ok(Some(_)) => continue,
+            Ok(None) => break End::Detached { worked: welcomed },
+            Err(status) => {
+                warn!(error = %status.message(), code = ?status.code(), "coordinator stream broke");
+                break End::Detached { worked: welcomed };
+            }
+        };
+        match kind {
+            pb::coordinator_message::Kind::Welcome(welcome) => {
+                welcomed = true;
+                info!(worker_id = %welcome.worker_id, slots = config.slots, "attached to coordinator");
+            }
+            pb::coordinator_message::Kind::Assign(assign) => {
+                tokio::select! {
+                    _ = session.cancelled() => break End::Shutdown,
+                    sent = queue.send(assign) => if sent.is_err() { break End::Shutdown },
+                }
+            }
+            pb::coordinator_message::Kind::Cancel(cancel) => {
+                info!(job_id = %cancel.job_id, "job cancelled");
+                cancelled.lock().expect("cancel set").insert(cancel.job_id);
+            }
+        }
+    };
+    session.cancel();
+    drop(queue);
+    tasks.close();
+    tasks.wait().await;
+    Ok(end)
+}
+
+fn message(kind: pb::worker_message::Kind) -> pb::WorkerMessage {
+    pb::WorkerMessage { kind: Some(kind) }
+}
+
+async fn heartbeat(
+    every: Duration,
+    outbox: mpsc::Sender<pb::WorkerMessage>,
+    session: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = session.cancelled() => return,
+            _ = ticks.tick() => {
+                if outbox.send(message(pb::worker_message::Kind::Heartbeat(pb::Heartbeat {}))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One slot: maps one chunk at a time on the blocking pool and reports it.
+async fn slot(
+    config: Config,
+    assignments: Arc<tokio::sync::Mutex<mpsc::Receiver<pb::Assign>>>,
+    outbox: mpsc::Sender<pb::WorkerMessage>,
+    cancelled: Cancelled,
+    session: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = session.cancelled() => return,
+            next = async { assignments.lock().await.recv().await } => next,
+        };
+        let Some(assign) = next else { return };
+        let report = if cancelled
+            .lock()
+            .expect("cancel set")
+            .contains(&assign.job_id)
+        {
+            failed(&assign, "job cancelled".into(), false)
+        } else {
+            map_chunk(&config, assign).await
+        };
+        if outbox.send(report).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the chunk's map on the blocking pool, catching panics as the chunk's failure.
+async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage {
+    let operation = match config.registry.build(
+        &assign.operation,
+        &assign.options.clone().into_iter().collect(),
+    ) {
+        Ok(operation) => operation,
+        Err(e) => return failed(&assign, format!("worker {}: {e}", config.name), false),
+    };
+    let data = std::mem::take(&mut assign.data);
+    let started = std::time::Instant::now();
+    let mapped = tokio::task::spawn_blocking(move || {
+        let mut stats = ChunkStats::default();
+        operation
+            .map(&data, &mut stats)
+            .map(|partial: Partial| (pb::Partial::from(partial), stats))
+    })
+    .await;
+    debug!(job_id = %assign.job_id, chunk_id = assign.chunk, attempt = assign.attempt,
+        elapsed = ?started.elapsed(), "chunk mapped");
+    match mapped {
+        Ok(Ok((partial, stats))) => message(pb::worker_message::Kind::Done(pb::ChunkDone {
+            job_id: assign.job_id,
+            chunk: assign.chunk,
+            attempt: assign.attempt,
+            partial: Some(partial),
+            counters: Some(stats.into()),
+        })),
+        Ok(Err(e)) => failed(&assign, format!("worker {}: {e}", config.name), true),
+        Err(join) => {
+            let why = join
+                .try_into_panic()
+                .ok()
+                .and_then(|p| {
+                    p.downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                })
+                .unwrap_or_else(|| "unknown panic".into());
+            failed(
+                &assign,
+                format!("worker {}: map panicked: {why}", config.name),
+                true,
+            )
+        }
+    }
+}
+
+fn failed(assign: &pb::Assign, error: String, retryable: bool) -> pb::WorkerMessage {
+    message(pb::worker_message::Kind::Failed(pb::ChunkFailed {
+        job_id: assign.job_id.clone(),
+        chunk: assign.chunk,
+        attempt: assign.attempt,
+        error,
+        retryable,
+    }))
+}

@@ -31,7 +31,7 @@ impl Client {
         let channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
             .await
             .map_err(|_| anyhow!("timed out"))
-            .and_then(|connected| connected.map_err(|e| anyhow!(source_chain(&e))))
+            .and_then(|connected| connected.map_err(|e| anyhow!(fanfold_common::error_chain(&e))))
             .with_context(|| format!("cannot reach the coordinator at {address}"))?;
         Ok(Client {
             inner: JobServiceClient::new(channel)
@@ -160,16 +160,4 @@ impl Client {
 
 fn decode(status: pb::JobStatus) -> anyhow::Result<JobStatus> {
     JobStatus::try_from(status).context("malformed job status from the coordinator")
-}
-
-/// An error and its causes on one line: transport errors hide the useful part in sources.
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

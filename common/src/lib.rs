@@ -15,3 +15,19 @@ pub mod wordcount;
 
 /// The version every binary reports (workers send it in their hello).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// An error and its causes on one line (`a: b: c`); transport errors keep the useful part in
+/// their sources.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

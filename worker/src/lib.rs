@@ -57,7 +57,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) {
                 }
             }
             Err(e) => {
-                warn!(coordinator = %config.coordinator, error = %e, retry_in = ?backoff,
+                let error = fanfold_common::error_chain(&e);
+                warn!(coordinator = %config.coordinator, %error, retry_in = ?backoff,
                     "cannot attach to coordinator");
             }
         }

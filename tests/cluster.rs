@@ -1,0 +1,311 @@
+//! Cross-process tests: a real coordinator and real worker processes on 127.0.0.1, driven by the
+//! real `submit-job`, checked against an independent sequential word count.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use support::*;
+
+/// A generated multi-file corpus of about 32 MB, shared by the tests of this binary.
+struct Corpus {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    files: Vec<PathBuf>,
+    counts: HashMap<Vec<u8>, u64>,
+    lines: u64,
+    bytes: u64,
+}
+
+fn corpus() -> &'static Corpus {
+    static CORPUS: OnceLock<Corpus> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("corpus");
+        let files = generate_corpus(&root, 8, 4 << 20, 42);
+        let counts = count_words(&files);
+        let (mut lines, mut bytes) = (0, 0);
+        for file in &files {
+            let data = std::fs::read(file).unwrap();
+            bytes += data.len() as u64;
+            let newlines = data.iter().filter(|&&b| b == b'\n').count() as u64;
+            lines += newlines + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
+        }
+        Corpus {
+            _dir: dir,
+            root,
+            files,
+            counts,
+            lines,
+            bytes,
+        }
+    })
+}
+
+fn field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(str::trim))
+        .unwrap_or_else(|| panic!("no '{name}' in status:\n{status}"))
+}
+
+fn counter(status: &str, name: &str) -> u64 {
+    field(status, "counters")
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no counter {name} in:\n{status}"))
+        .parse()
+        .unwrap()
+}
+
+/// Runs word count over the corpus on `workers` workers of `slots` slots and checks the result,
+/// the counters and the `status`, `result` and `list` commands against independent numbers.
+async fn word_count_matches(test: &str, workers: u32, slots: u32, chunk_size: &str) {
+    let corpus = corpus();
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+    let _workers: Vec<Proc> = (0..workers)
+        .map(|i| worker(test, &addr, slots, &format!("worker-{i}")))
+        .collect();
+    let out = tempfile::tempdir().unwrap();
+    let result = out.path().join("counts.tsv");
+    let root = corpus.root.to_str().unwrap();
+    let run = submit_job(
+        &addr,
+        &[
+            "run",
+            root,
+            "--chunk-size",
+            chunk_size,
+            "--output",
+            result.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_ok(&run);
+    assert!(
+        run.stdout.is_empty(),
+        "the result went to the file, not stdout"
+    );
+    let got = parse_tsv(&std::fs::read(&result).unwrap());
+    assert_eq!(got.len(), corpus.counts.len(), "distinct words");
+    assert!(
+        got == corpus.counts,
+        "word counts differ from the sequential count"
+    );
+
+    // The job id is on the "submitted" line of stderr.
+    let err = stderr(&run);
+    let job = err
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in {err}"))
+        .to_owned();
+    let status = submit_job(&addr, &["status", &job]).await;
+    assert_ok(&status);
+    let status = stdout(&status);
+    assert_eq!(field(&status, "state"), "succeeded");
+    let chunks: Vec<u64> = field(&status, "chunks")
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    // Every chunk but a file's last is at least the chunk size; and the test wants many.
+    let most = corpus.bytes / chunk_bytes(chunk_size) + corpus.files.len() as u64;
+    assert!(
+        chunks[0] == chunks[1] && (30..=most).contains(&chunks[1]),
+        "{status}"
+    );
+    assert_eq!(counter(&status, "bytes_in"), corpus.bytes);
+    assert_eq!(counter(&status, "records_in"), corpus.lines);
+    assert_eq!(counter(&status, "keys_out"), corpus.counts.len() as u64);
+    assert_eq!(
+        counter(&status, "attempts"),
+        chunks[1],
+        "no fault, no retry"
+    );
+
+    // The kept result can be fetched again, in JSON Lines too.
+    let again = submit_job(&addr, &["result", &job]).await;
+    assert_ok(&again);
+    assert!(parse_tsv(&again.stdout) == corpus.counts);
+    let jsonl = submit_job(&addr, &["result", &job, "--format", "jsonl"]).await;
+    assert_ok(&jsonl);
+    assert_eq!(stdout(&jsonl).lines().count(), corpus.counts.len());
+    let first: serde_json::Value =
+        serde_json::from_str(stdout(&jsonl).lines().next().unwrap()).unwrap();
+    assert!(
+        first["key"].is_string() && first["value"].is_u64(),
+        "{first}"
+    );
+
+    let list = submit_job(&addr, &["list"]).await;
+    assert_ok(&list);
+    assert!(
+        stdout(&list)
+            .lines()
+            .any(|l| l.starts_with(&job) && l.contains("succeeded"))
+    );
+}
+
+fn chunk_bytes(text: &str) -> u64 {
+    text.trim_end_matches("KiB").parse::<u64>().unwrap() << 10
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_count_words_exactly() {
+    word_count_matches("three_workers", 3, 2, "256KiB").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_counts_words_exactly() {
+    word_count_matches("one_worker", 1, 2, "512KiB").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slot_per_worker_counts_words_exactly() {
+    word_count_matches("one_slot", 3, 1, "384KiB").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorted_and_limited_output_matches_python() {
+    let test = "sort_limit";
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let files = generate_corpus(dir.path(), 1, 200_000, 7);
+    std::fs::rename(&files[0], &input).unwrap();
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+    let _worker = worker(test, &addr, 2, "w");
+    let run = submit_job(
+        &addr,
+        &[
+            "run",
+            input.to_str().unwrap(),
+            "--sort",
+            "value",
+            "--limit",
+            "25",
+            "--chunk-size",
+            "16KiB",
+            "-q",
+        ],
+    )
+    .await;
+    assert_ok(&run);
+    // Python orders by count descending, then by key bytes ascending.
+    let script = "import collections,sys\n\
+        c=collections.Counter(open(sys.argv[1],'rb').read().split())\n\
+        for k,v in sorted(c.items(), key=lambda kv:(-kv[1],kv[0]))[:25]:\n\
+        \x20   sys.stdout.buffer.write(k+b'\\t'+str(v).encode()+b'\\n')\n";
+    let python = std::process::Command::new("python3")
+        .args(["-c", script, input.to_str().unwrap()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        python.status.success(),
+        "{}",
+        String::from_utf8_lossy(&python.stderr)
+    );
+    assert_eq!(stdout(&run), String::from_utf8_lossy(&python.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_before_the_coordinator_attaches_once_it_is_up() {
+    let test = "worker_first";
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let _worker = worker(test, &addr, 1, "early");
+    // Let the worker fail to connect a few times first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_coordinator, bound) = coordinator(test, &addr, &[]).await;
+    assert_eq!(bound, addr);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "b a b\nc b\n").unwrap();
+    let run = submit_job(&addr, &["run", input.to_str().unwrap(), "-q"]).await;
+    assert_ok(&run);
+    assert_eq!(stdout(&run), "a\t1\nb\t3\nc\t1\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_without_workers_waits_visibly_and_can_be_cancelled() {
+    let test = "no_workers";
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "x y z\n").unwrap();
+    let submitted = submit_job(&addr, &["run", input.to_str().unwrap(), "--detach"]).await;
+    assert_ok(&submitted);
+    let job = stdout(&submitted).trim().to_owned();
+    let status = submit_job(&addr, &["status", &job]).await;
+    assert_ok(&status);
+    let text = stdout(&status);
+    assert_eq!(field(&text, "state"), "running");
+    assert_eq!(field(&text, "workers"), "0");
+    let early = submit_job(&addr, &["result", &job]).await;
+    assert_eq!(early.status.code(), Some(1));
+    assert!(stderr(&early).contains("is running"), "{}", stderr(&early));
+
+    let cancel = submit_job(&addr, &["cancel", &job]).await;
+    assert_ok(&cancel);
+    let status = submit_job(&addr, &["status", &job]).await;
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "a cancelled job's status exits 1"
+    );
+    assert_eq!(field(&stdout(&status), "state"), "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_job_reports_errors_in_one_line_with_exit_codes() {
+    let test = "cli_errors";
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+    let one_line_error = |output: &std::process::Output, needle: &str| {
+        assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(output));
+        let err = stderr(output);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(
+            err.starts_with("submit-job: error: ") && err.contains(needle),
+            "{err}"
+        );
+    };
+
+    let unknown = "0b5e6c1e-8d4f-4d5e-9a45-3f1c2b7d9e10";
+    one_line_error(&submit_job(&addr, &["status", unknown]).await, "not found");
+    one_line_error(&submit_job(&addr, &["result", unknown]).await, "not found");
+    one_line_error(&submit_job(&addr, &["cancel", unknown]).await, "not found");
+
+    let missing = Path::new("/nonexistent/fanfold/input.txt");
+    one_line_error(
+        &submit_job(&addr, &["run", missing.to_str().unwrap()]).await,
+        "input '/nonexistent/fanfold/input.txt'",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "x\n").unwrap();
+    one_line_error(
+        &submit_job(&addr, &["run", input.to_str().unwrap(), "--op", "nope"]).await,
+        "unknown operation 'nope' (known: wordcount)",
+    );
+
+    // Not a job id at all: a usage error.
+    let bad = submit_job(&addr, &["status", "not-a-job"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+
+    // Nothing listens on this port: a clear error, quickly, not a hang.
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let unreachable = submit_job(&closed, &["list"]).await;
+    one_line_error(
+        &unreachable,
+        &format!("cannot reach the coordinator at http://{closed}"),
+    );
+}

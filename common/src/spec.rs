@@ -7,7 +7,7 @@ use crate::operation::Options;
 use crate::partial::SortOrder;
 
 /// Default target chunk size: see docs/ARCHITECTURE.md ("Chunk size") for the measurement.
-pub const DEFAULT_CHUNK_SIZE: u64 = 8 << 20;
+pub const DEFAULT_CHUNK_SIZE: u64 = 16 << 20;
 /// Smallest chunk size a job may ask for; smaller chunks cost more in scheduling than they gain.
 pub const MIN_CHUNK_SIZE: u64 = 1 << 10;
 /// Largest chunk size a job may ask for; a chunk travels in one gRPC message.

@@ -615,3 +615,192 @@ impl Scheduler {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Whole jobs through the scheduler with in-memory fake workers: no sockets.
+
+    use std::collections::HashMap;
+
+    use fanfold_common::input;
+    use fanfold_common::operation::Registry;
+    use fanfold_common::partial::Value;
+    use fanfold_common::spec::JobState;
+
+    use super::*;
+
+    struct Fake {
+        id: WorkerId,
+        inbox: mpsc::Receiver<ToWorker>,
+    }
+
+    async fn attach(handle: &Handle, slots: u32) -> Fake {
+        let (outbox, inbox) = mpsc::channel(outbox_capacity(slots + 1));
+        let hello = WorkerHello {
+            name: format!("fake-{slots}"),
+            slots,
+        };
+        let id = handle.worker_joined(hello, outbox).await.unwrap();
+        Fake { id, inbox }
+    }
+
+    async fn next_assignment(fake: &mut Fake) -> Assignment {
+        loop {
+            match fake.inbox.recv().await.expect("worker outbox open") {
+                ToWorker::Assign(a) => return a,
+                ToWorker::Cancel(_) => continue,
+            }
+        }
+    }
+
+    fn mapped(a: &Assignment) -> Report {
+        let op = Registry::builtin().build("wordcount", &a.options).unwrap();
+        let mut stats = ChunkStats::default();
+        let partial = op.map(&a.data, &mut stats).unwrap();
+        Report::Done { partial, stats }
+    }
+
+    /// Starts a scheduler and submits word count over generated files; returns the expected
+    /// counts (split independently) and the job id.
+    async fn start(
+        dir: &std::path::Path,
+        chunk_size: u64,
+    ) -> (Handle, JobId, HashMap<Vec<u8>, u64>, CancellationToken) {
+        let mut expected: HashMap<Vec<u8>, u64> = HashMap::new();
+        for f in 0..3 {
+            let text: String = (0..400)
+                .map(|i| format!("w{} x{}\n", i % 37, (i * f) % 11))
+                .collect();
+            for word in text.split_whitespace() {
+                *expected.entry(word.as_bytes().to_vec()).or_default() += 1;
+            }
+            std::fs::write(dir.join(format!("{f}.txt")), text).unwrap();
+        }
+        let files = input::resolve(&[dir.display().to_string()]).unwrap();
+        let plan = Plan {
+            chunks: chunker::plan(&files, chunk_size).unwrap(),
+            files: files.into_iter().map(|f| f.path).collect(),
+        };
+        let shutdown = CancellationToken::new();
+        let config = SchedulerConfig {
+            prefetch: 1,
+            max_attempts: 3,
+        };
+        let handle = spawn(config, &TaskTracker::new(), shutdown.clone());
+        let spec = JobSpec {
+            inputs: vec![dir.display().to_string()],
+            operation: "wordcount".into(),
+            chunk_size: Some(chunk_size),
+            ..Default::default()
+        };
+        let status = handle.submit(spec, plan).await.unwrap();
+        (handle, status.id, expected, shutdown)
+    }
+
+    async fn result(handle: &Handle, id: JobId) -> HashMap<Vec<u8>, u64> {
+        let mut updates = handle.watch(id).await.unwrap();
+        let status = updates
+            .wait_for(|s| s.state.is_final())
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(status.state, JobState::Succeeded, "{:?}", status.error);
+        let rows = handle.result(id).await.unwrap();
+        rows.iter()
+            .map(|r| match r.value {
+                Value::Count(n) => (r.key.clone(), n),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn credits_bound_what_a_worker_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, id, _, _stop) = start(dir.path(), 1024).await;
+        let mut fake = attach(&handle, 2).await;
+        let status = handle.get(id).await.unwrap();
+        assert!(status.chunks_total > 3);
+        assert_eq!(status.chunks_running, 3, "slots 2 + prefetch 1");
+        // Answering one frees exactly one credit.
+        let a = next_assignment(&mut fake).await;
+        handle
+            .report(fake.id, a.job, a.chunk, a.attempt, mapped(&a))
+            .await
+            .unwrap();
+        let status = handle.get(id).await.unwrap();
+        assert_eq!((status.chunks_done, status.chunks_running), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn a_vanished_workers_chunks_are_redone_and_its_late_results_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, id, expected, _stop) = start(dir.path(), 1024).await;
+        let mut doomed = attach(&handle, 1).await;
+        let held = [
+            next_assignment(&mut doomed).await,
+            next_assignment(&mut doomed).await,
+        ];
+        handle.worker_left(doomed.id).await;
+
+        let mut good = attach(&handle, 2).await;
+        let finisher = tokio::spawn({
+            let handle = handle.clone();
+            async move {
+                while let Some(ToWorker::Assign(a)) = good.inbox.recv().await {
+                    handle
+                        .report(good.id, a.job, a.chunk, a.attempt, mapped(&a))
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+        let got = result(&handle, id).await;
+        // The departed worker's results arrive late: they must not count twice.
+        for a in &held {
+            handle
+                .report(doomed.id, a.job, a.chunk, a.attempt, mapped(a))
+                .await
+                .unwrap();
+        }
+        assert_eq!(got, expected);
+        assert_eq!(result(&handle, id).await, expected);
+        let status = handle.get(id).await.unwrap();
+        assert_eq!(status.counters.attempts, status.chunks_total + 2);
+        finisher.abort();
+    }
+
+    #[tokio::test]
+    async fn a_failing_chunk_is_retried_then_fails_the_job_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (handle, id, _, _stop) = start(dir.path(), 1 << 20).await;
+        let mut fake = attach(&handle, 1).await;
+        let mut failures = 0;
+        loop {
+            let a = next_assignment(&mut fake).await;
+            let report = if a.path.ends_with("1.txt") {
+                failures += 1;
+                Report::Failed {
+                    error: "disk on fire".into(),
+                    retryable: true,
+                }
+            } else {
+                mapped(&a)
+            };
+            handle
+                .report(fake.id, a.job, a.chunk, a.attempt, report)
+                .await
+                .unwrap();
+            if handle.get(id).await.unwrap().state.is_final() {
+                break;
+            }
+        }
+        let status = handle.get(id).await.unwrap();
+        assert_eq!(status.state, JobState::Failed);
+        assert_eq!(failures, 3, "max_attempts");
+        let error = status.error.unwrap();
+        assert!(
+            error.contains("1.txt bytes 0..") && error.contains("after 3 attempts: disk on fire"),
+            "{error}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ struct Args {
     #[arg(long, env = "FANFOLD_LISTEN", default_value = "0.0.0.0:7077")]
     listen: String,
     /// Chunk size for jobs that do not set one (e.g. 8MiB).
-    #[arg(long, env = "FANFOLD_CHUNK_SIZE", default_value = "8MiB", value_parser = flags::size)]
+    #[arg(long, env = "FANFOLD_CHUNK_SIZE", default_value = "16MiB", value_parser = flags::size)]
     chunk_size: u64,
     /// Chunks a worker may hold beyond its slots, so it never waits between chunks.
     #[arg(long, env = "FANFOLD_PREFETCH", default_value_t = 1)]

@@ -2,7 +2,7 @@
 //! `From` outward, `TryFrom` inward. A missing or malformed field is a [`ConvertError`], which
 //! becomes `InvalidArgument` at the gRPC edge; nothing here unwraps.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fanfold_proto::v1 as pb;
 
@@ -41,6 +41,9 @@ impl From<&JobSpec> for pb::JobSpec {
                 SortOrder::ValueDesc => pb::SortOrder::ValueDesc,
             } as i32,
             limit: spec.limit,
+            timeout_ms: spec
+                .timeout
+                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }
@@ -65,6 +68,7 @@ impl TryFrom<pb::JobSpec> for JobSpec {
             chunk_size: (spec.chunk_size != 0).then_some(spec.chunk_size),
             sort,
             limit: spec.limit,
+            timeout: (spec.timeout_ms != 0).then(|| Duration::from_millis(spec.timeout_ms)),
         })
     }
 }
@@ -174,6 +178,7 @@ impl From<Counters> for pb::Counters {
             keys_out: c.keys_out,
             attempts: c.attempts,
             chunks_failed: c.chunks_failed,
+            backups: c.backups,
         }
     }
 }
@@ -187,6 +192,7 @@ impl From<pb::Counters> for Counters {
             keys_out: c.keys_out,
             attempts: c.attempts,
             chunks_failed: c.chunks_failed,
+            backups: c.backups,
         }
     }
 }
@@ -200,6 +206,7 @@ impl From<&JobStatus> for pb::JobStatus {
             chunks_total: s.chunks_total,
             chunks_done: s.chunks_done,
             chunks_running: s.chunks_running,
+            chunks_checkpointed: s.chunks_checkpointed,
             bytes_total: s.bytes_total,
             bytes_done: s.bytes_done,
             workers: s.workers,
@@ -247,6 +254,7 @@ impl TryFrom<pb::JobStatus> for JobStatus {
             chunks_total: s.chunks_total,
             chunks_done: s.chunks_done,
             chunks_running: s.chunks_running,
+            chunks_checkpointed: s.chunks_checkpointed,
             bytes_total: s.bytes_total,
             bytes_done: s.bytes_done,
             workers: s.workers,
@@ -279,10 +287,12 @@ mod tests {
                 chunk_size: Some(4096),
                 sort: SortOrder::ValueDesc,
                 limit: Some(0),
+                timeout: Some(Duration::from_secs(90)),
             },
             chunks_total: 3,
             chunks_done: 2,
             chunks_running: 1,
+            chunks_checkpointed: 1,
             bytes_total: 10,
             bytes_done: 7,
             workers: 2,
@@ -293,6 +303,7 @@ mod tests {
                 keys_out: 4,
                 attempts: 5,
                 chunks_failed: 6,
+                backups: 7,
             },
             error: Some("boom".into()),
             submitted_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500),

@@ -1,6 +1,6 @@
 //! The validated job spec and the job status that clients see.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::ids::JobId;
 use crate::operation::Options;
@@ -24,6 +24,8 @@ pub struct JobSpec {
     pub chunk_size: Option<u64>,
     pub sort: SortOrder,
     pub limit: Option<u64>,
+    /// Fail the job if it has not finished this long after submission.
+    pub timeout: Option<Duration>,
 }
 
 /// A spec that cannot run, whatever the inputs hold.
@@ -98,6 +100,7 @@ pub struct Counters {
     pub keys_out: u64,
     pub attempts: u64,
     pub chunks_failed: u64,
+    pub backups: u64,
 }
 
 /// A snapshot of a job, as `GetJob` and `WatchJob` report it.
@@ -109,6 +112,8 @@ pub struct JobStatus {
     pub chunks_total: u64,
     pub chunks_done: u64,
     pub chunks_running: u64,
+    /// Folded chunks whose results are durable; they are not recomputed after a restart.
+    pub chunks_checkpointed: u64,
     pub bytes_total: u64,
     pub bytes_done: u64,
     pub workers: u32,

@@ -6,17 +6,19 @@
 //! A chunk's lifecycle:
 //!
 //! ```text
-//!            assign                    complete (same attempt)
-//! Pending ──────────> Running{attempt} ───────────────────────> Done
-//!    ^                  │  fail (retryable, attempts left) / release (worker gone)
-//!    └──────────────────┘
-//!                       │  fail (not retryable, or out of attempts) ──> the job fails
+//!            assign                   complete (a live attempt)
+//! Pending ──────────> Running{live} ─────────────────────────> Done   (other live attempts
+//!    ^                  │   │ backup: a second live attempt            are cancelled)
+//!    │                  │   └──────┘
+//!    └──────────────────┘ fail (retryable, failures left) / release (worker gone, handed
+//!                       │  back), when no other attempt is live
+//!                       └─ fail (not retryable, or out of attempts) ──> the job fails
 //! ```
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
@@ -24,6 +26,7 @@ use fanfold_common::operation::ChunkStats;
 use fanfold_common::partial::{MergeError, Partial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState, JobStatus};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// The chunks of a job, planned at submission.
 #[derive(Debug)]
@@ -38,15 +41,26 @@ impl Plan {
     }
 }
 
+/// One running attempt of a chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Live {
+    worker: WorkerId,
+    attempt: Attempt,
+    started: Instant,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ChunkState {
-    /// Waiting for a worker; `tried` attempts were made so far.
+    /// Waiting for a worker. `issued` attempts were handed out so far, `failures` of them failed.
     Pending {
-        tried: u32,
+        issued: u32,
+        failures: u32,
     },
+    /// Assigned; usually one live attempt, two while a backup runs.
     Running {
-        worker: WorkerId,
-        attempt: Attempt,
+        issued: u32,
+        failures: u32,
+        live: Vec<Live>,
     },
     Done,
 }
@@ -54,12 +68,32 @@ enum ChunkState {
 /// What a reported failure leads to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FailOutcome {
-    /// Not the chunk's current attempt: ignored.
+    /// Not a live attempt of the chunk: ignored.
     Stale,
+    /// Another attempt of the chunk is still running; it carries on.
+    OtherAttemptRuns,
     /// Back in the queue for another attempt.
     Retry,
     /// The job has failed; the message names the chunk, its attempts and the last error.
     JobFailed,
+}
+
+/// What a result report leads to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// Folded. `losers` are other live attempts of the chunk, now to be cancelled.
+    Folded { losers: Vec<(WorkerId, Attempt)> },
+    /// Late, duplicate or for a job that is over: dropped.
+    Stale,
+}
+
+/// When a running chunk counts as a straggler worth a backup attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupPolicy {
+    /// A chunk must have run at least this long...
+    pub min_age: Duration,
+    /// ...and this many times the median time of the job's finished chunks.
+    pub slowdown: u32,
 }
 
 pub struct Job {
@@ -75,21 +109,32 @@ pub struct Job {
     chunks_done: u64,
     running: u64,
     bytes_done: u64,
+    chunks_checkpointed: u64,
+    /// How long each finished chunk's winning attempt took, for straggler detection.
+    durations: Vec<Duration>,
     counters: Counters,
     error: Option<String>,
     submitted_at: SystemTime,
+    /// When the job (re)started in this process, for its timeout.
+    started: Instant,
     finished_at: Option<SystemTime>,
     rows: Option<Arc<Vec<Row>>>,
     status: watch::Sender<JobStatus>,
 }
 
 impl Job {
-    pub fn new(id: JobId, spec: JobSpec, plan: Plan, workers: u32) -> Self {
+    pub fn new(id: JobId, spec: JobSpec, plan: Plan, submitted_at: SystemTime) -> Self {
         let n = plan.chunks.len();
-        let job = Job {
+        Job {
             id,
             spec,
-            chunks: vec![ChunkState::Pending { tried: 0 }; n],
+            chunks: vec![
+                ChunkState::Pending {
+                    issued: 0,
+                    failures: 0
+                };
+                n
+            ],
             pending: (0..n as u64).map(ChunkId).collect(),
             plan,
             folded: Partial::new(),
@@ -98,15 +143,16 @@ impl Job {
             chunks_done: 0,
             running: 0,
             bytes_done: 0,
+            chunks_checkpointed: 0,
+            durations: Vec::new(),
             counters: Counters::default(),
             error: None,
-            submitted_at: SystemTime::now(),
+            submitted_at,
+            started: Instant::now(),
             finished_at: None,
             rows: None,
             status: watch::Sender::new(placeholder_status(id)),
-        };
-        job.publish(workers);
-        job
+        }
     }
 
     pub fn state(&self) -> JobState {
@@ -149,40 +195,100 @@ impl Job {
         }
         let chunk = self.pending.pop_front()?;
         let state = &mut self.chunks[chunk.0 as usize];
-        let ChunkState::Pending { tried } = *state else {
+        let ChunkState::Pending { issued, failures } = *state else {
             unreachable!("queued chunk {chunk} is not pending: {state:?}");
         };
-        let attempt = Attempt(tried + 1);
-        *state = ChunkState::Running { worker, attempt };
+        let attempt = Attempt(issued + 1);
+        *state = ChunkState::Running {
+            issued: attempt.0,
+            failures,
+            live: vec![Live {
+                worker,
+                attempt,
+                started: Instant::now(),
+            }],
+        };
         self.running += 1;
         self.counters.attempts += 1;
         Some((chunk, attempt))
     }
 
-    /// Folds a chunk's partial if `attempt` is its current one; returns whether it was folded.
-    /// Any other result (stale attempt, chunk already done, job over) is dropped.
+    /// The chunk most overdue for a backup attempt on `worker`, if any: only once nothing is
+    /// pending, only chunks with a single live attempt elsewhere, only past the policy's bar.
+    pub fn straggler(&self, worker: WorkerId, policy: BackupPolicy) -> Option<ChunkId> {
+        if !self.is_running() || !self.pending.is_empty() || self.durations.is_empty() {
+            return None;
+        }
+        let mut durations = self.durations.clone();
+        let middle = durations.len() / 2;
+        let median = *durations.select_nth_unstable(middle).1;
+        let bar = policy.min_age.max(median * policy.slowdown);
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, state)| match state {
+                ChunkState::Running { live, .. } if live.len() == 1 && live[0].worker != worker => {
+                    let age = live[0].started.elapsed();
+                    (age >= bar).then_some((age, ChunkId(i as u64)))
+                }
+                _ => None,
+            })
+            .max()
+            .map(|(_, chunk)| chunk)
+    }
+
+    /// Starts a backup attempt of a running chunk on `worker`.
+    pub fn assign_backup(&mut self, chunk: ChunkId, worker: WorkerId) -> Option<Attempt> {
+        let ChunkState::Running { issued, live, .. } = &mut self.chunks[chunk.0 as usize] else {
+            return None;
+        };
+        *issued += 1;
+        let attempt = Attempt(*issued);
+        live.push(Live {
+            worker,
+            attempt,
+            started: Instant::now(),
+        });
+        self.counters.attempts += 1;
+        self.counters.backups += 1;
+        Some(attempt)
+    }
+
+    /// Folds a chunk's partial if `attempt` is one of its live attempts. Any other result
+    /// (stale attempt, chunk already done, job over) is dropped.
     pub fn complete(
         &mut self,
         chunk: ChunkId,
         attempt: Attempt,
         partial: Partial,
         stats: ChunkStats,
-    ) -> Result<bool, MergeError> {
-        if !self.is_running() || !self.is_current(chunk, attempt) {
-            return Ok(false);
-        }
+    ) -> Result<Completion, MergeError> {
+        let Some(winner) = self.live(chunk, attempt).cloned() else {
+            return Ok(Completion::Stale);
+        };
         self.folded.merge(partial)?;
-        self.chunks[chunk.0 as usize] = ChunkState::Done;
+        let ChunkState::Running { live, .. } =
+            std::mem::replace(&mut self.chunks[chunk.0 as usize], ChunkState::Done)
+        else {
+            unreachable!("a live attempt belongs to a running chunk");
+        };
+        self.durations.push(winner.started.elapsed());
         self.running -= 1;
         self.chunks_done += 1;
         self.bytes_done += self.plan.chunks[chunk.0 as usize].len();
         self.counters.records_in += stats.records_in;
         self.counters.bytes_in += stats.bytes_in;
         self.counters.bad_records += stats.bad_records;
-        Ok(true)
+        let losers = live
+            .into_iter()
+            .filter(|l| l.attempt != attempt)
+            .map(|l| (l.worker, l.attempt))
+            .collect();
+        Ok(Completion::Folded { losers })
     }
 
-    /// Handles a failed attempt: retries it while attempts remain and the error is retryable.
+    /// Handles a failed attempt: retries the chunk while attempts remain and the error is
+    /// retryable, unless another attempt of it is still running.
     pub fn fail(
         &mut self,
         chunk: ChunkId,
@@ -191,40 +297,148 @@ impl Job {
         retryable: bool,
         max_attempts: u32,
     ) -> FailOutcome {
-        if !self.is_running() || !self.is_current(chunk, attempt) {
+        if self.live(chunk, attempt).is_none() {
             return FailOutcome::Stale;
         }
-        self.running -= 1;
         self.counters.chunks_failed += 1;
-        if retryable && attempt.0 < max_attempts {
-            self.chunks[chunk.0 as usize] = ChunkState::Pending { tried: attempt.0 };
+        let ChunkState::Running {
+            issued,
+            failures,
+            live,
+        } = &mut self.chunks[chunk.0 as usize]
+        else {
+            unreachable!("a live attempt belongs to a running chunk");
+        };
+        *failures += 1;
+        live.retain(|l| l.attempt != attempt);
+        if !live.is_empty() && retryable {
+            return FailOutcome::OtherAttemptRuns;
+        }
+        let (issued, failures) = (*issued, *failures);
+        self.running -= 1;
+        if retryable && failures < max_attempts {
+            self.chunks[chunk.0 as usize] = ChunkState::Pending { issued, failures };
             self.pending.push_front(chunk);
             return FailOutcome::Retry;
         }
         let message = format!(
-            "{} failed after {} attempt{}: {error}",
+            "{} failed after {issued} attempt{}: {error}",
             self.describe(chunk),
-            attempt.0,
-            if attempt.0 == 1 { "" } else { "s" }
+            if issued == 1 { "" } else { "s" }
         );
         self.finish(JobState::Failed, Some(message));
         FailOutcome::JobFailed
     }
 
-    /// Returns a chunk held by a worker that is gone to the front of the queue.
+    /// Drops an attempt whose worker is gone or handed it back; with no other attempt left, the
+    /// chunk returns to the front of the queue. Not a failure.
     pub fn release(&mut self, chunk: ChunkId, attempt: Attempt) {
-        if self.is_running() && self.is_current(chunk, attempt) {
-            self.chunks[chunk.0 as usize] = ChunkState::Pending { tried: attempt.0 };
+        if self.live(chunk, attempt).is_none() {
+            return;
+        }
+        let ChunkState::Running {
+            issued,
+            failures,
+            live,
+        } = &mut self.chunks[chunk.0 as usize]
+        else {
+            unreachable!("a live attempt belongs to a running chunk");
+        };
+        live.retain(|l| l.attempt != attempt);
+        if live.is_empty() {
+            let (issued, failures) = (*issued, *failures);
+            self.chunks[chunk.0 as usize] = ChunkState::Pending { issued, failures };
             self.pending.push_front(chunk);
             self.running -= 1;
         }
     }
 
-    fn is_current(&self, chunk: ChunkId, attempt: Attempt) -> bool {
-        matches!(
-            self.chunks.get(chunk.0 as usize),
-            Some(ChunkState::Running { attempt: a, .. }) if *a == attempt
-        )
+    fn live(&self, chunk: ChunkId, attempt: Attempt) -> Option<&Live> {
+        if !self.is_running() {
+            return None;
+        }
+        match self.chunks.get(chunk.0 as usize) {
+            Some(ChunkState::Running { live, .. }) => live.iter().find(|l| l.attempt == attempt),
+            _ => None,
+        }
+    }
+
+    /// Marks a chunk folded from a checkpoint taken before a restart.
+    pub fn restore_chunk(
+        &mut self,
+        chunk: ChunkId,
+        partial: Partial,
+        stats: ChunkStats,
+    ) -> Result<(), MergeError> {
+        let Some(state @ ChunkState::Pending { .. }) = self.chunks.get_mut(chunk.0 as usize) else {
+            return Ok(()); // unknown or already restored: never fold twice
+        };
+        *state = ChunkState::Done;
+        self.folded.merge(partial)?;
+        self.pending.retain(|c| *c != chunk);
+        self.chunks_done += 1;
+        self.chunks_checkpointed += 1;
+        self.bytes_done += self.plan.chunks[chunk.0 as usize].len();
+        self.counters.records_in += stats.records_in;
+        self.counters.bytes_in += stats.bytes_in;
+        self.counters.bad_records += stats.bad_records;
+        Ok(())
+    }
+
+    /// Restores what a checkpoint said of a job beyond its chunks.
+    pub fn restore_progress(
+        &mut self,
+        state: JobState,
+        error: Option<String>,
+        counters: Counters,
+        finished_at: Option<SystemTime>,
+        rows: Option<Vec<Row>>,
+    ) {
+        // Input counters come from the restored chunks; the rest from the checkpoint.
+        self.counters = Counters {
+            records_in: self.counters.records_in,
+            bytes_in: self.counters.bytes_in,
+            bad_records: self.counters.bad_records,
+            ..counters
+        };
+        if state.is_final() {
+            self.counters = counters;
+            self.finish(state, error);
+            self.finished_at = finished_at;
+            self.chunks_done = if state == JobState::Succeeded {
+                self.chunks.len() as u64
+            } else {
+                self.chunks_done
+            };
+            if state == JobState::Succeeded {
+                self.bytes_done = self.plan.bytes();
+            }
+            self.rows = rows.map(Arc::new);
+        }
+    }
+
+    /// Counts folded chunks that are now durable.
+    pub fn checkpointed(&mut self, chunks: u64) {
+        self.chunks_checkpointed += chunks;
+    }
+
+    /// Fails the job if it has run past its timeout.
+    pub fn check_timeout(&mut self) -> bool {
+        match self.spec.timeout {
+            Some(limit) if self.is_running() && self.started.elapsed() >= limit => {
+                self.finish(
+                    JobState::Failed,
+                    Some(format!(
+                        "timed out after {:?} with {}/{} chunks done",
+                        limit,
+                        self.chunks_done,
+                        self.chunks.len()
+                    )),
+                );
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Hands the folded partial to the finalize step.
@@ -234,12 +448,14 @@ impl Job {
     }
 
     /// Keeps the finalized rows and marks the job succeeded.
-    pub fn succeed(&mut self, keys: u64, rows: Vec<Row>) {
-        if self.is_running() {
-            self.counters.keys_out = keys;
-            self.rows = Some(Arc::new(rows));
-            self.finish(JobState::Succeeded, None);
+    pub fn succeed(&mut self, keys: u64, rows: Vec<Row>) -> bool {
+        if !self.is_running() {
+            return false;
         }
+        self.counters.keys_out = keys;
+        self.rows = Some(Arc::new(rows));
+        self.finish(JobState::Succeeded, None);
+        true
     }
 
     pub fn cancel(&mut self) {
@@ -261,6 +477,7 @@ impl Job {
         self.finished_at = Some(SystemTime::now());
         self.pending.clear();
         self.folded = Partial::new();
+        self.durations = Vec::new();
         self.running = 0;
     }
 
@@ -280,6 +497,7 @@ impl Job {
             chunks_total: self.chunks.len() as u64,
             chunks_done: self.chunks_done,
             chunks_running: self.running,
+            chunks_checkpointed: self.chunks_checkpointed,
             bytes_total: self.plan.bytes(),
             bytes_done: self.bytes_done,
             workers,
@@ -313,6 +531,7 @@ fn placeholder_status(id: JobId) -> JobStatus {
         chunks_total: 0,
         chunks_done: 0,
         chunks_running: 0,
+        chunks_checkpointed: 0,
         bytes_total: 0,
         bytes_done: 0,
         workers: 0,
@@ -340,15 +559,24 @@ mod tests {
                 })
                 .collect(),
         };
-        Job::new(JobId::new(), JobSpec::default(), plan, 0)
+        Job::new(JobId::new(), JobSpec::default(), plan, SystemTime::now())
     }
 
     fn one(key: &str) -> Partial {
         Partial::from_entries([(key.as_bytes().to_vec(), Value::Count(1))]).unwrap()
     }
 
+    fn folded(c: Completion) -> bool {
+        matches!(c, Completion::Folded { .. })
+    }
+
     const W1: WorkerId = WorkerId(1);
     const W2: WorkerId = WorkerId(2);
+    const NO_STATS: ChunkStats = ChunkStats {
+        records_in: 0,
+        bytes_in: 0,
+        bad_records: 0,
+    };
 
     #[test]
     fn a_chunk_folds_exactly_once_and_stale_attempts_are_dropped() {
@@ -358,19 +586,16 @@ mod tests {
         let (again, second) = job.assign_next(W2).unwrap();
         assert_eq!((again, second), (chunk, Attempt(2)));
         // W1's late result for attempt 1 must not fold.
-        assert!(
-            !job.complete(chunk, first, one("late"), ChunkStats::default())
-                .unwrap()
-        );
-        assert!(
-            job.complete(chunk, second, one("x"), ChunkStats::default())
-                .unwrap()
-        );
+        assert!(!folded(
+            job.complete(chunk, first, one("late"), NO_STATS).unwrap()
+        ));
+        assert!(folded(
+            job.complete(chunk, second, one("x"), NO_STATS).unwrap()
+        ));
         // A duplicate of the winning result must not fold either.
-        assert!(
-            !job.complete(chunk, second, one("x"), ChunkStats::default())
-                .unwrap()
-        );
+        assert!(!folded(
+            job.complete(chunk, second, one("x"), NO_STATS).unwrap()
+        ));
         assert!(job.ready_to_finalize());
         let folded = job.take_for_finalize();
         assert_eq!(folded.get(b"x"), Some(&Value::Count(1)));
@@ -396,6 +621,7 @@ mod tests {
             Some("chunk 0 (in.txt bytes 0..10) failed after 2 attempts: boom again")
         );
         assert_eq!(status.counters.attempts, 2);
+        assert_eq!(status.counters.chunks_failed, 2);
         assert!(
             job.assign_next(W1).is_none(),
             "a failed job hands out nothing"
@@ -415,5 +641,103 @@ mod tests {
     #[test]
     fn a_job_without_chunks_is_ready_at_once() {
         assert!(job(0).ready_to_finalize());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_straggler_gets_one_backup_and_the_first_result_wins() {
+        let policy = BackupPolicy {
+            min_age: Duration::from_secs(1),
+            slowdown: 3,
+        };
+        let mut job = job(3);
+        let (c0, a0) = job.assign_next(W1).unwrap();
+        let (c1, a1) = job.assign_next(W1).unwrap();
+        let (slow, slow_attempt) = job.assign_next(W2).unwrap();
+        assert_eq!(
+            job.straggler(W1, policy),
+            None,
+            "no finished chunk to compare with yet"
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(folded(job.complete(c0, a0, one("a"), NO_STATS).unwrap()));
+        assert!(folded(job.complete(c1, a1, one("b"), NO_STATS).unwrap()));
+        // Median 500ms: the bar is max(1s, 3 x 500ms) = 1.5s of running.
+        tokio::time::advance(Duration::from_millis(900)).await;
+        assert_eq!(job.straggler(W1, policy), None);
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert_eq!(
+            job.straggler(W2, policy),
+            None,
+            "never a backup on the same worker"
+        );
+        assert_eq!(job.straggler(W1, policy), Some(slow));
+        let backup = job.assign_backup(slow, W1).unwrap();
+        assert_eq!(job.straggler(W1, policy), None, "one backup per chunk");
+        // The backup wins; the original is the loser to cancel, and its late result is dropped.
+        let won = job.complete(slow, backup, one("c"), NO_STATS).unwrap();
+        assert_eq!(
+            won,
+            Completion::Folded {
+                losers: vec![(W2, slow_attempt)]
+            }
+        );
+        assert!(!folded(
+            job.complete(slow, slow_attempt, one("c"), NO_STATS)
+                .unwrap()
+        ));
+        let status = job.snapshot(0);
+        assert_eq!((status.counters.attempts, status.counters.backups), (4, 1));
+        assert_eq!(job.take_for_finalize().get(b"c"), Some(&Value::Count(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_backup_leaves_the_original_running() {
+        let policy = BackupPolicy {
+            min_age: Duration::ZERO,
+            slowdown: 1,
+        };
+        let mut job = job(2);
+        let (c0, a0) = job.assign_next(W1).unwrap();
+        let (slow, original) = job.assign_next(W2).unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(folded(job.complete(c0, a0, one("a"), NO_STATS).unwrap()));
+        tokio::time::advance(Duration::from_millis(20)).await;
+        let backup = job
+            .assign_backup(job.straggler(W1, policy).unwrap(), W1)
+            .unwrap();
+        assert_eq!(
+            job.fail(slow, backup, "oops", true, 1),
+            FailOutcome::OtherAttemptRuns
+        );
+        assert!(folded(
+            job.complete(slow, original, one("b"), NO_STATS).unwrap()
+        ));
+        assert!(job.ready_to_finalize());
+    }
+
+    #[test]
+    fn restored_chunks_are_not_handed_out_again() {
+        let mut job = job(3);
+        job.restore_chunk(ChunkId(1), one("r"), NO_STATS).unwrap();
+        job.restore_chunk(ChunkId(1), one("r"), NO_STATS).unwrap(); // twice: folded once
+        let handed: Vec<ChunkId> =
+            std::iter::from_fn(|| job.assign_next(W1).map(|(c, _)| c)).collect();
+        assert_eq!(handed, [ChunkId(0), ChunkId(2)]);
+        let status = job.snapshot(0);
+        assert_eq!((status.chunks_done, status.chunks_checkpointed), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_past_its_timeout_fails_clearly() {
+        let mut job = job(2);
+        job.spec.timeout = Some(Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(!job.check_timeout());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(job.check_timeout());
+        assert_eq!(
+            job.snapshot(0).error.as_deref(),
+            Some("timed out after 5s with 0/2 chunks done")
+        );
     }
 }

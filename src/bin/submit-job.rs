@@ -78,6 +78,9 @@ struct RunArgs {
     /// Keep only the first N rows after sorting.
     #[arg(long)]
     limit: Option<u64>,
+    /// Fail the job if it has not finished this long after submission (e.g. 30m).
+    #[arg(long, value_parser = flags::duration)]
+    timeout: Option<std::time::Duration>,
     /// Print the job id and return at once instead of waiting.
     #[arg(long)]
     detach: bool,
@@ -199,6 +202,7 @@ async fn run_job(client: &mut Client, args: RunArgs) -> anyhow::Result<ExitCode>
             Sort::Value => SortOrder::ValueDesc,
         },
         limit: args.limit,
+        timeout: args.timeout,
     };
     let submitted = client.submit(&spec).await?;
     if args.detach {
@@ -265,8 +269,8 @@ fn print_status(s: &JobStatus) {
     println!("operation  {}", s.spec.operation);
     println!("inputs     {}", s.spec.inputs.join(" "));
     println!(
-        "chunks     {}/{} done, {} running",
-        s.chunks_done, s.chunks_total, s.chunks_running
+        "chunks     {}/{} done, {} running, {} checkpointed",
+        s.chunks_done, s.chunks_total, s.chunks_running, s.chunks_checkpointed
     );
     println!(
         "bytes      {}/{}",
@@ -275,8 +279,8 @@ fn print_status(s: &JobStatus) {
     );
     println!("workers    {}", s.workers);
     println!(
-        "counters   records_in={} bytes_in={} bad_records={} keys_out={} attempts={} chunks_failed={}",
-        c.records_in, c.bytes_in, c.bad_records, c.keys_out, c.attempts, c.chunks_failed
+        "counters   records_in={} bytes_in={} bad_records={} keys_out={} attempts={} chunks_failed={} backups={}",
+        c.records_in, c.bytes_in, c.bad_records, c.keys_out, c.attempts, c.chunks_failed, c.backups
     );
     if s.state == JobState::Succeeded {
         println!("rows       {}", s.result_rows);

@@ -976,12 +976,11 @@ mod tests {
 
     async fn finished(handle: &Handle, id: JobId) -> JobStatus {
         let mut updates = handle.watch(id).await.unwrap();
-        let status = updates
+        updates
             .wait_for(|s| s.state.is_final())
             .await
             .unwrap()
-            .clone();
-        status
+            .clone()
     }
 
     async fn result(handle: &Handle, id: JobId) -> HashMap<Vec<u8>, u64> {

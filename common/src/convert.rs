@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use fanfold_proto::v1 as pb;
 
 use crate::ids::JobId;
-use crate::operation::ChunkStats;
+use crate::operation::{BadRecord, ChunkStats};
 use crate::partial::{Partial, Row, SortOrder, Value};
 use crate::spec::{Counters, JobSpec, JobState, JobStatus};
 
@@ -44,6 +44,7 @@ impl From<&JobSpec> for pb::JobSpec {
             timeout_ms: spec
                 .timeout
                 .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            skip_bad_records: spec.skip_bad_records,
         }
     }
 }
@@ -69,6 +70,7 @@ impl TryFrom<pb::JobSpec> for JobSpec {
             sort,
             limit: spec.limit,
             timeout: (spec.timeout_ms != 0).then(|| Duration::from_millis(spec.timeout_ms)),
+            skip_bad_records: spec.skip_bad_records,
         })
     }
 }
@@ -135,6 +137,26 @@ impl TryFrom<pb::Partial> for Partial {
                 })?;
         }
         Ok(out)
+    }
+}
+
+impl From<BadRecord> for pb::BadRecord {
+    fn from(b: BadRecord) -> Self {
+        pb::BadRecord {
+            offset: b.offset,
+            record: b.record,
+            error: b.error,
+        }
+    }
+}
+
+impl From<pb::BadRecord> for BadRecord {
+    fn from(b: pb::BadRecord) -> Self {
+        BadRecord {
+            offset: b.offset,
+            record: b.record,
+            error: b.error,
+        }
     }
 }
 
@@ -215,6 +237,7 @@ impl From<&JobStatus> for pb::JobStatus {
             submitted_at: Some(s.submitted_at.into()),
             finished_at: s.finished_at.map(Into::into),
             result_rows: s.result_rows,
+            quarantine: s.quarantine.clone().unwrap_or_default(),
         }
     }
 }
@@ -267,6 +290,7 @@ impl TryFrom<pb::JobStatus> for JobStatus {
             )?,
             finished_at: s.finished_at.map(|t| time(t, "finished_at")).transpose()?,
             result_rows: s.result_rows,
+            quarantine: (!s.quarantine.is_empty()).then_some(s.quarantine),
         })
     }
 }
@@ -288,6 +312,7 @@ mod tests {
                 sort: SortOrder::ValueDesc,
                 limit: Some(0),
                 timeout: Some(Duration::from_secs(90)),
+                skip_bad_records: true,
             },
             chunks_total: 3,
             chunks_done: 2,
@@ -309,6 +334,7 @@ mod tests {
             submitted_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500),
             finished_at: None,
             result_rows: 0,
+            quarantine: Some("/q/j.tsv".into()),
         };
         let back = JobStatus::try_from(pb::JobStatus::from(&status)).unwrap();
         assert_eq!(back, status);

@@ -36,6 +36,94 @@ pub trait Operation: Send + Sync + 'static {
     fn map(&self, chunk: &[u8], stats: &mut ChunkStats) -> Result<Partial, MapError>;
 }
 
+/// A record whose map failed, isolated from the rest of its chunk in skip mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRecord {
+    /// Byte offset of the record in its input file.
+    pub offset: u64,
+    pub record: Vec<u8>,
+    pub error: String,
+}
+
+/// Maps a chunk like [`Operation::map`], but when mapping fails (an error or a panic) it
+/// bisects the chunk at record boundaries until each failing record stands alone, maps
+/// everything else, and returns the failing records instead of failing. `base` is the chunk's
+/// offset in its file. Bad records count in `stats` as records in and as bad records.
+pub fn map_isolating(
+    operation: &dyn Operation,
+    chunk: &[u8],
+    base: u64,
+    stats: &mut ChunkStats,
+) -> Result<(Partial, Vec<BadRecord>), MergeError> {
+    let mut partial = Partial::new();
+    let mut bad = Vec::new();
+    isolate(operation, chunk, base, stats, &mut partial, &mut bad)?;
+    Ok((partial, bad))
+}
+
+fn isolate(
+    operation: &dyn Operation,
+    data: &[u8],
+    offset: u64,
+    stats: &mut ChunkStats,
+    partial: &mut Partial,
+    bad: &mut Vec<BadRecord>,
+) -> Result<(), MergeError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let mut local = ChunkStats::default();
+    let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        operation.map(data, &mut local)
+    }));
+    let error = match mapped {
+        Ok(Ok(mapped)) => {
+            stats.records_in += local.records_in;
+            stats.bytes_in += local.bytes_in;
+            stats.bad_records += local.bad_records;
+            return partial.merge(mapped);
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => format!("map panicked: {}", panic_message(panic.as_ref())),
+    };
+    // Ends of the records in `data`: just past each '\n', and the end.
+    let ends: Vec<usize> = memchr::memchr_iter(b'\n', data)
+        .map(|i| i + 1)
+        .filter(|&end| end < data.len())
+        .chain([data.len()])
+        .collect();
+    if ends.len() == 1 {
+        stats.records_in += 1;
+        stats.bytes_in += data.len() as u64;
+        stats.bad_records += 1;
+        bad.push(BadRecord {
+            offset,
+            record: data.to_vec(),
+            error,
+        });
+        return Ok(());
+    }
+    let cut = ends[ends.len() / 2 - 1];
+    isolate(operation, &data[..cut], offset, stats, partial, bad)?;
+    isolate(
+        operation,
+        &data[cut..],
+        offset + cut as u64,
+        stats,
+        partial,
+        bad,
+    )
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// Builds an operation from its options, rejecting options it does not take.
 pub type Factory = fn(&Options) -> Result<Arc<dyn Operation>, SpecError>;
 
@@ -120,6 +208,61 @@ pub fn check_options(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts records, failing on any chunk that holds a record starting with "bad" and
+    /// panicking on one starting with "boom".
+    struct Picky;
+
+    impl Operation for Picky {
+        fn map(&self, chunk: &[u8], stats: &mut ChunkStats) -> Result<Partial, MapError> {
+            let mut partial = Partial::new();
+            for line in chunk.split_inclusive(|&b| b == b'\n') {
+                if line.starts_with(b"bad") {
+                    return Err(MapError::Failed("cannot parse".into()));
+                }
+                assert!(!line.starts_with(b"boom"), "exploded");
+                stats.records_in += 1;
+                stats.bytes_in += line.len() as u64;
+                let key = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
+                partial.add(key, crate::partial::Value::Count(1))?;
+            }
+            Ok(partial)
+        }
+    }
+
+    #[test]
+    fn isolating_finds_exactly_the_failing_records() {
+        let chunk = b"a\nb\nbad 1\nc\nd\ne\nboom\nf\nbad 2";
+        let mut stats = ChunkStats::default();
+        let (partial, bad) = map_isolating(&Picky, chunk, 100, &mut stats).unwrap();
+        let found: Vec<(u64, &[u8], &str)> = bad
+            .iter()
+            .map(|b| (b.offset, b.record.as_slice(), b.error.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (104, &b"bad 1\n"[..], "cannot parse"),
+                (116, &b"boom\n"[..], "map panicked: exploded"),
+                (123, &b"bad 2"[..], "cannot parse"),
+            ]
+        );
+        assert_eq!(partial.len(), 6, "a b c d e f");
+        assert_eq!(stats.records_in, 9);
+        assert_eq!(stats.bad_records, 3);
+        assert_eq!(stats.bytes_in, chunk.len() as u64);
+    }
+
+    #[test]
+    fn isolating_a_clean_chunk_maps_it_once() {
+        let mut stats = ChunkStats::default();
+        let (partial, bad) = map_isolating(&Picky, b"x\ny\n", 0, &mut stats).unwrap();
+        assert!(bad.is_empty());
+        assert_eq!(
+            (partial.len(), stats.records_in, stats.bad_records),
+            (2, 2, 0)
+        );
+    }
 
     #[test]
     fn unknown_operation_lists_known_ones() {

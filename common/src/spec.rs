@@ -26,6 +26,8 @@ pub struct JobSpec {
     pub limit: Option<u64>,
     /// Fail the job if it has not finished this long after submission.
     pub timeout: Option<Duration>,
+    /// Quarantine records that fail their map instead of failing the job.
+    pub skip_bad_records: bool,
 }
 
 /// A spec that cannot run, whatever the inputs hold.
@@ -122,6 +124,8 @@ pub struct JobStatus {
     pub submitted_at: SystemTime,
     pub finished_at: Option<SystemTime>,
     pub result_rows: u64,
+    /// The file holding records skipped as bad, on the coordinator's filesystem.
+    pub quarantine: Option<String>,
 }
 
 #[cfg(test)]

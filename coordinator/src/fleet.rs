@@ -169,12 +169,13 @@ fn decode_done(done: pb::ChunkDone) -> Result<(JobId, ChunkId, Attempt, Report),
     let stats = done.counters.unwrap_or_default().into();
     let partial = done.partial.unwrap_or_default();
     // Encoded for the journal here, on the worker's task, before the partial is converted.
-    let record = store::chunk_record(&partial, stats);
+    let record = store::chunk_record(&partial, stats, &done.bad_records);
     let partial: Partial = partial.try_into().map_err(|e| format!("{e}"))?;
     let report = Report::Done {
         partial,
         stats,
         record,
+        bad: done.bad_records.into_iter().map(Into::into).collect(),
     };
     Ok((job, ChunkId(done.chunk), Attempt(done.attempt), report))
 }
@@ -194,6 +195,7 @@ impl From<ToWorker> for pb::CoordinatorMessage {
                     end: a.range.end,
                 }),
                 data: a.data,
+                skip_bad_records: a.skip_bad_records,
             }),
             ToWorker::Cancel(job) => pb::coordinator_message::Kind::Cancel(pb::CancelJob {
                 job_id: job.to_string(),

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::ChunkStats;
+use fanfold_common::operation::{BadRecord, ChunkStats};
 use fanfold_common::partial::{MergeError, Partial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState, JobStatus};
 use tokio::sync::watch;
@@ -112,6 +112,10 @@ pub struct Job {
     chunks_checkpointed: u64,
     /// How long each finished chunk's winning attempt took, for straggler detection.
     durations: Vec<Duration>,
+    /// Records skipped as bad by folded chunks (skip mode), with their files.
+    bad: Vec<(PathBuf, BadRecord)>,
+    /// Where those records were written when the job finished.
+    quarantine: Option<String>,
     counters: Counters,
     error: Option<String>,
     submitted_at: SystemTime,
@@ -145,6 +149,8 @@ impl Job {
             bytes_done: 0,
             chunks_checkpointed: 0,
             durations: Vec::new(),
+            bad: Vec::new(),
+            quarantine: None,
             counters: Counters::default(),
             error: None,
             submitted_at,
@@ -262,11 +268,13 @@ impl Job {
         attempt: Attempt,
         partial: Partial,
         stats: ChunkStats,
+        bad: Vec<BadRecord>,
     ) -> Result<Completion, MergeError> {
         let Some(winner) = self.live(chunk, attempt).cloned() else {
             return Ok(Completion::Stale);
         };
         self.folded.merge(partial)?;
+        self.keep_bad(chunk, bad);
         let ChunkState::Running { live, .. } =
             std::mem::replace(&mut self.chunks[chunk.0 as usize], ChunkState::Done)
         else {
@@ -369,12 +377,14 @@ impl Job {
         chunk: ChunkId,
         partial: Partial,
         stats: ChunkStats,
+        bad: Vec<BadRecord>,
     ) -> Result<(), MergeError> {
         let Some(state @ ChunkState::Pending { .. }) = self.chunks.get_mut(chunk.0 as usize) else {
             return Ok(()); // unknown or already restored: never fold twice
         };
         *state = ChunkState::Done;
         self.folded.merge(partial)?;
+        self.keep_bad(chunk, bad);
         self.pending.retain(|c| *c != chunk);
         self.chunks_done += 1;
         self.chunks_checkpointed += 1;
@@ -385,6 +395,13 @@ impl Job {
         Ok(())
     }
 
+    fn keep_bad(&mut self, chunk: ChunkId, bad: Vec<BadRecord>) {
+        if !bad.is_empty() {
+            let (path, _) = self.range(chunk);
+            self.bad.extend(bad.into_iter().map(|b| (path.clone(), b)));
+        }
+    }
+
     /// Restores what a checkpoint said of a job beyond its chunks.
     pub fn restore_progress(
         &mut self,
@@ -393,6 +410,7 @@ impl Job {
         counters: Counters,
         finished_at: Option<SystemTime>,
         rows: Option<Vec<Row>>,
+        quarantine: Option<String>,
     ) {
         // Input counters come from the restored chunks; the rest from the checkpoint.
         self.counters = Counters {
@@ -414,6 +432,7 @@ impl Job {
                 self.bytes_done = self.plan.bytes();
             }
             self.rows = rows.map(Arc::new);
+            self.quarantine = quarantine;
         }
     }
 
@@ -441,19 +460,23 @@ impl Job {
         }
     }
 
-    /// Hands the folded partial to the finalize step.
-    pub fn take_for_finalize(&mut self) -> Partial {
+    /// Hands the folded partial and the skipped records to the finalize step.
+    pub fn take_for_finalize(&mut self) -> (Partial, Vec<(PathBuf, BadRecord)>) {
         self.finalizing = true;
-        std::mem::take(&mut self.folded)
+        (
+            std::mem::take(&mut self.folded),
+            std::mem::take(&mut self.bad),
+        )
     }
 
     /// Keeps the finalized rows and marks the job succeeded.
-    pub fn succeed(&mut self, keys: u64, rows: Vec<Row>) -> bool {
+    pub fn succeed(&mut self, keys: u64, rows: Vec<Row>, quarantine: Option<PathBuf>) -> bool {
         if !self.is_running() {
             return false;
         }
         self.counters.keys_out = keys;
         self.rows = Some(Arc::new(rows));
+        self.quarantine = quarantine.map(|q| q.display().to_string());
         self.finish(JobState::Succeeded, None);
         true
     }
@@ -478,6 +501,7 @@ impl Job {
         self.pending.clear();
         self.folded = Partial::new();
         self.durations = Vec::new();
+        self.bad = Vec::new();
         self.running = 0;
     }
 
@@ -506,6 +530,7 @@ impl Job {
             submitted_at: self.submitted_at,
             finished_at: self.finished_at,
             result_rows: self.rows.as_ref().map_or(0, |r| r.len() as u64),
+            quarantine: self.quarantine.clone(),
         }
     }
 
@@ -540,6 +565,7 @@ fn placeholder_status(id: JobId) -> JobStatus {
         submitted_at: SystemTime::UNIX_EPOCH,
         finished_at: None,
         result_rows: 0,
+        quarantine: None,
     }
 }
 
@@ -587,17 +613,20 @@ mod tests {
         assert_eq!((again, second), (chunk, Attempt(2)));
         // W1's late result for attempt 1 must not fold.
         assert!(!folded(
-            job.complete(chunk, first, one("late"), NO_STATS).unwrap()
+            job.complete(chunk, first, one("late"), NO_STATS, vec![])
+                .unwrap()
         ));
         assert!(folded(
-            job.complete(chunk, second, one("x"), NO_STATS).unwrap()
+            job.complete(chunk, second, one("x"), NO_STATS, vec![])
+                .unwrap()
         ));
         // A duplicate of the winning result must not fold either.
         assert!(!folded(
-            job.complete(chunk, second, one("x"), NO_STATS).unwrap()
+            job.complete(chunk, second, one("x"), NO_STATS, vec![])
+                .unwrap()
         ));
         assert!(job.ready_to_finalize());
-        let folded = job.take_for_finalize();
+        let (folded, _) = job.take_for_finalize();
         assert_eq!(folded.get(b"x"), Some(&Value::Count(1)));
         assert_eq!(folded.get(b"late"), None);
     }
@@ -659,8 +688,12 @@ mod tests {
             "no finished chunk to compare with yet"
         );
         tokio::time::advance(Duration::from_millis(500)).await;
-        assert!(folded(job.complete(c0, a0, one("a"), NO_STATS).unwrap()));
-        assert!(folded(job.complete(c1, a1, one("b"), NO_STATS).unwrap()));
+        assert!(folded(
+            job.complete(c0, a0, one("a"), NO_STATS, vec![]).unwrap()
+        ));
+        assert!(folded(
+            job.complete(c1, a1, one("b"), NO_STATS, vec![]).unwrap()
+        ));
         // Median 500ms: the bar is max(1s, 3 x 500ms) = 1.5s of running.
         tokio::time::advance(Duration::from_millis(900)).await;
         assert_eq!(job.straggler(W1, policy), None);
@@ -674,7 +707,9 @@ mod tests {
         let backup = job.assign_backup(slow, W1).unwrap();
         assert_eq!(job.straggler(W1, policy), None, "one backup per chunk");
         // The backup wins; the original is the loser to cancel, and its late result is dropped.
-        let won = job.complete(slow, backup, one("c"), NO_STATS).unwrap();
+        let won = job
+            .complete(slow, backup, one("c"), NO_STATS, vec![])
+            .unwrap();
         assert_eq!(
             won,
             Completion::Folded {
@@ -682,12 +717,12 @@ mod tests {
             }
         );
         assert!(!folded(
-            job.complete(slow, slow_attempt, one("c"), NO_STATS)
+            job.complete(slow, slow_attempt, one("c"), NO_STATS, vec![])
                 .unwrap()
         ));
         let status = job.snapshot(0);
         assert_eq!((status.counters.attempts, status.counters.backups), (4, 1));
-        assert_eq!(job.take_for_finalize().get(b"c"), Some(&Value::Count(1)));
+        assert_eq!(job.take_for_finalize().0.get(b"c"), Some(&Value::Count(1)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -700,7 +735,9 @@ mod tests {
         let (c0, a0) = job.assign_next(W1).unwrap();
         let (slow, original) = job.assign_next(W2).unwrap();
         tokio::time::advance(Duration::from_millis(10)).await;
-        assert!(folded(job.complete(c0, a0, one("a"), NO_STATS).unwrap()));
+        assert!(folded(
+            job.complete(c0, a0, one("a"), NO_STATS, vec![]).unwrap()
+        ));
         tokio::time::advance(Duration::from_millis(20)).await;
         let backup = job
             .assign_backup(job.straggler(W1, policy).unwrap(), W1)
@@ -710,7 +747,8 @@ mod tests {
             FailOutcome::OtherAttemptRuns
         );
         assert!(folded(
-            job.complete(slow, original, one("b"), NO_STATS).unwrap()
+            job.complete(slow, original, one("b"), NO_STATS, vec![])
+                .unwrap()
         ));
         assert!(job.ready_to_finalize());
     }
@@ -718,8 +756,10 @@ mod tests {
     #[test]
     fn restored_chunks_are_not_handed_out_again() {
         let mut job = job(3);
-        job.restore_chunk(ChunkId(1), one("r"), NO_STATS).unwrap();
-        job.restore_chunk(ChunkId(1), one("r"), NO_STATS).unwrap(); // twice: folded once
+        job.restore_chunk(ChunkId(1), one("r"), NO_STATS, vec![])
+            .unwrap();
+        job.restore_chunk(ChunkId(1), one("r"), NO_STATS, vec![])
+            .unwrap(); // twice: folded once
         let handed: Vec<ChunkId> =
             std::iter::from_fn(|| job.assign_next(W1).map(|(c, _)| c)).collect();
         assert_eq!(handed, [ChunkId(0), ChunkId(2)]);

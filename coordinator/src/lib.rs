@@ -100,6 +100,10 @@ pub async fn run(
             worker_timeout: config.worker_timeout,
             backups: config.backups,
             tick: Duration::from_millis(250),
+            quarantine_dir: match &config.state_dir {
+                Some(dir) => dir.join("quarantine"),
+                None => std::env::temp_dir().join("fanfold-quarantine"),
+            },
         },
         store,
         restored,

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::{ChunkStats, Options};
+use fanfold_common::operation::{BadRecord, ChunkStats, Options};
 use fanfold_common::partial::{self, Partial, Row};
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -45,6 +45,8 @@ pub struct SchedulerConfig {
     pub backups: Option<BackupPolicy>,
     /// How often leases, timeouts and stragglers are checked.
     pub tick: Duration,
+    /// Where the records a job skipped as bad are written, one file per job.
+    pub quarantine_dir: PathBuf,
 }
 
 /// One unit of work for a worker.
@@ -58,6 +60,7 @@ pub struct Assignment {
     pub path: PathBuf,
     pub range: ChunkRange,
     pub data: Bytes,
+    pub skip_bad_records: bool,
 }
 
 /// What the scheduler sends a worker.
@@ -89,6 +92,8 @@ pub enum Report {
         stats: ChunkStats,
         /// The result encoded for the journal ([`store::chunk_record`]).
         record: Vec<u8>,
+        /// Records skipped as bad (skip mode).
+        bad: Vec<BadRecord>,
     },
     Failed {
         error: String,
@@ -167,6 +172,7 @@ enum Command {
         job: JobId,
         keys: u64,
         rows: Vec<Row>,
+        quarantine: Result<Option<PathBuf>, String>,
     },
 }
 
@@ -377,12 +383,19 @@ impl Scheduler {
         let id = r.job;
         let mut job = Job::new(id, r.spec, r.plan, r.submitted_at);
         let restored = r.chunks.len();
-        for (chunk, partial, stats) in r.chunks {
-            if let Err(e) = job.restore_chunk(chunk, partial, stats) {
+        for (chunk, partial, stats, bad) in r.chunks {
+            if let Err(e) = job.restore_chunk(chunk, partial, stats, bad) {
                 job.abort(format!("cannot fold restored {}: {e}", job.describe(chunk)));
             }
         }
-        job.restore_progress(r.state, r.error, r.counters, r.finished_at, r.rows);
+        job.restore_progress(
+            r.state,
+            r.error,
+            r.counters,
+            r.finished_at,
+            r.rows,
+            r.quarantine,
+        );
         if job.is_running() {
             info!(job_id = %id, chunks_restored = restored, "job resumed");
         }
@@ -517,12 +530,25 @@ impl Scheduler {
                 }
                 self.publish(job);
             }
-            Command::Finalized { job, keys, rows } => {
-                if let Some(j) = self.jobs.get_mut(&job)
-                    && j.succeed(keys, rows)
-                {
-                    info!(job_id = %job, keys, "job succeeded");
-                    self.ended(job);
+            Command::Finalized {
+                job,
+                keys,
+                rows,
+                quarantine,
+            } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    match quarantine {
+                        Ok(quarantine) => {
+                            if j.succeed(keys, rows, quarantine) {
+                                info!(job_id = %job, keys, "job succeeded");
+                                self.ended(job);
+                            }
+                        }
+                        Err(e) => {
+                            j.abort(format!("cannot write the quarantine file: {e}"));
+                            self.ended(job);
+                        }
+                    }
                 }
                 self.publish(job);
             }
@@ -608,7 +634,8 @@ impl Scheduler {
                 partial,
                 stats,
                 record,
-            } => match job.complete(chunk, attempt, partial, stats) {
+                bad,
+            } => match job.complete(chunk, attempt, partial, stats, bad) {
                 Ok(Completion::Folded { losers }) => {
                     self.journal.push(Op::ChunkFolded {
                         job: job_id,
@@ -680,6 +707,7 @@ impl Scheduler {
                 counters: status.counters,
                 finished_at: status.finished_at,
                 result_rows: status.result_rows,
+                quarantine: status.quarantine,
             });
         }
     }
@@ -692,21 +720,30 @@ impl Scheduler {
         if !job.ready_to_finalize() {
             return;
         }
-        let folded = job.take_for_finalize();
+        let (folded, bad) = job.take_for_finalize();
         let (sort, limit) = (job.spec.sort, job.spec.limit);
+        let quarantine_file = self.config.quarantine_dir.join(format!("{id}.tsv"));
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let finalized = tokio::task::spawn_blocking(move || {
                 let keys = folded.len() as u64;
-                (keys, partial::finalize(folded, sort, limit))
+                let quarantine = if bad.is_empty() {
+                    Ok(None)
+                } else {
+                    write_quarantine(&quarantine_file, &bad)
+                        .map(|()| Some(quarantine_file))
+                        .map_err(|e| e.to_string())
+                };
+                (keys, partial::finalize(folded, sort, limit), quarantine)
             })
             .await;
-            if let Ok((keys, rows)) = finalized {
+            if let Ok((keys, rows, quarantine)) = finalized {
                 let _ = commands
                     .send(Command::Finalized {
                         job: id,
                         keys,
                         rows,
+                        quarantine,
                     })
                     .await;
             }
@@ -802,6 +839,7 @@ impl Scheduler {
             path,
             range,
             data: Bytes::new(),
+            skip_bad_records: job.spec.skip_bad_records,
         };
         let worker = self
             .workers
@@ -838,6 +876,25 @@ impl Scheduler {
             }
         });
     }
+}
+
+/// Writes skipped records as `path<TAB>offset<TAB>error<TAB>record` lines, atomically: under a
+/// temporary name first, then renamed.
+fn write_quarantine(path: &std::path::Path, bad: &[(PathBuf, BadRecord)]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = path.with_extension("tsv.tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
+    for (file, record) in bad {
+        let error = record.error.replace(['\t', '\n', '\r'], " ");
+        write!(out, "{}\t{}\t{error}\t", file.display(), record.offset)?;
+        out.write_all(record.record.strip_suffix(b"\n").unwrap_or(&record.record))?;
+        out.write_all(b"\n")?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(temp, path)
 }
 
 #[cfg(test)]
@@ -882,11 +939,12 @@ mod tests {
         let op = Registry::builtin().build("wordcount", &a.options).unwrap();
         let mut stats = ChunkStats::default();
         let partial = op.map(&a.data, &mut stats).unwrap();
-        let record = store::chunk_record(&partial.clone().into(), stats);
+        let record = store::chunk_record(&partial.clone().into(), stats, &[]);
         Report::Done {
             partial,
             stats,
             record,
+            bad: Vec::new(),
         }
     }
 
@@ -922,6 +980,7 @@ mod tests {
             worker_timeout: Duration::from_secs(5),
             backups: None,
             tick: Duration::from_millis(100),
+            quarantine_dir: std::env::temp_dir(),
         }
     }
 
@@ -1099,6 +1158,80 @@ mod tests {
             error.contains("1.txt bytes 0..") && error.contains("after 3 attempts: disk on fire"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn skipped_records_of_folded_chunks_are_quarantined_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let quarantine = tempfile::tempdir().unwrap();
+        let config = SchedulerConfig {
+            quarantine_dir: quarantine.path().to_path_buf(),
+            ..config()
+        };
+        let job = start(dir.path(), 1 << 20, config).await;
+        let mut fake = attach(&job.handle, 1).await;
+        let mut expected_lines = Vec::new();
+        while !job.handle.get(job.id).await.unwrap().state.is_final() {
+            let Ok(Some(ToWorker::Assign(a))) =
+                tokio::time::timeout(Duration::from_millis(200), fake.inbox.recv()).await
+            else {
+                continue; // the job is finalizing
+            };
+            let Report::Done {
+                partial,
+                mut stats,
+                record,
+                ..
+            } = mapped(&a)
+            else {
+                unreachable!()
+            };
+            // Pretend the chunk's first record failed and was skipped.
+            let bad = BadRecord {
+                offset: a.range.start,
+                record: b"w0 x0\n".to_vec(),
+                error: "cannot\tparse".into(),
+            };
+            stats.bad_records += 1;
+            expected_lines.push(format!(
+                "{}\t{}\tcannot parse\tw0 x0",
+                a.path.display(),
+                a.range.start
+            ));
+            let report = Report::Done {
+                partial,
+                stats,
+                record,
+                bad: vec![bad.clone()],
+            };
+            job.handle
+                .report(fake.id, a.job, a.chunk, a.attempt, report)
+                .await
+                .unwrap();
+            // A duplicate report of the same attempt must not add the records again.
+            let again = Report::Done {
+                partial: Partial::new(),
+                stats,
+                record: Vec::new(),
+                bad: vec![bad],
+            };
+            job.handle
+                .report(fake.id, a.job, a.chunk, a.attempt, again)
+                .await
+                .unwrap();
+        }
+        let status = finished(&job.handle, job.id).await;
+        assert_eq!(status.state, JobState::Succeeded);
+        assert_eq!(status.counters.bad_records, expected_lines.len() as u64);
+        let file = status.quarantine.expect("a quarantine file");
+        let mut lines: Vec<String> = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        expected_lines.sort();
+        assert_eq!(lines, expected_lines);
     }
 
     #[tokio::test(start_paused = true)]

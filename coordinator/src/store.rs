@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{ChunkId, JobId};
-use fanfold_common::operation::ChunkStats;
+use fanfold_common::operation::{BadRecord, ChunkStats};
 use fanfold_common::partial::{Partial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState};
 use fanfold_proto::store::v1 as record;
@@ -85,6 +85,7 @@ pub enum Op {
         counters: Counters,
         finished_at: Option<SystemTime>,
         result_rows: u64,
+        quarantine: Option<String>,
     },
     /// The job ended: keep its rows (if it succeeded) and drop its chunk results.
     Finished {
@@ -103,7 +104,8 @@ pub struct Restored {
     pub error: Option<String>,
     pub counters: Counters,
     pub finished_at: Option<SystemTime>,
-    pub chunks: Vec<(ChunkId, Partial, ChunkStats)>,
+    pub chunks: Vec<(ChunkId, Partial, ChunkStats, Vec<BadRecord>)>,
+    pub quarantine: Option<String>,
     pub rows: Option<Vec<Row>>,
 }
 
@@ -199,6 +201,7 @@ impl Store {
                         counters,
                         finished_at,
                         result_rows,
+                        quarantine,
                     } => {
                         let value = record::JobProgress {
                             state: pb::JobState::from(*state) as i32,
@@ -206,6 +209,7 @@ impl Store {
                             counters: Some((*counters).into()),
                             finished_at: finished_at.map(Into::into),
                             result_rows: *result_rows,
+                            quarantine: quarantine.clone().unwrap_or_default(),
                         };
                         let id = job.to_string();
                         progress
@@ -297,7 +301,8 @@ impl Store {
                         .try_into()
                         .map_err(corrupt)?;
                     let stats = result.counters.unwrap_or_default().into();
-                    restored_chunks.push((ChunkId(key.value().1), partial, stats));
+                    let bad = result.bad_records.into_iter().map(Into::into).collect();
+                    restored_chunks.push((ChunkId(key.value().1), partial, stats, bad));
                 }
             }
             let rows = if job_state == JobState::Succeeded {
@@ -333,6 +338,7 @@ impl Store {
                     .transpose()
                     .map_err(corrupt)?,
                 chunks: restored_chunks,
+                quarantine: (!state.quarantine.is_empty()).then_some(state.quarantine),
                 rows,
             });
         }
@@ -343,11 +349,12 @@ impl Store {
 
 /// Encodes a chunk's result for [`Op::ChunkFolded`] as a [`record::ChunkResult`], without
 /// copying the partial first.
-pub fn chunk_record(partial: &pb::Partial, stats: ChunkStats) -> Vec<u8> {
+pub fn chunk_record(partial: &pb::Partial, stats: ChunkStats, bad: &[pb::BadRecord]) -> Vec<u8> {
     let counters = pb::ChunkCounters::from(stats);
     let mut buf = Vec::with_capacity(partial.encoded_len() + counters.encoded_len() + 16);
     prost::encoding::message::encode(1, partial, &mut buf);
     prost::encoding::message::encode(2, &counters, &mut buf);
+    prost::encoding::message::encode_repeated(3, bad, &mut buf);
     buf
 }
 

@@ -78,6 +78,10 @@ struct RunArgs {
     /// Keep only the first N rows after sorting.
     #[arg(long)]
     limit: Option<u64>,
+    /// When mapping a chunk fails, isolate the failing records, write them to a quarantine
+    /// file on the coordinator and go on, instead of failing the job.
+    #[arg(long)]
+    skip_bad_records: bool,
     /// Fail the job if it has not finished this long after submission (e.g. 30m).
     #[arg(long, value_parser = flags::duration)]
     timeout: Option<std::time::Duration>,
@@ -203,6 +207,7 @@ async fn run_job(client: &mut Client, args: RunArgs) -> anyhow::Result<ExitCode>
         },
         limit: args.limit,
         timeout: args.timeout,
+        skip_bad_records: args.skip_bad_records,
     };
     let submitted = client.submit(&spec).await?;
     if args.detach {
@@ -284,6 +289,9 @@ fn print_status(s: &JobStatus) {
     );
     if s.state == JobState::Succeeded {
         println!("rows       {}", s.result_rows);
+    }
+    if let Some(quarantine) = &s.quarantine {
+        println!("quarantine {quarantine}");
     }
     if let Some(error) = &s.error {
         println!("error      {error}");

@@ -10,8 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fanfold_common::operation::ChunkStats;
-use fanfold_common::partial::Partial;
+use fanfold_common::operation::{self, ChunkStats};
 use fanfold_proto::MAX_MESSAGE_BYTES;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
@@ -254,50 +253,51 @@ async fn slot(shared: Arc<Shared>, session: CancellationToken) {
     }
 }
 
-/// Runs the chunk's map on the blocking pool, catching panics as the chunk's failure.
+/// Runs the chunk's map on the blocking pool, catching panics as the chunk's failure. In skip
+/// mode, failing records are isolated and reported with the rest of the chunk's result.
 async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage {
-    let operation = match config.registry.build(
-        &assign.operation,
-        &assign.options.clone().into_iter().collect(),
-    ) {
+    let options = assign.options.clone().into_iter().collect();
+    let operation = match config.registry.build(&assign.operation, &options) {
         Ok(operation) => operation,
         Err(e) => return failed(&assign, format!("worker {}: {e}", config.name), false),
     };
     let data = std::mem::take(&mut assign.data);
+    let skip = assign.skip_bad_records;
+    let base = assign.location.as_ref().map_or(0, |l| l.start);
     let started = std::time::Instant::now();
     let mapped = tokio::task::spawn_blocking(move || {
         let mut stats = ChunkStats::default();
-        operation
-            .map(&data, &mut stats)
-            .map(|partial: Partial| (pb::Partial::from(partial), stats))
+        let (partial, bad) = if skip {
+            operation::map_isolating(operation.as_ref(), &data, base, &mut stats)
+                .map_err(|e| e.to_string())?
+        } else {
+            let partial = operation
+                .map(&data, &mut stats)
+                .map_err(|e| e.to_string())?;
+            (partial, Vec::new())
+        };
+        Ok::<_, String>((pb::Partial::from(partial), stats, bad))
     })
     .await;
     debug!(job_id = %assign.job_id, chunk_id = assign.chunk, attempt = assign.attempt,
         elapsed = ?started.elapsed(), "chunk mapped");
     match mapped {
-        Ok(Ok((partial, stats))) => message(pb::worker_message::Kind::Done(pb::ChunkDone {
+        Ok(Ok((partial, stats, bad))) => message(pb::worker_message::Kind::Done(pb::ChunkDone {
             job_id: assign.job_id,
             chunk: assign.chunk,
             attempt: assign.attempt,
             partial: Some(partial),
             counters: Some(stats.into()),
+            bad_records: bad.into_iter().map(Into::into).collect(),
         })),
         Ok(Err(e)) => failed(&assign, format!("worker {}: {e}", config.name), true),
         Err(join) => {
-            let why = join
-                .try_into_panic()
-                .ok()
-                .and_then(|p| {
-                    p.downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                })
-                .unwrap_or_else(|| "unknown panic".into());
-            failed(
-                &assign,
-                format!("worker {}: map panicked: {why}", config.name),
-                true,
-            )
+            let why = match join.try_into_panic() {
+                Ok(panic) => operation::panic_message(panic.as_ref()),
+                Err(e) => e.to_string(),
+            };
+            let error = format!("worker {}: map panicked: {why}", config.name);
+            failed(&assign, error, true)
         }
     }
 }

@@ -238,9 +238,14 @@ async fn the_coordinator_is_killed_twice_and_the_job_resumes_from_its_checkpoint
     // credits (2 workers x (1 slot + 1 prefetch)) per kill.
     let redone = num(&status, "attempts") - num(&status, "chunks_total");
     assert!(redone <= 2 * 4, "{redone} chunks redone: {status:?}");
-    // And the finished result is still there after yet another restart.
-    coordinator_proc.child.start_kill().unwrap();
-    coordinator_proc.child.wait().await.unwrap();
+    // SIGTERM stops the coordinator cleanly, and the finished result is still there after it
+    // starts again.
+    signal(coordinator_proc.pid(), "TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), coordinator_proc.child.wait())
+        .await
+        .expect("the coordinator exits on SIGTERM")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
     let (_last, _) = coordinator(test, &addr, &flags).await;
     assert_exact(&addr, &job).await;
 }

@@ -10,31 +10,10 @@ use std::time::Duration;
 
 use support::*;
 
-/// 16 MiB over 4 files: with 32 KiB chunks, about 500 chunks.
-struct Corpus {
-    _dir: tempfile::TempDir,
-    root: String,
-    counts: HashMap<Vec<u8>, u64>,
-    bytes: u64,
-}
-
+/// 16 MiB over 4 files: with 32 KiB chunks, a few hundred chunks.
 fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
-    CORPUS.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("corpus");
-        let files = generate_corpus(&root, 4, 4 << 20, 9);
-        let bytes = files
-            .iter()
-            .map(|f| std::fs::metadata(f).unwrap().len())
-            .sum();
-        Corpus {
-            counts: count_words(&files),
-            root: root.display().to_string(),
-            bytes,
-            _dir: dir,
-        }
-    })
+    CORPUS.get_or_init(|| Corpus::generate(4, 4 << 20, 9))
 }
 
 const CHUNK: &str = "32KiB";
@@ -43,7 +22,7 @@ const CHUNK: &str = "32KiB";
 async fn submit(addr: &str) -> String {
     let out = submit_job(
         addr,
-        &["run", &corpus().root, "--chunk-size", CHUNK, "--detach"],
+        &["run", corpus().root(), "--chunk-size", CHUNK, "--detach"],
     )
     .await;
     assert_ok(&out);

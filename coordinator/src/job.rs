@@ -305,28 +305,15 @@ impl Job {
         retryable: bool,
         max_attempts: u32,
     ) -> FailOutcome {
-        if self.live(chunk, attempt).is_none() {
+        let Some((issued, failures, others_run)) = self.end_attempt(chunk, attempt, true) else {
             return FailOutcome::Stale;
-        }
-        self.counters.chunks_failed += 1;
-        let ChunkState::Running {
-            issued,
-            failures,
-            live,
-        } = &mut self.chunks[chunk.0 as usize]
-        else {
-            unreachable!("a live attempt belongs to a running chunk");
         };
-        *failures += 1;
-        live.retain(|l| l.attempt != attempt);
-        if !live.is_empty() && retryable {
+        self.counters.chunks_failed += 1;
+        if others_run && retryable {
             return FailOutcome::OtherAttemptRuns;
         }
-        let (issued, failures) = (*issued, *failures);
-        self.running -= 1;
         if retryable && failures < max_attempts {
-            self.chunks[chunk.0 as usize] = ChunkState::Pending { issued, failures };
-            self.pending.push_front(chunk);
+            self.requeue(chunk, issued, failures);
             return FailOutcome::Retry;
         }
         let message = format!(
@@ -341,9 +328,21 @@ impl Job {
     /// Drops an attempt whose worker is gone or handed it back; with no other attempt left, the
     /// chunk returns to the front of the queue. Not a failure.
     pub fn release(&mut self, chunk: ChunkId, attempt: Attempt) {
-        if self.live(chunk, attempt).is_none() {
-            return;
+        if let Some((issued, failures, false)) = self.end_attempt(chunk, attempt, false) {
+            self.requeue(chunk, issued, failures);
         }
+    }
+
+    /// Removes a live attempt, counting it as a failure if `failed`. Returns the chunk's issued
+    /// attempts, its failures, and whether another attempt still runs; `None` if the attempt
+    /// is not live.
+    fn end_attempt(
+        &mut self,
+        chunk: ChunkId,
+        attempt: Attempt,
+        failed: bool,
+    ) -> Option<(u32, u32, bool)> {
+        self.live(chunk, attempt)?;
         let ChunkState::Running {
             issued,
             failures,
@@ -352,13 +351,16 @@ impl Job {
         else {
             unreachable!("a live attempt belongs to a running chunk");
         };
+        *failures += u32::from(failed);
         live.retain(|l| l.attempt != attempt);
-        if live.is_empty() {
-            let (issued, failures) = (*issued, *failures);
-            self.chunks[chunk.0 as usize] = ChunkState::Pending { issued, failures };
-            self.pending.push_front(chunk);
-            self.running -= 1;
-        }
+        Some((*issued, *failures, !live.is_empty()))
+    }
+
+    /// Puts a chunk with no live attempt back at the front of the queue.
+    fn requeue(&mut self, chunk: ChunkId, issued: u32, failures: u32) {
+        self.chunks[chunk.0 as usize] = ChunkState::Pending { issued, failures };
+        self.pending.push_front(chunk);
+        self.running -= 1;
     }
 
     fn live(&self, chunk: ChunkId, attempt: Attempt) -> Option<&Live> {

@@ -319,3 +319,40 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+/// A generated corpus in a temporary directory, with its word counts computed independently.
+pub struct Corpus {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub counts: HashMap<Vec<u8>, u64>,
+    pub lines: u64,
+    pub bytes: u64,
+}
+
+impl Corpus {
+    pub fn generate(files: usize, bytes_each: usize, seed: u64) -> Corpus {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("corpus");
+        let files = generate_corpus(&root, files, bytes_each, seed);
+        let (mut lines, mut bytes) = (0, 0);
+        for file in &files {
+            let data = std::fs::read(file).unwrap();
+            bytes += data.len() as u64;
+            let newlines = data.iter().filter(|&&b| b == b'\n').count() as u64;
+            lines += newlines + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
+        }
+        Corpus {
+            _dir: dir,
+            counts: count_words(&files),
+            root,
+            files,
+            lines,
+            bytes,
+        }
+    }
+
+    pub fn root(&self) -> &str {
+        self.root.to_str().unwrap()
+    }
+}

@@ -1,4 +1,4 @@
-//! Writes result rows as TSV (the default) or JSON Lines, to stdout or to a file.
+//! Writes result rows as TSV (the default), CSV or JSON Lines, to stdout or to a file.
 //!
 //! A file is written under a temporary name beside it and renamed when complete, so a reader
 //! never sees half a result.
@@ -15,6 +15,8 @@ pub enum Format {
     /// `key<TAB>value` lines; keys are written as their raw bytes.
     #[default]
     Tsv,
+    /// A `key,value` header, then one row per key, quoted as RFC 4180 says.
+    Csv,
     /// `{"key": …, "value": …}` lines; keys that are not UTF-8 are decoded lossily.
     Jsonl,
 }
@@ -25,6 +27,7 @@ pub struct Output {
     out: BufWriter<Box<dyn Write>>,
     /// Temporary file and final path, when writing to a file.
     rename: Option<(PathBuf, PathBuf)>,
+    header_written: bool,
 }
 
 impl Output {
@@ -33,6 +36,7 @@ impl Output {
             format,
             out: BufWriter::new(Box::new(io::stdout().lock())),
             rename: None,
+            header_written: false,
         }
     }
 
@@ -50,6 +54,7 @@ impl Output {
             format,
             out: BufWriter::new(Box::new(file)),
             rename: Some((temp, path.to_path_buf())),
+            header_written: false,
         })
     }
 
@@ -58,17 +63,23 @@ impl Output {
             Format::Tsv => {
                 self.out.write_all(&row.key)?;
                 self.out.write_all(b"\t")?;
-                match row.value {
-                    Value::Count(n) => writeln!(self.out, "{n}"),
+                self.out.write_all(&text(&row.value))?;
+                self.out.write_all(b"\n")
+            }
+            Format::Csv => {
+                if !self.header_written {
+                    self.header_written = true;
+                    self.out.write_all(b"key,value\r\n")?;
                 }
+                write_csv_field(&mut self.out, &row.key)?;
+                self.out.write_all(b",")?;
+                write_csv_field(&mut self.out, &text(&row.value))?;
+                self.out.write_all(b"\r\n")
             }
             Format::Jsonl => {
-                let value = match row.value {
-                    Value::Count(n) => serde_json::Value::from(n),
-                };
                 let line = serde_json::json!({
                     "key": String::from_utf8_lossy(&row.key),
-                    "value": value,
+                    "value": json(&row.value),
                 });
                 writeln!(self.out, "{line}")
             }
@@ -82,6 +93,82 @@ impl Output {
             std::fs::rename(&temp, &path)?;
         }
         Ok(())
+    }
+}
+
+/// A value as one field of text: numbers as Rust prints them (shortest form that reads back
+/// exactly), lists joined with `,`, top-k as `value=count` pairs, text as its bytes.
+pub fn text(value: &Value) -> Vec<u8> {
+    fn join<'a>(items: impl Iterator<Item = &'a Vec<u8>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item);
+        }
+        out
+    }
+    match value.clone().settle() {
+        Value::Count(n) => n.to_string().into_bytes(),
+        Value::Number(x) => x.to_string().into_bytes(),
+        Value::TopK { counts, .. } => {
+            let mut pairs: Vec<(&Vec<u8>, &u64)> = counts.iter().collect();
+            pairs.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            let mut out = Vec::new();
+            for (i, (v, n)) in pairs.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(v);
+                out.extend_from_slice(format!("={n}").as_bytes());
+            }
+            out
+        }
+        Value::Postings(set) => join(set.iter()),
+        Value::Collect(items) => join(items.iter()),
+        Value::Text(t) => t,
+        other => format!("{other:?}").into_bytes(),
+    }
+}
+
+/// A value as JSON: numbers, arrays of strings, top-k as `[[value, count], ...]`.
+pub fn json(value: &Value) -> serde_json::Value {
+    let s = |b: &Vec<u8>| serde_json::Value::from(String::from_utf8_lossy(b).into_owned());
+    match value.clone().settle() {
+        Value::Count(n) => n.into(),
+        Value::Number(x) => x.into(),
+        Value::TopK { counts, .. } => {
+            let mut pairs: Vec<(Vec<u8>, u64)> = counts.into_iter().collect();
+            pairs.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            pairs
+                .iter()
+                .map(|(v, n)| serde_json::json!([s(v), n]))
+                .collect()
+        }
+        Value::Postings(set) => set.iter().map(s).collect(),
+        Value::Collect(items) => items.iter().map(s).collect(),
+        Value::Text(t) => s(&t),
+        other => format!("{other:?}").into(),
+    }
+}
+
+fn write_csv_field(out: &mut impl Write, field: &[u8]) -> io::Result<()> {
+    if field
+        .iter()
+        .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'))
+    {
+        out.write_all(b"\"")?;
+        for &b in field {
+            if b == b'"' {
+                out.write_all(b"\"\"")?;
+            } else {
+                out.write_all(&[b])?;
+            }
+        }
+        out.write_all(b"\"")
+    } else {
+        out.write_all(field)
     }
 }
 

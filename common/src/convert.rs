@@ -2,6 +2,7 @@
 //! `From` outward, `TryFrom` inward. A missing or malformed field is a [`ConvertError`], which
 //! becomes `InvalidArgument` at the gRPC edge; nothing here unwraps.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use fanfold_proto::v1 as pb;
@@ -9,6 +10,7 @@ use fanfold_proto::v1 as pb;
 use crate::ids::JobId;
 use crate::operation::ChunkStats;
 use crate::partial::{Partial, Row, SortOrder, Value};
+use crate::sketch::{ExactSum, Sketch};
 use crate::spec::{Counters, JobSpec, JobState, JobStatus};
 
 /// A wire message that does not make a valid domain value.
@@ -41,6 +43,7 @@ impl From<&JobSpec> for pb::JobSpec {
                 SortOrder::ValueDesc => pb::SortOrder::ValueDesc,
             } as i32,
             limit: spec.limit,
+            whole_file: spec.whole_file,
         }
     }
 }
@@ -65,14 +68,37 @@ impl TryFrom<pb::JobSpec> for JobSpec {
             chunk_size: (spec.chunk_size != 0).then_some(spec.chunk_size),
             sort,
             limit: spec.limit,
+            whole_file: spec.whole_file,
         })
     }
 }
 
 impl From<Value> for pb::Value {
     fn from(value: Value) -> Self {
+        use pb::value::Kind;
+        let list = |items: Vec<Vec<u8>>| pb::ByteList { items };
+        let sum = |s: ExactSum| pb::ExactSum {
+            partials: s.partials().to_vec(),
+        };
         let kind = match value {
-            Value::Count(n) => pb::value::Kind::Count(n),
+            Value::Count(n) => Kind::Count(n),
+            Value::Sum(s) => Kind::Sum(sum(s)),
+            Value::Min(x) => Kind::Min(x),
+            Value::Max(x) => Kind::Max(x),
+            Value::Mean { sum: s, count } => Kind::Mean(pb::Mean {
+                sum: Some(sum(s)),
+                count,
+            }),
+            Value::Distinct(set) => Kind::Distinct(list(set.into_iter().collect())),
+            Value::Sketch(sketch) => Kind::Sketch(sketch.registers().to_vec()),
+            Value::TopK { k, counts } => {
+                let (values, counts) = counts.into_iter().unzip();
+                Kind::TopK(pb::TopK { k, values, counts })
+            }
+            Value::Postings(set) => Kind::Postings(list(set.into_iter().collect())),
+            Value::Collect(items) => Kind::Collected(list(items)),
+            Value::Text(text) => Kind::Text(text),
+            Value::Number(x) => Kind::Number(x),
         };
         pb::Value { kind: Some(kind) }
     }
@@ -81,9 +107,49 @@ impl From<Value> for pb::Value {
 impl TryFrom<pb::Value> for Value {
     type Error = ConvertError;
     fn try_from(value: pb::Value) -> Result<Self, Self::Error> {
-        match value.kind.ok_or(ConvertError::Missing("value.kind"))? {
-            pb::value::Kind::Count(n) => Ok(Value::Count(n)),
-        }
+        use pb::value::Kind;
+        let invalid = |message: &str| ConvertError::Invalid {
+            field: "value",
+            message: message.to_owned(),
+        };
+        let sum = |s: Option<pb::ExactSum>| -> Result<ExactSum, ConvertError> {
+            let partials = s.map(|s| s.partials).unwrap_or_default();
+            if partials.iter().any(|p| !p.is_finite()) {
+                return Err(invalid("a sum partial is not finite"));
+            }
+            Ok(ExactSum::from_partials(partials))
+        };
+        Ok(
+            match value.kind.ok_or(ConvertError::Missing("value.kind"))? {
+                Kind::Count(n) => Value::Count(n),
+                Kind::Sum(s) => Value::Sum(sum(Some(s))?),
+                Kind::Min(x) => Value::Min(x),
+                Kind::Max(x) => Value::Max(x),
+                Kind::Mean(m) => Value::Mean {
+                    sum: sum(m.sum)?,
+                    count: m.count,
+                },
+                Kind::Distinct(l) => Value::Distinct(l.items.into_iter().collect()),
+                Kind::Sketch(bytes) => Value::Sketch(Box::new(
+                    Sketch::from_registers(&bytes)
+                        .ok_or_else(|| invalid("a sketch has the wrong number of registers"))?,
+                )),
+                Kind::TopK(t) => {
+                    if t.values.len() != t.counts.len() {
+                        return Err(invalid("top-k values and counts differ in length"));
+                    }
+                    let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+                    for (v, n) in t.values.into_iter().zip(t.counts) {
+                        *counts.entry(v).or_default() += n;
+                    }
+                    Value::TopK { k: t.k, counts }
+                }
+                Kind::Postings(l) => Value::Postings(l.items.into_iter().collect()),
+                Kind::Collected(l) => Value::Collect(l.items),
+                Kind::Text(text) => Value::Text(text),
+                Kind::Number(x) => Value::Number(x),
+            },
+        )
     }
 }
 
@@ -140,6 +206,7 @@ impl From<ChunkStats> for pb::ChunkCounters {
             records_in: s.records_in,
             bytes_in: s.bytes_in,
             bad_records: s.bad_records,
+            user: s.user.into_iter().collect(),
         }
     }
 }
@@ -150,6 +217,7 @@ impl From<pb::ChunkCounters> for ChunkStats {
             records_in: c.records_in,
             bytes_in: c.bytes_in,
             bad_records: c.bad_records,
+            user: c.user.into_iter().collect(),
         }
     }
 }
@@ -167,6 +235,7 @@ impl From<JobState> for pb::JobState {
 
 impl From<Counters> for pb::Counters {
     fn from(c: Counters) -> Self {
+        let user = c.user.into_iter().collect();
         pb::Counters {
             records_in: c.records_in,
             bytes_in: c.bytes_in,
@@ -174,6 +243,7 @@ impl From<Counters> for pb::Counters {
             keys_out: c.keys_out,
             attempts: c.attempts,
             chunks_failed: c.chunks_failed,
+            user,
         }
     }
 }
@@ -187,6 +257,7 @@ impl From<pb::Counters> for Counters {
             keys_out: c.keys_out,
             attempts: c.attempts,
             chunks_failed: c.chunks_failed,
+            user: c.user.into_iter().collect(),
         }
     }
 }
@@ -203,7 +274,7 @@ impl From<&JobStatus> for pb::JobStatus {
             bytes_total: s.bytes_total,
             bytes_done: s.bytes_done,
             workers: s.workers,
-            counters: Some(s.counters.into()),
+            counters: Some(s.counters.clone().into()),
             error: s.error.clone().unwrap_or_default(),
             submitted_at: Some(s.submitted_at.into()),
             finished_at: s.finished_at.map(Into::into),
@@ -279,6 +350,7 @@ mod tests {
                 chunk_size: Some(4096),
                 sort: SortOrder::ValueDesc,
                 limit: Some(0),
+                whole_file: true,
             },
             chunks_total: 3,
             chunks_done: 2,
@@ -293,6 +365,7 @@ mod tests {
                 keys_out: 4,
                 attempts: 5,
                 chunks_failed: 6,
+                user: [("streaming.lines".to_string(), 7)].into(),
             },
             error: Some("boom".into()),
             submitted_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500),

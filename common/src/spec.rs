@@ -24,6 +24,8 @@ pub struct JobSpec {
     pub chunk_size: Option<u64>,
     pub sort: SortOrder,
     pub limit: Option<u64>,
+    /// One chunk per input file, for per-document jobs.
+    pub whole_file: bool,
 }
 
 /// A spec that cannot run, whatever the inputs hold.
@@ -90,7 +92,7 @@ impl JobState {
 }
 
 /// Built-in job counters. Only the folded attempt of a chunk contributes its records and bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub records_in: u64,
     pub bytes_in: u64,
@@ -98,6 +100,8 @@ pub struct Counters {
     pub keys_out: u64,
     pub attempts: u64,
     pub chunks_failed: u64,
+    /// Counters the job defines itself (`GROUP.NAME`), from folded chunks only.
+    pub user: std::collections::BTreeMap<String, u64>,
 }
 
 /// A snapshot of a job, as `GetJob` and `WatchJob` report it.

@@ -20,16 +20,16 @@ use std::time::SystemTime;
 
 use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::ChunkStats;
+use fanfold_common::operation::{ChunkStats, Operation};
 use fanfold_common::partial::{MergeError, Partial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState, JobStatus};
 use tokio::sync::watch;
 
-/// The chunks of a job, planned at submission.
-#[derive(Debug)]
+/// The chunks of a job, planned at submission, and the operation that finalizes its result.
 pub struct Plan {
     pub files: Vec<PathBuf>,
     pub chunks: Vec<ChunkRange>,
+    pub operation: Arc<dyn Operation>,
 }
 
 impl Plan {
@@ -179,6 +179,9 @@ impl Job {
         self.counters.records_in += stats.records_in;
         self.counters.bytes_in += stats.bytes_in;
         self.counters.bad_records += stats.bad_records;
+        for (name, amount) in stats.user {
+            *self.counters.user.entry(name).or_default() += amount;
+        }
         Ok(true)
     }
 
@@ -227,10 +230,13 @@ impl Job {
         )
     }
 
-    /// Hands the folded partial to the finalize step.
-    pub fn take_for_finalize(&mut self) -> Partial {
+    /// Hands the folded partial, and the operation that finalizes it, to the finalize step.
+    pub fn take_for_finalize(&mut self) -> (Partial, Arc<dyn Operation>) {
         self.finalizing = true;
-        std::mem::take(&mut self.folded)
+        (
+            std::mem::take(&mut self.folded),
+            Arc::clone(&self.plan.operation),
+        )
     }
 
     /// Keeps the finalized rows and marks the job succeeded.
@@ -283,7 +289,7 @@ impl Job {
             bytes_total: self.plan.bytes(),
             bytes_done: self.bytes_done,
             workers,
-            counters: self.counters,
+            counters: self.counters.clone(),
             error: self.error.clone(),
             submitted_at: self.submitted_at,
             finished_at: self.finished_at,
@@ -327,6 +333,7 @@ fn placeholder_status(id: JobId) -> JobStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fanfold_common::operation::Registry;
     use fanfold_common::partial::Value;
 
     fn job(chunks: u64) -> Job {
@@ -339,6 +346,9 @@ mod tests {
                     end: i * 10 + 10,
                 })
                 .collect(),
+            operation: Registry::builtin()
+                .build("wordcount", &Default::default())
+                .unwrap(),
         };
         Job::new(JobId::new(), JobSpec::default(), plan, 0)
     }
@@ -372,7 +382,7 @@ mod tests {
                 .unwrap()
         );
         assert!(job.ready_to_finalize());
-        let folded = job.take_for_finalize();
+        let (folded, _) = job.take_for_finalize();
         assert_eq!(folded.get(b"x"), Some(&Value::Count(1)));
         assert_eq!(folded.get(b"late"), None);
     }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::{ChunkStats, Options};
-use fanfold_common::partial::{self, Partial, Row};
+use fanfold_common::operation::{ChunkStats, Finalized, Options};
+use fanfold_common::partial::{Partial, Row};
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -474,16 +474,13 @@ impl Scheduler {
         if !job.ready_to_finalize() {
             return;
         }
-        let folded = job.take_for_finalize();
+        let (folded, operation) = job.take_for_finalize();
         let (sort, limit) = (job.spec.sort, job.spec.limit);
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
-            let finalized = tokio::task::spawn_blocking(move || {
-                let keys = folded.len() as u64;
-                (keys, partial::finalize(folded, sort, limit))
-            })
-            .await;
-            if let Ok((keys, rows)) = finalized {
+            let finalized =
+                tokio::task::spawn_blocking(move || operation.finalize(folded, sort, limit)).await;
+            if let Ok(Finalized { keys, rows }) = finalized {
                 let _ = commands
                     .send(Command::Finalized {
                         job: id,
@@ -656,7 +653,9 @@ mod tests {
     fn mapped(a: &Assignment) -> Report {
         let op = Registry::builtin().build("wordcount", &a.options).unwrap();
         let mut stats = ChunkStats::default();
-        let partial = op.map(&a.data, &mut stats).unwrap();
+        let path = a.path.display().to_string();
+        let chunk = fanfold_common::operation::Chunk::new(&a.data, &path, a.range.start);
+        let partial = op.map(&chunk, &mut stats).unwrap();
         Report::Done { partial, stats }
     }
 
@@ -678,8 +677,11 @@ mod tests {
         }
         let files = input::resolve(&[dir.display().to_string()]).unwrap();
         let plan = Plan {
-            chunks: chunker::plan(&files, chunk_size).unwrap(),
+            chunks: chunker::plan(&files, chunk_size, |_| false).unwrap(),
             files: files.into_iter().map(|f| f.path).collect(),
+            operation: Registry::builtin()
+                .build("wordcount", &Default::default())
+                .unwrap(),
         };
         let shutdown = CancellationToken::new();
         let config = SchedulerConfig {
@@ -709,6 +711,7 @@ mod tests {
         rows.iter()
             .map(|r| match r.value {
                 Value::Count(n) => (r.key.clone(), n),
+                ref other => panic!("word count gave {other:?}"),
             })
             .collect()
     }

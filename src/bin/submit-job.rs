@@ -78,6 +78,9 @@ struct RunArgs {
     /// Keep only the first N rows after sorting.
     #[arg(long)]
     limit: Option<u64>,
+    /// One chunk per input file: each file is mapped whole (per-document jobs).
+    #[arg(long)]
+    whole_file: bool,
     /// Print the job id and return at once instead of waiting.
     #[arg(long)]
     detach: bool,
@@ -199,6 +202,7 @@ async fn run_job(client: &mut Client, args: RunArgs) -> anyhow::Result<ExitCode>
             Sort::Value => SortOrder::ValueDesc,
         },
         limit: args.limit,
+        whole_file: args.whole_file,
     };
     let submitted = client.submit(&spec).await?;
     if args.detach {
@@ -278,6 +282,9 @@ fn print_status(s: &JobStatus) {
         "counters   records_in={} bytes_in={} bad_records={} keys_out={} attempts={} chunks_failed={}",
         c.records_in, c.bytes_in, c.bad_records, c.keys_out, c.attempts, c.chunks_failed
     );
+    for (name, amount) in &c.user {
+        println!("counter    {name}={amount}");
+    }
     if s.state == JobState::Succeeded {
         println!("rows       {}", s.result_rows);
     }

@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fanfold_common::operation::ChunkStats;
+use fanfold_common::operation::{Chunk, ChunkStats};
 use fanfold_common::partial::Partial;
+use fanfold_common::records;
 use fanfold_proto::MAX_MESSAGE_BYTES;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
@@ -193,12 +194,18 @@ async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage
         Err(e) => return failed(&assign, format!("worker {}: {e}", config.name), false),
     };
     let data = std::mem::take(&mut assign.data);
+    let (path, start) = assign
+        .location
+        .as_ref()
+        .map_or((String::new(), 0), |l| (l.path.clone(), l.start));
     let started = std::time::Instant::now();
     let mapped = tokio::task::spawn_blocking(move || {
+        let data = records::decompress(&path, &data)?;
         let mut stats = ChunkStats::default();
         operation
-            .map(&data, &mut stats)
+            .map(&Chunk::new(&data, &path, start), &mut stats)
             .map(|partial: Partial| (pb::Partial::from(partial), stats))
+            .map_err(|e| e.to_string())
     })
     .await;
     debug!(job_id = %assign.job_id, chunk_id = assign.chunk, attempt = assign.attempt,
@@ -211,7 +218,8 @@ async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage
             partial: Some(partial),
             counters: Some(stats.into()),
         })),
-        Ok(Err(e)) => failed(&assign, format!("worker {}: {e}", config.name), true),
+        // Map is deterministic: the same input fails the same way on any worker.
+        Ok(Err(e)) => failed(&assign, format!("worker {}: {e}", config.name), false),
         Err(join) => {
             let why = join
                 .try_into_panic()

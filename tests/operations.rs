@@ -657,6 +657,83 @@ async fn whole_files_compression_and_bad_input() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_directory_is_committed_whole_and_not_clobbered() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = csv_fixtures(&dir.path().join("in").tap_mkdir());
+    let c = cluster("ops_output_dir", 1, 2).await;
+    let out = dir.path().join("result");
+    let (input, target) = (
+        dir.path().join("in").display().to_string(),
+        out.display().to_string(),
+    );
+    let options = [
+        ("key", "product"),
+        ("agg", "topk"),
+        ("value", "region"),
+        ("k", "2"),
+    ];
+    let mut args = vec![input.clone()];
+    args.extend(op_args("groupby", &options));
+    args.extend(["--format", "csv", "--output-dir", &target].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = run(&c.addr, &args).await;
+
+    // What the client printed and what the coordinator wrote are the same CSV, and Python's
+    // csv module reads it back to the oracle's answer.
+    let part = out.join("part-00000.csv");
+    assert_eq!(std::fs::read(&part).unwrap(), ran.stdout);
+    assert!(out.join("_SUCCESS").exists());
+    let read_back = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import csv, json, sys\n\
+             rows = {r['key']: [[v, int(n)] for v, n in (p.rsplit('=', 1) for p in r['value'].split(','))]\n\
+                     for r in csv.DictReader(open(sys.argv[1], newline='', encoding='latin-1'))}\n\
+             print(json.dumps(rows))",
+            part.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        read_back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read_back.stderr)
+    );
+    let got: BTreeMap<String, Json> = serde_json::from_slice(&read_back.stdout).unwrap();
+    assert_eq!(got, oracle("groupby", &options, &csv).rows);
+    let siblings: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        siblings.len(),
+        2,
+        "no temporary directory left: {siblings:?}"
+    );
+
+    // The same target again is refused at submission, and nothing runs.
+    let again = submit_job(&c.addr, &[&["run"], &args[..]].concat()).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains(&format!("output directory '{target}' exists")),
+        "{}",
+        stderr(&again)
+    );
+    // Unless asked to overwrite: then the new result replaces the old, in another format.
+    let mut overwrite: Vec<&str> = args.clone();
+    overwrite.retain(|a| *a != "csv");
+    overwrite.retain(|a| *a != "--format");
+    overwrite.push("--overwrite");
+    run(&c.addr, &overwrite).await;
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["_SUCCESS", "part-00000.tsv"]);
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> Self;
 }

@@ -10,8 +10,9 @@ use fanfold_proto::v1 as pb;
 use crate::ids::JobId;
 use crate::operation::ChunkStats;
 use crate::partial::{Partial, Row, SortOrder, Value};
+use crate::render::Format;
 use crate::sketch::{ExactSum, Sketch};
-use crate::spec::{Counters, JobSpec, JobState, JobStatus};
+use crate::spec::{Counters, JobSpec, JobState, JobStatus, OutputDir};
 
 /// A wire message that does not make a valid domain value.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,17 @@ impl From<&JobSpec> for pb::JobSpec {
             } as i32,
             limit: spec.limit,
             whole_file: spec.whole_file,
+            output_dir: spec
+                .output
+                .as_ref()
+                .map(|o| o.path.clone())
+                .unwrap_or_default(),
+            output_format: match spec.output.as_ref().map(|o| o.format) {
+                None | Some(Format::Tsv) => pb::ResultFormat::Tsv,
+                Some(Format::Csv) => pb::ResultFormat::Csv,
+                Some(Format::Jsonl) => pb::ResultFormat::Jsonl,
+            } as i32,
+            overwrite: spec.output.as_ref().is_some_and(|o| o.overwrite),
         }
     }
 }
@@ -61,7 +73,24 @@ impl TryFrom<pb::JobSpec> for JobSpec {
                 });
             }
         };
+        let format = match pb::ResultFormat::try_from(spec.output_format) {
+            Ok(pb::ResultFormat::Tsv) => Format::Tsv,
+            Ok(pb::ResultFormat::Csv) => Format::Csv,
+            Ok(pb::ResultFormat::Jsonl) => Format::Jsonl,
+            Err(_) => {
+                return Err(ConvertError::Invalid {
+                    field: "output_format",
+                    message: format!("unknown result format {}", spec.output_format),
+                });
+            }
+        };
+        let output = (!spec.output_dir.is_empty()).then_some(OutputDir {
+            path: spec.output_dir,
+            format,
+            overwrite: spec.overwrite,
+        });
         Ok(JobSpec {
+            output,
             inputs: spec.inputs,
             operation: spec.operation,
             options: spec.options.into_iter().collect(),
@@ -351,6 +380,11 @@ mod tests {
                 sort: SortOrder::ValueDesc,
                 limit: Some(0),
                 whole_file: true,
+                output: Some(OutputDir {
+                    path: "/out".into(),
+                    format: Format::Csv,
+                    overwrite: true,
+                }),
             },
             chunks_total: 3,
             chunks_done: 2,

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use crate::ids::JobId;
 use crate::operation::Options;
 use crate::partial::SortOrder;
+use crate::render::Format;
 
 /// Default target chunk size: see docs/ARCHITECTURE.md ("Chunk size") for the measurement.
 pub const DEFAULT_CHUNK_SIZE: u64 = 16 << 20;
@@ -26,6 +27,18 @@ pub struct JobSpec {
     pub limit: Option<u64>,
     /// One chunk per input file, for per-document jobs.
     pub whole_file: bool,
+    /// Where the coordinator also writes the result, if anywhere.
+    pub output: Option<OutputDir>,
+}
+
+/// A result directory on the coordinator's filesystem, written as part files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutputDir {
+    /// An absolute path.
+    pub path: String,
+    pub format: Format,
+    /// Replace the directory if it exists (otherwise such a job is refused).
+    pub overwrite: bool,
 }
 
 /// A spec that cannot run, whatever the inputs hold.
@@ -37,6 +50,8 @@ pub enum SpecInvalid {
     NoOperation,
     #[error("chunk size {0} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} bytes")]
     ChunkSize(u64),
+    #[error("output directory '{0}' must be an absolute path")]
+    RelativeOutput(String),
 }
 
 impl JobSpec {
@@ -47,6 +62,11 @@ impl JobSpec {
         }
         if self.operation.is_empty() {
             return Err(SpecInvalid::NoOperation);
+        }
+        if let Some(output) = &self.output
+            && !std::path::Path::new(&output.path).is_absolute()
+        {
+            return Err(SpecInvalid::RelativeOutput(output.path.clone()));
         }
         self.chunk_size.map_or(Ok(()), check_chunk_size)
     }

@@ -65,6 +65,9 @@ impl JobService for Api {
             .registry
             .build(&spec.operation, &spec.options)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some(output) = &spec.output {
+            crate::output::check(output).map_err(Status::invalid_argument)?;
+        }
         let chunk_size = *spec.chunk_size.get_or_insert(self.default_chunk_size);
         let inputs = spec.inputs.clone();
         let whole_files = spec.whole_file;

@@ -8,6 +8,7 @@
 mod api;
 mod fleet;
 mod job;
+mod output;
 mod scheduler;
 
 use std::time::Duration;

@@ -128,10 +128,11 @@ enum Command {
         attempt: Attempt,
         error: String,
     },
+    /// The job's result, or why it could not be made (finalize panicked, the output directory
+    /// could not be written).
     Finalized {
         job: JobId,
-        keys: u64,
-        rows: Vec<Row>,
+        result: Result<(u64, Vec<Row>), String>,
     },
 }
 
@@ -380,10 +381,18 @@ impl Scheduler {
                 }
                 self.publish(job);
             }
-            Command::Finalized { job, keys, rows } => {
+            Command::Finalized { job, result } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.succeed(keys, rows);
-                    info!(job_id = %job, keys, "job succeeded");
+                    match result {
+                        Ok((keys, rows)) => {
+                            j.succeed(keys, rows);
+                            info!(job_id = %job, keys, "job succeeded");
+                        }
+                        Err(error) => {
+                            warn!(job_id = %job, %error, "job failed at the end");
+                            j.abort(error);
+                        }
+                    }
                 }
                 self.publish(job);
             }
@@ -476,19 +485,19 @@ impl Scheduler {
         }
         let (folded, operation) = job.take_for_finalize();
         let (sort, limit) = (job.spec.sort, job.spec.limit);
+        let output = job.spec.output.clone();
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
-            let finalized =
-                tokio::task::spawn_blocking(move || operation.finalize(folded, sort, limit)).await;
-            if let Ok(Finalized { keys, rows }) = finalized {
-                let _ = commands
-                    .send(Command::Finalized {
-                        job: id,
-                        keys,
-                        rows,
-                    })
-                    .await;
-            }
+            let finalized = tokio::task::spawn_blocking(move || {
+                let Finalized { keys, rows } = operation.finalize(folded, sort, limit);
+                if let Some(output) = &output {
+                    crate::output::commit(output, id, &rows)?;
+                }
+                Ok((keys, rows))
+            })
+            .await;
+            let result = finalized.unwrap_or_else(|e| Err(format!("finalize failed: {e}")));
+            let _ = commands.send(Command::Finalized { job: id, result }).await;
         });
     }
 

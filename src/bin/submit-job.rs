@@ -12,7 +12,7 @@ use fanfold::output::{Format, Output};
 use fanfold::progress::Progress;
 use fanfold_common::ids::JobId;
 use fanfold_common::partial::SortOrder;
-use fanfold_common::spec::{JobSpec, JobState, JobStatus};
+use fanfold_common::spec::{JobSpec, JobState, JobStatus, OutputDir};
 
 /// Run map-reduce jobs on a fanfold cluster, or on this machine alone with `local`.
 ///
@@ -81,6 +81,13 @@ struct RunArgs {
     /// One chunk per input file: each file is mapped whole (per-document jobs).
     #[arg(long)]
     whole_file: bool,
+    /// Have the coordinator also write the result to DIR (on its filesystem) as part files in
+    /// the --format, committed atomically.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<String>,
+    /// Replace --output-dir if it exists (otherwise the job is refused).
+    #[arg(long, requires = "output_dir")]
+    overwrite: bool,
     /// Print the job id and return at once instead of waiting.
     #[arg(long)]
     detach: bool,
@@ -203,6 +210,11 @@ async fn run_job(client: &mut Client, args: RunArgs) -> anyhow::Result<ExitCode>
         },
         limit: args.limit,
         whole_file: args.whole_file,
+        output: args.output_dir.as_deref().map(|dir| OutputDir {
+            path: absolute(&cwd, dir),
+            format: args.output.format.into(),
+            overwrite: args.overwrite,
+        }),
     };
     let submitted = client.submit(&spec).await?;
     if args.detach {

@@ -166,10 +166,11 @@ async fn read_reports(
 
 fn decode_done(done: pb::ChunkDone) -> Result<(JobId, ChunkId, Attempt, Report), String> {
     let job: JobId = done.job_id.parse().map_err(|e| format!("{e}"))?;
-    let stats = done.counters.unwrap_or_default().into();
+    let counters = done.counters.unwrap_or_default();
     let partial = done.partial.unwrap_or_default();
     // Encoded for the journal here, on the worker's task, before the partial is converted.
-    let record = store::chunk_record(&partial, stats, &done.bad_records);
+    let record = store::chunk_record(&partial, &counters, &done.bad_records);
+    let stats = counters.into();
     let partial: Partial = partial.try_into().map_err(|e| format!("{e}"))?;
     let report = Report::Done {
         partial,

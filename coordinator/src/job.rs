@@ -22,23 +22,33 @@ use std::time::{Duration, SystemTime};
 
 use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::{BadRecord, ChunkStats};
+use fanfold_common::operation::{BadRecord, ChunkStats, Operation};
 use fanfold_common::partial::{MergeError, Partial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState, JobStatus};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// The chunks of a job, planned at submission.
-#[derive(Debug)]
+/// The chunks of a job, planned at submission, and the operation that finalizes its result.
 pub struct Plan {
     pub files: Vec<PathBuf>,
     pub chunks: Vec<ChunkRange>,
+    /// `None` for a job restored after a restart whose operation this coordinator no longer
+    /// knows: it cannot be finalized.
+    pub operation: Option<Arc<dyn Operation>>,
 }
 
 impl Plan {
     pub fn bytes(&self) -> u64 {
         self.chunks.iter().map(ChunkRange::len).sum()
     }
+}
+
+/// What the finalize step works from.
+pub struct ToFinalize {
+    pub folded: Partial,
+    /// Records skipped as bad, with their files.
+    pub bad: Vec<(PathBuf, BadRecord)>,
+    pub operation: Option<Arc<dyn Operation>>,
 }
 
 /// One running attempt of a chunk.
@@ -282,11 +292,7 @@ impl Job {
         };
         self.durations.push(winner.started.elapsed());
         self.running -= 1;
-        self.chunks_done += 1;
-        self.bytes_done += self.plan.chunks[chunk.0 as usize].len();
-        self.counters.records_in += stats.records_in;
-        self.counters.bytes_in += stats.bytes_in;
-        self.counters.bad_records += stats.bad_records;
+        self.count_folded(chunk, stats);
         let losers = live
             .into_iter()
             .filter(|l| l.attempt != attempt)
@@ -388,13 +394,21 @@ impl Job {
         self.folded.merge(partial)?;
         self.keep_bad(chunk, bad);
         self.pending.retain(|c| *c != chunk);
-        self.chunks_done += 1;
         self.chunks_checkpointed += 1;
+        self.count_folded(chunk, stats);
+        Ok(())
+    }
+
+    /// Adds a folded chunk's size and counters to the job's: once per chunk, whatever retried.
+    fn count_folded(&mut self, chunk: ChunkId, stats: ChunkStats) {
+        self.chunks_done += 1;
         self.bytes_done += self.plan.chunks[chunk.0 as usize].len();
         self.counters.records_in += stats.records_in;
         self.counters.bytes_in += stats.bytes_in;
         self.counters.bad_records += stats.bad_records;
-        Ok(())
+        for (name, amount) in stats.user {
+            *self.counters.user.entry(name).or_default() += amount;
+        }
     }
 
     fn keep_bad(&mut self, chunk: ChunkId, bad: Vec<BadRecord>) {
@@ -414,14 +428,16 @@ impl Job {
         rows: Option<Vec<Row>>,
         quarantine: Option<String>,
     ) {
-        // Input counters come from the restored chunks; the rest from the checkpoint.
-        self.counters = Counters {
-            records_in: self.counters.records_in,
-            bytes_in: self.counters.bytes_in,
-            bad_records: self.counters.bad_records,
-            ..counters
-        };
-        if state.is_final() {
+        if !state.is_final() {
+            // Input counters come from the restored chunks; the rest from the checkpoint.
+            self.counters = Counters {
+                records_in: self.counters.records_in,
+                bytes_in: self.counters.bytes_in,
+                bad_records: self.counters.bad_records,
+                user: std::mem::take(&mut self.counters.user),
+                ..counters
+            };
+        } else {
             self.counters = counters;
             self.finish(state, error);
             self.finished_at = finished_at;
@@ -462,13 +478,15 @@ impl Job {
         }
     }
 
-    /// Hands the folded partial and the skipped records to the finalize step.
-    pub fn take_for_finalize(&mut self) -> (Partial, Vec<(PathBuf, BadRecord)>) {
+    /// Hands the folded partial, the skipped records and the operation that finalizes the
+    /// result to the finalize step.
+    pub fn take_for_finalize(&mut self) -> ToFinalize {
         self.finalizing = true;
-        (
-            std::mem::take(&mut self.folded),
-            std::mem::take(&mut self.bad),
-        )
+        ToFinalize {
+            folded: std::mem::take(&mut self.folded),
+            bad: std::mem::take(&mut self.bad),
+            operation: self.plan.operation.clone(),
+        }
     }
 
     /// Keeps the finalized rows and marks the job succeeded.
@@ -527,7 +545,7 @@ impl Job {
             bytes_total: self.plan.bytes(),
             bytes_done: self.bytes_done,
             workers,
-            counters: self.counters,
+            counters: self.counters.clone(),
             error: self.error.clone(),
             submitted_at: self.submitted_at,
             finished_at: self.finished_at,
@@ -574,6 +592,7 @@ fn placeholder_status(id: JobId) -> JobStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fanfold_common::operation::Registry;
     use fanfold_common::partial::Value;
 
     fn job(chunks: u64) -> Job {
@@ -586,6 +605,11 @@ mod tests {
                     end: i * 10 + 10,
                 })
                 .collect(),
+            operation: Some(
+                Registry::builtin()
+                    .build("wordcount", &Default::default())
+                    .unwrap(),
+            ),
         };
         Job::new(JobId::new(), JobSpec::default(), plan, SystemTime::now())
     }
@@ -604,6 +628,7 @@ mod tests {
         records_in: 0,
         bytes_in: 0,
         bad_records: 0,
+        user: std::collections::BTreeMap::new(),
     };
 
     #[test]
@@ -628,7 +653,7 @@ mod tests {
                 .unwrap()
         ));
         assert!(job.ready_to_finalize());
-        let (folded, _) = job.take_for_finalize();
+        let folded = job.take_for_finalize().folded;
         assert_eq!(folded.get(b"x"), Some(&Value::Count(1)));
         assert_eq!(folded.get(b"late"), None);
     }
@@ -724,7 +749,10 @@ mod tests {
         ));
         let status = job.snapshot(0);
         assert_eq!((status.counters.attempts, status.counters.backups), (4, 1));
-        assert_eq!(job.take_for_finalize().0.get(b"c"), Some(&Value::Count(1)));
+        assert_eq!(
+            job.take_for_finalize().folded.get(b"c"),
+            Some(&Value::Count(1))
+        );
     }
 
     #[tokio::test(start_paused = true)]

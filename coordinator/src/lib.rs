@@ -8,6 +8,7 @@
 mod api;
 mod fleet;
 mod job;
+mod output;
 mod scheduler;
 mod store;
 
@@ -107,6 +108,7 @@ pub async fn run(
         },
         store,
         restored,
+        &config.registry,
         &tasks,
         shutdown.child_token(),
     );

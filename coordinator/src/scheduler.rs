@@ -20,8 +20,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::{BadRecord, ChunkStats, Options};
-use fanfold_common::partial::{self, Partial, Row};
+use fanfold_common::operation::{BadRecord, ChunkStats, Finalized, Options, Registry};
+use fanfold_common::partial::{Partial, Row};
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::job::{BackupPolicy, Completion, FailOutcome, Job, Plan};
+use crate::job::{BackupPolicy, Completion, FailOutcome, Job, Plan, ToFinalize};
 use crate::store::{self, Checkpoints, Op, Restored, Store};
 
 /// Scheduler settings.
@@ -168,11 +168,12 @@ enum Command {
         attempt: Attempt,
         error: String,
     },
+    /// The job's result, or why it could not be made (finalize panicked, the output directory
+    /// could not be written).
     Finalized {
         job: JobId,
-        keys: u64,
-        rows: Vec<Row>,
-        quarantine: Result<Option<PathBuf>, String>,
+        /// Keys, rows and the quarantine file, if records were skipped.
+        result: Result<(u64, Vec<Row>, Option<PathBuf>), String>,
     },
 }
 
@@ -325,6 +326,7 @@ pub fn spawn(
     config: SchedulerConfig,
     store: Store,
     restored: Vec<Restored>,
+    registry: &Registry,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Handle {
@@ -343,7 +345,7 @@ pub fn spawn(
         tasks: tasks.clone(),
     };
     for job in restored {
-        scheduler.restore(job);
+        scheduler.restore(job, registry);
     }
     tasks.spawn(async move {
         let mut ticks = tokio::time::interval(scheduler.config.tick);
@@ -379,9 +381,15 @@ pub fn spawn(
 }
 
 impl Scheduler {
-    fn restore(&mut self, r: Restored) {
+    fn restore(&mut self, r: Restored, registry: &Registry) {
         let id = r.job;
-        let mut job = Job::new(id, r.spec, r.plan, r.submitted_at);
+        let operation = registry.build(&r.spec.operation, &r.spec.options);
+        let plan = Plan {
+            files: r.files,
+            chunks: r.chunks_planned,
+            operation: operation.as_ref().ok().cloned(),
+        };
+        let mut job = Job::new(id, r.spec, plan, r.submitted_at);
         let restored = r.chunks.len();
         for (chunk, partial, stats, bad) in r.chunks {
             if let Err(e) = job.restore_chunk(chunk, partial, stats, bad) {
@@ -530,22 +538,18 @@ impl Scheduler {
                 }
                 self.publish(job);
             }
-            Command::Finalized {
-                job,
-                keys,
-                rows,
-                quarantine,
-            } => {
+            Command::Finalized { job, result } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    match quarantine {
-                        Ok(quarantine) => {
+                    match result {
+                        Ok((keys, rows, quarantine)) => {
                             if j.succeed(keys, rows, quarantine) {
                                 info!(job_id = %job, keys, "job succeeded");
                                 self.ended(job);
                             }
                         }
-                        Err(e) => {
-                            j.abort(format!("cannot write the quarantine file: {e}"));
+                        Err(error) => {
+                            warn!(job_id = %job, %error, "job failed at the end");
+                            j.abort(error);
                             self.ended(job);
                         }
                     }
@@ -720,33 +724,36 @@ impl Scheduler {
         if !job.ready_to_finalize() {
             return;
         }
-        let (folded, bad) = job.take_for_finalize();
+        let ToFinalize {
+            folded,
+            bad,
+            operation,
+        } = job.take_for_finalize();
+        let Some(operation) = operation else {
+            return; // restored without its operation: failed when restored
+        };
         let (sort, limit) = (job.spec.sort, job.spec.limit);
+        let output = job.spec.output.clone();
         let quarantine_file = self.config.quarantine_dir.join(format!("{id}.tsv"));
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let finalized = tokio::task::spawn_blocking(move || {
-                let keys = folded.len() as u64;
+                let Finalized { keys, rows } = operation.finalize(folded, sort, limit);
+                if let Some(output) = &output {
+                    crate::output::commit(output, id, &rows)?;
+                }
                 let quarantine = if bad.is_empty() {
-                    Ok(None)
+                    None
                 } else {
                     write_quarantine(&quarantine_file, &bad)
-                        .map(|()| Some(quarantine_file))
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| format!("cannot write the quarantine file: {e}"))?;
+                    Some(quarantine_file)
                 };
-                (keys, partial::finalize(folded, sort, limit), quarantine)
+                Ok((keys, rows, quarantine))
             })
             .await;
-            if let Ok((keys, rows, quarantine)) = finalized {
-                let _ = commands
-                    .send(Command::Finalized {
-                        job: id,
-                        keys,
-                        rows,
-                        quarantine,
-                    })
-                    .await;
-            }
+            let result = finalized.unwrap_or_else(|e| Err(format!("finalize failed: {e}")));
+            let _ = commands.send(Command::Finalized { job: id, result }).await;
         });
     }
 
@@ -938,8 +945,10 @@ mod tests {
     fn mapped(a: &Assignment) -> Report {
         let op = Registry::builtin().build("wordcount", &a.options).unwrap();
         let mut stats = ChunkStats::default();
-        let partial = op.map(&a.data, &mut stats).unwrap();
-        let record = store::chunk_record(&partial.clone().into(), stats, &[]);
+        let path = a.path.display().to_string();
+        let chunk = fanfold_common::operation::Chunk::new(&a.data, &path, a.range.start);
+        let partial = op.map(&chunk, &mut stats).unwrap();
+        let record = store::chunk_record(&partial.clone().into(), &stats.clone().into(), &[]);
         Report::Done {
             partial,
             stats,
@@ -999,8 +1008,13 @@ mod tests {
         }
         let files = input::resolve(&[dir.display().to_string()]).unwrap();
         let plan = Plan {
-            chunks: chunker::plan(&files, chunk_size).unwrap(),
+            chunks: chunker::plan(&files, chunk_size, |_| false).unwrap(),
             files: files.into_iter().map(|f| f.path).collect(),
+            operation: Some(
+                Registry::builtin()
+                    .build("wordcount", &Default::default())
+                    .unwrap(),
+            ),
         };
         let spec = JobSpec {
             inputs: vec![dir.display().to_string()],
@@ -1023,7 +1037,14 @@ mod tests {
         let (spec, plan, expected) = inputs(dir, chunk_size);
         let stop = CancellationToken::new();
         let store = Store::in_memory().unwrap();
-        let handle = spawn(config, store, Vec::new(), &TaskTracker::new(), stop.clone());
+        let handle = spawn(
+            config,
+            store,
+            Vec::new(),
+            &Registry::builtin(),
+            &TaskTracker::new(),
+            stop.clone(),
+        );
         let id = handle.submit(spec, plan).await.unwrap().id;
         Running {
             handle,
@@ -1049,6 +1070,7 @@ mod tests {
         rows.iter()
             .map(|r| match r.value {
                 Value::Count(n) => (r.key.clone(), n),
+                ref other => panic!("word count gave {other:?}"),
             })
             .collect()
     }
@@ -1200,7 +1222,7 @@ mod tests {
             ));
             let report = Report::Done {
                 partial,
-                stats,
+                stats: stats.clone(),
                 record,
                 bad: vec![bad.clone()],
             };
@@ -1342,7 +1364,14 @@ mod tests {
         let total = plan.chunks.len() as u64;
         let store = Store::open(state.path()).unwrap();
         let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
-        let handle = spawn(config(), store.clone(), Vec::new(), &tasks, stop.clone());
+        let handle = spawn(
+            config(),
+            store.clone(),
+            Vec::new(),
+            &Registry::builtin(),
+            &tasks,
+            stop.clone(),
+        );
         let id = handle.submit(spec, plan).await.unwrap().id;
         let mut fake = attach(&handle, 1).await;
         // Fold five chunks, wait until they are durable, then leave one assignment unanswered.
@@ -1368,7 +1397,14 @@ mod tests {
         let restored = store.load().unwrap();
         assert_eq!(restored.len(), 1);
         let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
-        let handle = spawn(config(), store, restored, &tasks, stop.clone());
+        let handle = spawn(
+            config(),
+            store,
+            restored,
+            &Registry::builtin(),
+            &tasks,
+            stop.clone(),
+        );
         let status = handle.get(id).await.unwrap();
         assert_eq!((status.chunks_done, status.chunks_checkpointed), (5, 5));
         let handed = Arc::default();
@@ -1388,6 +1424,7 @@ mod tests {
             config(),
             store.clone(),
             store.load().unwrap(),
+            &Registry::builtin(),
             &tasks,
             stop.clone(),
         );

@@ -16,7 +16,8 @@ use std::time::SystemTime;
 
 use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{ChunkId, JobId};
-use fanfold_common::operation::{BadRecord, ChunkStats};
+use fanfold_common::operation::BadRecord;
+use fanfold_common::operation::ChunkStats;
 use fanfold_common::partial::{Partial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState};
 use fanfold_proto::store::v1 as record;
@@ -26,8 +27,6 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::error;
-
-use crate::job::Plan;
 
 const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_plans");
 const PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_progress");
@@ -98,7 +97,8 @@ pub enum Op {
 pub struct Restored {
     pub job: JobId,
     pub spec: JobSpec,
-    pub plan: Plan,
+    pub files: Vec<PathBuf>,
+    pub chunks_planned: Vec<ChunkRange>,
     pub submitted_at: SystemTime,
     pub state: JobState,
     pub error: Option<String>,
@@ -206,7 +206,7 @@ impl Store {
                         let value = record::JobProgress {
                             state: pb::JobState::from(*state) as i32,
                             error: error.clone().unwrap_or_default(),
-                            counters: Some((*counters).into()),
+                            counters: Some(counters.clone().into()),
                             finished_at: finished_at.map(Into::into),
                             result_rows: *result_rows,
                             quarantine: quarantine.clone().unwrap_or_default(),
@@ -324,10 +324,8 @@ impl Store {
             jobs.push(Restored {
                 job,
                 spec,
-                plan: Plan {
-                    files: plan.files.into_iter().map(PathBuf::from).collect(),
-                    chunks: ranges,
-                },
+                files: plan.files.into_iter().map(PathBuf::from).collect(),
+                chunks_planned: ranges,
                 submitted_at,
                 state: job_state,
                 error: (!state.error.is_empty()).then_some(state.error),
@@ -349,11 +347,14 @@ impl Store {
 
 /// Encodes a chunk's result for [`Op::ChunkFolded`] as a [`record::ChunkResult`], without
 /// copying the partial first.
-pub fn chunk_record(partial: &pb::Partial, stats: ChunkStats, bad: &[pb::BadRecord]) -> Vec<u8> {
-    let counters = pb::ChunkCounters::from(stats);
+pub fn chunk_record(
+    partial: &pb::Partial,
+    counters: &pb::ChunkCounters,
+    bad: &[pb::BadRecord],
+) -> Vec<u8> {
     let mut buf = Vec::with_capacity(partial.encoded_len() + counters.encoded_len() + 16);
     prost::encoding::message::encode(1, partial, &mut buf);
-    prost::encoding::message::encode(2, &counters, &mut buf);
+    prost::encoding::message::encode(2, counters, &mut buf);
     prost::encoding::message::encode_repeated(3, bad, &mut buf);
     buf
 }

@@ -10,7 +10,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fanfold_common::operation::{self, ChunkStats};
+use fanfold_common::operation::{self, Chunk, ChunkStats};
+use fanfold_common::records;
 use fanfold_proto::MAX_MESSAGE_BYTES;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
@@ -263,16 +264,21 @@ async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage
     };
     let data = std::mem::take(&mut assign.data);
     let skip = assign.skip_bad_records;
-    let base = assign.location.as_ref().map_or(0, |l| l.start);
+    let (path, start) = assign
+        .location
+        .as_ref()
+        .map_or((String::new(), 0), |l| (l.path.clone(), l.start));
     let started = std::time::Instant::now();
     let mapped = tokio::task::spawn_blocking(move || {
+        let data = records::decompress(&path, &data)?;
         let mut stats = ChunkStats::default();
+        let chunk = Chunk::new(&data, &path, start);
         let (partial, bad) = if skip {
-            operation::map_isolating(operation.as_ref(), &data, base, &mut stats)
+            operation::map_isolating(operation.as_ref(), &chunk, &mut stats)
                 .map_err(|e| e.to_string())?
         } else {
             let partial = operation
-                .map(&data, &mut stats)
+                .map(&chunk, &mut stats)
                 .map_err(|e| e.to_string())?;
             (partial, Vec::new())
         };
@@ -290,6 +296,7 @@ async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage
             counters: Some(stats.into()),
             bad_records: bad.into_iter().map(Into::into).collect(),
         })),
+        // Retried, on another worker where possible: the cause may be local to this one.
         Ok(Err(e)) => failed(&assign, format!("worker {}: {e}", config.name), true),
         Err(join) => {
             let why = match join.try_into_panic() {

@@ -21,6 +21,8 @@ use crate::support;
 
 /// The coordinator's gRPC port inside its container.
 const GRPC_PORT: u16 = 7077;
+/// Where the coordinator keeps its state, on a named volume.
+const STATE_DIR: &str = "/var/lib/fanfold";
 /// Short enough that a partitioned worker is given up on quickly, long enough to survive a
 /// busy CI machine (workers beat every 500 ms).
 pub const WORKER_TIMEOUT: &str = "3s";
@@ -221,16 +223,18 @@ fn rewrite(pending: &mut Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A fanfold cluster in containers on its own network: one coordinator, any number of workers.
-/// Dropping it removes every container (and then the network); if the test is failing, it first
-/// prints every container's logs.
+/// A fanfold cluster in containers on its own network: one coordinator with a named volume for
+/// its state directory, any number of workers. Dropping it removes every container, the network
+/// and the volume; if the test is failing, it first prints every container's logs.
 pub struct Cluster {
     test: String,
     network: String,
     image: String,
+    state_volume: String,
     /// The coordinator's gRPC address on the host, for `submit-job`.
     pub address: String,
-    coordinator: ContainerAsync<GenericImage>,
+    /// Always `Some` until the cluster is dropped.
+    coordinator: Option<ContainerAsync<GenericImage>>,
     workers: Vec<(String, ContainerAsync<GenericImage>)>,
 }
 
@@ -248,6 +252,7 @@ impl Cluster {
     pub async fn start(docker: &Docker, test: &str, data: &Path) -> Cluster {
         let network = format!("fanfold-test-{test}-{}", std::process::id());
         let name = format!("{network}-coordinator");
+        let state_volume = format!("{network}-state");
         let (repository, tag) = docker.image.rsplit_once(':').expect("image has a tag");
         let coordinator = GenericImage::new(repository, tag)
             .with_exposed_port(GRPC_PORT.tcp())
@@ -257,6 +262,8 @@ impl Cluster {
             .with_container_name(&name)
             .with_env_var("FANFOLD_WORKER_TIMEOUT", WORKER_TIMEOUT)
             .with_env_var("RUST_LOG", "info")
+            .with_env_var("FANFOLD_STATE_DIR", STATE_DIR)
+            .with_mount(Mount::volume_mount(&state_volume, STATE_DIR))
             .with_mount(
                 Mount::bind_mount(data.to_str().unwrap(), "/data")
                     .with_access_mode(AccessMode::ReadOnly),
@@ -265,18 +272,55 @@ impl Cluster {
             .start()
             .await
             .unwrap_or_else(|e| panic!("cannot start the coordinator container {name}: {e}"));
-        let port = coordinator
+        let mut cluster = Cluster {
+            test: test.to_owned(),
+            image: docker.image.clone(),
+            address: String::new(),
+            network,
+            state_volume,
+            coordinator: Some(coordinator),
+            workers: Vec::new(),
+        };
+        cluster.address = cluster.published_address().await;
+        cluster
+    }
+
+    fn coordinator(&self) -> &ContainerAsync<GenericImage> {
+        self.coordinator.as_ref().expect("coordinator is running")
+    }
+
+    async fn published_address(&self) -> String {
+        let port = self
+            .coordinator()
             .get_host_port_ipv4(GRPC_PORT.tcp())
             .await
             .expect("coordinator port is published");
-        Cluster {
-            test: test.to_owned(),
-            image: docker.image.clone(),
-            address: format!("127.0.0.1:{port}"),
-            network,
-            coordinator,
-            workers: Vec::new(),
+        format!("127.0.0.1:{port}")
+    }
+
+    /// Stops the coordinator container (SIGTERM) and starts it again: same container, same
+    /// volume, same name on the network. Returns once it listens again.
+    pub async fn restart_coordinator(&mut self) {
+        let coordinator = self.coordinator();
+        let starts = |out: &[u8]| {
+            String::from_utf8_lossy(out)
+                .matches("coordinator listening")
+                .count()
+        };
+        let before = starts(&coordinator.stdout_to_vec().await.unwrap());
+        coordinator.stop_with_timeout(Some(10)).await.unwrap();
+        coordinator.start().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while starts(&coordinator.stdout_to_vec().await.unwrap()) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "[{}] the coordinator did not listen again after a restart",
+                self.test
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // The host port is assigned again at start.
+        self.address = self.published_address().await;
     }
 
     /// Starts a worker container (1 slot) and waits until it has attached; returns its name,
@@ -324,7 +368,7 @@ impl Cluster {
 
     /// The coordinator's log (stderr) so far.
     pub async fn coordinator_log(&self) -> String {
-        log_text(&self.coordinator).await
+        log_text(self.coordinator()).await
     }
 
     /// The log (stderr) so far of the worker called `name`.
@@ -382,9 +426,35 @@ impl Cluster {
         }
     }
 
+    /// Waits until the coordinator's log shows the worker called `name` attached `times` times
+    /// (the log spans restarts of the coordinator container).
+    pub async fn wait_until_attached(&self, name: &str, times: usize, limit: Duration) {
+        let field = format!("name={name} ");
+        let deadline = Instant::now() + limit;
+        loop {
+            let log = self.coordinator_log().await;
+            let attached = log
+                .lines()
+                .filter(|l| l.contains("worker attached") && l.contains(&field))
+                .count();
+            if attached >= times {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] worker {name} attached {attached} times, not {times}, after {limit:?}",
+                self.test
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn print_logs(&self) {
         let mut report = String::new();
-        let containers = std::iter::once(("coordinator", &self.coordinator))
+        let containers = self
+            .coordinator
+            .iter()
+            .map(|c| ("coordinator", c))
             .chain(self.workers.iter().map(|(n, c)| (n.as_str(), c)));
         for (name, container) in containers {
             let out = container.stdout_to_vec().await.unwrap_or_default();
@@ -415,6 +485,14 @@ impl Drop for Cluster {
             let handle = tokio::runtime::Handle::current();
             tokio::task::block_in_place(|| handle.block_on(self.print_logs()));
         }
+        // Containers first (testcontainers removes them on drop), then the named volume, which
+        // Docker keeps when a container is removed.
+        self.workers.clear();
+        self.coordinator.take();
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", "--force", &self.state_volume])
+            .stdout(std::process::Stdio::null())
+            .status();
     }
 }
 

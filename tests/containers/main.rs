@@ -26,6 +26,11 @@ const SLOW_WORKER: WorkerSpec = WorkerSpec {
     millicores: 100,
     debug_log: false,
 };
+/// For tests that break nothing mid-job.
+const FAST_WORKER: WorkerSpec = WorkerSpec {
+    millicores: 1000,
+    debug_log: false,
+};
 /// Longest a job may take in these tests before they fail instead of hanging.
 const JOB_LIMIT: Duration = Duration::from_secs(300);
 
@@ -125,12 +130,7 @@ async fn three_worker_containers_count_words_exactly() {
     let Some(docker) = docker() else { return };
     let mut cluster = Cluster::start(docker, "three", &corpus().root).await;
     for _ in 0..3 {
-        cluster
-            .add_worker(WorkerSpec {
-                millicores: 1000,
-                ..SLOW_WORKER
-            })
-            .await;
+        cluster.add_worker(FAST_WORKER).await;
     }
     let job = submit(&cluster).await;
     let status = expect_exact_result(&cluster, &job).await;
@@ -204,22 +204,9 @@ async fn a_partitioned_worker_container_comes_back_and_its_late_results_are_not_
         counter(&status, "attempts") > total,
         "the partitioned worker's chunks were handed to others:\n{status}"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = cluster.coordinator_log().await;
-        let attached = log
-            .lines()
-            .filter(|l| l.contains("worker attached") && l.contains(&name))
-            .count();
-        if attached >= 2 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the partitioned worker did not attach again"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cluster
+        .wait_until_attached(victim, 2, Duration::from_secs(30))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,5 +237,33 @@ async fn a_worker_container_added_mid_job_receives_chunks() {
     assert!(
         mapped > 0,
         "the added worker mapped no chunk of job {job}:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reattach_to_a_restarted_coordinator_container_and_jobs_run_again() {
+    let Some(docker) = docker() else { return };
+    let mut cluster = Cluster::start(docker, "restart", &corpus().root).await;
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        names.push(cluster.add_worker(FAST_WORKER).await);
+    }
+    let first = submit(&cluster).await;
+    expect_exact_result(&cluster, &first).await;
+
+    // Same container, same state volume, same address on the network.
+    cluster.restart_coordinator().await;
+    for name in &names {
+        cluster
+            .wait_until_attached(name, 2, Duration::from_secs(30))
+            .await;
+    }
+    let second = submit(&cluster).await;
+    let status = expect_exact_result(&cluster, &second).await;
+    assert_eq!(field(&status, "workers"), "2", "{status}");
+    assert_eq!(
+        counter(&status, "attempts"),
+        chunks(&status).1,
+        "no fault, no retry"
     );
 }

@@ -33,4 +33,9 @@ cp deploy/Dockerfile "$context/Dockerfile"
 
 # The classic builder: it needs no BuildKit and pulls nothing for `FROM scratch`.
 DOCKER_BUILDKIT=0 docker build --quiet --tag "$tag" "$context" >/dev/null
+# The binaries must run in the empty image, as the unprivileged user.
+check="fanfold-build-check-$$"
+user="$(docker run --rm --name "$check" "$tag" coordinator --version >/dev/null &&
+  docker image inspect --format '{{.Config.User}}' "$tag")"
+[ "$user" = "65532:65532" ] || { echo "build-image: $tag runs as '$user'" >&2; exit 1; }
 echo "built $tag ($(docker image inspect --format '{{.Size}}' "$tag" | numfmt --to=iec-i)B)"

@@ -268,6 +268,9 @@ impl Cluster {
                 Mount::bind_mount(data.to_str().unwrap(), "/data")
                     .with_access_mode(AccessMode::ReadOnly),
             )
+            // Locked down as on Kubernetes: only the volumes are writable, no capabilities.
+            .with_readonly_rootfs(true)
+            .with_cap_drop("ALL")
             .with_startup_timeout(Duration::from_secs(60))
             .start()
             .await
@@ -350,6 +353,8 @@ impl Cluster {
             .with_host_config_modifier(move |config: &mut HostConfig| {
                 config.nano_cpus = Some(nano_cpus);
             })
+            .with_readonly_rootfs(true)
+            .with_cap_drop("ALL")
             .with_startup_timeout(Duration::from_secs(60))
             .start()
             .await

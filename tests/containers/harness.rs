@@ -146,7 +146,20 @@ fn engine_api_version(socket: &Path) -> Result<(usize, usize), String> {
 /// (`/v1.53/containers/...` to `/v1.41/containers/...`) and passes everything else through.
 /// Returns the relay's socket path. Only the requests these tests make need to work.
 fn start_api_adapter(engine: PathBuf, from: String, to: String) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("fanfold-docker-api-{}.sock", std::process::id()));
+    // In the temp dir (socket paths must be short); sockets of finished runs are removed here,
+    // as nothing runs when a test binary exits.
+    let dir = std::env::temp_dir();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("fanfold-docker-api-"))
+            .and_then(|n| n.strip_suffix(".sock"));
+        if pid.is_some_and(|pid| !Path::new("/proc").join(pid).exists()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let path = dir.join(format!("fanfold-docker-api-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = std::os::unix::net::UnixListener::bind(&path)
         .unwrap_or_else(|e| panic!("cannot bind {}: {e}", path.display()));

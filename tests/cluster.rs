@@ -15,22 +15,6 @@ fn corpus() -> &'static Corpus {
     CORPUS.get_or_init(|| Corpus::generate(8, 4 << 20, 42))
 }
 
-fn field<'a>(status: &'a str, name: &str) -> &'a str {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name).map(str::trim))
-        .unwrap_or_else(|| panic!("no '{name}' in status:\n{status}"))
-}
-
-fn counter(status: &str, name: &str) -> u64 {
-    field(status, "counters")
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no counter {name} in:\n{status}"))
-        .parse()
-        .unwrap()
-}
-
 /// Runs word count over the corpus on `workers` workers of `slots` slots and checks the result,
 /// the counters and the `status`, `result` and `list` commands against independent numbers.
 async fn word_count_matches(test: &str, workers: u32, slots: u32, chunk_size: &str) {

@@ -123,6 +123,24 @@ pub fn assert_ok(output: &Output) {
     );
 }
 
+/// The value of a `submit-job status` line, e.g. `field(status, "state")`.
+pub fn field<'a>(status: &'a str, name: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(str::trim))
+        .unwrap_or_else(|| panic!("no '{name}' in status:\n{status}"))
+}
+
+/// One `name=value` counter of a `submit-job status` text.
+pub fn counter(status: &str, name: &str) -> u64 {
+    field(status, "counters")
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no counter {name} in:\n{status}"))
+        .parse()
+        .unwrap()
+}
+
 /// Word counts computed directly, sharing no code with fanfold: split on the bytes Python's
 /// `bytes.split()` treats as whitespace.
 pub fn count_words(files: &[PathBuf]) -> HashMap<Vec<u8>, u64> {

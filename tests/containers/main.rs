@@ -1,0 +1,269 @@
+//! Container tests: the fanfold image run as a coordinator and worker containers on a private
+//! Docker network, driven from the host by the real `submit-job`, checked against an independent
+//! sequential word count, and broken on purpose (a worker killed, a worker paused and resumed, a
+//! worker added) while a job runs.
+//!
+//! The image is built once per run by `deploy/build-image.sh` if its tag is missing. Without a
+//! Docker engine the tests skip, unless `FANFOLD_REQUIRE_DOCKER=1` (see `harness`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod harness;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use harness::{Cluster, WorkerSpec, docker};
+use support::{assert_ok, count_words, counter, field, generate_corpus, parse_tsv, stdout};
+
+/// Small chunks and slow workers keep a job running for several seconds: time to break things.
+const CHUNK_SIZE: &str = "32KiB";
+const SLOW_WORKER: WorkerSpec = WorkerSpec {
+    millicores: 100,
+    debug_log: false,
+};
+/// For tests that break nothing mid-job.
+const FAST_WORKER: WorkerSpec = WorkerSpec {
+    millicores: 1000,
+    debug_log: false,
+};
+/// Longest a job may take in these tests before they fail instead of hanging.
+const JOB_LIMIT: Duration = Duration::from_secs(300);
+
+/// A generated corpus of about 32 MB under a folder the coordinator container mounts at `/data`.
+struct Corpus {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    counts: HashMap<Vec<u8>, u64>,
+}
+
+fn corpus() -> &'static Corpus {
+    static CORPUS: OnceLock<Corpus> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        // The container runs as an unprivileged user: the mounted folder must be readable.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let files = generate_corpus(&dir.path().join("corpus"), 8, 4 << 20, 2026);
+        let counts = count_words(&files);
+        Corpus {
+            root: dir.path().to_owned(),
+            _dir: dir,
+            counts,
+        }
+    })
+}
+
+/// Submits a word count of the whole corpus without waiting; returns the job id.
+async fn submit(cluster: &Cluster) -> String {
+    let out = cluster
+        .submit_job(&[
+            "run",
+            "/data/corpus",
+            "--chunk-size",
+            CHUNK_SIZE,
+            "--detach",
+        ])
+        .await;
+    assert_ok(&out);
+    stdout(&out).trim().to_owned()
+}
+
+/// `(done, total)` chunks from a status text.
+fn chunks(status: &str) -> (u64, u64) {
+    let numbers: Vec<u64> = field(status, "chunks")
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// Waits until at least `fraction` of the job's chunks are done while it still runs, so that
+/// what the test does next happens mid-job; returns that status.
+async fn wait_until_partly_done(cluster: &Cluster, job: &str, fraction: f64) -> String {
+    let status = cluster
+        .wait_for_status(job, JOB_LIMIT, "the job to get going", |s| {
+            let (done, total) = chunks(s);
+            field(s, "state") != "running" || done as f64 >= fraction * total as f64
+        })
+        .await;
+    let (done, total) = chunks(&status);
+    assert!(
+        field(&status, "state") == "running" && done < total,
+        "the job finished before the test could break anything; it needs to run longer:\n{status}"
+    );
+    status
+}
+
+/// Waits for the job to end, checks it succeeded with the exact sequential answer, and returns
+/// its final status.
+async fn expect_exact_result(cluster: &Cluster, job: &str) -> String {
+    let status = cluster
+        .wait_for_status(job, JOB_LIMIT, "the job to end", |s| {
+            field(s, "state") != "running"
+        })
+        .await;
+    assert_eq!(field(&status, "state"), "succeeded", "{status}");
+    let result = cluster.submit_job(&["result", job]).await;
+    assert_ok(&result);
+    let got = parse_tsv(&result.stdout);
+    let expected = &corpus().counts;
+    assert_eq!(got.len(), expected.len(), "distinct words");
+    assert!(
+        &got == expected,
+        "word counts differ from the sequential count"
+    );
+    assert_eq!(
+        counter(&status, "keys_out"),
+        expected.len() as u64,
+        "{status}"
+    );
+    status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_worker_containers_count_words_exactly() {
+    let Some(docker) = docker() else { return };
+    let mut cluster = Cluster::start(docker, "three", &corpus().root).await;
+    for _ in 0..3 {
+        cluster.add_worker(FAST_WORKER).await;
+    }
+    let job = submit(&cluster).await;
+    let status = expect_exact_result(&cluster, &job).await;
+    let (done, total) = chunks(&status);
+    assert!(done == total && total >= 100, "{status}");
+    assert_eq!(counter(&status, "attempts"), total, "no fault, no retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_container_killed_mid_job_leaves_the_answer_exact() {
+    let Some(docker) = docker() else { return };
+    let mut cluster = Cluster::start(docker, "kill", &corpus().root).await;
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        names.push(cluster.add_worker(SLOW_WORKER).await);
+    }
+    let job = submit(&cluster).await;
+    wait_until_partly_done(&cluster, &job, 0.2).await;
+    let victim = &names[0];
+    // A zero timeout: SIGKILL at once, no chance to say goodbye.
+    cluster
+        .worker(victim)
+        .stop_with_timeout(Some(0))
+        .await
+        .unwrap();
+
+    let status = expect_exact_result(&cluster, &job).await;
+    let (_, total) = chunks(&status);
+    assert!(
+        counter(&status, "attempts") > total,
+        "the killed worker's chunks were attempted again:\n{status}"
+    );
+    let line = cluster
+        .wait_for_coordinator_line(
+            &["worker detached", &format!("name={victim}")],
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(!line.contains("requeued=0"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_worker_container_comes_back_and_its_late_results_are_not_folded() {
+    let Some(docker) = docker() else { return };
+    let mut cluster = Cluster::start(docker, "partition", &corpus().root).await;
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        names.push(cluster.add_worker(SLOW_WORKER).await);
+    }
+    let job = submit(&cluster).await;
+    wait_until_partly_done(&cluster, &job, 0.2).await;
+    let victim = &names[1];
+    // Frozen: its connection stays open but nothing comes out of it, as in a network partition.
+    cluster.worker(victim).pause().await.unwrap();
+    let name = format!("name={victim}");
+    cluster
+        .wait_for_coordinator_line(
+            &["worker stream ended", &name, "heartbeat timeout"],
+            Duration::from_secs(30),
+        )
+        .await;
+    // Back from the partition: it finishes the chunks it held (their results are late, for
+    // attempts already handed to others) and attaches again.
+    cluster.worker(victim).unpause().await.unwrap();
+
+    // Folding any late result as well would inflate the counts: the exact answer shows that
+    // each chunk was folded once.
+    let status = expect_exact_result(&cluster, &job).await;
+    let (_, total) = chunks(&status);
+    assert!(
+        counter(&status, "attempts") > total,
+        "the partitioned worker's chunks were handed to others:\n{status}"
+    );
+    cluster
+        .wait_until_attached(victim, 2, Duration::from_secs(30))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_container_added_mid_job_receives_chunks() {
+    let Some(docker) = docker() else { return };
+    let mut cluster = Cluster::start(docker, "add", &corpus().root).await;
+    cluster.add_worker(SLOW_WORKER).await;
+    let job = submit(&cluster).await;
+    wait_until_partly_done(&cluster, &job, 0.1).await;
+    let late = cluster
+        .add_worker(WorkerSpec {
+            debug_log: true,
+            ..SLOW_WORKER
+        })
+        .await;
+
+    let status = expect_exact_result(&cluster, &job).await;
+    assert_eq!(
+        counter(&status, "attempts"),
+        chunks(&status).1,
+        "no fault, no retry"
+    );
+    let log = cluster.worker_log(&late).await;
+    let mapped = log
+        .lines()
+        .filter(|l| l.contains("chunk mapped") && l.contains(&job))
+        .count();
+    assert!(
+        mapped > 0,
+        "the added worker mapped no chunk of job {job}:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reattach_to_a_restarted_coordinator_container_and_jobs_run_again() {
+    let Some(docker) = docker() else { return };
+    let mut cluster = Cluster::start(docker, "restart", &corpus().root).await;
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        names.push(cluster.add_worker(FAST_WORKER).await);
+    }
+    let first = submit(&cluster).await;
+    expect_exact_result(&cluster, &first).await;
+
+    // Same container, same state volume, same address on the network.
+    cluster.restart_coordinator().await;
+    for name in &names {
+        cluster
+            .wait_until_attached(name, 2, Duration::from_secs(30))
+            .await;
+    }
+    let second = submit(&cluster).await;
+    let status = expect_exact_result(&cluster, &second).await;
+    assert_eq!(field(&status, "workers"), "2", "{status}");
+    assert_eq!(
+        counter(&status, "attempts"),
+        chunks(&status).1,
+        "no fault, no retry"
+    );
+}

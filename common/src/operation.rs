@@ -83,18 +83,30 @@ pub trait Operation: Send + Sync + 'static {
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError>;
 
     /// Turns the job's folded partial into result rows: settles each value, sorts, keeps the
-    /// first `limit`. The default orders keys bytewise.
-    fn finalize(&self, partial: Partial, sort: SortOrder, limit: Option<u64>) -> Finalized {
-        Finalized {
+    /// first `limit`. The default orders keys bytewise. Runs once, at the coordinator; an error
+    /// fails the job.
+    fn finalize(
+        &self,
+        partial: Partial,
+        sort: SortOrder,
+        limit: Option<u64>,
+    ) -> Result<Finalized, MapError> {
+        Ok(Finalized {
             keys: partial.len() as u64,
             rows: partial::finalize(partial, sort, limit),
-        }
+        })
     }
 
     /// Whether a file must be mapped as one chunk because a record boundary cannot be found
     /// from an arbitrary offset (CSV, whose quoted fields may hold newlines). Compressed files
     /// and whole-file jobs are one chunk per file anyway.
     fn whole_file(&self, _path: &str) -> bool {
+        false
+    }
+
+    /// Whether the operation runs programs named in its options (streaming). A [`Registry`]
+    /// builds such an operation only if programs are allowed.
+    fn runs_programs(&self) -> bool {
         false
     }
 }
@@ -109,12 +121,18 @@ pub enum SpecError {
     UnknownOperation { name: String, known: Vec<String> },
     #[error("operation '{operation}': {message}")]
     BadOption { operation: String, message: String },
+    #[error(
+        "operation '{0}' runs arbitrary programs and this process does not allow that; \
+         start it with --allow-streaming (FANFOLD_ALLOW_STREAMING=true)"
+    )]
+    ProgramsNotAllowed(String),
 }
 
 /// Operations by name.
 #[derive(Clone)]
 pub struct Registry {
     factories: BTreeMap<String, Factory>,
+    programs_allowed: bool,
 }
 
 impl Registry {
@@ -122,6 +140,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut registry = Self {
             factories: BTreeMap::new(),
+            programs_allowed: false,
         };
         registry.register(ops::wordcount::NAME, ops::wordcount::factory);
         registry.register(ops::grep::NAME, ops::grep::factory);
@@ -129,12 +148,19 @@ impl Registry {
         registry.register(ops::distinct::NAME, ops::distinct::factory);
         registry.register(ops::histogram::NAME, ops::histogram::factory);
         registry.register(ops::index::NAME, ops::index::factory);
+        registry.register(ops::streaming::NAME, ops::streaming::factory);
         registry
     }
 
     /// Adds (or replaces) an operation under `name`.
     pub fn register(&mut self, name: &str, factory: Factory) {
         self.factories.insert(name.to_owned(), factory);
+    }
+
+    /// Allows (or forbids, the default) operations that run programs, such as streaming.
+    pub fn allow_programs(mut self, allowed: bool) -> Self {
+        self.programs_allowed = allowed;
+        self
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -150,7 +176,11 @@ impl Registry {
                 name: name.to_owned(),
                 known: self.names(),
             })?;
-        factory(options)
+        let operation = factory(options)?;
+        if operation.runs_programs() && !self.programs_allowed {
+            return Err(SpecError::ProgramsNotAllowed(name.to_owned()));
+        }
+        Ok(operation)
     }
 }
 
@@ -190,6 +220,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn programs_run_only_where_allowed() {
+        let options: Options = [("mapper".to_string(), "cat".to_string())].into();
+        let err = Registry::builtin()
+            .build("streaming", &options)
+            .err()
+            .unwrap();
+        assert_eq!(err, SpecError::ProgramsNotAllowed("streaming".into()));
+        assert!(
+            Registry::builtin()
+                .allow_programs(true)
+                .build("streaming", &options)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn unknown_operation_lists_known_ones() {
         let err = Registry::builtin()
             .build("sort", &Options::new())
@@ -197,7 +243,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "unknown operation 'sort' (known: distinct, grep, groupby, histogram, index, wordcount)"
+            "unknown operation 'sort' (known: distinct, grep, groupby, histogram, index, streaming, wordcount)"
         );
     }
 }

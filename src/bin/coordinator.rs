@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use fanfold::flags;
+use fanfold_common::operation::Registry;
 
 /// The fanfold coordinator: splits jobs into chunks, fans them out to workers, folds results.
 #[derive(Parser, Debug)]
@@ -26,6 +27,9 @@ struct Args {
     /// Silence after which a worker counts as gone and its chunks are re-queued.
     #[arg(long, env = "FANFOLD_WORKER_TIMEOUT", default_value = "10s", value_parser = flags::duration)]
     worker_timeout: Duration,
+    /// Accept streaming jobs, whose reducer command runs here: they run arbitrary programs.
+    #[arg(long, env = "FANFOLD_ALLOW_STREAMING")]
+    allow_streaming: bool,
     /// Log JSON lines instead of text.
     #[arg(long, env = "FANFOLD_LOG_JSON")]
     log_json: bool,
@@ -56,7 +60,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         prefetch: args.prefetch,
         max_attempts: args.max_attempts,
         worker_timeout: args.worker_timeout,
-        ..Default::default()
+        registry: Registry::builtin().allow_programs(args.allow_streaming),
     };
     fanfold_coordinator::run(listener, config, fanfold::shutdown_on_signals()).await?;
     Ok(())

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fanfold::flags;
+use fanfold_common::operation::Registry;
 
 /// The fanfold worker: dials the coordinator (retrying until it is up) and runs chunks.
 #[derive(Parser, Debug)]
@@ -21,6 +22,10 @@ struct Args {
     /// Interval between heartbeats; keep it well under the coordinator's worker timeout.
     #[arg(long, env = "FANFOLD_HEARTBEAT", default_value = "2s", value_parser = flags::duration)]
     heartbeat: Duration,
+    /// Run streaming jobs' mapper commands: they run arbitrary programs as this user. Without
+    /// it, such chunks fail (not retried) with an error that says so.
+    #[arg(long, env = "FANFOLD_ALLOW_STREAMING")]
+    allow_streaming: bool,
     /// Log JSON lines instead of text.
     #[arg(long, env = "FANFOLD_LOG_JSON")]
     log_json: bool,
@@ -41,5 +46,6 @@ async fn main() {
     });
     let mut config = fanfold_worker::Config::new(args.coordinator, name, slots);
     config.heartbeat = args.heartbeat;
+    config.registry = Registry::builtin().allow_programs(args.allow_streaming);
     fanfold_worker::run(config, fanfold::shutdown_on_signals()).await;
 }

@@ -68,7 +68,13 @@ pub async fn coordinator(test: &str, listen: &str, extra: &[&str]) -> (Proc, Str
 
 /// Starts a worker process attached to `coordinator`.
 pub fn worker(test: &str, coordinator: &str, slots: u32, name: &str) -> Proc {
+    worker_with(test, coordinator, slots, name, &[])
+}
+
+/// Starts a worker process with extra flags.
+pub fn worker_with(test: &str, coordinator: &str, slots: u32, name: &str, extra: &[&str]) -> Proc {
     let child = Command::new(WORKER)
+        .args(extra)
         .args([
             "--coordinator",
             coordinator,

@@ -111,11 +111,17 @@ impl Operation for Histogram {
         )?)
     }
 
-    fn finalize(&self, partial: Partial, sort: SortOrder, limit: Option<u64>) -> Finalized {
+    fn finalize(
+        &self,
+        partial: Partial,
+        sort: SortOrder,
+        limit: Option<u64>,
+    ) -> Result<Finalized, MapError> {
         // Keys are slots (big-endian, so bytewise order is bucket order) until labelled here.
+        let keys = partial.len() as u64;
         let rows = partial::finalize(partial, sort, limit);
-        Finalized {
-            keys: rows.len() as u64,
+        Ok(Finalized {
+            keys,
             rows: rows
                 .into_iter()
                 .map(|row| {
@@ -126,7 +132,7 @@ impl Operation for Histogram {
                     }
                 })
                 .collect(),
-        }
+        })
     }
 
     fn whole_file(&self, path: &str) -> bool {
@@ -148,7 +154,7 @@ mod tests {
                 &mut stats,
             )
             .unwrap();
-        let done = op.finalize(p, SortOrder::Key, None);
+        let done = op.finalize(p, SortOrder::Key, None).unwrap();
         let shown: Vec<(String, Value)> = done
             .rows
             .into_iter()

@@ -248,3 +248,40 @@ async fn a_worker_killed_mid_job_leaves_no_child_and_counters_count_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_job_kills_its_running_mappers() {
+    let test = "streaming_cancel";
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = fixtures(dir.path());
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", ALLOW).await;
+    let _worker = worker_with(test, &addr, 2, "w", ALLOW);
+    let marker = format!("fanfold-cancel-marker-{}", std::process::id());
+    let mapper = format!("sleep 60; : {marker}; cat");
+    let input = files[0].to_str().unwrap();
+    let submitted = submit_job(&addr, &["run", input, "--detach", "--mapper", &mapper]).await;
+    assert_ok(&submitted);
+    let job = stdout(&submitted).trim().to_owned();
+    let started = std::time::Instant::now();
+    while processes_with(&marker).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no mapper started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ok(&submit_job(&addr, &["cancel", &job]).await);
+    let cancelled = std::time::Instant::now();
+    while !processes_with(&marker).is_empty() {
+        assert!(
+            cancelled.elapsed() < Duration::from_secs(10),
+            "mappers of a cancelled job still run: {:?}",
+            processes_with(&marker)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The worker is free again: a new job runs to the end.
+    let run = submit_job(&addr, &["run", "-q", input, "--mapper", "head -n 1"]).await;
+    assert_ok(&run);
+    assert_eq!(run.stdout.iter().filter(|&&b| b == b'\n').count(), 1);
+}

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ops;
 use crate::partial::{self, MergeError, Partial, Row, SortOrder};
@@ -26,11 +27,31 @@ pub struct Chunk<'a> {
     pub path: &'a str,
     /// Byte offset of `data` in the file (0 for a whole file or a compressed one).
     pub start: u64,
+    /// Set when the chunk's result is no longer wanted (job cancelled, worker stopping).
+    stop: Option<&'a AtomicBool>,
 }
 
 impl<'a> Chunk<'a> {
     pub fn new(data: &'a [u8], path: &'a str, start: u64) -> Self {
-        Chunk { data, path, start }
+        Chunk {
+            data,
+            path,
+            start,
+            stop: None,
+        }
+    }
+
+    /// The same chunk, with a flag the caller sets when the result is no longer wanted.
+    pub fn with_stop(self, stop: &'a AtomicBool) -> Self {
+        Chunk {
+            stop: Some(stop),
+            ..self
+        }
+    }
+
+    /// Whether the map may give up: a long-running map (a child process) should check this.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 

@@ -2,6 +2,7 @@
 //! the heartbeat task. Everything started here stops before [`attach`] returns.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,8 +45,16 @@ pub enum AttachError {
 /// it far below this, and a full queue stops reading the stream (backpressure, not growth).
 const QUEUE: usize = 64;
 
-/// Jobs cancelled during this attachment: their queued chunks are skipped.
-type Cancelled = Arc<Mutex<HashSet<String>>>;
+/// Jobs cancelled during this attachment (their queued chunks are skipped) and the stop flags
+/// of the chunks being mapped (set when their job is cancelled or the attachment ends, so a
+/// long map such as a streaming mapper's child process stops early).
+#[derive(Default)]
+struct Stops {
+    cancelled: HashSet<String>,
+    running: Vec<(String, Arc<AtomicBool>)>,
+}
+
+type Cancelled = Arc<Mutex<Stops>>;
 
 pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End, AttachError> {
     let endpoint = Endpoint::from_shared(config.coordinator.clone())
@@ -122,11 +131,20 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
             }
             pb::coordinator_message::Kind::Cancel(cancel) => {
                 info!(job_id = %cancel.job_id, "job cancelled");
-                cancelled.lock().expect("cancel set").insert(cancel.job_id);
+                let mut stops = cancelled.lock().expect("stops");
+                for (job, stop) in &stops.running {
+                    if *job == cancel.job_id {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+                stops.cancelled.insert(cancel.job_id);
             }
         }
     };
     session.cancel();
+    for (_, stop) in &cancelled.lock().expect("stops").running {
+        stop.store(true, Ordering::Relaxed);
+    }
     drop(queue);
     tasks.close();
     tasks.wait().await;
@@ -171,12 +189,13 @@ async fn slot(
         let Some(assign) = next else { return };
         let report = if cancelled
             .lock()
-            .expect("cancel set")
+            .expect("stops")
+            .cancelled
             .contains(&assign.job_id)
         {
             failed(&assign, "job cancelled".into(), false)
         } else {
-            map_chunk(&config, assign).await
+            map_chunk(&config, assign, &cancelled).await
         };
         if outbox.send(report).await.is_err() {
             return;
@@ -185,7 +204,11 @@ async fn slot(
 }
 
 /// Runs the chunk's map on the blocking pool, catching panics as the chunk's failure.
-async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage {
+async fn map_chunk(
+    config: &Config,
+    mut assign: pb::Assign,
+    cancelled: &Cancelled,
+) -> pb::WorkerMessage {
     let operation = match config.registry.build(
         &assign.operation,
         &assign.options.clone().into_iter().collect(),
@@ -198,16 +221,35 @@ async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage
         .location
         .as_ref()
         .map_or((String::new(), 0), |l| (l.path.clone(), l.start));
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let mut stops = cancelled.lock().expect("stops");
+        if stops.cancelled.contains(&assign.job_id) {
+            stop.store(true, Ordering::Relaxed);
+        }
+        stops
+            .running
+            .push((assign.job_id.clone(), Arc::clone(&stop)));
+    }
     let started = std::time::Instant::now();
+    let flag = Arc::clone(&stop);
     let mapped = tokio::task::spawn_blocking(move || {
         let data = records::decompress(&path, &data)?;
         let mut stats = ChunkStats::default();
         operation
-            .map(&Chunk::new(&data, &path, start), &mut stats)
+            .map(
+                &Chunk::new(&data, &path, start).with_stop(&flag),
+                &mut stats,
+            )
             .map(|partial: Partial| (pb::Partial::from(partial), stats))
             .map_err(|e| e.to_string())
     })
     .await;
+    cancelled
+        .lock()
+        .expect("stops")
+        .running
+        .retain(|(_, s)| !Arc::ptr_eq(s, &stop));
     debug!(job_id = %assign.job_id, chunk_id = assign.chunk, attempt = assign.attempt,
         elapsed = ?started.elapsed(), "chunk mapped");
     match mapped {

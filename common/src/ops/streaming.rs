@@ -20,8 +20,9 @@
 //!
 //! This runs arbitrary programs, so [`Operation::runs_programs`] says so and a registry refuses
 //! to build it unless programs are allowed (`--allow-streaming` on the worker and coordinator).
-//! A child is killed if the map or finalize using it ends early, and (Linux) if the thread that
-//! started it dies with the worker.
+//! A program runs in its own process group, killed as a whole when the chunk is stopped (job
+//! cancelled, worker stopping; see [`Chunk::stopped`]) or the map ends early; on Linux the shell
+//! is also killed if the thread that started it dies with the worker.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -105,6 +106,7 @@ impl Operation for Streaming {
                 ("FANFOLD_INPUT_PATH", chunk.path),
                 ("FANFOLD_CHUNK_START", &start),
             ],
+            &|| chunk.stopped(),
         )
         .map_err(MapError::Failed)?;
         for (name, amount) in run.counters {
@@ -178,7 +180,8 @@ impl Operation for Streaming {
             }
         }
         drop(grouped);
-        let run = run_program("reducer", reducer, &input, &[]).map_err(MapError::Failed)?;
+        let run =
+            run_program("reducer", reducer, &input, &[], &|| false).map_err(MapError::Failed)?;
         let rows: Vec<Row> = lines(&run.stdout)
             .filter(|line| !line.is_empty())
             .map(|line| {
@@ -218,25 +221,40 @@ struct Ran {
 /// Stderr lines kept for the error message of a failed program.
 const STDERR_TAIL_LINES: usize = 8;
 
-/// A child that is killed and reaped if dropped before it was waited for.
+/// A child in its own process group; the group is killed and the child reaped if dropped
+/// before it was waited for.
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
+            kill_group(self.0.id());
             let _ = self.0.wait();
         }
     }
 }
 
+/// Kills a child's whole process group: `sh -c` and whatever it started.
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill has no memory effects; a stale group id at worst fails with ESRCH.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// How often a running program checks whether its result is still wanted.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Runs `sh -c command` with `input` on stdin; fails, quoting its stderr tail, if it cannot
-/// start or exits non-zero.
+/// start or exits non-zero. If `stop()` turns true, the program's process group is killed.
 fn run_program(
     role: &str,
     command: &str,
     input: &[u8],
     env: &[(&str, &str)],
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Ran, String> {
     let mut builder = Command::new("sh");
     builder
@@ -246,6 +264,7 @@ fn run_program(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut builder, 0);
     die_with_parent(&mut builder);
     let mut child = KillOnDrop(
         builder
@@ -255,17 +274,37 @@ fn run_program(
     let mut stdin = child.0.stdin.take().expect("piped stdin");
     let mut stdout = child.0.stdout.take().expect("piped stdout");
     let stderr = child.0.stderr.take().expect("piped stderr");
+    let pid = child.0.id();
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let mut stopped = false;
     let (out, (counters, tail)) = std::thread::scope(|scope| {
         // A program may stop reading early (head, grep -m): a broken pipe is not an error.
         scope.spawn(move || {
             let _ = stdin.write_all(input);
         });
         let reporter = scope.spawn(move || read_stderr(stderr));
+        let watcher = scope.spawn(|| {
+            while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                if stop() {
+                    kill_group(pid);
+                    return true;
+                }
+                std::thread::sleep(STOP_POLL);
+            }
+            false
+        });
         let mut out = Vec::new();
         let read = stdout.read_to_end(&mut out);
         let reported = reporter.join().unwrap_or_default();
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        stopped = watcher.join().unwrap_or(false);
         (read.map(|_| out), reported)
     });
+    if stopped {
+        return Err(format!(
+            "{role} `{command}` stopped: its result is no longer wanted"
+        ));
+    }
     let out = out.map_err(|e| format!("{role} `{command}`: cannot read its output: {e}"))?;
     let status: ExitStatus = child
         .0
@@ -388,6 +427,31 @@ mod tests {
         assert_eq!(
             err,
             "mapper `echo one >&2; echo two >&2; exit 3` failed (exit status: 3); stderr: one / two"
+        );
+    }
+
+    #[test]
+    fn a_stopped_chunk_kills_its_program_group() {
+        let op = op(&[("mapper", "sleep 30 | cat")]);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let started = std::time::Instant::now();
+        let err = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            op.map(
+                &Chunk::new(b"x\n", "f", 0).with_stop(&stop),
+                &mut ChunkStats::default(),
+            )
+            .err()
+            .unwrap()
+            .to_string()
+        });
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert_eq!(
+            err,
+            "mapper `sleep 30 | cat` stopped: its result is no longer wanted"
         );
     }
 

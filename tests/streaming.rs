@@ -285,3 +285,56 @@ async fn cancelling_a_job_kills_its_running_mappers() {
     assert_ok(&run);
     assert_eq!(run.stdout.iter().filter(|&&b| b == b'\n').count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopping_gracefully_kills_its_mappers_and_the_job_still_succeeds() {
+    let test = "streaming_worker_stops";
+    let dir = tempfile::tempdir().unwrap();
+    let (files, _) = fixtures(dir.path());
+    let expected = python_counts(&files[..1]);
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", ALLOW).await;
+    let mut stopping = worker_with(test, &addr, 1, "stopping", ALLOW);
+    let marker = format!("fanfold-stop-marker-{}", std::process::id());
+    let ready = dir.path().join("ready");
+    // Hangs until `ready` exists, so the first worker is mid-chunk when it is told to stop.
+    let mapper = format!(
+        "while [ ! -e {} ]; do sleep 0.1; done; : {marker}; {MAPPER}",
+        ready.display()
+    );
+    let input = files[0].to_str().unwrap().to_owned();
+    let addr2 = addr.clone();
+    let job = tokio::spawn(async move {
+        submit_job(
+            &addr2,
+            &["run", "-q", &input, "--mapper", &mapper, "--reducer", "sum"],
+        )
+        .await
+    });
+    let started = std::time::Instant::now();
+    while processes_with(&marker).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no mapper started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &stopping.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), stopping.child.wait())
+        .await
+        .expect("the worker stops promptly even with a mapper running")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        processes_with(&marker).is_empty(),
+        "its mapper died with it"
+    );
+    std::fs::write(&ready, b"").unwrap();
+    let _survivor = worker_with(test, &addr, 1, "survivor", ALLOW);
+    let run = job.await.unwrap();
+    assert_ok(&run);
+    assert_eq!(parse_tsv(&run.stdout), expected);
+}

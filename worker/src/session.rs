@@ -252,6 +252,15 @@ async fn map_chunk(
         .retain(|(_, s)| !Arc::ptr_eq(s, &stop));
     debug!(job_id = %assign.job_id, chunk_id = assign.chunk, attempt = assign.attempt,
         elapsed = ?started.elapsed(), "chunk mapped");
+    if stop.load(Ordering::Relaxed) {
+        // Stopped on purpose, not by its input: another attempt may run it (the coordinator
+        // drops this report if the job was cancelled).
+        let why = format!(
+            "worker {}: stopped (job cancelled or worker stopping)",
+            config.name
+        );
+        return failed(&assign, why, true);
+    }
     match mapped {
         Ok(Ok((partial, stats))) => message(pb::worker_message::Kind::Done(pb::ChunkDone {
             job_id: assign.job_id,

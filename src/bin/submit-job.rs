@@ -67,7 +67,8 @@ struct RunArgs {
     /// filesystem. Relative paths are made absolute against this directory.
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// Operation to run.
+    /// Operation to run: wordcount, grep, groupby, distinct, histogram, index, streaming (or a
+    /// custom one the cluster knows); README.md lists each one's options.
     #[arg(long, default_value = "wordcount")]
     op: String,
     /// Streaming: run CMD (with `sh -c`) on each chunk, records on stdin, `key<TAB>value` lines

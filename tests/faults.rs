@@ -237,7 +237,7 @@ async fn cancel_stops_the_work_on_every_worker_promptly() {
     // Workers get their own temporary directory, to check that nothing is left in it.
     let workers: Vec<Proc> = (0..2)
         .map(|i| {
-            let child = worker_command(test, &addr, 1, &format!("w{i}"))
+            let child = worker_command(test, &addr, 1, &format!("w{i}"), &[])
                 .env("TMPDIR", scratch.path())
                 .spawn()
                 .unwrap();

@@ -188,7 +188,7 @@ async fn a_partitioned_worker_container_comes_back_and_its_late_results_are_not_
     let name = format!("name={victim}");
     cluster
         .wait_for_coordinator_line(
-            &["worker stream ended", &name, "heartbeat timeout"],
+            &["worker detached", &name, "lease expired"],
             Duration::from_secs(30),
         )
         .await;

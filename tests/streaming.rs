@@ -293,7 +293,9 @@ async fn a_worker_stopping_gracefully_kills_its_mappers_and_the_job_still_succee
     let (files, _) = fixtures(dir.path());
     let expected = python_counts(&files[..1]);
     let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", ALLOW).await;
-    let mut stopping = worker_with(test, &addr, 1, "stopping", ALLOW);
+    // Draining waits this long for running chunks, then stops them.
+    let drain = [ALLOW, &["--drain-timeout", "1s"]].concat();
+    let mut stopping = worker_with(test, &addr, 1, "stopping", &drain);
     let marker = format!("fanfold-stop-marker-{}", std::process::id());
     let ready = dir.path().join("ready");
     // Hangs until `ready` exists, so the first worker is mid-chunk when it is told to stop.
@@ -325,7 +327,7 @@ async fn a_worker_stopping_gracefully_kills_its_mappers_and_the_job_still_succee
     assert!(term.success());
     let exit = tokio::time::timeout(Duration::from_secs(10), stopping.child.wait())
         .await
-        .expect("the worker stops promptly even with a mapper running")
+        .expect("the worker stops at its drain deadline even with a mapper running")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
     assert!(

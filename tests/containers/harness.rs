@@ -239,6 +239,7 @@ fn rewrite(pending: &mut Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
 /// A fanfold cluster in containers on its own network: one coordinator with a named volume for
 /// its state directory, any number of workers. Dropping it removes every container, the network
 /// and the volume; if the test is failing, it first prints every container's logs.
+/// Use it from a multi-thread runtime (testcontainers and the log printing block in `Drop`).
 pub struct Cluster {
     test: String,
     network: String,

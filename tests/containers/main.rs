@@ -13,7 +13,7 @@ mod harness;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -36,7 +36,6 @@ const JOB_LIMIT: Duration = Duration::from_secs(300);
 
 /// A generated corpus of about 32 MB under a folder the coordinator container mounts at `/data`.
 struct Corpus {
-    _dir: tempfile::TempDir,
     root: PathBuf,
     counts: HashMap<Vec<u8>, u64>,
 }
@@ -44,16 +43,16 @@ struct Corpus {
 fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
     CORPUS.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        // A fixed folder under the target dir, rewritten by each run: a static is never dropped,
+        // so a temporary directory would be left behind.
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("containers-data");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
         // The container runs as an unprivileged user: the mounted folder must be readable.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let files = generate_corpus(&dir.path().join("corpus"), 8, 4 << 20, 2026);
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let files = generate_corpus(&root.join("corpus"), 8, 4 << 20, 2026);
         let counts = count_words(&files);
-        Corpus {
-            root: dir.path().to_owned(),
-            _dir: dir,
-            counts,
-        }
+        Corpus { root, counts }
     })
 }
 

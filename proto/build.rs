@@ -1,7 +1,10 @@
 //! Compiles `fanfold.v1` with protox (pure Rust), so a fresh machine needs no `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/fanfold/v1/fanfold.proto"];
+    let files = [
+        "proto/fanfold/v1/fanfold.proto",
+        "proto/fanfold/store/v1/store.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

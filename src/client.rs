@@ -14,6 +14,8 @@ use tonic::transport::{Channel, Endpoint};
 
 /// How long to wait for the coordinator to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a watch keeps trying to reach a coordinator that went away (e.g. restarting).
+const RECONNECT_FOR: Duration = Duration::from_secs(120);
 
 pub struct Client {
     inner: JobServiceClient<Channel>,
@@ -23,6 +25,14 @@ pub struct Client {
 impl Client {
     /// Connects, failing fast with a clear message if nothing answers at `address`.
     pub async fn connect(address: &str) -> anyhow::Result<Self> {
+        let inner = Self::channel(address).await?;
+        Ok(Client {
+            inner,
+            address: address.to_owned(),
+        })
+    }
+
+    async fn channel(address: &str) -> anyhow::Result<JobServiceClient<Channel>> {
         let endpoint = Endpoint::from_shared(address.to_owned())
             .with_context(|| format!("bad coordinator address '{address}'"))?
             .connect_timeout(CONNECT_TIMEOUT)
@@ -33,12 +43,24 @@ impl Client {
             .map_err(|_| anyhow!("timed out"))
             .and_then(|connected| connected.map_err(|e| anyhow!(fanfold_common::error_chain(&e))))
             .with_context(|| format!("cannot reach the coordinator at {address}"))?;
-        Ok(Client {
-            inner: JobServiceClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            address: address.to_owned(),
-        })
+        Ok(JobServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// Reconnects to a coordinator that went away, for up to [`RECONNECT_FOR`].
+    async fn reconnect(&mut self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + RECONNECT_FOR;
+        loop {
+            match Self::channel(&self.address).await {
+                Ok(inner) => {
+                    self.inner = inner;
+                    return Ok(());
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
     }
 
     fn error(&self, status: tonic::Status) -> anyhow::Error {
@@ -106,29 +128,55 @@ impl Client {
     }
 
     /// Follows a job until it is final, calling `on_update` with each status; returns the last.
+    /// Rides through a coordinator restart: if the connection drops, it reconnects and goes on
+    /// watching, as long as the coordinator comes back within [`RECONNECT_FOR`].
     pub async fn watch(
         &mut self,
         id: JobId,
         mut on_update: impl FnMut(&JobStatus),
     ) -> anyhow::Result<JobStatus> {
-        let request = pb::WatchJobRequest {
-            job_id: id.to_string(),
-        };
-        let mut updates = self
-            .inner
-            .watch_job(request)
-            .await
-            .map_err(|s| self.error(s))?
-            .into_inner();
-        let mut last = None;
-        while let Some(update) = updates.message().await.map_err(|s| self.error(s))? {
-            let status = decode(update)?;
-            on_update(&status);
-            last = Some(status);
-        }
-        match last {
-            Some(status) if status.state.is_final() => Ok(status),
-            _ => Err(anyhow!("the coordinator ended the watch of job {id} early")),
+        loop {
+            let request = pb::WatchJobRequest {
+                job_id: id.to_string(),
+            };
+            let lost = match self.inner.watch_job(request).await {
+                Ok(updates) => {
+                    let mut updates = updates.into_inner();
+                    loop {
+                        match updates.message().await {
+                            Ok(Some(update)) => {
+                                let status = decode(update)?;
+                                on_update(&status);
+                                if status.state.is_final() {
+                                    return Ok(status);
+                                }
+                            }
+                            Ok(None) => break None,
+                            Err(status) => break Some(status),
+                        }
+                    }
+                }
+                Err(status) => Some(status),
+            };
+            match lost {
+                Some(status) if !is_connection_loss(&status) => return Err(self.error(status)),
+                _ => {
+                    eprintln!(
+                        "submit-job: lost the coordinator at {}; reconnecting",
+                        self.address
+                    );
+                    self.reconnect()
+                        .await
+                        .with_context(|| format!("gave up on job {id} after {RECONNECT_FOR:?}"))?;
+                    let status = self.status(id).await.map_err(|e| {
+                        anyhow!("{e:#} (the coordinator restarted without its state)")
+                    })?;
+                    eprintln!(
+                        "submit-job: reconnected; job {id} is {}",
+                        status.state.as_str()
+                    );
+                }
+            }
         }
     }
 
@@ -156,6 +204,14 @@ impl Client {
         }
         Ok(rows)
     }
+}
+
+/// A status that means the connection went away, not that the request was refused.
+fn is_connection_loss(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    )
 }
 
 fn decode(status: pb::JobStatus) -> anyhow::Result<JobStatus> {

@@ -1,4 +1,4 @@
-//! Writes result rows as TSV (the default) or JSON Lines, to stdout or to a file.
+//! Writes result rows (see `fanfold_common::render`) to stdout or to a file.
 //!
 //! A file is written under a temporary name beside it and renamed when complete, so a reader
 //! never sees half a result.
@@ -7,7 +7,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use fanfold_common::partial::{Row, Value};
+use fanfold_common::partial::Row;
+use fanfold_common::render::{self, RowWriter};
 
 /// Output format of result rows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -15,14 +16,25 @@ pub enum Format {
     /// `key<TAB>value` lines; keys are written as their raw bytes.
     #[default]
     Tsv,
+    /// A `key,value` header, then one row per key, quoted as RFC 4180 says.
+    Csv,
     /// `{"key": …, "value": …}` lines; keys that are not UTF-8 are decoded lossily.
     Jsonl,
 }
 
+impl From<Format> for render::Format {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Tsv => render::Format::Tsv,
+            Format::Csv => render::Format::Csv,
+            Format::Jsonl => render::Format::Jsonl,
+        }
+    }
+}
+
 /// Where rows go.
 pub struct Output {
-    format: Format,
-    out: BufWriter<Box<dyn Write>>,
+    out: RowWriter<BufWriter<Box<dyn Write>>>,
     /// Temporary file and final path, when writing to a file.
     rename: Option<(PathBuf, PathBuf)>,
 }
@@ -30,8 +42,7 @@ pub struct Output {
 impl Output {
     pub fn stdout(format: Format) -> Self {
         Output {
-            format,
-            out: BufWriter::new(Box::new(io::stdout().lock())),
+            out: RowWriter::new(format.into(), BufWriter::new(Box::new(io::stdout().lock()))),
             rename: None,
         }
     }
@@ -47,37 +58,19 @@ impl Output {
         let file = File::create(&temp)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         Ok(Output {
-            format,
-            out: BufWriter::new(Box::new(file)),
+            out: RowWriter::new(format.into(), BufWriter::new(Box::new(file))),
             rename: Some((temp, path.to_path_buf())),
         })
     }
 
     pub fn write(&mut self, row: &Row) -> io::Result<()> {
-        match self.format {
-            Format::Tsv => {
-                self.out.write_all(&row.key)?;
-                self.out.write_all(b"\t")?;
-                match row.value {
-                    Value::Count(n) => writeln!(self.out, "{n}"),
-                }
-            }
-            Format::Jsonl => {
-                let value = match row.value {
-                    Value::Count(n) => serde_json::Value::from(n),
-                };
-                let line = serde_json::json!({
-                    "key": String::from_utf8_lossy(&row.key),
-                    "value": value,
-                });
-                writeln!(self.out, "{line}")
-            }
-        }
+        self.out.write(row)
     }
 
     /// Flushes, and moves a finished file into place.
     pub fn finish(mut self) -> io::Result<()> {
-        self.out.flush()?;
+        self.out.header()?;
+        self.out.get_mut().flush()?;
         if let Some((temp, path)) = self.rename.take() {
             std::fs::rename(&temp, &path)?;
         }

@@ -3,46 +3,16 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::*;
 
 /// A generated multi-file corpus of about 32 MB, shared by the tests of this binary.
-struct Corpus {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    files: Vec<PathBuf>,
-    counts: HashMap<Vec<u8>, u64>,
-    lines: u64,
-    bytes: u64,
-}
-
 fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
-    CORPUS.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("corpus");
-        let files = generate_corpus(&root, 8, 4 << 20, 42);
-        let counts = count_words(&files);
-        let (mut lines, mut bytes) = (0, 0);
-        for file in &files {
-            let data = std::fs::read(file).unwrap();
-            bytes += data.len() as u64;
-            let newlines = data.iter().filter(|&&b| b == b'\n').count() as u64;
-            lines += newlines + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
-        }
-        Corpus {
-            _dir: dir,
-            root,
-            files,
-            counts,
-            lines,
-            bytes,
-        }
-    })
+    CORPUS.get_or_init(|| Corpus::generate(8, 4 << 20, 42))
 }
 
 /// Runs word count over the corpus on `workers` workers of `slots` slots and checks the result,
@@ -55,7 +25,7 @@ async fn word_count_matches(test: &str, workers: u32, slots: u32, chunk_size: &s
         .collect();
     let out = tempfile::tempdir().unwrap();
     let result = out.path().join("counts.tsv");
-    let root = corpus.root.to_str().unwrap();
+    let root = corpus.root();
     let run = submit_job(
         &addr,
         &[
@@ -275,7 +245,7 @@ async fn submit_job_reports_errors_in_one_line_with_exit_codes() {
     std::fs::write(&input, "x\n").unwrap();
     one_line_error(
         &submit_job(&addr, &["run", input.to_str().unwrap(), "--op", "nope"]).await,
-        "unknown operation 'nope' (known: wordcount)",
+        "unknown operation 'nope' (known: distinct, grep, groupby, histogram, index, wordcount)",
     );
 
     // Not a job id at all: a usage error.

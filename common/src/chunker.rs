@@ -34,12 +34,27 @@ impl ChunkRange {
 /// Bytes scanned per read while looking for the record boundary after a cut.
 const SCAN_WINDOW: usize = 64 * 1024;
 
-/// Plans the chunks of every file, in file order. Empty files yield no chunk.
-pub fn plan(files: &[InputFile], chunk_size: u64) -> io::Result<Vec<ChunkRange>> {
+/// Plans the chunks of every file, in file order. Empty files yield no chunk; a file for which
+/// `whole_file` says so (compressed, CSV, whole-file jobs) is one chunk.
+pub fn plan(
+    files: &[InputFile],
+    chunk_size: u64,
+    whole_file: impl Fn(&Path) -> bool,
+) -> io::Result<Vec<ChunkRange>> {
     assert!(chunk_size > 0, "chunk size must be positive");
     let mut chunks = Vec::new();
     for (index, file) in files.iter().enumerate() {
         let index = u32::try_from(index).map_err(|_| io::Error::other("too many input files"))?;
+        if whole_file(&file.path) {
+            if file.len > 0 {
+                chunks.push(ChunkRange {
+                    file: index,
+                    start: 0,
+                    end: file.len,
+                });
+            }
+            continue;
+        }
         plan_file(&file.path, file.len, chunk_size, |start, end| {
             chunks.push(ChunkRange {
                 file: index,
@@ -153,7 +168,7 @@ mod tests {
     fn check(contents: &[Vec<u8>], chunk_size: u64) {
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), contents);
-        let chunks = plan(&files, chunk_size).unwrap();
+        let chunks = plan(&files, chunk_size, |_| false).unwrap();
         let mut seen: Vec<Vec<Vec<u8>>> = vec![Vec::new(); files.len()];
         let mut expected_start = vec![0u64; files.len()];
         for chunk in &chunks {
@@ -209,7 +224,7 @@ mod tests {
         check(&[b"a\n".to_vec(), Vec::new(), b"b\nc".to_vec()], 1);
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), &[Vec::new()]);
-        assert!(plan(&files, 10).unwrap().is_empty());
+        assert!(plan(&files, 10, |_| false).unwrap().is_empty());
     }
 
     #[test]
@@ -220,10 +235,22 @@ mod tests {
         check(std::slice::from_ref(&input), 10);
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), &[input]);
-        let chunks = plan(&files, 10).unwrap();
+        let chunks = plan(&files, 10, |_| false).unwrap();
         // The long line starts inside the first chunk's range, so the first chunk holds it.
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].len(), 6 + 200_001);
+    }
+
+    #[test]
+    fn whole_files_are_one_chunk_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_files(
+            dir.path(),
+            &[b"a\nb\nc\n".to_vec(), Vec::new(), b"d\ne\n".to_vec()],
+        );
+        let chunks = plan(&files, 1, |p| !p.ends_with("part-00002")).unwrap();
+        let spans: Vec<_> = chunks.iter().map(|c| (c.file, c.start, c.end)).collect();
+        assert_eq!(spans, [(0, 0, 6), (2, 0, 2), (2, 2, 4)]);
     }
 
     #[test]

@@ -2,14 +2,17 @@
 //! `From` outward, `TryFrom` inward. A missing or malformed field is a [`ConvertError`], which
 //! becomes `InvalidArgument` at the gRPC edge; nothing here unwraps.
 
-use std::time::SystemTime;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
 use fanfold_proto::v1 as pb;
 
 use crate::ids::JobId;
-use crate::operation::ChunkStats;
+use crate::operation::{BadRecord, ChunkStats};
 use crate::partial::{Partial, Row, SortOrder, Value};
-use crate::spec::{Counters, JobSpec, JobState, JobStatus};
+use crate::render::Format;
+use crate::sketch::{ExactSum, Sketch};
+use crate::spec::{Counters, JobSpec, JobState, JobStatus, OutputDir};
 
 /// A wire message that does not make a valid domain value.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,22 @@ impl From<&JobSpec> for pb::JobSpec {
                 SortOrder::ValueDesc => pb::SortOrder::ValueDesc,
             } as i32,
             limit: spec.limit,
+            whole_file: spec.whole_file,
+            output_dir: spec
+                .output
+                .as_ref()
+                .map(|o| o.path.clone())
+                .unwrap_or_default(),
+            output_format: match spec.output.as_ref().map(|o| o.format) {
+                None | Some(Format::Tsv) => pb::ResultFormat::Tsv,
+                Some(Format::Csv) => pb::ResultFormat::Csv,
+                Some(Format::Jsonl) => pb::ResultFormat::Jsonl,
+            } as i32,
+            overwrite: spec.output.as_ref().is_some_and(|o| o.overwrite),
+            timeout_ms: spec
+                .timeout
+                .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            skip_bad_records: spec.skip_bad_records,
         }
     }
 }
@@ -58,21 +77,63 @@ impl TryFrom<pb::JobSpec> for JobSpec {
                 });
             }
         };
+        let format = match pb::ResultFormat::try_from(spec.output_format) {
+            Ok(pb::ResultFormat::Tsv) => Format::Tsv,
+            Ok(pb::ResultFormat::Csv) => Format::Csv,
+            Ok(pb::ResultFormat::Jsonl) => Format::Jsonl,
+            Err(_) => {
+                return Err(ConvertError::Invalid {
+                    field: "output_format",
+                    message: format!("unknown result format {}", spec.output_format),
+                });
+            }
+        };
+        let output = (!spec.output_dir.is_empty()).then_some(OutputDir {
+            path: spec.output_dir,
+            format,
+            overwrite: spec.overwrite,
+        });
         Ok(JobSpec {
+            output,
             inputs: spec.inputs,
             operation: spec.operation,
             options: spec.options.into_iter().collect(),
             chunk_size: (spec.chunk_size != 0).then_some(spec.chunk_size),
             sort,
             limit: spec.limit,
+            timeout: (spec.timeout_ms != 0).then(|| Duration::from_millis(spec.timeout_ms)),
+            skip_bad_records: spec.skip_bad_records,
+            whole_file: spec.whole_file,
         })
     }
 }
 
 impl From<Value> for pb::Value {
     fn from(value: Value) -> Self {
+        use pb::value::Kind;
+        let list = |items: Vec<Vec<u8>>| pb::ByteList { items };
+        let sum = |s: ExactSum| pb::ExactSum {
+            partials: s.partials().to_vec(),
+        };
         let kind = match value {
-            Value::Count(n) => pb::value::Kind::Count(n),
+            Value::Count(n) => Kind::Count(n),
+            Value::Sum(s) => Kind::Sum(sum(s)),
+            Value::Min(x) => Kind::Min(x),
+            Value::Max(x) => Kind::Max(x),
+            Value::Mean { sum: s, count } => Kind::Mean(pb::Mean {
+                sum: Some(sum(s)),
+                count,
+            }),
+            Value::Distinct(set) => Kind::Distinct(list(set.into_iter().collect())),
+            Value::Sketch(sketch) => Kind::Sketch(sketch.registers().to_vec()),
+            Value::TopK { k, counts } => {
+                let (values, counts) = counts.into_iter().unzip();
+                Kind::TopK(pb::TopK { k, values, counts })
+            }
+            Value::Postings(set) => Kind::Postings(list(set.into_iter().collect())),
+            Value::Collect(items) => Kind::Collected(list(items)),
+            Value::Text(text) => Kind::Text(text),
+            Value::Number(x) => Kind::Number(x),
         };
         pb::Value { kind: Some(kind) }
     }
@@ -81,9 +142,49 @@ impl From<Value> for pb::Value {
 impl TryFrom<pb::Value> for Value {
     type Error = ConvertError;
     fn try_from(value: pb::Value) -> Result<Self, Self::Error> {
-        match value.kind.ok_or(ConvertError::Missing("value.kind"))? {
-            pb::value::Kind::Count(n) => Ok(Value::Count(n)),
-        }
+        use pb::value::Kind;
+        let invalid = |message: &str| ConvertError::Invalid {
+            field: "value",
+            message: message.to_owned(),
+        };
+        let sum = |s: Option<pb::ExactSum>| -> Result<ExactSum, ConvertError> {
+            let partials = s.map(|s| s.partials).unwrap_or_default();
+            if partials.iter().any(|p| !p.is_finite()) {
+                return Err(invalid("a sum partial is not finite"));
+            }
+            Ok(ExactSum::from_partials(partials))
+        };
+        Ok(
+            match value.kind.ok_or(ConvertError::Missing("value.kind"))? {
+                Kind::Count(n) => Value::Count(n),
+                Kind::Sum(s) => Value::Sum(sum(Some(s))?),
+                Kind::Min(x) => Value::Min(x),
+                Kind::Max(x) => Value::Max(x),
+                Kind::Mean(m) => Value::Mean {
+                    sum: sum(m.sum)?,
+                    count: m.count,
+                },
+                Kind::Distinct(l) => Value::Distinct(l.items.into_iter().collect()),
+                Kind::Sketch(bytes) => Value::Sketch(Box::new(
+                    Sketch::from_registers(&bytes)
+                        .ok_or_else(|| invalid("a sketch has the wrong number of registers"))?,
+                )),
+                Kind::TopK(t) => {
+                    if t.values.len() != t.counts.len() {
+                        return Err(invalid("top-k values and counts differ in length"));
+                    }
+                    let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+                    for (v, n) in t.values.into_iter().zip(t.counts) {
+                        *counts.entry(v).or_default() += n;
+                    }
+                    Value::TopK { k: t.k, counts }
+                }
+                Kind::Postings(l) => Value::Postings(l.items.into_iter().collect()),
+                Kind::Collected(l) => Value::Collect(l.items),
+                Kind::Text(text) => Value::Text(text),
+                Kind::Number(x) => Value::Number(x),
+            },
+        )
     }
 }
 
@@ -134,12 +235,33 @@ impl TryFrom<pb::Partial> for Partial {
     }
 }
 
+impl From<BadRecord> for pb::BadRecord {
+    fn from(b: BadRecord) -> Self {
+        pb::BadRecord {
+            offset: b.offset,
+            record: b.record,
+            error: b.error,
+        }
+    }
+}
+
+impl From<pb::BadRecord> for BadRecord {
+    fn from(b: pb::BadRecord) -> Self {
+        BadRecord {
+            offset: b.offset,
+            record: b.record,
+            error: b.error,
+        }
+    }
+}
+
 impl From<ChunkStats> for pb::ChunkCounters {
     fn from(s: ChunkStats) -> Self {
         pb::ChunkCounters {
             records_in: s.records_in,
             bytes_in: s.bytes_in,
             bad_records: s.bad_records,
+            user: s.user.into_iter().collect(),
         }
     }
 }
@@ -150,6 +272,7 @@ impl From<pb::ChunkCounters> for ChunkStats {
             records_in: c.records_in,
             bytes_in: c.bytes_in,
             bad_records: c.bad_records,
+            user: c.user.into_iter().collect(),
         }
     }
 }
@@ -167,6 +290,7 @@ impl From<JobState> for pb::JobState {
 
 impl From<Counters> for pb::Counters {
     fn from(c: Counters) -> Self {
+        let user = c.user.into_iter().collect();
         pb::Counters {
             records_in: c.records_in,
             bytes_in: c.bytes_in,
@@ -174,6 +298,8 @@ impl From<Counters> for pb::Counters {
             keys_out: c.keys_out,
             attempts: c.attempts,
             chunks_failed: c.chunks_failed,
+            backups: c.backups,
+            user,
         }
     }
 }
@@ -187,6 +313,8 @@ impl From<pb::Counters> for Counters {
             keys_out: c.keys_out,
             attempts: c.attempts,
             chunks_failed: c.chunks_failed,
+            backups: c.backups,
+            user: c.user.into_iter().collect(),
         }
     }
 }
@@ -200,14 +328,16 @@ impl From<&JobStatus> for pb::JobStatus {
             chunks_total: s.chunks_total,
             chunks_done: s.chunks_done,
             chunks_running: s.chunks_running,
+            chunks_checkpointed: s.chunks_checkpointed,
             bytes_total: s.bytes_total,
             bytes_done: s.bytes_done,
             workers: s.workers,
-            counters: Some(s.counters.into()),
+            counters: Some(s.counters.clone().into()),
             error: s.error.clone().unwrap_or_default(),
             submitted_at: Some(s.submitted_at.into()),
             finished_at: s.finished_at.map(Into::into),
             result_rows: s.result_rows,
+            quarantine: s.quarantine.clone().unwrap_or_default(),
         }
     }
 }
@@ -247,6 +377,7 @@ impl TryFrom<pb::JobStatus> for JobStatus {
             chunks_total: s.chunks_total,
             chunks_done: s.chunks_done,
             chunks_running: s.chunks_running,
+            chunks_checkpointed: s.chunks_checkpointed,
             bytes_total: s.bytes_total,
             bytes_done: s.bytes_done,
             workers: s.workers,
@@ -259,6 +390,7 @@ impl TryFrom<pb::JobStatus> for JobStatus {
             )?,
             finished_at: s.finished_at.map(|t| time(t, "finished_at")).transpose()?,
             result_rows: s.result_rows,
+            quarantine: (!s.quarantine.is_empty()).then_some(s.quarantine),
         })
     }
 }
@@ -279,10 +411,19 @@ mod tests {
                 chunk_size: Some(4096),
                 sort: SortOrder::ValueDesc,
                 limit: Some(0),
+                whole_file: true,
+                output: Some(OutputDir {
+                    path: "/out".into(),
+                    format: Format::Csv,
+                    overwrite: true,
+                }),
+                timeout: Some(Duration::from_secs(90)),
+                skip_bad_records: true,
             },
             chunks_total: 3,
             chunks_done: 2,
             chunks_running: 1,
+            chunks_checkpointed: 1,
             bytes_total: 10,
             bytes_done: 7,
             workers: 2,
@@ -293,11 +434,14 @@ mod tests {
                 keys_out: 4,
                 attempts: 5,
                 chunks_failed: 6,
+                backups: 7,
+                user: [("streaming.lines".to_string(), 7)].into(),
             },
             error: Some("boom".into()),
             submitted_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500),
             finished_at: None,
             result_rows: 0,
+            quarantine: Some("/q/j.tsv".into()),
         };
         let back = JobStatus::try_from(pb::JobStatus::from(&status)).unwrap();
         assert_eq!(back, status);

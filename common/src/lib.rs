@@ -8,10 +8,13 @@ pub mod convert;
 pub mod ids;
 pub mod input;
 pub mod operation;
+pub mod ops;
 pub mod partial;
+pub mod records;
+pub mod render;
+pub mod sketch;
 pub mod spec;
 pub mod telemetry;
-pub mod wordcount;
 
 /// The version every binary reports (workers send it in their hello).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,27 +1,62 @@
-//! The operation model: map a chunk of whole records to a keyed [`Partial`]; partials merge
-//! associatively ([`Partial::merge`]); the job's partial is finalized by sorting and limiting.
+//! The operation model: an [`Operation`] maps a chunk of whole records to a keyed [`Partial`];
+//! partials merge associatively and commutatively ([`Partial::merge`], value by value); the
+//! job's folded partial is finalized (settled, sorted, limited) once, at the coordinator.
 //!
-//! Built-in operations implement [`Operation`] and are found by name in a [`Registry`]. A
-//! custom build registers its own factories; the coordinator and the worker reject a name they
-//! do not know, listing what they know.
+//! This is the trait to implement for a custom job: see `examples/` for a complete one.
+//! Built-in operations implement it too and are found by name in a [`Registry`]; a custom build
+//! registers its own factories in the registry it hands the coordinator and the worker. Both
+//! reject a name they do not know, listing what they know.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::partial::{MergeError, Partial};
+use crate::ops;
+use crate::partial::{self, MergeError, Partial, Row, SortOrder};
 
 /// Operation options by name, as given in the job spec.
 pub type Options = BTreeMap<String, String>;
 
-/// What a chunk's map saw, beyond its partial.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// One chunk handed to [`Operation::map`]: whole records, decompressed, with where they came
+/// from.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunk<'a> {
+    /// The records, in file order.
+    pub data: &'a [u8],
+    /// The input file, as the coordinator resolved it: the document a record belongs to.
+    pub path: &'a str,
+    /// Byte offset of `data` in the file (0 for a whole file or a compressed one).
+    pub start: u64,
+}
+
+impl<'a> Chunk<'a> {
+    pub fn new(data: &'a [u8], path: &'a str, start: u64) -> Self {
+        Chunk { data, path, start }
+    }
+}
+
+/// What a chunk's map saw, beyond its partial. Counted into the job only for the attempt whose
+/// partial is folded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChunkStats {
     pub records_in: u64,
     pub bytes_in: u64,
+    /// Records skipped on purpose: unparsable, wrong shape, missing field, not a number,
+    /// invalid UTF-8 where text is needed, or holding a NUL byte.
     pub bad_records: u64,
+    /// Counters a job defines itself (`GROUP.NAME`), e.g. from a streaming mapper.
+    pub user: BTreeMap<String, u64>,
 }
 
-/// Why a chunk's map failed.
+impl ChunkStats {
+    /// Counts one record; `good` says whether it was used.
+    pub fn record(&mut self, good: bool) {
+        self.records_in += 1;
+        self.bad_records += u64::from(!good);
+    }
+}
+
+/// Why a chunk's map failed. Input that cannot be read at all fails the chunk; a single bad
+/// record never does (it is counted instead).
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
     #[error(transparent)]
@@ -30,10 +65,123 @@ pub enum MapError {
     Failed(String),
 }
 
-/// A map-reduce operation over chunks of newline-delimited records.
+/// A job's result: its rows in output order, and how many there were before the limit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Finalized {
+    pub keys: u64,
+    pub rows: Vec<Row>,
+}
+
+/// A map-reduce operation over chunks of records.
+///
+/// Contract: `map` is a pure function of the chunk and the operation's options (it may run
+/// more than once for the same chunk, on different workers: only one result is folded); every
+/// value it emits merges associatively and commutatively with any other value the operation
+/// emits under the same key; `finalize` alone decides the output order.
 pub trait Operation: Send + Sync + 'static {
-    /// Maps one chunk (whole records, in file order) to its partial, folding locally.
-    fn map(&self, chunk: &[u8], stats: &mut ChunkStats) -> Result<Partial, MapError>;
+    /// Maps one chunk to its partial, folding locally, and counts what it saw in `stats`.
+    fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError>;
+
+    /// Turns the job's folded partial into result rows: settles each value, sorts, keeps the
+    /// first `limit`. The default orders keys bytewise.
+    fn finalize(&self, partial: Partial, sort: SortOrder, limit: Option<u64>) -> Finalized {
+        Finalized {
+            keys: partial.len() as u64,
+            rows: partial::finalize(partial, sort, limit),
+        }
+    }
+
+    /// Whether a file must be mapped as one chunk because a record boundary cannot be found
+    /// from an arbitrary offset (CSV, whose quoted fields may hold newlines). Compressed files
+    /// and whole-file jobs are one chunk per file anyway.
+    fn whole_file(&self, _path: &str) -> bool {
+        false
+    }
+}
+
+/// A record whose map failed, isolated from the rest of its chunk in skip mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRecord {
+    /// Byte offset of the record in its input file.
+    pub offset: u64,
+    pub record: Vec<u8>,
+    pub error: String,
+}
+
+/// Maps a chunk like [`Operation::map`], but when mapping fails (an error or a panic) it
+/// bisects the chunk at record boundaries until each failing record stands alone, maps
+/// everything else, and returns the failing records instead of failing. Bad records count in
+/// `stats` as records in and as bad records.
+pub fn map_isolating(
+    operation: &dyn Operation,
+    chunk: &Chunk,
+    stats: &mut ChunkStats,
+) -> Result<(Partial, Vec<BadRecord>), MergeError> {
+    let mut partial = Partial::new();
+    let mut bad = Vec::new();
+    isolate(operation, chunk, stats, &mut partial, &mut bad)?;
+    Ok((partial, bad))
+}
+
+fn isolate(
+    operation: &dyn Operation,
+    chunk: &Chunk,
+    stats: &mut ChunkStats,
+    partial: &mut Partial,
+    bad: &mut Vec<BadRecord>,
+) -> Result<(), MergeError> {
+    let data = chunk.data;
+    if data.is_empty() {
+        return Ok(());
+    }
+    let mut local = ChunkStats::default();
+    let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        operation.map(chunk, &mut local)
+    }));
+    let error = match mapped {
+        Ok(Ok(mapped)) => {
+            stats.records_in += local.records_in;
+            stats.bytes_in += local.bytes_in;
+            stats.bad_records += local.bad_records;
+            for (name, amount) in local.user {
+                *stats.user.entry(name).or_default() += amount;
+            }
+            return partial.merge(mapped);
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => format!("map panicked: {}", panic_message(panic.as_ref())),
+    };
+    // Ends of the records in `data`: just past each '\n', and the end.
+    let ends: Vec<usize> = memchr::memchr_iter(b'\n', data)
+        .map(|i| i + 1)
+        .filter(|&end| end < data.len())
+        .chain([data.len()])
+        .collect();
+    if ends.len() == 1 {
+        stats.records_in += 1;
+        stats.bytes_in += data.len() as u64;
+        stats.bad_records += 1;
+        bad.push(BadRecord {
+            offset: chunk.start,
+            record: data.to_vec(),
+            error,
+        });
+        return Ok(());
+    }
+    let cut = ends[ends.len() / 2 - 1];
+    let head = Chunk::new(&data[..cut], chunk.path, chunk.start);
+    let tail = Chunk::new(&data[cut..], chunk.path, chunk.start + cut as u64);
+    isolate(operation, &head, stats, partial, bad)?;
+    isolate(operation, &tail, stats, partial, bad)
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Builds an operation from its options, rejecting options it does not take.
@@ -60,7 +208,12 @@ impl Registry {
         let mut registry = Self {
             factories: BTreeMap::new(),
         };
-        registry.register(crate::wordcount::NAME, crate::wordcount::factory);
+        registry.register(ops::wordcount::NAME, ops::wordcount::factory);
+        registry.register(ops::grep::NAME, ops::grep::factory);
+        registry.register(ops::groupby::NAME, ops::groupby::factory);
+        registry.register(ops::distinct::NAME, ops::distinct::factory);
+        registry.register(ops::histogram::NAME, ops::histogram::factory);
+        registry.register(ops::index::NAME, ops::index::factory);
         registry
     }
 
@@ -121,6 +274,63 @@ pub fn check_options(
 mod tests {
     use super::*;
 
+    /// Counts records, failing on any chunk that holds a record starting with "bad" and
+    /// panicking on one starting with "boom".
+    struct Picky;
+
+    impl Operation for Picky {
+        fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError> {
+            let mut partial = Partial::new();
+            for line in chunk.data.split_inclusive(|&b| b == b'\n') {
+                if line.starts_with(b"bad") {
+                    return Err(MapError::Failed("cannot parse".into()));
+                }
+                assert!(!line.starts_with(b"boom"), "exploded");
+                stats.records_in += 1;
+                stats.bytes_in += line.len() as u64;
+                let key = line.strip_suffix(b"\n").unwrap_or(line).to_vec();
+                partial.add(key, crate::partial::Value::Count(1))?;
+            }
+            Ok(partial)
+        }
+    }
+
+    #[test]
+    fn isolating_finds_exactly_the_failing_records() {
+        let chunk = b"a\nb\nbad 1\nc\nd\ne\nboom\nf\nbad 2";
+        let mut stats = ChunkStats::default();
+        let (partial, bad) =
+            map_isolating(&Picky, &Chunk::new(chunk, "in", 100), &mut stats).unwrap();
+        let found: Vec<(u64, &[u8], &str)> = bad
+            .iter()
+            .map(|b| (b.offset, b.record.as_slice(), b.error.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (104, &b"bad 1\n"[..], "cannot parse"),
+                (116, &b"boom\n"[..], "map panicked: exploded"),
+                (123, &b"bad 2"[..], "cannot parse"),
+            ]
+        );
+        assert_eq!(partial.len(), 6, "a b c d e f");
+        assert_eq!(stats.records_in, 9);
+        assert_eq!(stats.bad_records, 3);
+        assert_eq!(stats.bytes_in, chunk.len() as u64);
+    }
+
+    #[test]
+    fn isolating_a_clean_chunk_maps_it_once() {
+        let mut stats = ChunkStats::default();
+        let (partial, bad) =
+            map_isolating(&Picky, &Chunk::new(b"x\ny\n", "in", 0), &mut stats).unwrap();
+        assert!(bad.is_empty());
+        assert_eq!(
+            (partial.len(), stats.records_in, stats.bad_records),
+            (2, 2, 0)
+        );
+    }
+
     #[test]
     fn unknown_operation_lists_known_ones() {
         let err = Registry::builtin()
@@ -129,7 +339,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "unknown operation 'sort' (known: wordcount)"
+            "unknown operation 'sort' (known: distinct, grep, groupby, histogram, index, wordcount)"
         );
     }
 }

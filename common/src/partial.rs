@@ -5,14 +5,44 @@
 //! only at the end. Keys are raw bytes: input need not be UTF-8.
 
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 
-/// An aggregate value. Every variant's merge is associative and commutative.
-#[derive(Clone, Debug, PartialEq, Eq)]
+use crate::sketch::{ExactSum, Sketch};
+
+/// An aggregate value. Every variant's merge is associative and commutative; [`Value::settle`]
+/// turns an aggregate into what the result shows (a sum's rounded value, a set's size, ...).
+#[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// How many times a key occurred.
     Count(u64),
+    /// The exact sum of numbers.
+    Sum(ExactSum),
+    Min(f64),
+    Max(f64),
+    /// Sum and count, for the mean.
+    Mean {
+        sum: ExactSum,
+        count: u64,
+    },
+    /// The exact set of values seen; settles to its size.
+    Distinct(BTreeSet<Vec<u8>>),
+    /// A HyperLogLog sketch of the values seen; settles to its estimate.
+    Sketch(Box<Sketch>),
+    /// Occurrences of each value; settles to the `k` most frequent.
+    TopK {
+        k: u32,
+        counts: BTreeMap<Vec<u8>, u64>,
+    },
+    /// A sorted set of documents (an inverted index's posting list).
+    Postings(BTreeSet<Vec<u8>>),
+    /// Every value, in no particular order until settled (then sorted).
+    Collect(Vec<Vec<u8>>),
+    /// A text; of two texts under one key the bytewise smaller is kept.
+    Text(Vec<u8>),
+    /// A settled number (a sum, mean, min or max as the result shows it).
+    Number(f64),
 }
 
 /// Two values of different kinds met under one key: the operation is inconsistent.
@@ -27,26 +57,117 @@ impl Value {
     pub fn kind(&self) -> &'static str {
         match self {
             Value::Count(_) => "count",
+            Value::Sum(_) => "sum",
+            Value::Min(_) => "min",
+            Value::Max(_) => "max",
+            Value::Mean { .. } => "mean",
+            Value::Distinct(_) => "distinct",
+            Value::Sketch(_) => "sketch",
+            Value::TopK { .. } => "topk",
+            Value::Postings(_) => "postings",
+            Value::Collect(_) => "collect",
+            Value::Text(_) => "text",
+            Value::Number(_) => "number",
         }
     }
 
     pub fn merge(&mut self, other: Value) -> Result<(), MergeError> {
         match (self, other) {
             (Value::Count(a), Value::Count(b)) => *a += b,
+            (Value::Sum(a), Value::Sum(b)) => a.merge(&b),
+            (Value::Min(a), Value::Min(b)) => *a = a.min(b),
+            (Value::Max(a), Value::Max(b)) => *a = a.max(b),
+            (Value::Mean { sum, count }, Value::Mean { sum: s2, count: c2 }) => {
+                sum.merge(&s2);
+                *count += c2;
+            }
+            (Value::Distinct(a), Value::Distinct(b)) | (Value::Postings(a), Value::Postings(b)) => {
+                if b.len() > a.len() {
+                    let small = std::mem::replace(a, b);
+                    a.extend(small);
+                } else {
+                    a.extend(b);
+                }
+            }
+            (Value::Sketch(a), Value::Sketch(b)) => a.merge(&b),
+            (Value::TopK { k, counts }, Value::TopK { k: k2, counts: c2 }) => {
+                *k = (*k).max(k2);
+                for (value, n) in c2 {
+                    *counts.entry(value).or_default() += n;
+                }
+            }
+            (Value::Collect(a), Value::Collect(b)) => a.extend(b),
+            (Value::Text(a), Value::Text(b)) => {
+                if b < *a {
+                    *a = b;
+                }
+            }
+            (left, right) => {
+                return Err(MergeError {
+                    left: left.kind(),
+                    right: right.kind(),
+                });
+            }
         }
         Ok(())
     }
 
-    /// Output order of values: larger first under [`SortOrder::ValueDesc`].
+    /// What the result shows: sums, means, minima and maxima become numbers, sets and
+    /// sketches their sizes, top-k its `k` most frequent values (ties by value), collected
+    /// values sorted. Settled values are final; deterministic whatever the fold order.
+    pub fn settle(self) -> Value {
+        match self {
+            Value::Sum(sum) => Value::Number(sum.value()),
+            Value::Min(x) | Value::Max(x) => Value::Number(x),
+            Value::Mean { sum, count } => Value::Number(sum.value() / count.max(1) as f64),
+            Value::Distinct(set) => Value::Count(set.len() as u64),
+            Value::Sketch(sketch) => Value::Count(sketch.estimate()),
+            Value::TopK { k, counts } => {
+                let mut top: Vec<(Vec<u8>, u64)> = counts.into_iter().collect();
+                top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                top.truncate(k as usize);
+                Value::TopK {
+                    k,
+                    counts: top.into_iter().collect(),
+                }
+            }
+            Value::Collect(mut values) => {
+                values.sort_unstable();
+                Value::Collect(values)
+            }
+            other => other,
+        }
+    }
+
+    /// The ordering of `--sort value` (larger first): numbers by value, sets and lists by
+    /// size, top-k by its largest count, text bytewise. Kinds never mix within one job.
     fn cmp_value(&self, other: &Value) -> Ordering {
+        fn magnitude(v: &Value) -> Option<f64> {
+            Some(match v {
+                Value::Count(n) => *n as f64,
+                Value::Number(x) | Value::Min(x) | Value::Max(x) => *x,
+                Value::Sum(s) => s.value(),
+                Value::Mean { sum, count } => sum.value() / (*count).max(1) as f64,
+                Value::Distinct(s) | Value::Postings(s) => s.len() as f64,
+                Value::Sketch(s) => s.estimate() as f64,
+                Value::TopK { counts, .. } => counts.values().copied().max().unwrap_or(0) as f64,
+                Value::Collect(v) => v.len() as f64,
+                Value::Text(_) => return None,
+            })
+        }
         match (self, other) {
             (Value::Count(a), Value::Count(b)) => a.cmp(b),
+            (Value::Text(a), Value::Text(b)) => a.cmp(b),
+            _ => match (magnitude(self), magnitude(other)) {
+                (Some(a), Some(b)) => a.total_cmp(&b),
+                (a, b) => a.is_some().cmp(&b.is_some()),
+            },
         }
     }
 }
 
 /// Keys with their aggregated values; each key at most once.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Partial {
     entries: FxHashMap<Vec<u8>, Value>,
 }
@@ -77,6 +198,15 @@ impl Partial {
                 Ok(())
             }
         }
+    }
+
+    /// The value under `key`, inserting `make()` first if there is none: lets a map update an
+    /// aggregate in place instead of building and merging one value per record.
+    pub fn value_mut(&mut self, key: &[u8], make: impl FnOnce() -> Value) -> &mut Value {
+        if !self.entries.contains_key(key) {
+            self.entries.insert(key.to_vec(), make());
+        }
+        self.entries.get_mut(key).expect("just inserted")
     }
 
     /// Folds another partial into this one. The smaller map is folded into the larger.
@@ -117,7 +247,7 @@ pub enum SortOrder {
 }
 
 /// One output row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub key: Vec<u8>,
     pub value: Value,
@@ -125,14 +255,28 @@ pub struct Row {
 
 /// Orders a job's folded partial and keeps the first `limit` rows.
 pub fn finalize(partial: Partial, sort: SortOrder, limit: Option<u64>) -> Vec<Row> {
-    let mut rows: Vec<Row> = partial
+    let rows = partial
         .into_entries()
-        .map(|(key, value)| Row { key, value })
+        .map(|(key, value)| Row {
+            key,
+            value: value.settle(),
+        })
         .collect();
+    order(rows, sort, limit, |a, b| a.key.cmp(&b.key))
+}
+
+/// Sorts rows (by `by_key`, or by value descending with `by_key` breaking ties) and keeps the
+/// first `limit`. Operations whose keys do not sort bytewise pass their own key order.
+pub fn order(
+    mut rows: Vec<Row>,
+    sort: SortOrder,
+    limit: Option<u64>,
+    by_key: impl Fn(&Row, &Row) -> Ordering,
+) -> Vec<Row> {
     let limit = limit.map_or(rows.len(), |n| usize::try_from(n).unwrap_or(usize::MAX));
     let compare = |a: &Row, b: &Row| match sort {
-        SortOrder::Key => a.key.cmp(&b.key),
-        SortOrder::ValueDesc => b.value.cmp_value(&a.value).then_with(|| a.key.cmp(&b.key)),
+        SortOrder::Key => by_key(a, b),
+        SortOrder::ValueDesc => b.value.cmp_value(&a.value).then_with(|| by_key(a, b)),
     };
     if limit < rows.len() {
         // Only the first `limit` rows need ordering.

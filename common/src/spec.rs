@@ -1,10 +1,11 @@
 //! The validated job spec and the job status that clients see.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::ids::JobId;
 use crate::operation::Options;
 use crate::partial::SortOrder;
+use crate::render::Format;
 
 /// Default target chunk size: see docs/ARCHITECTURE.md ("Chunk size") for the measurement.
 pub const DEFAULT_CHUNK_SIZE: u64 = 16 << 20;
@@ -24,6 +25,24 @@ pub struct JobSpec {
     pub chunk_size: Option<u64>,
     pub sort: SortOrder,
     pub limit: Option<u64>,
+    /// Fail the job if it has not finished this long after submission.
+    pub timeout: Option<Duration>,
+    /// Quarantine records that fail their map instead of failing the job.
+    pub skip_bad_records: bool,
+    /// One chunk per input file, for per-document jobs.
+    pub whole_file: bool,
+    /// Where the coordinator also writes the result, if anywhere.
+    pub output: Option<OutputDir>,
+}
+
+/// A result directory on the coordinator's filesystem, written as part files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutputDir {
+    /// An absolute path.
+    pub path: String,
+    pub format: Format,
+    /// Replace the directory if it exists (otherwise such a job is refused).
+    pub overwrite: bool,
 }
 
 /// A spec that cannot run, whatever the inputs hold.
@@ -35,6 +54,8 @@ pub enum SpecInvalid {
     NoOperation,
     #[error("chunk size {0} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} bytes")]
     ChunkSize(u64),
+    #[error("output directory '{0}' must be an absolute path")]
+    RelativeOutput(String),
 }
 
 impl JobSpec {
@@ -45,6 +66,11 @@ impl JobSpec {
         }
         if self.operation.is_empty() {
             return Err(SpecInvalid::NoOperation);
+        }
+        if let Some(output) = &self.output
+            && !std::path::Path::new(&output.path).is_absolute()
+        {
+            return Err(SpecInvalid::RelativeOutput(output.path.clone()));
         }
         self.chunk_size.map_or(Ok(()), check_chunk_size)
     }
@@ -90,7 +116,7 @@ impl JobState {
 }
 
 /// Built-in job counters. Only the folded attempt of a chunk contributes its records and bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub records_in: u64,
     pub bytes_in: u64,
@@ -98,6 +124,9 @@ pub struct Counters {
     pub keys_out: u64,
     pub attempts: u64,
     pub chunks_failed: u64,
+    pub backups: u64,
+    /// Counters the job defines itself (`GROUP.NAME`), from folded chunks only.
+    pub user: std::collections::BTreeMap<String, u64>,
 }
 
 /// A snapshot of a job, as `GetJob` and `WatchJob` report it.
@@ -109,6 +138,8 @@ pub struct JobStatus {
     pub chunks_total: u64,
     pub chunks_done: u64,
     pub chunks_running: u64,
+    /// Folded chunks whose results are durable; they are not recomputed after a restart.
+    pub chunks_checkpointed: u64,
     pub bytes_total: u64,
     pub bytes_done: u64,
     pub workers: u32,
@@ -117,6 +148,8 @@ pub struct JobStatus {
     pub submitted_at: SystemTime,
     pub finished_at: Option<SystemTime>,
     pub result_rows: u64,
+    /// The file holding records skipped as bad, on the coordinator's filesystem.
+    pub quarantine: Option<String>,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use fanfold_common::chunker;
 use fanfold_common::ids::JobId;
 use fanfold_common::input;
 use fanfold_common::operation::Registry;
+use fanfold_common::records::Compression;
 use fanfold_common::spec::JobSpec;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::job_service_server::JobService;
@@ -60,17 +61,31 @@ impl JobService for Api {
             .try_into()?;
         spec.validate()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.registry
+        let operation = self
+            .registry
             .build(&spec.operation, &spec.options)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some(output) = &spec.output {
+            crate::output::check(output).map_err(Status::invalid_argument)?;
+        }
         let chunk_size = *spec.chunk_size.get_or_insert(self.default_chunk_size);
         let inputs = spec.inputs.clone();
+        let whole_files = spec.whole_file;
         let plan = tokio::task::spawn_blocking(move || -> Result<Plan, String> {
             let files = input::resolve(&inputs).map_err(|e| e.to_string())?;
-            let chunks = chunker::plan(&files, chunk_size).map_err(|e| e.to_string())?;
+            // Compressed files cannot be entered mid-stream; some formats cannot be cut.
+            let whole_file = |path: &std::path::Path| {
+                let path = path.to_string_lossy();
+                whole_files
+                    || Compression::of(&path) != Compression::None
+                    || operation.whole_file(&path)
+            };
+            let chunks =
+                chunker::plan(&files, chunk_size, whole_file).map_err(|e| e.to_string())?;
             Ok(Plan {
                 files: files.into_iter().map(|f| f.path).collect(),
                 chunks,
+                operation: Some(operation),
             })
         })
         .await

@@ -1,9 +1,9 @@
 //! The FleetService gRPC adapter: one `Attach` stream per worker.
 //!
-//! Reads the worker's hello, registers it with the scheduler, then forwards its reports (decoded
-//! into domain partials here, on the worker's own task, not the scheduler's) until the stream
-//! ends, errors or falls silent for longer than the worker timeout; the worker then counts as
-//! gone and its chunks go back to the queue.
+//! Reads the worker's hello, registers it with the scheduler, then forwards its messages (chunk
+//! results decoded into domain partials here, on the worker's own task, not the scheduler's)
+//! until the stream ends or errors; the worker then counts as gone and its chunks go back to the
+//! queue. Heartbeats go to the scheduler, which owns leases.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -21,12 +21,13 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use crate::scheduler::{self, Handle, Report, ToWorker, WorkerHello};
+use crate::store;
 
 pub struct Fleet {
     pub scheduler: Handle,
     pub prefetch: u32,
-    /// Silence after which a worker counts as gone (it heartbeats well within this).
-    pub worker_timeout: Duration,
+    /// How long a new stream may take to say hello.
+    pub hello_timeout: Duration,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -42,7 +43,7 @@ impl FleetService for Fleet {
         request: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
         let mut inbound = request.into_inner();
-        let first = tokio::time::timeout(self.worker_timeout, inbound.message())
+        let first = tokio::time::timeout(self.hello_timeout, inbound.message())
             .await
             .map_err(|_| Status::deadline_exceeded("no hello from worker"))??;
         let Some(pb::WorkerMessage {
@@ -72,10 +73,9 @@ impl FleetService for Fleet {
             .map_err(|e| Status::unavailable(e.to_string()))?;
 
         let scheduler = self.scheduler.clone();
-        let timeout = self.worker_timeout;
         let shutdown = self.shutdown.clone();
         self.tasks.spawn(async move {
-            let why = read_reports(worker, &mut inbound, &scheduler, timeout, &shutdown).await;
+            let why = read_reports(worker, &mut inbound, &scheduler, &shutdown).await;
             info!(worker_id = %worker, %name, reason = why, "worker stream ended");
             scheduler.worker_left(worker).await;
         });
@@ -97,26 +97,39 @@ async fn read_reports(
     worker: WorkerId,
     inbound: &mut Streaming<pb::WorkerMessage>,
     scheduler: &Handle,
-    timeout: Duration,
     shutdown: &CancellationToken,
 ) -> &'static str {
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => return "coordinator shutting down",
-            message = tokio::time::timeout(timeout, inbound.message()) => message,
+            message = inbound.message() => message,
         };
         let kind = match message {
-            Err(_) => return "heartbeat timeout",
-            Ok(Err(e)) => {
-                warn!(worker_id = %worker, error = %e, "worker stream error");
+            Err(e) => {
+                info!(worker_id = %worker, error = %e.message(), "worker stream broke");
                 return "stream error";
             }
-            Ok(Ok(None)) => return "closed by worker",
-            Ok(Ok(Some(pb::WorkerMessage { kind: None }))) => continue,
-            Ok(Ok(Some(pb::WorkerMessage { kind: Some(kind) }))) => kind,
+            Ok(None) => return "closed by worker",
+            Ok(Some(pb::WorkerMessage { kind: None })) => continue,
+            Ok(Some(pb::WorkerMessage { kind: Some(kind) })) => kind,
         };
         let forwarded = match kind {
-            pb::worker_message::Kind::Heartbeat(_) => Ok(()),
+            pb::worker_message::Kind::Heartbeat(_) => scheduler.heartbeat(worker).await,
+            pb::worker_message::Kind::Draining(_) => scheduler.draining(worker).await,
+            pb::worker_message::Kind::Released(released) => {
+                match released.job_id.parse::<JobId>() {
+                    Ok(job) => {
+                        let (chunk, attempt) = (ChunkId(released.chunk), Attempt(released.attempt));
+                        scheduler
+                            .report(worker, job, chunk, attempt, Report::Released)
+                            .await
+                    }
+                    Err(e) => {
+                        warn!(worker_id = %worker, error = %e, "malformed chunk release");
+                        return "malformed message";
+                    }
+                }
+            }
             pb::worker_message::Kind::Hello(_) => {
                 warn!(worker_id = %worker, "ignored a second hello");
                 Ok(())
@@ -153,14 +166,17 @@ async fn read_reports(
 
 fn decode_done(done: pb::ChunkDone) -> Result<(JobId, ChunkId, Attempt, Report), String> {
     let job: JobId = done.job_id.parse().map_err(|e| format!("{e}"))?;
-    let partial: Partial = done
-        .partial
-        .unwrap_or_default()
-        .try_into()
-        .map_err(|e| format!("{e}"))?;
+    let counters = done.counters.unwrap_or_default();
+    let partial = done.partial.unwrap_or_default();
+    // Encoded for the journal here, on the worker's task, before the partial is converted.
+    let record = store::chunk_record(&partial, &counters, &done.bad_records);
+    let stats = counters.into();
+    let partial: Partial = partial.try_into().map_err(|e| format!("{e}"))?;
     let report = Report::Done {
         partial,
-        stats: done.counters.unwrap_or_default().into(),
+        stats,
+        record,
+        bad: done.bad_records.into_iter().map(Into::into).collect(),
     };
     Ok((job, ChunkId(done.chunk), Attempt(done.attempt), report))
 }
@@ -180,9 +196,19 @@ impl From<ToWorker> for pb::CoordinatorMessage {
                     end: a.range.end,
                 }),
                 data: a.data,
+                skip_bad_records: a.skip_bad_records,
             }),
             ToWorker::Cancel(job) => pb::coordinator_message::Kind::Cancel(pb::CancelJob {
                 job_id: job.to_string(),
+            }),
+            ToWorker::CancelAttempt {
+                job,
+                chunk,
+                attempt,
+            } => pb::coordinator_message::Kind::CancelAttempt(pb::CancelAttempt {
+                job_id: job.to_string(),
+                chunk: chunk.0,
+                attempt: attempt.0,
             }),
         };
         pb::CoordinatorMessage { kind: Some(kind) }

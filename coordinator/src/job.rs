@@ -6,30 +6,35 @@
 //! A chunk's lifecycle:
 //!
 //! ```text
-//!            assign                    complete (same attempt)
-//! Pending ──────────> Running{attempt} ───────────────────────> Done
-//!    ^                  │  fail (retryable, attempts left) / release (worker gone)
-//!    └──────────────────┘
-//!                       │  fail (not retryable, or out of attempts) ──> the job fails
+//!            assign                   complete (a live attempt)
+//! Pending ──────────> Running{live} ─────────────────────────> Done   (other live attempts
+//!    ^                  │   │ backup: a second live attempt            are cancelled)
+//!    │                  │   └──────┘
+//!    └──────────────────┘ fail (retryable, failures left) / release (worker gone, handed
+//!                       │  back), when no other attempt is live
+//!                       └─ fail (not retryable, or out of attempts) ──> the job fails
 //! ```
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::ChunkStats;
+use fanfold_common::operation::{BadRecord, ChunkStats, Operation};
 use fanfold_common::partial::{MergeError, Partial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState, JobStatus};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-/// The chunks of a job, planned at submission.
-#[derive(Debug)]
+/// The chunks of a job, planned at submission, and the operation that finalizes its result.
 pub struct Plan {
     pub files: Vec<PathBuf>,
     pub chunks: Vec<ChunkRange>,
+    /// `None` for a job restored after a restart whose operation this coordinator no longer
+    /// knows: it cannot be finalized.
+    pub operation: Option<Arc<dyn Operation>>,
 }
 
 impl Plan {
@@ -38,15 +43,34 @@ impl Plan {
     }
 }
 
+/// What the finalize step works from.
+pub struct ToFinalize {
+    pub folded: Partial,
+    /// Records skipped as bad, with their files.
+    pub bad: Vec<(PathBuf, BadRecord)>,
+    pub operation: Option<Arc<dyn Operation>>,
+}
+
+/// One running attempt of a chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Live {
+    worker: WorkerId,
+    attempt: Attempt,
+    started: Instant,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ChunkState {
-    /// Waiting for a worker; `tried` attempts were made so far.
+    /// Waiting for a worker. `issued` attempts were handed out so far, `failures` of them failed.
     Pending {
-        tried: u32,
+        issued: u32,
+        failures: u32,
     },
+    /// Assigned; usually one live attempt, two while a backup runs.
     Running {
-        worker: WorkerId,
-        attempt: Attempt,
+        issued: u32,
+        failures: u32,
+        live: Vec<Live>,
     },
     Done,
 }
@@ -54,12 +78,32 @@ enum ChunkState {
 /// What a reported failure leads to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FailOutcome {
-    /// Not the chunk's current attempt: ignored.
+    /// Not a live attempt of the chunk: ignored.
     Stale,
+    /// Another attempt of the chunk is still running; it carries on.
+    OtherAttemptRuns,
     /// Back in the queue for another attempt.
     Retry,
     /// The job has failed; the message names the chunk, its attempts and the last error.
     JobFailed,
+}
+
+/// What a result report leads to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// Folded. `losers` are other live attempts of the chunk, now to be cancelled.
+    Folded { losers: Vec<(WorkerId, Attempt)> },
+    /// Late, duplicate or for a job that is over: dropped.
+    Stale,
+}
+
+/// When a running chunk counts as a straggler worth a backup attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupPolicy {
+    /// A chunk must have run at least this long...
+    pub min_age: Duration,
+    /// ...and this many times the median time of the job's finished chunks.
+    pub slowdown: u32,
 }
 
 pub struct Job {
@@ -75,21 +119,36 @@ pub struct Job {
     chunks_done: u64,
     running: u64,
     bytes_done: u64,
+    chunks_checkpointed: u64,
+    /// How long each finished chunk's winning attempt took, for straggler detection.
+    durations: Vec<Duration>,
+    /// Records skipped as bad by folded chunks (skip mode), with their files.
+    bad: Vec<(PathBuf, BadRecord)>,
+    /// Where those records were written when the job finished.
+    quarantine: Option<String>,
     counters: Counters,
     error: Option<String>,
     submitted_at: SystemTime,
+    /// When the job (re)started in this process, for its timeout.
+    started: Instant,
     finished_at: Option<SystemTime>,
     rows: Option<Arc<Vec<Row>>>,
     status: watch::Sender<JobStatus>,
 }
 
 impl Job {
-    pub fn new(id: JobId, spec: JobSpec, plan: Plan, workers: u32) -> Self {
+    pub fn new(id: JobId, spec: JobSpec, plan: Plan, submitted_at: SystemTime) -> Self {
         let n = plan.chunks.len();
-        let job = Job {
+        Job {
             id,
             spec,
-            chunks: vec![ChunkState::Pending { tried: 0 }; n],
+            chunks: vec![
+                ChunkState::Pending {
+                    issued: 0,
+                    failures: 0
+                };
+                n
+            ],
             pending: (0..n as u64).map(ChunkId).collect(),
             plan,
             folded: Partial::new(),
@@ -98,15 +157,18 @@ impl Job {
             chunks_done: 0,
             running: 0,
             bytes_done: 0,
+            chunks_checkpointed: 0,
+            durations: Vec::new(),
+            bad: Vec::new(),
+            quarantine: None,
             counters: Counters::default(),
             error: None,
-            submitted_at: SystemTime::now(),
+            submitted_at,
+            started: Instant::now(),
             finished_at: None,
             rows: None,
             status: watch::Sender::new(placeholder_status(id)),
-        };
-        job.publish(workers);
-        job
+        }
     }
 
     pub fn state(&self) -> JobState {
@@ -149,40 +211,98 @@ impl Job {
         }
         let chunk = self.pending.pop_front()?;
         let state = &mut self.chunks[chunk.0 as usize];
-        let ChunkState::Pending { tried } = *state else {
+        let ChunkState::Pending { issued, failures } = *state else {
             unreachable!("queued chunk {chunk} is not pending: {state:?}");
         };
-        let attempt = Attempt(tried + 1);
-        *state = ChunkState::Running { worker, attempt };
+        let attempt = Attempt(issued + 1);
+        *state = ChunkState::Running {
+            issued: attempt.0,
+            failures,
+            live: vec![Live {
+                worker,
+                attempt,
+                started: Instant::now(),
+            }],
+        };
         self.running += 1;
         self.counters.attempts += 1;
         Some((chunk, attempt))
     }
 
-    /// Folds a chunk's partial if `attempt` is its current one; returns whether it was folded.
-    /// Any other result (stale attempt, chunk already done, job over) is dropped.
+    /// The chunk most overdue for a backup attempt on `worker`, if any: only once nothing is
+    /// pending, only chunks with a single live attempt elsewhere, only past the policy's bar.
+    pub fn straggler(&self, worker: WorkerId, policy: BackupPolicy) -> Option<ChunkId> {
+        if !self.is_running() || !self.pending.is_empty() || self.durations.is_empty() {
+            return None;
+        }
+        let mut durations = self.durations.clone();
+        let middle = durations.len() / 2;
+        let median = *durations.select_nth_unstable(middle).1;
+        let bar = policy.min_age.max(median * policy.slowdown);
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, state)| match state {
+                ChunkState::Running { live, .. } if live.len() == 1 && live[0].worker != worker => {
+                    let age = live[0].started.elapsed();
+                    (age >= bar).then_some((age, ChunkId(i as u64)))
+                }
+                _ => None,
+            })
+            .max()
+            .map(|(_, chunk)| chunk)
+    }
+
+    /// Starts a backup attempt of a running chunk on `worker`.
+    pub fn assign_backup(&mut self, chunk: ChunkId, worker: WorkerId) -> Option<Attempt> {
+        let ChunkState::Running { issued, live, .. } = &mut self.chunks[chunk.0 as usize] else {
+            return None;
+        };
+        *issued += 1;
+        let attempt = Attempt(*issued);
+        live.push(Live {
+            worker,
+            attempt,
+            started: Instant::now(),
+        });
+        self.counters.attempts += 1;
+        self.counters.backups += 1;
+        Some(attempt)
+    }
+
+    /// Folds a chunk's partial if `attempt` is one of its live attempts. Any other result
+    /// (stale attempt, chunk already done, job over) is dropped.
     pub fn complete(
         &mut self,
         chunk: ChunkId,
         attempt: Attempt,
         partial: Partial,
         stats: ChunkStats,
-    ) -> Result<bool, MergeError> {
-        if !self.is_running() || !self.is_current(chunk, attempt) {
-            return Ok(false);
-        }
+        bad: Vec<BadRecord>,
+    ) -> Result<Completion, MergeError> {
+        let Some(winner) = self.live(chunk, attempt).cloned() else {
+            return Ok(Completion::Stale);
+        };
         self.folded.merge(partial)?;
-        self.chunks[chunk.0 as usize] = ChunkState::Done;
+        self.keep_bad(chunk, bad);
+        let ChunkState::Running { live, .. } =
+            std::mem::replace(&mut self.chunks[chunk.0 as usize], ChunkState::Done)
+        else {
+            unreachable!("a live attempt belongs to a running chunk");
+        };
+        self.durations.push(winner.started.elapsed());
         self.running -= 1;
-        self.chunks_done += 1;
-        self.bytes_done += self.plan.chunks[chunk.0 as usize].len();
-        self.counters.records_in += stats.records_in;
-        self.counters.bytes_in += stats.bytes_in;
-        self.counters.bad_records += stats.bad_records;
-        Ok(true)
+        self.count_folded(chunk, stats);
+        let losers = live
+            .into_iter()
+            .filter(|l| l.attempt != attempt)
+            .map(|l| (l.worker, l.attempt))
+            .collect();
+        Ok(Completion::Folded { losers })
     }
 
-    /// Handles a failed attempt: retries it while attempts remain and the error is retryable.
+    /// Handles a failed attempt: retries the chunk while attempts remain and the error is
+    /// retryable, unless another attempt of it is still running.
     pub fn fail(
         &mut self,
         chunk: ChunkId,
@@ -191,55 +311,194 @@ impl Job {
         retryable: bool,
         max_attempts: u32,
     ) -> FailOutcome {
-        if !self.is_running() || !self.is_current(chunk, attempt) {
+        let Some((issued, failures, others_run)) = self.end_attempt(chunk, attempt, true) else {
             return FailOutcome::Stale;
-        }
-        self.running -= 1;
+        };
         self.counters.chunks_failed += 1;
-        if retryable && attempt.0 < max_attempts {
-            self.chunks[chunk.0 as usize] = ChunkState::Pending { tried: attempt.0 };
-            self.pending.push_front(chunk);
+        if others_run && retryable {
+            return FailOutcome::OtherAttemptRuns;
+        }
+        if retryable && failures < max_attempts {
+            self.requeue(chunk, issued, failures);
             return FailOutcome::Retry;
         }
         let message = format!(
-            "{} failed after {} attempt{}: {error}",
+            "{} failed after {issued} attempt{}: {error}",
             self.describe(chunk),
-            attempt.0,
-            if attempt.0 == 1 { "" } else { "s" }
+            if issued == 1 { "" } else { "s" }
         );
         self.finish(JobState::Failed, Some(message));
         FailOutcome::JobFailed
     }
 
-    /// Returns a chunk held by a worker that is gone to the front of the queue.
+    /// Drops an attempt whose worker is gone or handed it back; with no other attempt left, the
+    /// chunk returns to the front of the queue. Not a failure.
     pub fn release(&mut self, chunk: ChunkId, attempt: Attempt) {
-        if self.is_running() && self.is_current(chunk, attempt) {
-            self.chunks[chunk.0 as usize] = ChunkState::Pending { tried: attempt.0 };
-            self.pending.push_front(chunk);
-            self.running -= 1;
+        if let Some((issued, failures, false)) = self.end_attempt(chunk, attempt, false) {
+            self.requeue(chunk, issued, failures);
         }
     }
 
-    fn is_current(&self, chunk: ChunkId, attempt: Attempt) -> bool {
-        matches!(
-            self.chunks.get(chunk.0 as usize),
-            Some(ChunkState::Running { attempt: a, .. }) if *a == attempt
-        )
+    /// Removes a live attempt, counting it as a failure if `failed`. Returns the chunk's issued
+    /// attempts, its failures, and whether another attempt still runs; `None` if the attempt
+    /// is not live.
+    fn end_attempt(
+        &mut self,
+        chunk: ChunkId,
+        attempt: Attempt,
+        failed: bool,
+    ) -> Option<(u32, u32, bool)> {
+        self.live(chunk, attempt)?;
+        let ChunkState::Running {
+            issued,
+            failures,
+            live,
+        } = &mut self.chunks[chunk.0 as usize]
+        else {
+            unreachable!("a live attempt belongs to a running chunk");
+        };
+        *failures += u32::from(failed);
+        live.retain(|l| l.attempt != attempt);
+        Some((*issued, *failures, !live.is_empty()))
     }
 
-    /// Hands the folded partial to the finalize step.
-    pub fn take_for_finalize(&mut self) -> Partial {
+    /// Puts a chunk with no live attempt back at the front of the queue.
+    fn requeue(&mut self, chunk: ChunkId, issued: u32, failures: u32) {
+        self.chunks[chunk.0 as usize] = ChunkState::Pending { issued, failures };
+        self.pending.push_front(chunk);
+        self.running -= 1;
+    }
+
+    fn live(&self, chunk: ChunkId, attempt: Attempt) -> Option<&Live> {
+        if !self.is_running() {
+            return None;
+        }
+        match self.chunks.get(chunk.0 as usize) {
+            Some(ChunkState::Running { live, .. }) => live.iter().find(|l| l.attempt == attempt),
+            _ => None,
+        }
+    }
+
+    /// Marks a chunk folded from a checkpoint taken before a restart.
+    pub fn restore_chunk(
+        &mut self,
+        chunk: ChunkId,
+        partial: Partial,
+        stats: ChunkStats,
+        bad: Vec<BadRecord>,
+    ) -> Result<(), MergeError> {
+        let Some(state @ ChunkState::Pending { .. }) = self.chunks.get_mut(chunk.0 as usize) else {
+            return Ok(()); // unknown or already restored: never fold twice
+        };
+        *state = ChunkState::Done;
+        self.folded.merge(partial)?;
+        self.keep_bad(chunk, bad);
+        self.pending.retain(|c| *c != chunk);
+        self.chunks_checkpointed += 1;
+        self.count_folded(chunk, stats);
+        Ok(())
+    }
+
+    /// Adds a folded chunk's size and counters to the job's: once per chunk, whatever retried.
+    fn count_folded(&mut self, chunk: ChunkId, stats: ChunkStats) {
+        self.chunks_done += 1;
+        self.bytes_done += self.plan.chunks[chunk.0 as usize].len();
+        self.counters.records_in += stats.records_in;
+        self.counters.bytes_in += stats.bytes_in;
+        self.counters.bad_records += stats.bad_records;
+        for (name, amount) in stats.user {
+            *self.counters.user.entry(name).or_default() += amount;
+        }
+    }
+
+    fn keep_bad(&mut self, chunk: ChunkId, bad: Vec<BadRecord>) {
+        if !bad.is_empty() {
+            let (path, _) = self.range(chunk);
+            self.bad.extend(bad.into_iter().map(|b| (path.clone(), b)));
+        }
+    }
+
+    /// Restores what a checkpoint said of a job beyond its chunks.
+    pub fn restore_progress(
+        &mut self,
+        state: JobState,
+        error: Option<String>,
+        counters: Counters,
+        finished_at: Option<SystemTime>,
+        rows: Option<Vec<Row>>,
+        quarantine: Option<String>,
+    ) {
+        if !state.is_final() {
+            // Input counters come from the restored chunks; the rest from the checkpoint.
+            self.counters = Counters {
+                records_in: self.counters.records_in,
+                bytes_in: self.counters.bytes_in,
+                bad_records: self.counters.bad_records,
+                user: std::mem::take(&mut self.counters.user),
+                ..counters
+            };
+        } else {
+            self.counters = counters;
+            self.finish(state, error);
+            self.finished_at = finished_at;
+            self.chunks_done = if state == JobState::Succeeded {
+                self.chunks.len() as u64
+            } else {
+                self.chunks_done
+            };
+            if state == JobState::Succeeded {
+                self.bytes_done = self.plan.bytes();
+            }
+            self.rows = rows.map(Arc::new);
+            self.quarantine = quarantine;
+        }
+    }
+
+    /// Counts folded chunks that are now durable.
+    pub fn checkpointed(&mut self, chunks: u64) {
+        self.chunks_checkpointed += chunks;
+    }
+
+    /// Fails the job if it has run past its timeout.
+    pub fn check_timeout(&mut self) -> bool {
+        match self.spec.timeout {
+            Some(limit) if self.is_running() && self.started.elapsed() >= limit => {
+                self.finish(
+                    JobState::Failed,
+                    Some(format!(
+                        "timed out after {:?} with {}/{} chunks done",
+                        limit,
+                        self.chunks_done,
+                        self.chunks.len()
+                    )),
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Hands the folded partial, the skipped records and the operation that finalizes the
+    /// result to the finalize step.
+    pub fn take_for_finalize(&mut self) -> ToFinalize {
         self.finalizing = true;
-        std::mem::take(&mut self.folded)
+        ToFinalize {
+            folded: std::mem::take(&mut self.folded),
+            bad: std::mem::take(&mut self.bad),
+            operation: self.plan.operation.clone(),
+        }
     }
 
     /// Keeps the finalized rows and marks the job succeeded.
-    pub fn succeed(&mut self, keys: u64, rows: Vec<Row>) {
-        if self.is_running() {
-            self.counters.keys_out = keys;
-            self.rows = Some(Arc::new(rows));
-            self.finish(JobState::Succeeded, None);
+    pub fn succeed(&mut self, keys: u64, rows: Vec<Row>, quarantine: Option<PathBuf>) -> bool {
+        if !self.is_running() {
+            return false;
         }
+        self.counters.keys_out = keys;
+        self.rows = Some(Arc::new(rows));
+        self.quarantine = quarantine.map(|q| q.display().to_string());
+        self.finish(JobState::Succeeded, None);
+        true
     }
 
     pub fn cancel(&mut self) {
@@ -261,6 +520,8 @@ impl Job {
         self.finished_at = Some(SystemTime::now());
         self.pending.clear();
         self.folded = Partial::new();
+        self.durations = Vec::new();
+        self.bad = Vec::new();
         self.running = 0;
     }
 
@@ -280,14 +541,16 @@ impl Job {
             chunks_total: self.chunks.len() as u64,
             chunks_done: self.chunks_done,
             chunks_running: self.running,
+            chunks_checkpointed: self.chunks_checkpointed,
             bytes_total: self.plan.bytes(),
             bytes_done: self.bytes_done,
             workers,
-            counters: self.counters,
+            counters: self.counters.clone(),
             error: self.error.clone(),
             submitted_at: self.submitted_at,
             finished_at: self.finished_at,
             result_rows: self.rows.as_ref().map_or(0, |r| r.len() as u64),
+            quarantine: self.quarantine.clone(),
         }
     }
 
@@ -313,6 +576,7 @@ fn placeholder_status(id: JobId) -> JobStatus {
         chunks_total: 0,
         chunks_done: 0,
         chunks_running: 0,
+        chunks_checkpointed: 0,
         bytes_total: 0,
         bytes_done: 0,
         workers: 0,
@@ -321,12 +585,14 @@ fn placeholder_status(id: JobId) -> JobStatus {
         submitted_at: SystemTime::UNIX_EPOCH,
         finished_at: None,
         result_rows: 0,
+        quarantine: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fanfold_common::operation::Registry;
     use fanfold_common::partial::Value;
 
     fn job(chunks: u64) -> Job {
@@ -339,16 +605,31 @@ mod tests {
                     end: i * 10 + 10,
                 })
                 .collect(),
+            operation: Some(
+                Registry::builtin()
+                    .build("wordcount", &Default::default())
+                    .unwrap(),
+            ),
         };
-        Job::new(JobId::new(), JobSpec::default(), plan, 0)
+        Job::new(JobId::new(), JobSpec::default(), plan, SystemTime::now())
     }
 
     fn one(key: &str) -> Partial {
         Partial::from_entries([(key.as_bytes().to_vec(), Value::Count(1))]).unwrap()
     }
 
+    fn folded(c: Completion) -> bool {
+        matches!(c, Completion::Folded { .. })
+    }
+
     const W1: WorkerId = WorkerId(1);
     const W2: WorkerId = WorkerId(2);
+    const NO_STATS: ChunkStats = ChunkStats {
+        records_in: 0,
+        bytes_in: 0,
+        bad_records: 0,
+        user: std::collections::BTreeMap::new(),
+    };
 
     #[test]
     fn a_chunk_folds_exactly_once_and_stale_attempts_are_dropped() {
@@ -358,21 +639,21 @@ mod tests {
         let (again, second) = job.assign_next(W2).unwrap();
         assert_eq!((again, second), (chunk, Attempt(2)));
         // W1's late result for attempt 1 must not fold.
-        assert!(
-            !job.complete(chunk, first, one("late"), ChunkStats::default())
+        assert!(!folded(
+            job.complete(chunk, first, one("late"), NO_STATS, vec![])
                 .unwrap()
-        );
-        assert!(
-            job.complete(chunk, second, one("x"), ChunkStats::default())
+        ));
+        assert!(folded(
+            job.complete(chunk, second, one("x"), NO_STATS, vec![])
                 .unwrap()
-        );
+        ));
         // A duplicate of the winning result must not fold either.
-        assert!(
-            !job.complete(chunk, second, one("x"), ChunkStats::default())
+        assert!(!folded(
+            job.complete(chunk, second, one("x"), NO_STATS, vec![])
                 .unwrap()
-        );
+        ));
         assert!(job.ready_to_finalize());
-        let folded = job.take_for_finalize();
+        let folded = job.take_for_finalize().folded;
         assert_eq!(folded.get(b"x"), Some(&Value::Count(1)));
         assert_eq!(folded.get(b"late"), None);
     }
@@ -396,6 +677,7 @@ mod tests {
             Some("chunk 0 (in.txt bytes 0..10) failed after 2 attempts: boom again")
         );
         assert_eq!(status.counters.attempts, 2);
+        assert_eq!(status.counters.chunks_failed, 2);
         assert!(
             job.assign_next(W1).is_none(),
             "a failed job hands out nothing"
@@ -415,5 +697,117 @@ mod tests {
     #[test]
     fn a_job_without_chunks_is_ready_at_once() {
         assert!(job(0).ready_to_finalize());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_straggler_gets_one_backup_and_the_first_result_wins() {
+        let policy = BackupPolicy {
+            min_age: Duration::from_secs(1),
+            slowdown: 3,
+        };
+        let mut job = job(3);
+        let (c0, a0) = job.assign_next(W1).unwrap();
+        let (c1, a1) = job.assign_next(W1).unwrap();
+        let (slow, slow_attempt) = job.assign_next(W2).unwrap();
+        assert_eq!(
+            job.straggler(W1, policy),
+            None,
+            "no finished chunk to compare with yet"
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(folded(
+            job.complete(c0, a0, one("a"), NO_STATS, vec![]).unwrap()
+        ));
+        assert!(folded(
+            job.complete(c1, a1, one("b"), NO_STATS, vec![]).unwrap()
+        ));
+        // Median 500ms: the bar is max(1s, 3 x 500ms) = 1.5s of running.
+        tokio::time::advance(Duration::from_millis(900)).await;
+        assert_eq!(job.straggler(W1, policy), None);
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert_eq!(
+            job.straggler(W2, policy),
+            None,
+            "never a backup on the same worker"
+        );
+        assert_eq!(job.straggler(W1, policy), Some(slow));
+        let backup = job.assign_backup(slow, W1).unwrap();
+        assert_eq!(job.straggler(W1, policy), None, "one backup per chunk");
+        // The backup wins; the original is the loser to cancel, and its late result is dropped.
+        let won = job
+            .complete(slow, backup, one("c"), NO_STATS, vec![])
+            .unwrap();
+        assert_eq!(
+            won,
+            Completion::Folded {
+                losers: vec![(W2, slow_attempt)]
+            }
+        );
+        assert!(!folded(
+            job.complete(slow, slow_attempt, one("c"), NO_STATS, vec![])
+                .unwrap()
+        ));
+        let status = job.snapshot(0);
+        assert_eq!((status.counters.attempts, status.counters.backups), (4, 1));
+        assert_eq!(
+            job.take_for_finalize().folded.get(b"c"),
+            Some(&Value::Count(1))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_backup_leaves_the_original_running() {
+        let policy = BackupPolicy {
+            min_age: Duration::ZERO,
+            slowdown: 1,
+        };
+        let mut job = job(2);
+        let (c0, a0) = job.assign_next(W1).unwrap();
+        let (slow, original) = job.assign_next(W2).unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(folded(
+            job.complete(c0, a0, one("a"), NO_STATS, vec![]).unwrap()
+        ));
+        tokio::time::advance(Duration::from_millis(20)).await;
+        let backup = job
+            .assign_backup(job.straggler(W1, policy).unwrap(), W1)
+            .unwrap();
+        assert_eq!(
+            job.fail(slow, backup, "oops", true, 1),
+            FailOutcome::OtherAttemptRuns
+        );
+        assert!(folded(
+            job.complete(slow, original, one("b"), NO_STATS, vec![])
+                .unwrap()
+        ));
+        assert!(job.ready_to_finalize());
+    }
+
+    #[test]
+    fn restored_chunks_are_not_handed_out_again() {
+        let mut job = job(3);
+        job.restore_chunk(ChunkId(1), one("r"), NO_STATS, vec![])
+            .unwrap();
+        job.restore_chunk(ChunkId(1), one("r"), NO_STATS, vec![])
+            .unwrap(); // twice: folded once
+        let handed: Vec<ChunkId> =
+            std::iter::from_fn(|| job.assign_next(W1).map(|(c, _)| c)).collect();
+        assert_eq!(handed, [ChunkId(0), ChunkId(2)]);
+        let status = job.snapshot(0);
+        assert_eq!((status.chunks_done, status.chunks_checkpointed), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_past_its_timeout_fails_clearly() {
+        let mut job = job(2);
+        job.spec.timeout = Some(Duration::from_secs(5));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(!job.check_timeout());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(job.check_timeout());
+        assert_eq!(
+            job.snapshot(0).error.as_deref(),
+            Some("timed out after 5s with 0/2 chunks done")
+        );
     }
 }

@@ -8,8 +8,11 @@
 mod api;
 mod fleet;
 mod job;
+mod output;
 mod scheduler;
+mod store;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use fanfold_common::operation::Registry;
@@ -22,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-pub use scheduler::SchedulerConfig;
+pub use job::BackupPolicy;
+pub use store::StoreError;
 
 /// Coordinator settings, validated by the binary (or a test) before [`run`].
 #[derive(Clone, Debug)]
@@ -31,10 +35,14 @@ pub struct Config {
     pub default_chunk_size: u64,
     /// Assignments a worker may hold beyond its slots.
     pub prefetch: u32,
-    /// Attempts per chunk before its failure fails the job.
+    /// Failed attempts per chunk before its failure fails the job.
     pub max_attempts: u32,
     /// Silence after which a worker counts as gone and its chunks are re-queued.
     pub worker_timeout: Duration,
+    /// When straggling chunks get a backup attempt; `None` turns backups off.
+    pub backups: Option<BackupPolicy>,
+    /// Where jobs, checkpoints and results are kept; `None` keeps them in memory only.
+    pub state_dir: Option<PathBuf>,
     /// Operations jobs may name.
     pub registry: Registry,
 }
@@ -46,6 +54,11 @@ impl Default for Config {
             prefetch: 1,
             max_attempts: 4,
             worker_timeout: Duration::from_secs(10),
+            backups: Some(BackupPolicy {
+                min_age: Duration::from_secs(10),
+                slowdown: 4,
+            }),
+            state_dir: None,
             registry: Registry::builtin(),
         }
     }
@@ -56,6 +69,8 @@ impl Default for Config {
 pub enum Error {
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then stops every task it started.
@@ -64,12 +79,36 @@ pub async fn run(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let store = match &config.state_dir {
+        Some(dir) => store::Store::open(dir)?,
+        None => store::Store::in_memory()?,
+    };
+    let loading = store.clone();
+    let restored = tokio::task::spawn_blocking(move || loading.load())
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))??;
+    if !restored.is_empty() {
+        info!(
+            jobs = restored.len(),
+            "restored jobs from the state directory"
+        );
+    }
     let tasks = TaskTracker::new();
     let scheduler = scheduler::spawn(
-        SchedulerConfig {
+        scheduler::SchedulerConfig {
             prefetch: config.prefetch,
             max_attempts: config.max_attempts,
+            worker_timeout: config.worker_timeout,
+            backups: config.backups,
+            tick: Duration::from_millis(250),
+            quarantine_dir: match &config.state_dir {
+                Some(dir) => dir.join("quarantine"),
+                None => std::env::temp_dir().join("fanfold-quarantine"),
+            },
         },
+        store,
+        restored,
+        &config.registry,
         &tasks,
         shutdown.child_token(),
     );
@@ -83,7 +122,7 @@ pub async fn run(
     let fleet = fleet::Fleet {
         scheduler,
         prefetch: config.prefetch,
-        worker_timeout: config.worker_timeout,
+        hello_timeout: config.worker_timeout,
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
     };

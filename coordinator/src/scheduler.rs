@@ -3,35 +3,50 @@
 //! gRPC handlers talk to it through a [`Handle`] (commands over a bounded channel, answers over
 //! oneshots); it never awaits the network itself. Workers are reached through their outbox, a
 //! bounded channel of [`ToWorker`] messages that the fleet adapter turns into gRPC messages (tests
-//! read it directly: that channel is the seam between scheduling and transport).
+//! read it directly: that channel is the seam between scheduling and transport). Every decision
+//! that must survive a restart goes to the journal ([`crate::store`]) in decision order.
 //!
 //! Credits: a worker never holds more than `slots + prefetch` unreported assignments, which
 //! bounds the chunk bytes in flight and so the memory of coordinator and worker alike.
+//!
+//! Leases: a worker that sends nothing (heartbeats included) for `worker_timeout` is detached
+//! and its chunks go back to the queue; whatever it reports later is dropped.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::{ChunkStats, Options};
-use fanfold_common::partial::{self, Partial, Row};
+use fanfold_common::operation::{BadRecord, ChunkStats, Finalized, Options, Registry};
+use fanfold_common::partial::{Partial, Row};
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::job::{FailOutcome, Job, Plan};
+use crate::job::{BackupPolicy, Completion, FailOutcome, Job, Plan, ToFinalize};
+use crate::store::{self, Checkpoints, Op, Restored, Store};
 
 /// Scheduler settings.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
     /// Assignments a worker may hold beyond its slots, so it never idles between chunks.
     pub prefetch: u32,
-    /// Attempts per chunk before its failure fails the job.
+    /// Failed attempts per chunk before its failure fails the job.
     pub max_attempts: u32,
+    /// Silence after which a worker counts as gone.
+    pub worker_timeout: Duration,
+    /// When to start backup attempts of straggling chunks; `None` turns backups off.
+    pub backups: Option<BackupPolicy>,
+    /// How often leases, timeouts and stragglers are checked.
+    pub tick: Duration,
+    /// Where the records a job skipped as bad are written, one file per job.
+    pub quarantine_dir: PathBuf,
 }
 
 /// One unit of work for a worker.
@@ -45,6 +60,7 @@ pub struct Assignment {
     pub path: PathBuf,
     pub range: ChunkRange,
     pub data: Bytes,
+    pub skip_bad_records: bool,
 }
 
 /// What the scheduler sends a worker.
@@ -53,6 +69,12 @@ pub enum ToWorker {
     Assign(Assignment),
     /// Drop queued chunks of this job and report running ones as they end.
     Cancel(JobId),
+    /// Another attempt of this chunk won; drop this one.
+    CancelAttempt {
+        job: JobId,
+        chunk: ChunkId,
+        attempt: Attempt,
+    },
 }
 
 /// A worker's introduction.
@@ -65,8 +87,20 @@ pub struct WorkerHello {
 /// What a worker reported about one assignment.
 #[derive(Debug)]
 pub enum Report {
-    Done { partial: Partial, stats: ChunkStats },
-    Failed { error: String, retryable: bool },
+    Done {
+        partial: Partial,
+        stats: ChunkStats,
+        /// The result encoded for the journal ([`store::chunk_record`]).
+        record: Vec<u8>,
+        /// Records skipped as bad (skip mode).
+        bad: Vec<BadRecord>,
+    },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
+    /// Handed back unstarted by a draining worker.
+    Released,
 }
 
 /// Why a request about a job cannot be answered.
@@ -113,6 +147,12 @@ enum Command {
     WorkerLeft {
         worker: WorkerId,
     },
+    Heartbeat {
+        worker: WorkerId,
+    },
+    Draining {
+        worker: WorkerId,
+    },
     Report {
         worker: WorkerId,
         job: JobId,
@@ -128,10 +168,12 @@ enum Command {
         attempt: Attempt,
         error: String,
     },
+    /// The job's result, or why it could not be made (finalize panicked, the output directory
+    /// could not be written).
     Finalized {
         job: JobId,
-        keys: u64,
-        rows: Vec<Row>,
+        /// Keys, rows and the quarantine file, if records were skipped.
+        result: Result<(u64, Vec<Row>, Option<PathBuf>), String>,
     },
 }
 
@@ -152,6 +194,13 @@ impl Handle {
             .await
             .map_err(|_| JobError::ShuttingDown)?;
         answer.await.map_err(|_| JobError::ShuttingDown)
+    }
+
+    async fn tell(&self, command: Command) -> Result<(), JobError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| JobError::ShuttingDown)
     }
 
     /// Queues a planned job; its spec carries the effective chunk size.
@@ -180,8 +229,8 @@ impl Handle {
         self.ask(|reply| Command::Cancel { id, reply }).await?
     }
 
-    /// Registers a worker whose assignments go to `outbox`; its capacity must cover the
-    /// worker's credits plus a few cancel messages.
+    /// Registers a worker whose assignments go to `outbox`; its capacity must be at least
+    /// [`outbox_capacity`] of the worker's credits.
     pub async fn worker_joined(
         &self,
         hello: WorkerHello,
@@ -196,7 +245,15 @@ impl Handle {
     }
 
     pub async fn worker_left(&self, worker: WorkerId) {
-        let _ = self.commands.send(Command::WorkerLeft { worker }).await;
+        let _ = self.tell(Command::WorkerLeft { worker }).await;
+    }
+
+    pub async fn heartbeat(&self, worker: WorkerId) -> Result<(), JobError> {
+        self.tell(Command::Heartbeat { worker }).await
+    }
+
+    pub async fn draining(&self, worker: WorkerId) -> Result<(), JobError> {
+        self.tell(Command::Draining { worker }).await
     }
 
     pub async fn report(
@@ -207,22 +264,20 @@ impl Handle {
         attempt: Attempt,
         report: Report,
     ) -> Result<(), JobError> {
-        self.commands
-            .send(Command::Report {
-                worker,
-                job,
-                chunk,
-                attempt,
-                report,
-            })
-            .await
-            .map_err(|_| JobError::ShuttingDown)
+        self.tell(Command::Report {
+            worker,
+            job,
+            chunk,
+            attempt,
+            report,
+        })
+        .await
     }
 }
 
 /// Outbox capacity for a worker with `credits`: assignments plus room for cancel messages.
 pub fn outbox_capacity(credits: u32) -> usize {
-    credits as usize + 16
+    credits as usize + 64
 }
 
 struct Worker {
@@ -231,11 +286,22 @@ struct Worker {
     /// Assignments sent and not yet reported.
     holding: HashSet<(JobId, ChunkId, Attempt)>,
     outbox: mpsc::Sender<ToWorker>,
+    last_seen: Instant,
+    draining: bool,
 }
 
 impl Worker {
     fn free(&self) -> u32 {
+        if self.draining {
+            return 0;
+        }
         self.credits.saturating_sub(self.holding.len() as u32)
+    }
+
+    /// Sends a control message; the outbox keeps room beyond credits for these, and a full or
+    /// closed one means the worker is going away, its chunks released when it does.
+    fn tell(&self, message: ToWorker) {
+        let _ = self.outbox.try_send(message);
     }
 }
 
@@ -248,13 +314,25 @@ struct Scheduler {
     next_worker: u64,
     /// Round-robin cursor over workers, so chunks spread evenly.
     turn: u64,
+    /// Decisions to make durable, sent to the journal after each command.
+    journal: Vec<Op>,
     commands: mpsc::Sender<Command>,
     tasks: TaskTracker,
 }
 
-/// Starts the scheduler task on `tasks`; it stops when `shutdown` is cancelled.
-pub fn spawn(config: SchedulerConfig, tasks: &TaskTracker, shutdown: CancellationToken) -> Handle {
+/// Starts the scheduler task on `tasks`, resuming the jobs `store` kept; it stops when
+/// `shutdown` is cancelled, after the journal has written everything decided.
+pub fn spawn(
+    config: SchedulerConfig,
+    store: Store,
+    restored: Vec<Restored>,
+    registry: &Registry,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Handle {
     let (commands, mut inbox) = mpsc::channel(1024);
+    let checkpoints = Checkpoints::default();
+    let journal = store::spawn_journal(store, tasks, checkpoints.clone());
     let mut scheduler = Scheduler {
         config,
         jobs: HashMap::new(),
@@ -262,10 +340,16 @@ pub fn spawn(config: SchedulerConfig, tasks: &TaskTracker, shutdown: Cancellatio
         workers: HashMap::new(),
         next_worker: 1,
         turn: 0,
+        journal: Vec::new(),
         commands: commands.clone(),
         tasks: tasks.clone(),
     };
+    for job in restored {
+        scheduler.restore(job, registry);
+    }
     tasks.spawn(async move {
+        let mut ticks = tokio::time::interval(scheduler.config.tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -273,6 +357,22 @@ pub fn spawn(config: SchedulerConfig, tasks: &TaskTracker, shutdown: Cancellatio
                     Some(command) => scheduler.handle(command),
                     None => break,
                 },
+                _ = ticks.tick() => scheduler.tick(),
+                _ = checkpoints.notify.notified() => {
+                    for (id, chunks) in checkpoints.take() {
+                        if let Some(job) = scheduler.jobs.get_mut(&id) {
+                            job.checkpointed(chunks);
+                        }
+                        scheduler.publish(id);
+                    }
+                }
+            }
+            if !scheduler.journal.is_empty() {
+                let ops = std::mem::take(&mut scheduler.journal);
+                // Waiting here is the backpressure of a slow disk on the whole scheduler.
+                if journal.send(ops).await.is_err() {
+                    warn!("journal stopped; state is no longer durable");
+                }
             }
         }
         debug!("scheduler stopped");
@@ -281,18 +381,60 @@ pub fn spawn(config: SchedulerConfig, tasks: &TaskTracker, shutdown: Cancellatio
 }
 
 impl Scheduler {
+    fn restore(&mut self, r: Restored, registry: &Registry) {
+        let id = r.job;
+        let operation = registry.build(&r.spec.operation, &r.spec.options);
+        let plan = Plan {
+            files: r.files,
+            chunks: r.chunks_planned,
+            operation: operation.as_ref().ok().cloned(),
+        };
+        let mut job = Job::new(id, r.spec, plan, r.submitted_at);
+        let restored = r.chunks.len();
+        for (chunk, partial, stats, bad) in r.chunks {
+            if let Err(e) = job.restore_chunk(chunk, partial, stats, bad) {
+                job.abort(format!("cannot fold restored {}: {e}", job.describe(chunk)));
+            }
+        }
+        job.restore_progress(
+            r.state,
+            r.error,
+            r.counters,
+            r.finished_at,
+            r.rows,
+            r.quarantine,
+        );
+        if job.is_running() {
+            info!(job_id = %id, chunks_restored = restored, "job resumed");
+        }
+        self.jobs.insert(id, job);
+        self.order.push(id);
+        self.finalize_if_ready(id);
+        self.publish(id);
+    }
+
     fn handle(&mut self, command: Command) {
         match command {
             Command::Submit { spec, plan, reply } => {
                 let id = JobId::new();
-                let job = Job::new(id, spec, plan, self.worker_count());
+                let submitted_at = SystemTime::now();
+                self.journal.push(Op::Submitted {
+                    job: id,
+                    spec: spec.clone(),
+                    files: plan.files.clone(),
+                    chunks: plan.chunks.clone(),
+                    submitted_at,
+                });
+                let job = Job::new(id, spec, plan, submitted_at);
                 let status = job.snapshot(self.worker_count());
                 info!(job_id = %id, chunks = status.chunks_total, bytes = status.bytes_total,
                     operation = %status.spec.operation, "job submitted");
                 self.jobs.insert(id, job);
                 self.order.push(id);
+                self.persist_progress(id);
                 let _ = reply.send(status);
                 self.finalize_if_ready(id);
+                self.publish(id);
             }
             Command::Get { id, reply } => {
                 let _ = reply.send(self.job(id).map(|j| j.snapshot(self.worker_count())));
@@ -325,7 +467,7 @@ impl Scheduler {
                         if job.is_running() {
                             job.cancel();
                             info!(job_id = %id, "job cancelled");
-                            self.tell_workers_to_drop(id);
+                            self.ended(id);
                         }
                         Ok(self.jobs[&id].snapshot(self.worker_count()))
                     }
@@ -349,12 +491,26 @@ impl Scheduler {
                         credits,
                         holding: HashSet::new(),
                         outbox,
+                        last_seen: Instant::now(),
+                        draining: false,
                     },
                 );
                 let _ = reply.send(id);
                 self.publish_all();
             }
-            Command::WorkerLeft { worker } => self.worker_left(worker),
+            Command::WorkerLeft { worker } => self.worker_left(worker, "stream ended"),
+            Command::Heartbeat { worker } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.last_seen = Instant::now();
+                }
+            }
+            Command::Draining { worker } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    info!(worker_id = %worker, name = %w.name, "worker draining");
+                    w.last_seen = Instant::now();
+                    w.draining = true;
+                }
+            }
             Command::Report {
                 worker,
                 job,
@@ -372,21 +528,59 @@ impl Scheduler {
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.holding.remove(&(job, chunk, attempt));
                 }
-                if let Some(j) = self.jobs.get_mut(&job) {
+                if let Some(j) = self.jobs.get_mut(&job)
+                    && j.is_running()
+                {
                     let message = format!("cannot read {}: {error}", j.describe(chunk));
                     warn!(job_id = %job, %message, "job failed");
                     j.abort(message);
-                    self.tell_workers_to_drop(job);
+                    self.ended(job);
                 }
                 self.publish(job);
             }
-            Command::Finalized { job, keys, rows } => {
+            Command::Finalized { job, result } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.succeed(keys, rows);
-                    info!(job_id = %job, keys, "job succeeded");
+                    match result {
+                        Ok((keys, rows, quarantine)) => {
+                            if j.succeed(keys, rows, quarantine) {
+                                info!(job_id = %job, keys, "job succeeded");
+                                self.ended(job);
+                            }
+                        }
+                        Err(error) => {
+                            warn!(job_id = %job, %error, "job failed at the end");
+                            j.abort(error);
+                            self.ended(job);
+                        }
+                    }
                 }
                 self.publish(job);
             }
+        }
+        self.dispatch();
+    }
+
+    /// Periodic checks: worker leases, job timeouts, stragglers.
+    fn tick(&mut self) {
+        let timeout = self.config.worker_timeout;
+        let expired: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.last_seen.elapsed() > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for worker in expired {
+            self.worker_left(worker, "lease expired: no heartbeat");
+        }
+        let timed_out: Vec<JobId> = self
+            .jobs
+            .iter_mut()
+            .filter_map(|(id, job)| job.check_timeout().then_some(*id))
+            .collect();
+        for id in timed_out {
+            warn!(job_id = %id, "job timed out");
+            self.ended(id);
+            self.publish(id);
         }
         self.dispatch();
     }
@@ -399,11 +593,13 @@ impl Scheduler {
         self.workers.len() as u32
     }
 
-    fn worker_left(&mut self, worker: WorkerId) {
+    /// Forgets a worker: its chunks go back to the queue, and closing its outbox ends its stream.
+    fn worker_left(&mut self, worker: WorkerId, why: &str) {
         let Some(gone) = self.workers.remove(&worker) else {
             return;
         };
-        info!(worker_id = %worker, name = %gone.name, requeued = gone.holding.len(), "worker detached");
+        info!(worker_id = %worker, name = %gone.name, requeued = gone.holding.len(), reason = why,
+            "worker detached");
         for (job, chunk, attempt) in gone.holding {
             if let Some(j) = self.jobs.get_mut(&job) {
                 j.release(chunk, attempt);
@@ -420,50 +616,104 @@ impl Scheduler {
         attempt: Attempt,
         report: Report,
     ) {
-        let held = self
-            .workers
-            .get_mut(&worker)
-            .is_some_and(|w| w.holding.remove(&(job_id, chunk, attempt)));
+        let held = match self.workers.get_mut(&worker) {
+            Some(w) => {
+                w.last_seen = Instant::now();
+                w.holding.remove(&(job_id, chunk, attempt))
+            }
+            None => false,
+        };
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
         if !held {
-            // A result from an attachment that was already given up on: its chunk went back to
-            // the queue, so this attempt is stale whatever it says.
+            // From an attachment already given up on: its chunk went back to the queue, so this
+            // attempt is stale whatever it says.
             debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker,
                 "dropped report of an assignment no longer held");
             return;
         }
         match report {
-            Report::Done { partial, stats } => match job.complete(chunk, attempt, partial, stats) {
-                Ok(true) => {}
-                Ok(false) => {
+            Report::Done {
+                partial,
+                stats,
+                record,
+                bad,
+            } => match job.complete(chunk, attempt, partial, stats, bad) {
+                Ok(Completion::Folded { losers }) => {
+                    self.journal.push(Op::ChunkFolded {
+                        job: job_id,
+                        chunk,
+                        record,
+                    });
+                    self.persist_progress(job_id);
+                    for (loser, attempt) in losers {
+                        if let Some(w) = self.workers.get(&loser) {
+                            w.tell(ToWorker::CancelAttempt {
+                                job: job_id,
+                                chunk,
+                                attempt,
+                            });
+                        }
+                    }
+                }
+                Ok(Completion::Stale) => {
                     debug!(job_id = %job_id, chunk_id = %chunk, %attempt, "dropped stale result")
                 }
                 Err(e) => {
                     let message = format!("cannot fold {}: {e}", job.describe(chunk));
                     job.abort(message);
-                    self.tell_workers_to_drop(job_id);
+                    self.ended(job_id);
                 }
             },
             Report::Failed { error, retryable } => {
                 let max = self.config.max_attempts;
                 match job.fail(chunk, attempt, &error, retryable, max) {
                     FailOutcome::Stale => {}
-                    FailOutcome::Retry => {
+                    FailOutcome::Retry | FailOutcome::OtherAttemptRuns => {
                         warn!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker,
-                            %error, "chunk attempt failed; retrying")
+                            %error, "chunk attempt failed");
                     }
                     FailOutcome::JobFailed => {
                         warn!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker,
                             %error, "job failed");
-                        self.tell_workers_to_drop(job_id);
+                        self.ended(job_id);
                     }
                 }
             }
+            Report::Released => job.release(chunk, attempt),
         }
         self.finalize_if_ready(job_id);
         self.publish(job_id);
+    }
+
+    /// Records that a job reached a final state and stops its work on every worker.
+    fn ended(&mut self, id: JobId) {
+        let Some(rows) = self.jobs.get(&id).map(Job::rows) else {
+            return;
+        };
+        self.persist_progress(id);
+        self.journal.push(Op::Finished { job: id, rows });
+        for worker in self.workers.values() {
+            if worker.holding.iter().any(|(j, _, _)| *j == id) {
+                worker.tell(ToWorker::Cancel(id));
+            }
+        }
+    }
+
+    fn persist_progress(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.get(&id) {
+            let status = job.snapshot(0);
+            self.journal.push(Op::Progress {
+                job: id,
+                state: status.state,
+                error: status.error,
+                counters: status.counters,
+                finished_at: status.finished_at,
+                result_rows: status.result_rows,
+                quarantine: status.quarantine,
+            });
+        }
     }
 
     /// Finalizes (sorts, limits) a job whose chunks are all folded, off the scheduler task.
@@ -474,35 +724,37 @@ impl Scheduler {
         if !job.ready_to_finalize() {
             return;
         }
-        let folded = job.take_for_finalize();
+        let ToFinalize {
+            folded,
+            bad,
+            operation,
+        } = job.take_for_finalize();
+        let Some(operation) = operation else {
+            return; // restored without its operation: failed when restored
+        };
         let (sort, limit) = (job.spec.sort, job.spec.limit);
+        let output = job.spec.output.clone();
+        let quarantine_file = self.config.quarantine_dir.join(format!("{id}.tsv"));
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let finalized = tokio::task::spawn_blocking(move || {
-                let keys = folded.len() as u64;
-                (keys, partial::finalize(folded, sort, limit))
+                let Finalized { keys, rows } = operation.finalize(folded, sort, limit);
+                if let Some(output) = &output {
+                    crate::output::commit(output, id, &rows)?;
+                }
+                let quarantine = if bad.is_empty() {
+                    None
+                } else {
+                    write_quarantine(&quarantine_file, &bad)
+                        .map_err(|e| format!("cannot write the quarantine file: {e}"))?;
+                    Some(quarantine_file)
+                };
+                Ok((keys, rows, quarantine))
             })
             .await;
-            if let Ok((keys, rows)) = finalized {
-                let _ = commands
-                    .send(Command::Finalized {
-                        job: id,
-                        keys,
-                        rows,
-                    })
-                    .await;
-            }
+            let result = finalized.unwrap_or_else(|e| Err(format!("finalize failed: {e}")));
+            let _ = commands.send(Command::Finalized { job: id, result }).await;
         });
-    }
-
-    fn tell_workers_to_drop(&mut self, job: JobId) {
-        for worker in self.workers.values() {
-            if worker.holding.iter().any(|(j, _, _)| *j == job) {
-                // The outbox has room reserved beyond credits; a full or closed one means the
-                // worker is going away, and its chunks are released when it does.
-                let _ = worker.outbox.try_send(ToWorker::Cancel(job));
-            }
-        }
     }
 
     fn publish(&self, id: JobId) {
@@ -518,7 +770,8 @@ impl Scheduler {
     }
 
     /// Hands pending chunks to workers with free credits, oldest job first, one chunk per
-    /// worker per round so work spreads across the fleet.
+    /// worker per round so work spreads across the fleet; then gives idle workers backup
+    /// attempts of stragglers.
     fn dispatch(&mut self) {
         let mut ids: Vec<WorkerId> = self.workers.keys().copied().collect();
         if ids.is_empty() {
@@ -528,8 +781,8 @@ impl Scheduler {
         let start = (self.turn as usize) % ids.len();
         ids.rotate_left(start);
         self.turn = self.turn.wrapping_add(1);
-        let mut touched = Vec::new();
-        loop {
+        let mut touched = HashSet::new();
+        'rounds: loop {
             let mut assigned_any = false;
             for &worker_id in &ids {
                 if self.workers[&worker_id].free() == 0 {
@@ -541,51 +794,67 @@ impl Scheduler {
                     .copied()
                     .find(|id| self.jobs[id].has_pending())
                 else {
-                    self.publish_touched(&touched);
-                    return;
+                    break 'rounds;
                 };
                 let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
                 let (chunk, attempt) = job.assign_next(worker_id).expect("job has pending");
-                let (path, range) = job.range(chunk);
-                let assignment = Assignment {
-                    job: job_id,
-                    chunk,
-                    attempt,
-                    operation: job.spec.operation.clone(),
-                    options: job.spec.options.clone(),
-                    path,
-                    range,
-                    data: Bytes::new(),
-                };
-                let worker = self
-                    .workers
-                    .get_mut(&worker_id)
-                    .expect("listed worker exists");
-                worker.holding.insert((job_id, chunk, attempt));
-                debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id, "assign");
-                self.load_and_send(worker_id, assignment);
-                if !touched.contains(&job_id) {
-                    touched.push(job_id);
-                }
+                self.send(worker_id, job_id, chunk, attempt);
+                touched.insert(job_id);
                 assigned_any = true;
             }
             if !assigned_any {
                 break;
             }
         }
-        self.publish_touched(&touched);
-    }
-
-    fn publish_touched(&self, touched: &[JobId]) {
+        if let Some(policy) = self.config.backups {
+            for &worker_id in &ids {
+                let worker = &self.workers[&worker_id];
+                if !worker.holding.is_empty() || worker.free() == 0 {
+                    continue; // only idle workers run backups
+                }
+                let found =
+                    self.order.iter().copied().find_map(|id| {
+                        self.jobs[&id].straggler(worker_id, policy).map(|c| (id, c))
+                    });
+                if let Some((job_id, chunk)) = found {
+                    let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
+                    if let Some(attempt) = job.assign_backup(chunk, worker_id) {
+                        info!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id,
+                            "backup attempt of a straggler");
+                        self.send(worker_id, job_id, chunk, attempt);
+                        touched.insert(job_id);
+                    }
+                }
+            }
+        }
         for id in touched {
-            self.publish(*id);
+            self.publish(id);
         }
     }
 
-    /// Reads the chunk's bytes off the scheduler task and sends the assignment. Credits bound
-    /// how many of these run at once.
-    fn load_and_send(&self, worker: WorkerId, mut assignment: Assignment) {
-        let outbox = self.workers[&worker].outbox.clone();
+    /// Records an assignment as held and sends it: reads the chunk's bytes off the scheduler
+    /// task, then queues it on the worker's outbox. Credits bound how many of these run at once.
+    fn send(&mut self, worker_id: WorkerId, job_id: JobId, chunk: ChunkId, attempt: Attempt) {
+        let job = &self.jobs[&job_id];
+        let (path, range) = job.range(chunk);
+        let mut assignment = Assignment {
+            job: job_id,
+            chunk,
+            attempt,
+            operation: job.spec.operation.clone(),
+            options: job.spec.options.clone(),
+            path,
+            range,
+            data: Bytes::new(),
+            skip_bad_records: job.spec.skip_bad_records,
+        };
+        let worker = self
+            .workers
+            .get_mut(&worker_id)
+            .expect("listed worker exists");
+        worker.holding.insert((job_id, chunk, attempt));
+        debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id, "assign");
+        let outbox = worker.outbox.clone();
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let (path, range) = (assignment.path.clone(), assignment.range);
@@ -603,7 +872,7 @@ impl Scheduler {
                 Err(error) => {
                     let _ = commands
                         .send(Command::LoadFailed {
-                            worker,
+                            worker: worker_id,
                             job: assignment.job,
                             chunk: assignment.chunk,
                             attempt: assignment.attempt,
@@ -616,9 +885,29 @@ impl Scheduler {
     }
 }
 
+/// Writes skipped records as `path<TAB>offset<TAB>error<TAB>record` lines, atomically: under a
+/// temporary name first, then renamed.
+fn write_quarantine(path: &std::path::Path, bad: &[(PathBuf, BadRecord)]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = path.with_extension("tsv.tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
+    for (file, record) in bad {
+        let error = record.error.replace(['\t', '\n', '\r'], " ");
+        write!(out, "{}\t{}\t{error}\t", file.display(), record.offset)?;
+        out.write_all(record.record.strip_suffix(b"\n").unwrap_or(&record.record))?;
+        out.write_all(b"\n")?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(temp, path)
+}
+
 #[cfg(test)]
 mod tests {
-    //! Whole jobs through the scheduler with in-memory fake workers: no sockets.
+    //! Whole jobs through the scheduler with in-memory fake workers and the in-memory store:
+    //! no sockets. Tests that need time use tokio's paused clock.
 
     use std::collections::HashMap;
 
@@ -648,7 +937,7 @@ mod tests {
         loop {
             match fake.inbox.recv().await.expect("worker outbox open") {
                 ToWorker::Assign(a) => return a,
-                ToWorker::Cancel(_) => continue,
+                _ => continue,
             }
         }
     }
@@ -656,16 +945,57 @@ mod tests {
     fn mapped(a: &Assignment) -> Report {
         let op = Registry::builtin().build("wordcount", &a.options).unwrap();
         let mut stats = ChunkStats::default();
-        let partial = op.map(&a.data, &mut stats).unwrap();
-        Report::Done { partial, stats }
+        let path = a.path.display().to_string();
+        let chunk = fanfold_common::operation::Chunk::new(&a.data, &path, a.range.start);
+        let partial = op.map(&chunk, &mut stats).unwrap();
+        let record = store::chunk_record(&partial.clone().into(), &stats.clone().into(), &[]);
+        Report::Done {
+            partial,
+            stats,
+            record,
+            bad: Vec::new(),
+        }
     }
 
-    /// Starts a scheduler and submits word count over generated files; returns the expected
-    /// counts (split independently) and the job id.
-    async fn start(
-        dir: &std::path::Path,
-        chunk_size: u64,
-    ) -> (Handle, JobId, HashMap<Vec<u8>, u64>, CancellationToken) {
+    /// A fake worker that maps everything it is given, until its outbox closes.
+    fn diligent(handle: &Handle, fake: Fake) -> tokio::task::JoinHandle<()> {
+        recording(handle, fake, Arc::default())
+    }
+
+    /// A diligent fake worker that also notes each chunk it was given.
+    fn recording(
+        handle: &Handle,
+        mut fake: Fake,
+        handed: Arc<std::sync::Mutex<Vec<ChunkId>>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            while let Some(message) = fake.inbox.recv().await {
+                if let ToWorker::Assign(a) = message {
+                    handed.lock().unwrap().push(a.chunk);
+                    let report = mapped(&a);
+                    let _ = handle
+                        .report(fake.id, a.job, a.chunk, a.attempt, report)
+                        .await;
+                }
+            }
+        })
+    }
+
+    fn config() -> SchedulerConfig {
+        SchedulerConfig {
+            prefetch: 1,
+            max_attempts: 3,
+            worker_timeout: Duration::from_secs(5),
+            backups: None,
+            tick: Duration::from_millis(100),
+            quarantine_dir: std::env::temp_dir(),
+        }
+    }
+
+    /// Writes three small files; returns a spec and plan over them and their word counts,
+    /// computed independently.
+    fn inputs(dir: &std::path::Path, chunk_size: u64) -> (JobSpec, Plan, HashMap<Vec<u8>, u64>) {
         let mut expected: HashMap<Vec<u8>, u64> = HashMap::new();
         for f in 0..3 {
             let text: String = (0..400)
@@ -678,37 +1008,69 @@ mod tests {
         }
         let files = input::resolve(&[dir.display().to_string()]).unwrap();
         let plan = Plan {
-            chunks: chunker::plan(&files, chunk_size).unwrap(),
+            chunks: chunker::plan(&files, chunk_size, |_| false).unwrap(),
             files: files.into_iter().map(|f| f.path).collect(),
+            operation: Some(
+                Registry::builtin()
+                    .build("wordcount", &Default::default())
+                    .unwrap(),
+            ),
         };
-        let shutdown = CancellationToken::new();
-        let config = SchedulerConfig {
-            prefetch: 1,
-            max_attempts: 3,
-        };
-        let handle = spawn(config, &TaskTracker::new(), shutdown.clone());
         let spec = JobSpec {
             inputs: vec![dir.display().to_string()],
             operation: "wordcount".into(),
             chunk_size: Some(chunk_size),
             ..Default::default()
         };
-        let status = handle.submit(spec, plan).await.unwrap();
-        (handle, status.id, expected, shutdown)
+        (spec, plan, expected)
     }
 
-    async fn result(handle: &Handle, id: JobId) -> HashMap<Vec<u8>, u64> {
+    struct Running {
+        handle: Handle,
+        id: JobId,
+        expected: HashMap<Vec<u8>, u64>,
+        /// Cancels the scheduler when the test ends.
+        _stop: tokio_util::sync::DropGuard,
+    }
+
+    async fn start(dir: &std::path::Path, chunk_size: u64, config: SchedulerConfig) -> Running {
+        let (spec, plan, expected) = inputs(dir, chunk_size);
+        let stop = CancellationToken::new();
+        let store = Store::in_memory().unwrap();
+        let handle = spawn(
+            config,
+            store,
+            Vec::new(),
+            &Registry::builtin(),
+            &TaskTracker::new(),
+            stop.clone(),
+        );
+        let id = handle.submit(spec, plan).await.unwrap().id;
+        Running {
+            handle,
+            id,
+            expected,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    async fn finished(handle: &Handle, id: JobId) -> JobStatus {
         let mut updates = handle.watch(id).await.unwrap();
-        let status = updates
+        updates
             .wait_for(|s| s.state.is_final())
             .await
             .unwrap()
-            .clone();
+            .clone()
+    }
+
+    async fn result(handle: &Handle, id: JobId) -> HashMap<Vec<u8>, u64> {
+        let status = finished(handle, id).await;
         assert_eq!(status.state, JobState::Succeeded, "{:?}", status.error);
         let rows = handle.result(id).await.unwrap();
         rows.iter()
             .map(|r| match r.value {
                 Value::Count(n) => (r.key.clone(), n),
+                ref other => panic!("word count gave {other:?}"),
             })
             .collect()
     }
@@ -716,64 +1078,80 @@ mod tests {
     #[tokio::test]
     async fn credits_bound_what_a_worker_holds() {
         let dir = tempfile::tempdir().unwrap();
-        let (handle, id, _, _stop) = start(dir.path(), 1024).await;
-        let mut fake = attach(&handle, 2).await;
-        let status = handle.get(id).await.unwrap();
+        let job = start(dir.path(), 1024, config()).await;
+        let mut fake = attach(&job.handle, 2).await;
+        let status = job.handle.get(job.id).await.unwrap();
         assert!(status.chunks_total > 3);
         assert_eq!(status.chunks_running, 3, "slots 2 + prefetch 1");
         // Answering one frees exactly one credit.
         let a = next_assignment(&mut fake).await;
-        handle
+        job.handle
             .report(fake.id, a.job, a.chunk, a.attempt, mapped(&a))
             .await
             .unwrap();
-        let status = handle.get(id).await.unwrap();
+        let status = job.handle.get(job.id).await.unwrap();
         assert_eq!((status.chunks_done, status.chunks_running), (1, 3));
     }
 
     #[tokio::test]
     async fn a_vanished_workers_chunks_are_redone_and_its_late_results_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let (handle, id, expected, _stop) = start(dir.path(), 1024).await;
-        let mut doomed = attach(&handle, 1).await;
+        let job = start(dir.path(), 1024, config()).await;
+        let mut doomed = attach(&job.handle, 1).await;
         let held = [
             next_assignment(&mut doomed).await,
             next_assignment(&mut doomed).await,
         ];
-        handle.worker_left(doomed.id).await;
-
-        let mut good = attach(&handle, 2).await;
-        let finisher = tokio::spawn({
-            let handle = handle.clone();
-            async move {
-                while let Some(ToWorker::Assign(a)) = good.inbox.recv().await {
-                    handle
-                        .report(good.id, a.job, a.chunk, a.attempt, mapped(&a))
-                        .await
-                        .unwrap();
-                }
-            }
-        });
-        let got = result(&handle, id).await;
+        job.handle.worker_left(doomed.id).await;
+        let good = diligent(&job.handle, attach(&job.handle, 2).await);
+        let got = result(&job.handle, job.id).await;
         // The departed worker's results arrive late: they must not count twice.
         for a in &held {
-            handle
+            job.handle
                 .report(doomed.id, a.job, a.chunk, a.attempt, mapped(a))
                 .await
                 .unwrap();
         }
-        assert_eq!(got, expected);
-        assert_eq!(result(&handle, id).await, expected);
-        let status = handle.get(id).await.unwrap();
+        assert_eq!(got, job.expected);
+        assert_eq!(result(&job.handle, job.id).await, job.expected);
+        let status = job.handle.get(job.id).await.unwrap();
         assert_eq!(status.counters.attempts, status.chunks_total + 2);
-        finisher.abort();
+        good.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_workers_lease_expires_and_its_chunks_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = start(dir.path(), 1024, config()).await;
+        let mut silent = attach(&job.handle, 2).await;
+        let held = next_assignment(&mut silent).await;
+        // Heartbeats keep the lease alive...
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            job.handle.heartbeat(silent.id).await.unwrap();
+        }
+        assert_eq!(job.handle.get(job.id).await.unwrap().workers, 1);
+        // ...silence past the timeout ends it: the worker is detached, its outbox closed.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(job.handle.get(job.id).await.unwrap().workers, 0);
+        while silent.inbox.recv().await.is_some() {}
+        let good = diligent(&job.handle, attach(&job.handle, 2).await);
+        let got = result(&job.handle, job.id).await;
+        // The silent worker wakes up and reports: fenced off.
+        job.handle
+            .report(silent.id, held.job, held.chunk, held.attempt, mapped(&held))
+            .await
+            .unwrap();
+        assert_eq!(got, job.expected);
+        assert_eq!(result(&job.handle, job.id).await, job.expected);
+        good.abort();
     }
 
     #[tokio::test]
     async fn a_failing_chunk_is_retried_then_fails_the_job_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (handle, id, _, _stop) = start(dir.path(), 1 << 20).await;
-        let mut fake = attach(&handle, 1).await;
+        let job = start(dir.path(), 1 << 20, config()).await;
+        let mut fake = attach(&job.handle, 1).await;
         let mut failures = 0;
         loop {
             let a = next_assignment(&mut fake).await;
@@ -786,15 +1164,15 @@ mod tests {
             } else {
                 mapped(&a)
             };
-            handle
+            job.handle
                 .report(fake.id, a.job, a.chunk, a.attempt, report)
                 .await
                 .unwrap();
-            if handle.get(id).await.unwrap().state.is_final() {
+            if job.handle.get(job.id).await.unwrap().state.is_final() {
                 break;
             }
         }
-        let status = handle.get(id).await.unwrap();
+        let status = job.handle.get(job.id).await.unwrap();
         assert_eq!(status.state, JobState::Failed);
         assert_eq!(failures, 3, "max_attempts");
         let error = status.error.unwrap();
@@ -802,5 +1180,255 @@ mod tests {
             error.contains("1.txt bytes 0..") && error.contains("after 3 attempts: disk on fire"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn skipped_records_of_folded_chunks_are_quarantined_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let quarantine = tempfile::tempdir().unwrap();
+        let config = SchedulerConfig {
+            quarantine_dir: quarantine.path().to_path_buf(),
+            ..config()
+        };
+        let job = start(dir.path(), 1 << 20, config).await;
+        let mut fake = attach(&job.handle, 1).await;
+        let mut expected_lines = Vec::new();
+        while !job.handle.get(job.id).await.unwrap().state.is_final() {
+            let Ok(Some(ToWorker::Assign(a))) =
+                tokio::time::timeout(Duration::from_millis(200), fake.inbox.recv()).await
+            else {
+                continue; // the job is finalizing
+            };
+            let Report::Done {
+                partial,
+                mut stats,
+                record,
+                ..
+            } = mapped(&a)
+            else {
+                unreachable!()
+            };
+            // Pretend the chunk's first record failed and was skipped.
+            let bad = BadRecord {
+                offset: a.range.start,
+                record: b"w0 x0\n".to_vec(),
+                error: "cannot\tparse".into(),
+            };
+            stats.bad_records += 1;
+            expected_lines.push(format!(
+                "{}\t{}\tcannot parse\tw0 x0",
+                a.path.display(),
+                a.range.start
+            ));
+            let report = Report::Done {
+                partial,
+                stats: stats.clone(),
+                record,
+                bad: vec![bad.clone()],
+            };
+            job.handle
+                .report(fake.id, a.job, a.chunk, a.attempt, report)
+                .await
+                .unwrap();
+            // A duplicate report of the same attempt must not add the records again.
+            let again = Report::Done {
+                partial: Partial::new(),
+                stats,
+                record: Vec::new(),
+                bad: vec![bad],
+            };
+            job.handle
+                .report(fake.id, a.job, a.chunk, a.attempt, again)
+                .await
+                .unwrap();
+        }
+        let status = finished(&job.handle, job.id).await;
+        assert_eq!(status.state, JobState::Succeeded);
+        assert_eq!(status.counters.bad_records, expected_lines.len() as u64);
+        let file = status.quarantine.expect("a quarantine file");
+        let mut lines: Vec<String> = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        expected_lines.sort();
+        assert_eq!(lines, expected_lines);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_straggler_gets_a_backup_on_an_idle_worker_and_the_first_result_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = BackupPolicy {
+            min_age: Duration::from_secs(2),
+            slowdown: 3,
+        };
+        let config = SchedulerConfig {
+            backups: Some(policy),
+            ..config()
+        };
+        let job = start(dir.path(), 4096, config).await;
+        // The slow worker sits on its first chunk and does all the others it gets.
+        let slow = attach(&job.handle, 1).await;
+        let (stuck_tx, stuck_rx) = oneshot::channel();
+        let (cancels_tx, mut cancels) = mpsc::unbounded_channel();
+        let slow_task = {
+            let handle = job.handle.clone();
+            let mut slow = slow;
+            tokio::spawn(async move {
+                let mut stuck_tx = Some(stuck_tx);
+                while let Some(message) = slow.inbox.recv().await {
+                    match message {
+                        ToWorker::Assign(a) => match stuck_tx.take() {
+                            Some(tx) => {
+                                let _ = tx.send((slow.id, a));
+                            }
+                            None => {
+                                let report = mapped(&a);
+                                let _ = handle
+                                    .report(slow.id, a.job, a.chunk, a.attempt, report)
+                                    .await;
+                            }
+                        },
+                        ToWorker::CancelAttempt { chunk, attempt, .. } => {
+                            let _ = cancels_tx.send((chunk, attempt));
+                        }
+                        ToWorker::Cancel(_) => {}
+                    }
+                }
+            })
+        };
+        let (slow_id, stuck) = stuck_rx.await.unwrap();
+        let fast = attach(&job.handle, 1).await;
+        let fast_id = fast.id;
+        let fast_task = diligent(&job.handle, fast);
+        let keep_alive = {
+            let handle = job.handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = handle.heartbeat(slow_id).await;
+                    let _ = handle.heartbeat(fast_id).await;
+                }
+            })
+        };
+        let got = result(&job.handle, job.id).await;
+        assert_eq!(got, job.expected);
+        let status = job.handle.get(job.id).await.unwrap();
+        assert_eq!(status.counters.backups, 1);
+        assert_eq!(status.counters.attempts, status.chunks_total + 1);
+        // The original attempt is told to stop, and its late result changes nothing.
+        assert_eq!(cancels.recv().await.unwrap(), (stuck.chunk, stuck.attempt));
+        job.handle
+            .report(
+                slow_id,
+                stuck.job,
+                stuck.chunk,
+                stuck.attempt,
+                mapped(&stuck),
+            )
+            .await
+            .unwrap();
+        assert_eq!(result(&job.handle, job.id).await, job.expected);
+        keep_alive.abort();
+        fast_task.abort();
+        slow_task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_without_stragglers_makes_no_backups() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SchedulerConfig {
+            backups: Some(BackupPolicy {
+                min_age: Duration::from_secs(2),
+                slowdown: 3,
+            }),
+            ..config()
+        };
+        let job = start(dir.path(), 1024, config).await;
+        let a = diligent(&job.handle, attach(&job.handle, 2).await);
+        let b = diligent(&job.handle, attach(&job.handle, 1).await);
+        assert_eq!(result(&job.handle, job.id).await, job.expected);
+        let status = job.handle.get(job.id).await.unwrap();
+        assert_eq!(status.counters.backups, 0);
+        assert_eq!(status.counters.attempts, status.chunks_total);
+        a.abort();
+        b.abort();
+    }
+
+    #[tokio::test]
+    async fn a_restarted_scheduler_resumes_from_its_checkpoints_without_redoing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let (spec, plan, expected) = inputs(dir.path(), 1024);
+        let total = plan.chunks.len() as u64;
+        let store = Store::open(state.path()).unwrap();
+        let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        let handle = spawn(
+            config(),
+            store.clone(),
+            Vec::new(),
+            &Registry::builtin(),
+            &tasks,
+            stop.clone(),
+        );
+        let id = handle.submit(spec, plan).await.unwrap().id;
+        let mut fake = attach(&handle, 1).await;
+        // Fold five chunks, wait until they are durable, then leave one assignment unanswered.
+        for _ in 0..5 {
+            let a = next_assignment(&mut fake).await;
+            handle
+                .report(fake.id, a.job, a.chunk, a.attempt, mapped(&a))
+                .await
+                .unwrap();
+        }
+        let mut updates = handle.watch(id).await.unwrap();
+        updates
+            .wait_for(|s| s.chunks_checkpointed == 5)
+            .await
+            .unwrap();
+        let _unanswered = next_assignment(&mut fake).await;
+        stop.cancel();
+        tasks.close();
+        tasks.wait().await;
+        drop(store);
+
+        let store = Store::open(state.path()).unwrap();
+        let restored = store.load().unwrap();
+        assert_eq!(restored.len(), 1);
+        let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        let handle = spawn(
+            config(),
+            store,
+            restored,
+            &Registry::builtin(),
+            &tasks,
+            stop.clone(),
+        );
+        let status = handle.get(id).await.unwrap();
+        assert_eq!((status.chunks_done, status.chunks_checkpointed), (5, 5));
+        let handed = Arc::default();
+        let worker = recording(&handle, attach(&handle, 1).await, Arc::clone(&handed));
+        assert_eq!(result(&handle, id).await, expected);
+        let handed = handed.lock().unwrap().len() as u64;
+        assert_eq!(handed, total - 5, "checkpointed chunks are not recomputed");
+        worker.abort();
+        stop.cancel();
+        tasks.close();
+        tasks.wait().await;
+
+        // A finished job's result survives another restart.
+        let store = Store::open(state.path()).unwrap();
+        let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+        let handle = spawn(
+            config(),
+            store.clone(),
+            store.load().unwrap(),
+            &Registry::builtin(),
+            &tasks,
+            stop.clone(),
+        );
+        assert_eq!(result(&handle, id).await, expected);
+        stop.cancel();
     }
 }

@@ -12,3 +12,10 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
 pub mod v1 {
     tonic::include_proto!("fanfold.v1");
 }
+
+/// The coordinator's durable records (its state directory), not part of the wire contract.
+pub mod store {
+    pub mod v1 {
+        tonic::include_proto!("fanfold.store.v1");
+    }
+}

@@ -1,5 +1,6 @@
 //! `coordinator`: serves jobs to clients and chunks to workers on one port.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,12 +21,23 @@ struct Args {
     /// Chunks a worker may hold beyond its slots, so it never waits between chunks.
     #[arg(long, env = "FANFOLD_PREFETCH", default_value_t = 1)]
     prefetch: u32,
-    /// Attempts per chunk before its failure fails the job.
+    /// Failed attempts per chunk before its failure fails the job.
     #[arg(long, env = "FANFOLD_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
     /// Silence after which a worker counts as gone and its chunks are re-queued.
     #[arg(long, env = "FANFOLD_WORKER_TIMEOUT", default_value = "10s", value_parser = flags::duration)]
     worker_timeout: Duration,
+    /// Directory for durable state (jobs, checkpoints, results); jobs resume from it after a
+    /// restart. Without it, state lives in memory only.
+    #[arg(long, env = "FANFOLD_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// A chunk running this long, and 4 times the job's median chunk time, gets a backup
+    /// attempt on an idle worker once nothing else is pending.
+    #[arg(long, env = "FANFOLD_BACKUP_AFTER", default_value = "10s", value_parser = flags::duration)]
+    backup_after: Duration,
+    /// Never start backup attempts of straggling chunks.
+    #[arg(long, env = "FANFOLD_NO_BACKUPS")]
+    no_backups: bool,
     /// Log JSON lines instead of text.
     #[arg(long, env = "FANFOLD_LOG_JSON")]
     log_json: bool,
@@ -56,8 +68,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         prefetch: args.prefetch,
         max_attempts: args.max_attempts,
         worker_timeout: args.worker_timeout,
+        backups: (!args.no_backups).then_some(fanfold_coordinator::BackupPolicy {
+            min_age: args.backup_after,
+            slowdown: 4,
+        }),
+        state_dir: args.state_dir,
         ..Default::default()
     };
+    if config.state_dir.is_none() {
+        tracing::warn!("no --state-dir: jobs and results will not survive a restart");
+    }
     fanfold_coordinator::run(listener, config, fanfold::shutdown_on_signals()).await?;
     Ok(())
 }

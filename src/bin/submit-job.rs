@@ -12,7 +12,7 @@ use fanfold::output::{Format, Output};
 use fanfold::progress::Progress;
 use fanfold_common::ids::JobId;
 use fanfold_common::partial::SortOrder;
-use fanfold_common::spec::{JobSpec, JobState, JobStatus};
+use fanfold_common::spec::{JobSpec, JobState, JobStatus, OutputDir};
 
 /// Run map-reduce jobs on a fanfold cluster, or on this machine alone with `local`.
 ///
@@ -78,6 +78,23 @@ struct RunArgs {
     /// Keep only the first N rows after sorting.
     #[arg(long)]
     limit: Option<u64>,
+    /// One chunk per input file: each file is mapped whole (per-document jobs).
+    #[arg(long)]
+    whole_file: bool,
+    /// Have the coordinator also write the result to DIR (on its filesystem) as part files in
+    /// the --format, committed atomically.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<String>,
+    /// Replace --output-dir if it exists (otherwise the job is refused).
+    #[arg(long, requires = "output_dir")]
+    overwrite: bool,
+    /// When mapping a chunk fails, isolate the failing records, write them to a quarantine
+    /// file on the coordinator and go on, instead of failing the job.
+    #[arg(long)]
+    skip_bad_records: bool,
+    /// Fail the job if it has not finished this long after submission (e.g. 30m).
+    #[arg(long, value_parser = flags::duration)]
+    timeout: Option<std::time::Duration>,
     /// Print the job id and return at once instead of waiting.
     #[arg(long)]
     detach: bool,
@@ -199,6 +216,14 @@ async fn run_job(client: &mut Client, args: RunArgs) -> anyhow::Result<ExitCode>
             Sort::Value => SortOrder::ValueDesc,
         },
         limit: args.limit,
+        whole_file: args.whole_file,
+        output: args.output_dir.as_deref().map(|dir| OutputDir {
+            path: absolute(&cwd, dir),
+            format: args.output.format.into(),
+            overwrite: args.overwrite,
+        }),
+        timeout: args.timeout,
+        skip_bad_records: args.skip_bad_records,
     };
     let submitted = client.submit(&spec).await?;
     if args.detach {
@@ -265,8 +290,8 @@ fn print_status(s: &JobStatus) {
     println!("operation  {}", s.spec.operation);
     println!("inputs     {}", s.spec.inputs.join(" "));
     println!(
-        "chunks     {}/{} done, {} running",
-        s.chunks_done, s.chunks_total, s.chunks_running
+        "chunks     {}/{} done, {} running, {} checkpointed",
+        s.chunks_done, s.chunks_total, s.chunks_running, s.chunks_checkpointed
     );
     println!(
         "bytes      {}/{}",
@@ -275,11 +300,17 @@ fn print_status(s: &JobStatus) {
     );
     println!("workers    {}", s.workers);
     println!(
-        "counters   records_in={} bytes_in={} bad_records={} keys_out={} attempts={} chunks_failed={}",
-        c.records_in, c.bytes_in, c.bad_records, c.keys_out, c.attempts, c.chunks_failed
+        "counters   records_in={} bytes_in={} bad_records={} keys_out={} attempts={} chunks_failed={} backups={}",
+        c.records_in, c.bytes_in, c.bad_records, c.keys_out, c.attempts, c.chunks_failed, c.backups
     );
+    for (name, amount) in &c.user {
+        println!("counter    {name}={amount}");
+    }
     if s.state == JobState::Succeeded {
         println!("rows       {}", s.result_rows);
+    }
+    if let Some(quarantine) = &s.quarantine {
+        println!("quarantine {quarantine}");
     }
     if let Some(error) = &s.error {
         println!("error      {error}");

@@ -21,6 +21,9 @@ struct Args {
     /// Interval between heartbeats; keep it well under the coordinator's worker timeout.
     #[arg(long, env = "FANFOLD_HEARTBEAT", default_value = "2s", value_parser = flags::duration)]
     heartbeat: Duration,
+    /// On SIGTERM or SIGINT, how long running chunks may take to finish before detaching.
+    #[arg(long, env = "FANFOLD_DRAIN_TIMEOUT", default_value = "30s", value_parser = flags::duration)]
+    drain_timeout: Duration,
     /// Log JSON lines instead of text.
     #[arg(long, env = "FANFOLD_LOG_JSON")]
     log_json: bool,
@@ -41,5 +44,6 @@ async fn main() {
     });
     let mut config = fanfold_worker::Config::new(args.coordinator, name, slots);
     config.heartbeat = args.heartbeat;
+    config.drain_timeout = args.drain_timeout;
     fanfold_worker::run(config, fanfold::shutdown_on_signals()).await;
 }

@@ -27,8 +27,13 @@ pub fn log_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// A process's log, appended to: a restarted process adds to the same file.
 fn log_file(test: &str, name: &str) -> std::fs::File {
-    std::fs::File::create(log_dir(test).join(format!("{name}.log"))).unwrap()
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir(test).join(format!("{name}.log")))
+        .unwrap()
 }
 
 /// A child process killed (SIGKILL) when dropped.
@@ -66,21 +71,21 @@ pub async fn coordinator(test: &str, listen: &str, extra: &[&str]) -> (Proc, Str
     (Proc { child }, addr)
 }
 
-/// Starts a worker process attached to `coordinator`.
-pub fn worker(test: &str, coordinator: &str, slots: u32, name: &str) -> Proc {
-    let child = Command::new(WORKER)
-        .args([
-            "--coordinator",
-            coordinator,
-            "--slots",
-            &slots.to_string(),
-            "--name",
-            name,
-        ])
-        .args(["--heartbeat", "500ms"])
+/// The command that starts a worker process attached to `coordinator`.
+pub fn worker_command(test: &str, coordinator: &str, slots: u32, name: &str) -> Command {
+    let mut command = Command::new(WORKER);
+    command
+        .args(["--coordinator", coordinator, "--name", name])
+        .args(["--slots", &slots.to_string(), "--heartbeat", "500ms"])
         .stdout(Stdio::null())
         .stderr(log_file(test, name))
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts a worker process attached to `coordinator`.
+pub fn worker(test: &str, coordinator: &str, slots: u32, name: &str) -> Proc {
+    let child = worker_command(test, coordinator, slots, name)
         .spawn()
         .expect("start worker");
     Proc { child }
@@ -245,4 +250,127 @@ pub fn generate_corpus(dir: &Path, files: usize, bytes_each: usize, seed: u64) -
     std::fs::write(&empty, b"").unwrap();
     written.push(empty);
     written
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, failing the test after `timeout`.
+pub async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `submit-job status JOB` parsed into its `name value` lines and counters; `None` if the
+/// coordinator cannot be reached.
+pub async fn job_status(coordinator: &str, job: &str) -> Option<HashMap<String, String>> {
+    let out = submit_job(coordinator, &["status", job]).await;
+    let text = stdout(&out);
+    if text.is_empty() {
+        return None;
+    }
+    let mut fields = HashMap::new();
+    for line in text.lines() {
+        let (name, value) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        fields.insert(name.to_owned(), value.trim().to_owned());
+        if name == "counters" {
+            for kv in value.split_whitespace() {
+                if let Some((k, v)) = kv.split_once('=') {
+                    fields.insert(k.to_owned(), v.to_owned());
+                }
+            }
+        }
+        if name == "chunks" {
+            // "D/T done, R running, C checkpointed"
+            let numbers: Vec<&str> = value
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .collect();
+            for (k, v) in [
+                "chunks_done",
+                "chunks_total",
+                "chunks_running",
+                "chunks_checkpointed",
+            ]
+            .iter()
+            .zip(numbers)
+            {
+                fields.insert((*k).to_owned(), v.to_owned());
+            }
+        }
+    }
+    Some(fields)
+}
+
+/// A numeric field of a parsed status.
+pub fn num(status: &HashMap<String, String>, name: &str) -> u64 {
+    status
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} in {status:?}"))
+        .parse()
+        .unwrap()
+}
+
+/// Sends a signal by name (`STOP`, `CONT`, `TERM`) to a process.
+pub fn signal(pid: i32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// User plus system CPU time of a process, in clock ticks.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A generated corpus in a temporary directory, with its word counts computed independently.
+pub struct Corpus {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub counts: HashMap<Vec<u8>, u64>,
+    pub lines: u64,
+    pub bytes: u64,
+}
+
+impl Corpus {
+    pub fn generate(files: usize, bytes_each: usize, seed: u64) -> Corpus {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("corpus");
+        let files = generate_corpus(&root, files, bytes_each, seed);
+        let (mut lines, mut bytes) = (0, 0);
+        for file in &files {
+            let data = std::fs::read(file).unwrap();
+            bytes += data.len() as u64;
+            let newlines = data.iter().filter(|&&b| b == b'\n').count() as u64;
+            lines += newlines + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
+        }
+        Corpus {
+            _dir: dir,
+            counts: count_words(&files),
+            root,
+            files,
+            lines,
+            bytes,
+        }
+    }
+
+    pub fn root(&self) -> &str {
+        self.root.to_str().unwrap()
+    }
 }

@@ -26,6 +26,8 @@ pub struct Config {
     pub heartbeat: Duration,
     /// Longest wait between attempts to reach the coordinator.
     pub max_backoff: Duration,
+    /// On shutdown, how long running chunks may take to finish before the worker detaches.
+    pub drain_timeout: Duration,
     /// Operations this worker can run.
     pub registry: Registry,
 }
@@ -38,12 +40,14 @@ impl Config {
             slots,
             heartbeat: Duration::from_secs(2),
             max_backoff: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
             registry: Registry::builtin(),
         }
     }
 }
 
-/// Attaches to the coordinator and works until `shutdown` is cancelled.
+/// Attaches to the coordinator and works until `shutdown` is cancelled, then drains: it takes
+/// no more chunks, hands back queued ones, and finishes running ones within the drain timeout.
 pub async fn run(config: Config, shutdown: CancellationToken) {
     let first_backoff = Duration::from_millis(100);
     let mut backoff = first_backoff;

@@ -1,16 +1,21 @@
 //! One attachment to the coordinator: the Attach stream, the slot tasks that map chunks, and
 //! the heartbeat task. Everything started here stops before [`attach`] returns.
+//!
+//! Shutdown drains in a fixed order: tell the coordinator (it sends no more chunks), hand back
+//! queued chunks unstarted, let running ones finish and report until the drain deadline, then
+//! detach. Whatever is still running at the deadline is re-queued by the coordinator when the
+//! stream closes.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fanfold_common::operation::ChunkStats;
-use fanfold_common::partial::Partial;
+use fanfold_common::operation::{self, Chunk, ChunkStats};
+use fanfold_common::records;
 use fanfold_proto::MAX_MESSAGE_BYTES;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,8 +48,33 @@ pub enum AttachError {
 /// it far below this, and a full queue stops reading the stream (backpressure, not growth).
 const QUEUE: usize = 64;
 
-/// Jobs cancelled during this attachment: their queued chunks are skipped.
-type Cancelled = Arc<Mutex<HashSet<String>>>;
+/// Jobs and single attempts cancelled during this attachment: their queued chunks are skipped.
+#[derive(Default)]
+struct Cancelled {
+    jobs: HashSet<String>,
+    attempts: HashSet<(String, u64, u32)>,
+}
+
+impl Cancelled {
+    fn covers(&self, a: &pb::Assign) -> bool {
+        self.jobs.contains(&a.job_id)
+            || self
+                .attempts
+                .contains(&(a.job_id.clone(), a.chunk, a.attempt))
+    }
+}
+
+/// What the slots share.
+struct Shared {
+    config: Config,
+    assignments: tokio::sync::Mutex<mpsc::Receiver<pb::Assign>>,
+    outbox: mpsc::Sender<pb::WorkerMessage>,
+    cancelled: Mutex<Cancelled>,
+    /// Assignments received and not yet reported.
+    in_flight: watch::Sender<usize>,
+    /// Cancelled when draining: queued chunks are handed back instead of run.
+    drain: CancellationToken,
+}
 
 pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End, AttachError> {
     let endpoint = Endpoint::from_shared(config.coordinator.clone())
@@ -76,27 +106,44 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
         }
     };
 
-    let session = shutdown.child_token();
+    let session = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let cancelled: Cancelled = Arc::default();
     let (queue, assignments) = mpsc::channel::<pb::Assign>(QUEUE);
-    let assignments = Arc::new(tokio::sync::Mutex::new(assignments));
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        assignments: tokio::sync::Mutex::new(assignments),
+        outbox: outbox.clone(),
+        cancelled: Mutex::default(),
+        in_flight: watch::Sender::new(0),
+        drain: CancellationToken::new(),
+    });
     for _ in 0..config.slots {
-        tasks.spawn(slot(
-            config.clone(),
-            Arc::clone(&assignments),
-            outbox.clone(),
-            Arc::clone(&cancelled),
-            session.clone(),
-        ));
+        tasks.spawn(slot(Arc::clone(&shared), session.clone()));
     }
     tasks.spawn(heartbeat(config.heartbeat, outbox.clone(), session.clone()));
-    drop(outbox);
 
     let mut welcomed = false;
+    let mut drain_deadline = None;
     let end = loop {
+        let mut in_flight = shared.in_flight.subscribe();
         let next = tokio::select! {
-            _ = session.cancelled() => break End::Shutdown,
+            _ = shutdown.cancelled(), if drain_deadline.is_none() => {
+                let in_flight = *shared.in_flight.borrow();
+                info!(in_flight, "draining");
+                drain_deadline = Some(tokio::time::Instant::now() + config.drain_timeout);
+                shared.drain.cancel();
+                let _ = outbox.send(message(pb::worker_message::Kind::Draining(pb::Draining {}))).await;
+                continue;
+            }
+            _ = async { in_flight.wait_for(|n| *n == 0).await.is_ok() }, if drain_deadline.is_some() => {
+                info!("drained");
+                break End::Shutdown;
+            }
+            _ = sleep_until(drain_deadline) => {
+                let in_flight = *shared.in_flight.borrow();
+                warn!(in_flight, "drain deadline passed; detaching");
+                break End::Shutdown;
+            }
             next = inbound.message() => next,
         };
         let kind = match next {
@@ -114,22 +161,47 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
                 info!(worker_id = %welcome.worker_id, slots = config.slots, "attached to coordinator");
             }
             pb::coordinator_message::Kind::Assign(assign) => {
-                tokio::select! {
-                    _ = session.cancelled() => break End::Shutdown,
-                    sent = queue.send(assign) => if sent.is_err() { break End::Shutdown },
+                shared.in_flight.send_modify(|n| *n += 1);
+                // Credits keep the queue short; a full one pushes back on the stream.
+                if queue.send(assign).await.is_err() {
+                    break End::Shutdown;
                 }
             }
             pb::coordinator_message::Kind::Cancel(cancel) => {
                 info!(job_id = %cancel.job_id, "job cancelled");
-                cancelled.lock().expect("cancel set").insert(cancel.job_id);
+                shared
+                    .cancelled
+                    .lock()
+                    .expect("cancel set")
+                    .jobs
+                    .insert(cancel.job_id);
+            }
+            pb::coordinator_message::Kind::CancelAttempt(c) => {
+                debug!(job_id = %c.job_id, chunk_id = c.chunk, attempt = c.attempt, "attempt cancelled");
+                let key = (c.job_id, c.chunk, c.attempt);
+                shared
+                    .cancelled
+                    .lock()
+                    .expect("cancel set")
+                    .attempts
+                    .insert(key);
             }
         }
     };
     session.cancel();
     drop(queue);
+    drop(outbox);
     tasks.close();
     tasks.wait().await;
     Ok(end)
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn message(kind: pb::worker_message::Kind) -> pb::WorkerMessage {
@@ -146,7 +218,8 @@ async fn heartbeat(
         tokio::select! {
             _ = session.cancelled() => return,
             _ = ticks.tick() => {
-                if outbox.send(message(pb::worker_message::Kind::Heartbeat(pb::Heartbeat {}))).await.is_err() {
+                let beat = message(pb::worker_message::Kind::Heartbeat(pb::Heartbeat {}));
+                if outbox.send(beat).await.is_err() {
                     return;
                 }
             }
@@ -155,78 +228,83 @@ async fn heartbeat(
 }
 
 /// One slot: maps one chunk at a time on the blocking pool and reports it.
-async fn slot(
-    config: Config,
-    assignments: Arc<tokio::sync::Mutex<mpsc::Receiver<pb::Assign>>>,
-    outbox: mpsc::Sender<pb::WorkerMessage>,
-    cancelled: Cancelled,
-    session: CancellationToken,
-) {
+async fn slot(shared: Arc<Shared>, session: CancellationToken) {
     loop {
         let next = tokio::select! {
             _ = session.cancelled() => return,
-            next = async { assignments.lock().await.recv().await } => next,
+            next = async { shared.assignments.lock().await.recv().await } => next,
         };
         let Some(assign) = next else { return };
-        let report = if cancelled
-            .lock()
-            .expect("cancel set")
-            .contains(&assign.job_id)
-        {
-            failed(&assign, "job cancelled".into(), false)
+        let report = if shared.drain.is_cancelled() {
+            message(pb::worker_message::Kind::Released(pb::ChunkReleased {
+                job_id: assign.job_id,
+                chunk: assign.chunk,
+                attempt: assign.attempt,
+            }))
+        } else if shared.cancelled.lock().expect("cancel set").covers(&assign) {
+            failed(&assign, "cancelled".into(), false)
         } else {
-            map_chunk(&config, assign).await
+            map_chunk(&shared.config, assign).await
         };
-        if outbox.send(report).await.is_err() {
+        let sent = shared.outbox.send(report).await;
+        shared.in_flight.send_modify(|n| *n -= 1);
+        if sent.is_err() {
             return;
         }
     }
 }
 
-/// Runs the chunk's map on the blocking pool, catching panics as the chunk's failure.
+/// Runs the chunk's map on the blocking pool, catching panics as the chunk's failure. In skip
+/// mode, failing records are isolated and reported with the rest of the chunk's result.
 async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage {
-    let operation = match config.registry.build(
-        &assign.operation,
-        &assign.options.clone().into_iter().collect(),
-    ) {
+    let options = assign.options.clone().into_iter().collect();
+    let operation = match config.registry.build(&assign.operation, &options) {
         Ok(operation) => operation,
         Err(e) => return failed(&assign, format!("worker {}: {e}", config.name), false),
     };
     let data = std::mem::take(&mut assign.data);
+    let skip = assign.skip_bad_records;
+    let (path, start) = assign
+        .location
+        .as_ref()
+        .map_or((String::new(), 0), |l| (l.path.clone(), l.start));
     let started = std::time::Instant::now();
     let mapped = tokio::task::spawn_blocking(move || {
+        let data = records::decompress(&path, &data)?;
         let mut stats = ChunkStats::default();
-        operation
-            .map(&data, &mut stats)
-            .map(|partial: Partial| (pb::Partial::from(partial), stats))
+        let chunk = Chunk::new(&data, &path, start);
+        let (partial, bad) = if skip {
+            operation::map_isolating(operation.as_ref(), &chunk, &mut stats)
+                .map_err(|e| e.to_string())?
+        } else {
+            let partial = operation
+                .map(&chunk, &mut stats)
+                .map_err(|e| e.to_string())?;
+            (partial, Vec::new())
+        };
+        Ok::<_, String>((pb::Partial::from(partial), stats, bad))
     })
     .await;
     debug!(job_id = %assign.job_id, chunk_id = assign.chunk, attempt = assign.attempt,
         elapsed = ?started.elapsed(), "chunk mapped");
     match mapped {
-        Ok(Ok((partial, stats))) => message(pb::worker_message::Kind::Done(pb::ChunkDone {
+        Ok(Ok((partial, stats, bad))) => message(pb::worker_message::Kind::Done(pb::ChunkDone {
             job_id: assign.job_id,
             chunk: assign.chunk,
             attempt: assign.attempt,
             partial: Some(partial),
             counters: Some(stats.into()),
+            bad_records: bad.into_iter().map(Into::into).collect(),
         })),
+        // Retried, on another worker where possible: the cause may be local to this one.
         Ok(Err(e)) => failed(&assign, format!("worker {}: {e}", config.name), true),
         Err(join) => {
-            let why = join
-                .try_into_panic()
-                .ok()
-                .and_then(|p| {
-                    p.downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                })
-                .unwrap_or_else(|| "unknown panic".into());
-            failed(
-                &assign,
-                format!("worker {}: map panicked: {why}", config.name),
-                true,
-            )
+            let why = match join.try_into_panic() {
+                Ok(panic) => operation::panic_message(panic.as_ref()),
+                Err(e) => e.to_string(),
+            };
+            let error = format!("worker {}: map panicked: {why}", config.name);
+            failed(&assign, error, true)
         }
     }
 }

@@ -1,0 +1,97 @@
+//! distinct: the distinct values of a field, or of whole lines, each with how often it occurs
+//! (like `sort | uniq -c`).
+//!
+//! Options: `field=FIELD` (a CSV column or JSON dotted path; without it, every line of every
+//! file is a value, whatever the format) and the input options `format`, `delimiter`, `header`.
+//! A record without the field, or a line holding a NUL byte, is a bad record.
+
+use std::sync::Arc;
+
+use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
+use crate::ops::groupby::needs_fields;
+use crate::partial::{Partial, Value};
+use crate::records::{Field, INPUT_OPTIONS, InputOptions, for_each_record, lines};
+
+pub const NAME: &str = "distinct";
+
+pub struct Distinct {
+    field: Option<Field>,
+    input: InputOptions,
+}
+
+pub fn factory(options: &Options) -> Result<Arc<dyn Operation>, SpecError> {
+    let mut allowed = vec!["field"];
+    allowed.extend(INPUT_OPTIONS);
+    check_options(NAME, options, &allowed)?;
+    Ok(Arc::new(Distinct {
+        field: options.get("field").map(|f| Field::new(f)),
+        input: InputOptions::from_options(NAME, options)?,
+    }))
+}
+
+fn bump(partial: &mut Partial, value: &[u8]) {
+    if let Value::Count(n) = partial.value_mut(value, || Value::Count(0)) {
+        *n += 1;
+    }
+}
+
+impl Operation for Distinct {
+    fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError> {
+        let mut partial = Partial::new();
+        match &self.field {
+            None => {
+                stats.bytes_in += chunk.data.len() as u64;
+                for line in lines(chunk.data) {
+                    let good = !line.contains(&0);
+                    if good {
+                        bump(&mut partial, line);
+                    }
+                    stats.record(good);
+                }
+            }
+            Some(field) => {
+                needs_fields(NAME, &self.input, chunk.path)?;
+                for_each_record(chunk.data, chunk.path, &self.input, stats, |record| {
+                    Ok(match field.get(record) {
+                        Some(value) => {
+                            bump(&mut partial, &value);
+                            true
+                        }
+                        None => false,
+                    })
+                })?;
+            }
+        }
+        Ok(partial)
+    }
+
+    fn whole_file(&self, path: &str) -> bool {
+        self.field.is_some() && self.input.whole_file(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_fields() {
+        let op = factory(&Options::new()).unwrap();
+        let mut stats = ChunkStats::default();
+        let p = op
+            .map(&Chunk::new(b"a\r\nb\na\n\x00\n", "f.log", 0), &mut stats)
+            .unwrap();
+        assert_eq!(p.get(b"a"), Some(&Value::Count(2)));
+        assert_eq!(p.len(), 2);
+        assert_eq!((stats.records_in, stats.bad_records), (4, 1));
+        let op = factory(&[("field".to_string(), "k".to_string())].into()).unwrap();
+        let p = op
+            .map(
+                &Chunk::new(b"{\"k\":\"x\"}\n{\"k\":2}\n{\"j\":1}\n", "f.jsonl", 0),
+                &mut stats,
+            )
+            .unwrap();
+        assert_eq!(p.get(b"2"), Some(&Value::Count(1)));
+        assert_eq!(p.len(), 2);
+    }
+}

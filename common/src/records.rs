@@ -1,0 +1,437 @@
+//! Records of a chunk in its input format, the fields of a record, numbers, and decompression.
+//!
+//! Formats: newline-delimited text (a record is a line, `\r\n` or `\n`), CSV (RFC 4180 quoting,
+//! a header row by default; a quoted field may hold newlines, so a CSV file is always one
+//! chunk), and JSON Lines (one JSON value per line; blank lines are skipped). The format comes
+//! from the `format` option or, by default, from the file name (after a compression extension):
+//! `.csv`, `.tsv` (tab-delimited CSV), `.jsonl`/`.ndjson`/`.json`, anything else is text.
+//!
+//! A record that cannot be used is skipped and counted as a bad record, never a failure:
+//! a JSON line that does not parse, a CSV row with the wrong number of fields, a record holding
+//! a NUL byte (binary data), and whatever an operation rejects (a missing field, a number that
+//! does not parse, invalid UTF-8 where text is needed).
+//!
+//! Called by operations inside [`crate::operation::Operation::map`] and, for decompression, by
+//! the worker before it maps a chunk.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use crate::operation::{ChunkStats, MapError, Options, SpecError};
+
+/// How a file's records are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Csv,
+    Jsonl,
+}
+
+/// The input options every record-reading operation takes: `format`, `delimiter`, `header`.
+#[derive(Clone, Debug)]
+pub struct InputOptions {
+    /// `None`: decided by file name.
+    format: Option<Format>,
+    /// `None`: `,`, or tab for `.tsv` files.
+    delimiter: Option<u8>,
+    header: bool,
+}
+
+/// The option names [`InputOptions::from_options`] reads.
+pub const INPUT_OPTIONS: [&str; 3] = ["format", "delimiter", "header"];
+
+impl InputOptions {
+    pub fn from_options(operation: &str, options: &Options) -> Result<Self, SpecError> {
+        let bad = |message: String| SpecError::BadOption {
+            operation: operation.to_owned(),
+            message,
+        };
+        let format = match options.get("format").map(String::as_str) {
+            None | Some("auto") => None,
+            Some("text") => Some(Format::Text),
+            Some("csv") => Some(Format::Csv),
+            Some("jsonl") => Some(Format::Jsonl),
+            Some(other) => {
+                return Err(bad(format!(
+                    "format '{other}' is not one of auto, text, csv, jsonl"
+                )));
+            }
+        };
+        let delimiter = match options.get("delimiter").map(String::as_str) {
+            None => None,
+            Some("\\t" | "tab") => Some(b'\t'),
+            Some(d) if d.len() == 1 => Some(d.as_bytes()[0]),
+            Some(d) => {
+                return Err(bad(format!(
+                    "delimiter '{d}' must be one ASCII character (or 'tab')"
+                )));
+            }
+        };
+        let header = parse_bool(operation, options, "header", true)?;
+        Ok(InputOptions {
+            format,
+            delimiter,
+            header,
+        })
+    }
+
+    /// The format of a file, from the option or its name.
+    pub fn format_of(&self, path: &str) -> Format {
+        self.format.unwrap_or_else(|| {
+            let name = strip_compression(path).to_ascii_lowercase();
+            if name.ends_with(".csv") || name.ends_with(".tsv") {
+                Format::Csv
+            } else if name.ends_with(".jsonl")
+                || name.ends_with(".ndjson")
+                || name.ends_with(".json")
+            {
+                Format::Jsonl
+            } else {
+                Format::Text
+            }
+        })
+    }
+
+    /// CSV files are one chunk each: a cut cannot tell whether it falls inside a quoted field.
+    pub fn whole_file(&self, path: &str) -> bool {
+        self.format_of(path) == Format::Csv
+    }
+
+    fn delimiter_of(&self, path: &str) -> u8 {
+        self.delimiter.unwrap_or_else(|| {
+            if strip_compression(path)
+                .to_ascii_lowercase()
+                .ends_with(".tsv")
+            {
+                b'\t'
+            } else {
+                b','
+            }
+        })
+    }
+}
+
+/// Reads a `true`/`false` option.
+pub fn parse_bool(
+    operation: &str,
+    options: &Options,
+    name: &str,
+    default: bool,
+) -> Result<bool, SpecError> {
+    match options.get(name).map(String::as_str) {
+        None => Ok(default),
+        Some("true" | "yes" | "1") => Ok(true),
+        Some("false" | "no" | "0") => Ok(false),
+        Some(other) => Err(SpecError::BadOption {
+            operation: operation.to_owned(),
+            message: format!("option '{name}': '{other}' is not true or false"),
+        }),
+    }
+}
+
+/// One record of a chunk.
+pub enum Record<'a> {
+    /// A text line, without its line ending.
+    Line(&'a [u8]),
+    /// A CSV row and the file's header row, if it has one.
+    Csv {
+        header: Option<&'a csv::ByteRecord>,
+        row: &'a csv::ByteRecord,
+    },
+    Json(&'a serde_json::Value),
+}
+
+/// A field of a record: a CSV column by header name (or 0-based index) or a JSON value by
+/// dotted path (`user.address.city`; a numeric segment indexes an array).
+#[derive(Clone, Debug)]
+pub struct Field {
+    name: String,
+    segments: Vec<String>,
+}
+
+impl Field {
+    pub fn new(name: &str) -> Self {
+        Field {
+            name: name.to_owned(),
+            segments: name.split('.').map(str::to_owned).collect(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The field's bytes: a JSON string's contents, other JSON scalars and composites as JSON
+    /// text; `None` if the record lacks it, it is JSON `null`, or the record is a text line.
+    pub fn get<'r>(&self, record: &Record<'r>) -> Option<Cow<'r, [u8]>> {
+        match record {
+            Record::Line(_) => None,
+            Record::Csv { header, row } => {
+                let index = header
+                    .and_then(|h| h.iter().position(|name| name == self.name.as_bytes()))
+                    .or_else(|| self.name.parse().ok())?;
+                row.get(index).map(Cow::Borrowed)
+            }
+            Record::Json(value) => {
+                let mut current: &'r serde_json::Value = value;
+                for segment in &self.segments {
+                    current = match current {
+                        serde_json::Value::Object(map) => map.get(segment)?,
+                        serde_json::Value::Array(items) => {
+                            items.get(segment.parse::<usize>().ok()?)?
+                        }
+                        _ => return None,
+                    };
+                }
+                match current {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
+                    other => Some(Cow::Owned(other.to_string().into_bytes())),
+                }
+            }
+        }
+    }
+}
+
+/// Parses a finite number (surrounding ASCII whitespace allowed); `None` otherwise.
+pub fn number(bytes: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(bytes).ok()?.trim_ascii();
+    text.parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
+/// The lines of a chunk, without line endings (`\n`, or `\r\n`). A final line without a newline
+/// is a line; the empty string after a final newline is not.
+pub fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = next;
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    })
+}
+
+/// Calls `each` with every record of a chunk in its format. Records that cannot be parsed are
+/// counted as bad without reaching `each`; `each` says whether it could use a record.
+/// Counts records and bytes into `stats`.
+pub fn for_each_record(
+    data: &[u8],
+    path: &str,
+    input: &InputOptions,
+    stats: &mut ChunkStats,
+    mut each: impl FnMut(&Record<'_>) -> Result<bool, MapError>,
+) -> Result<(), MapError> {
+    stats.bytes_in += data.len() as u64;
+    match input.format_of(path) {
+        Format::Text => {
+            for line in lines(data) {
+                let good = !line.contains(&0) && each(&Record::Line(line))?;
+                stats.record(good);
+            }
+        }
+        Format::Jsonl => {
+            for line in lines(data) {
+                if line.trim_ascii().is_empty() {
+                    continue;
+                }
+                let good = match serde_json::from_slice::<serde_json::Value>(line) {
+                    Ok(value) if !line.contains(&0) => each(&Record::Json(&value))?,
+                    _ => false,
+                };
+                stats.record(good);
+            }
+        }
+        Format::Csv => {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(input.delimiter_of(path))
+                .has_headers(input.header)
+                .from_reader(data);
+            let header = if input.header {
+                // A header that does not parse leaves the file without names; rows still read.
+                reader.byte_headers().ok().cloned()
+            } else {
+                None
+            };
+            let mut row = csv::ByteRecord::new();
+            loop {
+                match reader.read_byte_record(&mut row) {
+                    Ok(false) => break,
+                    Ok(true) => {
+                        let good = !row.iter().any(|f| f.contains(&0))
+                            && each(&Record::Csv {
+                                header: header.as_ref(),
+                                row: &row,
+                            })?;
+                        stats.record(good);
+                    }
+                    // A row with the wrong number of fields, or otherwise malformed.
+                    Err(_) => stats.record(false),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How a file is compressed, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn of(path: &str) -> Compression {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".gz") {
+            Compression::Gzip
+        } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+fn strip_compression(path: &str) -> &str {
+    let cut = match Compression::of(path) {
+        Compression::None => 0,
+        Compression::Gzip => 3,
+        Compression::Zstd if path.to_ascii_lowercase().ends_with(".zstd") => 5,
+        Compression::Zstd => 4,
+    };
+    &path[..path.len() - cut]
+}
+
+/// Decompresses a whole file's bytes by its name (gzip members or zstd frames, concatenated
+/// ones included); other files come back as they are.
+pub fn decompress<'a>(path: &str, data: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
+    let mut out = Vec::new();
+    match Compression::of(path) {
+        Compression::None => return Ok(Cow::Borrowed(data)),
+        Compression::Gzip => flate2::read::MultiGzDecoder::new(data)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("{path}: not valid gzip: {e}"))?,
+        Compression::Zstd => {
+            let mut source = data;
+            while !source.is_empty() {
+                let mut frame = ruzstd::decoding::StreamingDecoder::new(&mut source)
+                    .map_err(|e| format!("{path}: not valid zstd: {e}"))?;
+                frame
+                    .read_to_end(&mut out)
+                    .map_err(|e| format!("{path}: not valid zstd: {e}"))?;
+            }
+            out.len()
+        }
+    };
+    Ok(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(pairs: &[(&str, &str)]) -> InputOptions {
+        let options: Options = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        InputOptions::from_options("test", &options).unwrap()
+    }
+
+    fn collect(
+        data: &[u8],
+        path: &str,
+        input: &InputOptions,
+        field: &str,
+    ) -> (Vec<Option<String>>, ChunkStats) {
+        let field = Field::new(field);
+        let mut stats = ChunkStats::default();
+        let mut seen = Vec::new();
+        for_each_record(data, path, input, &mut stats, |r| {
+            let value = field
+                .get(r)
+                .map(|v| String::from_utf8_lossy(&v).into_owned());
+            seen.push(value);
+            Ok(true)
+        })
+        .unwrap();
+        (seen, stats)
+    }
+
+    #[test]
+    fn formats_follow_the_file_name_after_compression() {
+        let auto = input(&[]);
+        assert_eq!(auto.format_of("a/b.CSV.gz"), Format::Csv);
+        assert_eq!(auto.format_of("x.ndjson.zst"), Format::Jsonl);
+        assert_eq!(auto.format_of("x.log"), Format::Text);
+        assert_eq!(
+            input(&[("format", "jsonl")]).format_of("x.csv"),
+            Format::Jsonl
+        );
+        assert!(
+            InputOptions::from_options("t", &[("format".into(), "xml".into())].into()).is_err()
+        );
+    }
+
+    #[test]
+    fn csv_quotes_may_hold_newlines_and_bad_rows_are_counted() {
+        let data = b"name,city\n\"Smith, J\",\"New\nYork\"\nshort\nx\0,y\nLee,Oslo\r\n";
+        let (seen, stats) = collect(data, "p.csv", &input(&[]), "city");
+        assert_eq!(
+            seen,
+            [Some("New\nYork".to_string()), Some("Oslo".to_string())]
+        );
+        assert_eq!((stats.records_in, stats.bad_records), (4, 2));
+        let (seen, _) = collect(
+            b"a;b\n1;2\n",
+            "p.txt",
+            &input(&[("format", "csv"), ("delimiter", ";"), ("header", "false")]),
+            "1",
+        );
+        assert_eq!(seen, [Some("b".to_string()), Some("2".to_string())]);
+    }
+
+    #[test]
+    fn json_paths_reach_nested_values_and_bad_lines_are_counted() {
+        let data =
+            b"{\"a\":{\"b\":[1,{\"c\":\"x\"}]}}\nnot json\n\n{\"a\":null}\n{\"a\":{\"b\":[2.5]}}";
+        let (seen, stats) = collect(data, "p.jsonl", &input(&[]), "a.b.1.c");
+        assert_eq!(seen, [Some("x".to_string()), None, None]);
+        assert_eq!((stats.records_in, stats.bad_records), (4, 1));
+        let (seen, _) = collect(b"{\"a\":{\"b\":[2.5]}}\n", "p.json", &input(&[]), "a.b.0");
+        assert_eq!(seen, [Some("2.5".to_string())]);
+    }
+
+    #[test]
+    fn lines_numbers_and_compression() {
+        let got: Vec<&[u8]> = lines(b"a\r\nb\n\nc").collect();
+        assert_eq!(got, [&b"a"[..], b"b", b"", b"c"]);
+        assert_eq!(lines(b"").count(), 0);
+        assert_eq!(number(b" 2.5 "), Some(2.5));
+        assert_eq!(number(b"1e3"), Some(1000.0));
+        assert_eq!(number(b"inf"), None);
+        assert_eq!(number(b"12abc"), None);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, b"hello\nworld\n").unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(
+            decompress("f.txt.gz", &gz).unwrap().as_ref(),
+            b"hello\nworld\n"
+        );
+        let err = decompress("f.gz", b"plain").unwrap_err();
+        assert!(err.starts_with("f.gz: not valid gzip"), "{err}");
+        assert!(
+            decompress("f.zst", b"plain")
+                .unwrap_err()
+                .starts_with("f.zst: not valid zstd")
+        );
+        assert_eq!(decompress("f.txt", b"x").unwrap().as_ref(), b"x");
+    }
+}

@@ -1,0 +1,176 @@
+//! Writes a finished job's rows to its output directory, atomically.
+//!
+//! The rows go to part files (`part-00000.tsv`, ... of at most [`ROWS_PER_PART`] rows) and a
+//! `_SUCCESS` marker in a temporary directory beside the target (`.NAME.tmp-JOB`), which is then
+//! renamed into place: a reader sees no directory or the whole result, never half of one. An
+//! existing target is refused unless the job asked to overwrite; then the old directory is
+//! renamed aside first and removed after the new one is in place. Input resolution skips names
+//! starting with `_` or `.`, so an output directory can be the input of the next job.
+//!
+//! Called by the scheduler's finalize task on the blocking pool.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use fanfold_common::ids::JobId;
+use fanfold_common::partial::Row;
+use fanfold_common::render::RowWriter;
+use fanfold_common::spec::OutputDir;
+
+/// Rows per part file.
+pub const ROWS_PER_PART: usize = 1_000_000;
+
+/// Checks at submission that the target can be written: its parent is a directory, and it does
+/// not exist unless overwriting.
+pub fn check(output: &OutputDir) -> Result<(), String> {
+    let target = Path::new(&output.path);
+    let parent = parent(target)?;
+    if !parent.is_dir() {
+        return Err(format!(
+            "output directory '{}': parent '{}' is not a directory",
+            output.path,
+            parent.display()
+        ));
+    }
+    if target.exists() && !output.overwrite {
+        return Err(exists(&output.path));
+    }
+    Ok(())
+}
+
+fn exists(path: &str) -> String {
+    format!("output directory '{path}' exists; ask to overwrite it (submit-job --overwrite)")
+}
+
+fn parent(target: &Path) -> Result<&Path, String> {
+    match (target.parent(), target.file_name()) {
+        (Some(parent), Some(_)) => Ok(parent),
+        _ => Err(format!(
+            "output directory '{}' has no parent",
+            target.display()
+        )),
+    }
+}
+
+/// Writes `rows` and commits the directory; on failure leaves nothing behind but the target's
+/// previous state.
+pub fn commit(output: &OutputDir, job: JobId, rows: &[Row]) -> Result<(), String> {
+    let target = PathBuf::from(&output.path);
+    let parent = parent(&target)?;
+    let name = target.file_name().expect("checked").to_string_lossy();
+    let temp = parent.join(format!(".{name}.tmp-{job}"));
+    let write = || -> io::Result<()> {
+        fs::create_dir(&temp)?;
+        let parts = rows.len().div_ceil(ROWS_PER_PART).max(1);
+        for part in 0..parts {
+            let path = temp.join(format!("part-{part:05}.{}", output.format.extension()));
+            let mut writer = RowWriter::new(output.format, BufWriter::new(File::create(path)?));
+            writer.header()?;
+            let end = rows.len().min((part + 1) * ROWS_PER_PART);
+            for row in &rows[part * ROWS_PER_PART..end] {
+                writer.write(row)?;
+            }
+            let file = writer
+                .into_inner()
+                .into_inner()
+                .map_err(|e| e.into_error())?;
+            file.sync_all()?;
+        }
+        File::create(temp.join("_SUCCESS"))?.flush()
+    };
+    let describe = |e: io::Error| format!("cannot write output directory '{}': {e}", output.path);
+    if let Err(e) = write() {
+        let _ = fs::remove_dir_all(&temp);
+        return Err(describe(e));
+    }
+    let old = parent.join(format!(".{name}.old-{job}"));
+    let moved_aside = if target.exists() {
+        if !output.overwrite {
+            let _ = fs::remove_dir_all(&temp);
+            return Err(exists(&output.path));
+        }
+        if let Err(e) = fs::rename(&target, &old) {
+            let _ = fs::remove_dir_all(&temp);
+            return Err(describe(e));
+        }
+        true
+    } else {
+        false
+    };
+    if let Err(e) = fs::rename(&temp, &target) {
+        if moved_aside {
+            let _ = fs::rename(&old, &target);
+        }
+        let _ = fs::remove_dir_all(&temp);
+        return Err(describe(e));
+    }
+    if moved_aside {
+        let _ = fs::remove_dir_all(&old).or_else(|_| fs::remove_file(&old));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fanfold_common::partial::Value;
+    use fanfold_common::render::Format;
+
+    fn rows(n: u64) -> Vec<Row> {
+        (0..n)
+            .map(|i| Row {
+                key: format!("k{i}").into_bytes(),
+                value: Value::Count(i),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn commits_whole_and_refuses_an_existing_target_unless_overwriting() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        let mut output = OutputDir {
+            path: target.display().to_string(),
+            format: Format::Csv,
+            overwrite: false,
+        };
+        check(&output).unwrap();
+        commit(&output, JobId::new(), &rows(3)).unwrap();
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["out"], "no temporary directory left behind");
+        assert_eq!(
+            fs::read_to_string(target.join("part-00000.csv")).unwrap(),
+            "key,value\r\nk0,0\r\nk1,1\r\nk2,2\r\n"
+        );
+        assert!(target.join("_SUCCESS").exists());
+        let refused = check(&output).unwrap_err();
+        assert!(refused.contains("exists; ask to overwrite"), "{refused}");
+        assert!(commit(&output, JobId::new(), &rows(1)).is_err());
+        output.overwrite = true;
+        output.format = Format::Tsv;
+        commit(&output, JobId::new(), &rows(1)).unwrap();
+        let mut names: Vec<String> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["_SUCCESS", "part-00000.tsv"]);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_missing_parent_is_named() {
+        let output = OutputDir {
+            path: "/nonexistent/fanfold/out".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            check(&output).unwrap_err(),
+            "output directory '/nonexistent/fanfold/out': parent '/nonexistent/fanfold' is not a directory"
+        );
+    }
+}

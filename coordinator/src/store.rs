@@ -1,0 +1,412 @@
+//! Durable coordinator state in an embedded database (redb) in the state directory, and the
+//! journal task that writes it.
+//!
+//! What is kept: each job's spec and plan (once, at submission), its progress (state, error,
+//! counters; rewritten at every checkpoint), each folded chunk's partial result until the job
+//! ends, and a finished job's result rows. The scheduler hands the journal batches of [`Op`]s in
+//! the order it made its decisions; the journal commits whatever has queued up in one
+//! transaction, so checkpoints come as fast as the disk allows and a chunk's partial is durable
+//! together with the counters that include it. After a crash, [`Store::load`] gives back every
+//! job: checkpointed chunks are folded again from their stored partials and not recomputed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use fanfold_common::chunker::ChunkRange;
+use fanfold_common::ids::{ChunkId, JobId};
+use fanfold_common::operation::BadRecord;
+use fanfold_common::operation::ChunkStats;
+use fanfold_common::partial::{Partial, Row};
+use fanfold_common::spec::{Counters, JobSpec, JobState};
+use fanfold_proto::store::v1 as record;
+use fanfold_proto::v1 as pb;
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::task::TaskTracker;
+use tracing::error;
+
+const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_plans");
+const PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_progress");
+const CHUNKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chunk_results");
+const RESULTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("result_batches");
+
+/// Rows per stored result batch.
+const ROWS_PER_BATCH: usize = 4096;
+
+/// The state database could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state database {path} is in use by another coordinator")]
+    InUse { path: PathBuf },
+    #[error("state database: {0}")]
+    Database(String),
+    #[error("state database holds a malformed record: {0}")]
+    Corrupt(String),
+}
+
+fn db<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// One change to durable state.
+#[derive(Debug)]
+pub enum Op {
+    Submitted {
+        job: JobId,
+        spec: JobSpec,
+        files: Vec<PathBuf>,
+        chunks: Vec<ChunkRange>,
+        submitted_at: SystemTime,
+    },
+    /// A chunk's result was folded; `record` is its encoded [`record::ChunkResult`].
+    ChunkFolded {
+        job: JobId,
+        chunk: ChunkId,
+        record: Vec<u8>,
+    },
+    Progress {
+        job: JobId,
+        state: JobState,
+        error: Option<String>,
+        counters: Counters,
+        finished_at: Option<SystemTime>,
+        result_rows: u64,
+        quarantine: Option<String>,
+    },
+    /// The job ended: keep its rows (if it succeeded) and drop its chunk results.
+    Finished {
+        job: JobId,
+        rows: Option<Arc<Vec<Row>>>,
+    },
+}
+
+/// A job as it was at the last checkpoint.
+pub struct Restored {
+    pub job: JobId,
+    pub spec: JobSpec,
+    pub files: Vec<PathBuf>,
+    pub chunks_planned: Vec<ChunkRange>,
+    pub submitted_at: SystemTime,
+    pub state: JobState,
+    pub error: Option<String>,
+    pub counters: Counters,
+    pub finished_at: Option<SystemTime>,
+    pub chunks: Vec<(ChunkId, Partial, ChunkStats, Vec<BadRecord>)>,
+    pub quarantine: Option<String>,
+    pub rows: Option<Vec<Row>>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    /// Opens (or creates) `fanfold.redb` in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("fanfold.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },
+            redb::DatabaseError::Storage(redb::StorageError::Io(source)) => StoreError::Directory {
+                path: path.clone(),
+                source,
+            },
+            other => db(other),
+        })?;
+        Store::with(db)
+    }
+
+    /// A store that lives only as long as the process: nothing survives a restart.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let db = redb::Builder::new()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(db)?;
+        Store::with(db)
+    }
+
+    fn with(database: Database) -> Result<Store, StoreError> {
+        let txn = database.begin_write().map_err(db)?;
+        for table in [PLANS, PROGRESS] {
+            txn.open_table(table).map_err(db)?;
+        }
+        for table in [CHUNKS, RESULTS] {
+            txn.open_table(table).map_err(db)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(Store {
+            db: Arc::new(database),
+        })
+    }
+
+    /// Applies `ops` in order, in one durable transaction. Returns folded chunks per job.
+    pub fn apply(&self, ops: &[Op]) -> Result<HashMap<JobId, u64>, StoreError> {
+        let mut folded: HashMap<JobId, u64> = HashMap::new();
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut plans = txn.open_table(PLANS).map_err(db)?;
+            let mut progress = txn.open_table(PROGRESS).map_err(db)?;
+            let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
+            let mut results = txn.open_table(RESULTS).map_err(db)?;
+            for op in ops {
+                match op {
+                    Op::Submitted {
+                        job,
+                        spec,
+                        files,
+                        chunks: ranges,
+                        submitted_at,
+                    } => {
+                        let plan = record::JobPlan {
+                            spec: Some(spec.into()),
+                            files: files.iter().map(|f| f.display().to_string()).collect(),
+                            chunks: ranges
+                                .iter()
+                                .flat_map(|r| [u64::from(r.file), r.start, r.end])
+                                .collect(),
+                            submitted_at: Some((*submitted_at).into()),
+                        };
+                        let id = job.to_string();
+                        plans
+                            .insert(id.as_str(), plan.encode_to_vec().as_slice())
+                            .map_err(db)?;
+                    }
+                    Op::ChunkFolded { job, chunk, record } => {
+                        let id = job.to_string();
+                        chunks
+                            .insert((id.as_str(), chunk.0), record.as_slice())
+                            .map_err(db)?;
+                        *folded.entry(*job).or_default() += 1;
+                    }
+                    Op::Progress {
+                        job,
+                        state,
+                        error,
+                        counters,
+                        finished_at,
+                        result_rows,
+                        quarantine,
+                    } => {
+                        let value = record::JobProgress {
+                            state: pb::JobState::from(*state) as i32,
+                            error: error.clone().unwrap_or_default(),
+                            counters: Some(counters.clone().into()),
+                            finished_at: finished_at.map(Into::into),
+                            result_rows: *result_rows,
+                            quarantine: quarantine.clone().unwrap_or_default(),
+                        };
+                        let id = job.to_string();
+                        progress
+                            .insert(id.as_str(), value.encode_to_vec().as_slice())
+                            .map_err(db)?;
+                    }
+                    Op::Finished { job, rows } => {
+                        let id = job.to_string();
+                        let id = id.as_str();
+                        chunks
+                            .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                            .map_err(db)?;
+                        for (i, batch) in rows
+                            .iter()
+                            .flat_map(|r| r.chunks(ROWS_PER_BATCH))
+                            .enumerate()
+                        {
+                            let batch = pb::ResultBatch {
+                                rows: batch.iter().cloned().map(Into::into).collect(),
+                            };
+                            results
+                                .insert((id, i as u64), batch.encode_to_vec().as_slice())
+                                .map_err(db)?;
+                        }
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(db)?;
+        Ok(folded)
+    }
+
+    /// Every job kept, as of the last checkpoint, oldest first.
+    pub fn load(&self) -> Result<Vec<Restored>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let plans = txn.open_table(PLANS).map_err(db)?;
+        let progress = txn.open_table(PROGRESS).map_err(db)?;
+        let chunks = txn.open_table(CHUNKS).map_err(db)?;
+        let results = txn.open_table(RESULTS).map_err(db)?;
+        let mut jobs = Vec::new();
+        for entry in plans.iter().map_err(db)? {
+            let (key, value) = entry.map_err(db)?;
+            let id = key.value().to_owned();
+            let job: JobId = id.parse().map_err(corrupt)?;
+            let plan = record::JobPlan::decode(value.value()).map_err(corrupt)?;
+            let spec: JobSpec = plan
+                .spec
+                .ok_or_else(|| corrupt("job plan without spec"))?
+                .try_into()
+                .map_err(corrupt)?;
+            let ranges = plan
+                .chunks
+                .chunks_exact(3)
+                .map(|t| {
+                    Ok(ChunkRange {
+                        file: u32::try_from(t[0]).map_err(corrupt)?,
+                        start: t[1],
+                        end: t[2],
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let submitted_at = plan
+                .submitted_at
+                .map(SystemTime::try_from)
+                .transpose()
+                .map_err(corrupt)?
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let state = match progress.get(id.as_str()).map_err(db)? {
+                Some(v) => record::JobProgress::decode(v.value()).map_err(corrupt)?,
+                None => record::JobProgress::default(),
+            };
+            let job_state = match pb::JobState::try_from(state.state) {
+                Ok(pb::JobState::Succeeded) => JobState::Succeeded,
+                Ok(pb::JobState::Failed) => JobState::Failed,
+                Ok(pb::JobState::Cancelled) => JobState::Cancelled,
+                _ => JobState::Running,
+            };
+            let mut restored_chunks = Vec::new();
+            if job_state == JobState::Running {
+                for entry in chunks
+                    .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
+                    .map_err(db)?
+                {
+                    let (key, value) = entry.map_err(db)?;
+                    let result = record::ChunkResult::decode(value.value()).map_err(corrupt)?;
+                    let partial: Partial = result
+                        .partial
+                        .unwrap_or_default()
+                        .try_into()
+                        .map_err(corrupt)?;
+                    let stats = result.counters.unwrap_or_default().into();
+                    let bad = result.bad_records.into_iter().map(Into::into).collect();
+                    restored_chunks.push((ChunkId(key.value().1), partial, stats, bad));
+                }
+            }
+            let rows = if job_state == JobState::Succeeded {
+                let mut rows = Vec::new();
+                for entry in results
+                    .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
+                    .map_err(db)?
+                {
+                    let (_, value) = entry.map_err(db)?;
+                    let batch = pb::ResultBatch::decode(value.value()).map_err(corrupt)?;
+                    for entry in batch.rows {
+                        rows.push(Row::try_from(entry).map_err(corrupt)?);
+                    }
+                }
+                Some(rows)
+            } else {
+                None
+            };
+            jobs.push(Restored {
+                job,
+                spec,
+                files: plan.files.into_iter().map(PathBuf::from).collect(),
+                chunks_planned: ranges,
+                submitted_at,
+                state: job_state,
+                error: (!state.error.is_empty()).then_some(state.error),
+                counters: state.counters.unwrap_or_default().into(),
+                finished_at: state
+                    .finished_at
+                    .map(SystemTime::try_from)
+                    .transpose()
+                    .map_err(corrupt)?,
+                chunks: restored_chunks,
+                quarantine: (!state.quarantine.is_empty()).then_some(state.quarantine),
+                rows,
+            });
+        }
+        jobs.sort_by_key(|j| j.submitted_at);
+        Ok(jobs)
+    }
+}
+
+/// Encodes a chunk's result for [`Op::ChunkFolded`] as a [`record::ChunkResult`], without
+/// copying the partial first.
+pub fn chunk_record(
+    partial: &pb::Partial,
+    counters: &pb::ChunkCounters,
+    bad: &[pb::BadRecord],
+) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(partial.encoded_len() + counters.encoded_len() + 16);
+    prost::encoding::message::encode(1, partial, &mut buf);
+    prost::encoding::message::encode(2, counters, &mut buf);
+    prost::encoding::message::encode_repeated(3, bad, &mut buf);
+    buf
+}
+
+/// Folded chunks committed since the scheduler last looked, per job.
+#[derive(Clone, Default)]
+pub struct Checkpoints {
+    committed: Arc<Mutex<HashMap<JobId, u64>>>,
+    pub notify: Arc<Notify>,
+}
+
+impl Checkpoints {
+    /// Takes the counts gathered so far.
+    pub fn take(&self) -> HashMap<JobId, u64> {
+        std::mem::take(&mut *self.committed.lock().expect("checkpoint counts"))
+    }
+
+    fn add(&self, folded: HashMap<JobId, u64>) {
+        let mut committed = self.committed.lock().expect("checkpoint counts");
+        for (job, n) in folded {
+            *committed.entry(job).or_default() += n;
+        }
+        drop(committed);
+        self.notify.notify_one();
+    }
+}
+
+/// Starts the journal task: it commits queued batches of ops together and reports durable
+/// chunks through `checkpoints`. It ends, after writing everything queued, when every sender
+/// is dropped.
+pub fn spawn_journal(
+    store: Store,
+    tasks: &TaskTracker,
+    checkpoints: Checkpoints,
+) -> mpsc::Sender<Vec<Op>> {
+    let (tx, mut rx) = mpsc::channel::<Vec<Op>>(64);
+    tasks.spawn(async move {
+        while let Some(mut ops) = rx.recv().await {
+            // Whatever queued while the last commit ran goes into this one.
+            while let Ok(more) = rx.try_recv() {
+                ops.extend(more);
+                if ops.len() > 4096 {
+                    break;
+                }
+            }
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.apply(&ops)).await {
+                Ok(Ok(folded)) => checkpoints.add(folded),
+                Ok(Err(e)) => error!(error = %e, "checkpoint failed; state is not durable"),
+                Err(e) => error!(error = %e, "checkpoint task failed"),
+            }
+        }
+    });
+    tx
+}

@@ -1,0 +1,313 @@
+//! Faults injected for real into real processes: workers killed with SIGKILL, frozen with
+//! SIGSTOP, drained with SIGTERM; the coordinator killed and restarted on its state directory;
+//! jobs cancelled mid-flight. Every result is checked against an independent sequential count.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use support::*;
+
+/// 16 MiB over 4 files: with 32 KiB chunks, a few hundred chunks.
+fn corpus() -> &'static Corpus {
+    static CORPUS: OnceLock<Corpus> = OnceLock::new();
+    CORPUS.get_or_init(|| Corpus::generate(4, 4 << 20, 9))
+}
+
+const CHUNK: &str = "32KiB";
+
+/// Submits word count over the corpus and returns the job id at once.
+async fn submit(addr: &str) -> String {
+    let out = submit_job(
+        addr,
+        &["run", corpus().root(), "--chunk-size", CHUNK, "--detach"],
+    )
+    .await;
+    assert_ok(&out);
+    stdout(&out).trim().to_owned()
+}
+
+async fn wait_final(addr: &str, job: &str) -> HashMap<String, String> {
+    until("the job to end", Duration::from_secs(240), || async {
+        job_status(addr, job)
+            .await
+            .filter(|s| s["state"] != "running")
+    })
+    .await
+}
+
+/// Fetches a job's result and checks it against the independent count.
+async fn assert_exact(addr: &str, job: &str) {
+    let out = submit_job(addr, &["result", job]).await;
+    assert_ok(&out);
+    let got = parse_tsv(&out.stdout);
+    assert_eq!(got.len(), corpus().counts.len(), "distinct words");
+    assert!(
+        got == corpus().counts,
+        "word counts differ from the sequential count"
+    );
+}
+
+/// Input counters count each chunk once, whatever was retried.
+fn assert_counted_once(status: &HashMap<String, String>) {
+    assert_eq!(num(status, "bytes_in"), corpus().bytes, "{status:?}");
+    assert_eq!(num(status, "chunks_done"), num(status, "chunks_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_storm_kills_workers_and_the_answer_stays_exact() {
+    let test = "crash_storm";
+    for round in 0..3u64 {
+        let (_coordinator, addr) =
+            coordinator(test, "127.0.0.1:0", &["--worker-timeout", "2s"]).await;
+        let mut workers: Vec<Proc> = (0..3)
+            .map(|i| worker(test, &addr, 1, &format!("r{round}-w{i}")))
+            .collect();
+        let job = submit(&addr).await;
+        let mut rng = Rng::new(round + 1);
+        let mut kills_mid_job = 0;
+        let mut started = 3;
+        loop {
+            tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
+            let status = job_status(&addr, &job).await.expect("coordinator up");
+            if status["state"] != "running" {
+                break;
+            }
+            let victim = rng.below(workers.len() as u64) as usize;
+            let mut dead = workers.swap_remove(victim);
+            dead.child.start_kill().unwrap(); // SIGKILL
+            dead.child.wait().await.unwrap();
+            kills_mid_job += 1;
+            workers.push(worker(test, &addr, 1, &format!("r{round}-w{started}")));
+            started += 1;
+        }
+        assert!(
+            kills_mid_job >= 2,
+            "round {round}: only {kills_mid_job} kills landed mid-job"
+        );
+        let status = wait_final(&addr, &job).await;
+        assert_eq!(status["state"], "succeeded", "{status:?}");
+        assert_counted_once(&status);
+        assert!(num(&status, "attempts") >= num(&status, "chunks_total"));
+        assert_exact(&addr, &job).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_workers_chunks_move_and_its_late_results_are_not_folded() {
+    let test = "sigstop";
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &["--worker-timeout", "2s"]).await;
+    let frozen = worker(test, &addr, 2, "frozen");
+    let job = submit(&addr).await;
+    until(
+        "the first worker to fold some chunks",
+        Duration::from_secs(60),
+        || async {
+            job_status(&addr, &job)
+                .await
+                .filter(|s| num(s, "chunks_done") >= 3)
+        },
+    )
+    .await;
+    signal(frozen.pid(), "STOP");
+    let _rescuer = worker(test, &addr, 2, "rescuer");
+    let status = wait_final(&addr, &job).await;
+    assert_eq!(status["state"], "succeeded", "{status:?}");
+    assert!(
+        num(&status, "attempts") > num(&status, "chunks_total"),
+        "the frozen worker's chunks were reassigned: {status:?}"
+    );
+    assert_counted_once(&status);
+
+    // Thawed, the worker finishes what it held and reports it on its dead attachment, then
+    // attaches again: none of that may change the job.
+    signal(frozen.pid(), "CONT");
+    until(
+        "the thawed worker to reattach",
+        Duration::from_secs(30),
+        || async {
+            job_status(&addr, &job)
+                .await
+                .filter(|s| s["workers"] == "2")
+        },
+    )
+    .await;
+    let after = job_status(&addr, &job).await.unwrap();
+    assert_eq!(after["counters"], status["counters"]);
+    assert_exact(&addr, &job).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_is_killed_twice_and_the_job_resumes_from_its_checkpoints() {
+    let test = "coordinator_restart";
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap().to_owned();
+    let flags = [
+        "--state-dir",
+        state_dir.as_str(),
+        "--no-backups",
+        "--worker-timeout",
+        "3s",
+    ];
+    let (mut coordinator_proc, addr) = coordinator(test, "127.0.0.1:0", &flags).await;
+    let _workers: Vec<Proc> = (0..2)
+        .map(|i| worker(test, &addr, 1, &format!("w{i}")))
+        .collect();
+    // The client waits through both restarts and writes the result.
+    let out = tempfile::tempdir().unwrap();
+    let result = out.path().join("counts.tsv");
+    let job = submit(&addr).await;
+    let total = num(&job_status(&addr, &job).await.unwrap(), "chunks_total");
+    let waiting = {
+        let (addr, job) = (addr.clone(), job.clone());
+        let result = result.to_str().unwrap().to_owned();
+        tokio::spawn(async move {
+            // `result` of a running job fails, so follow it as `run` would: watch, then fetch.
+            until("the job to end", Duration::from_secs(240), || async {
+                let s = job_status(&addr, &job).await?;
+                (s["state"] != "running").then_some(())
+            })
+            .await;
+            submit_job(&addr, &["result", &job, "--output", &result]).await
+        })
+    };
+    for kill in 1..=2u64 {
+        let target = kill * total / 3;
+        let before = until(
+            "checkpoints to pass the kill point",
+            Duration::from_secs(120),
+            || async {
+                job_status(&addr, &job)
+                    .await
+                    .filter(|s| num(s, "chunks_checkpointed") >= target)
+            },
+        )
+        .await;
+        assert_eq!(
+            before["state"], "running",
+            "the job ended before kill {kill}"
+        );
+        let checkpointed = num(&before, "chunks_checkpointed");
+        coordinator_proc.child.start_kill().unwrap(); // SIGKILL
+        coordinator_proc.child.wait().await.unwrap();
+        let (restarted, again) = coordinator(test, &addr, &flags).await;
+        assert_eq!(again, addr);
+        coordinator_proc = restarted;
+        let resumed = job_status(&addr, &job)
+            .await
+            .expect("restarted coordinator answers");
+        assert!(
+            num(&resumed, "chunks_done") >= checkpointed,
+            "kill {kill}: {checkpointed} chunks were checkpointed, {resumed:?} resumed"
+        );
+    }
+    let fetched = waiting.await.unwrap();
+    assert_ok(&fetched);
+    let got = parse_tsv(&std::fs::read(&result).unwrap());
+    assert!(
+        got == corpus().counts,
+        "word counts differ from the sequential count"
+    );
+    let status = job_status(&addr, &job).await.unwrap();
+    assert_eq!(status["state"], "succeeded");
+    assert_counted_once(&status);
+    // Only chunks in flight at each kill's last checkpoint are redone: at most the fleet's
+    // credits (2 workers x (1 slot + 1 prefetch)) per kill.
+    let redone = num(&status, "attempts") - num(&status, "chunks_total");
+    assert!(redone <= 2 * 4, "{redone} chunks redone: {status:?}");
+    // SIGTERM stops the coordinator cleanly, and the finished result is still there after it
+    // starts again.
+    signal(coordinator_proc.pid(), "TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), coordinator_proc.child.wait())
+        .await
+        .expect("the coordinator exits on SIGTERM")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let (_last, _) = coordinator(test, &addr, &flags).await;
+    assert_exact(&addr, &job).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_work_on_every_worker_promptly() {
+    let test = "cancel";
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+    let scratch = tempfile::tempdir().unwrap();
+    // Workers get their own temporary directory, to check that nothing is left in it.
+    let workers: Vec<Proc> = (0..2)
+        .map(|i| {
+            let child = worker_command(test, &addr, 1, &format!("w{i}"))
+                .env("TMPDIR", scratch.path())
+                .spawn()
+                .unwrap();
+            Proc { child }
+        })
+        .collect();
+    let job = submit(&addr).await;
+    until(
+        "some chunks to be done",
+        Duration::from_secs(60),
+        || async {
+            job_status(&addr, &job)
+                .await
+                .filter(|s| num(s, "chunks_done") >= 2)
+        },
+    )
+    .await;
+    let cancel = submit_job(&addr, &["cancel", &job]).await;
+    assert_ok(&cancel);
+    let status = job_status(&addr, &job).await.unwrap();
+    assert_eq!(status["state"], "cancelled");
+    assert_eq!(num(&status, "chunks_running"), 0);
+    // Idle means at most 2 clock ticks (20 ms: heartbeats) of CPU over half a second, where
+    // mapping would use all of it; it must come within two seconds.
+    until("workers to go idle", Duration::from_secs(2), || async {
+        let before: Vec<u64> = workers.iter().map(|w| cpu_ticks(w.pid())).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after: Vec<u64> = workers.iter().map(|w| cpu_ticks(w.pid())).collect();
+        before
+            .iter()
+            .zip(&after)
+            .all(|(b, a)| a - b <= 2)
+            .then_some(())
+    })
+    .await;
+    assert!(std::fs::read_dir(scratch.path()).unwrap().next().is_none());
+    // The coordinator goes on serving: a new job runs to the exact answer.
+    let next = submit(&addr).await;
+    wait_final(&addr, &next).await;
+    assert_exact(&addr, &next).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_worker_which_exits_zero_and_nothing_is_lost() {
+    let test = "drain";
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+    let mut leaving = worker(test, &addr, 2, "leaving");
+    let job = submit(&addr).await;
+    until("the worker to be busy", Duration::from_secs(60), || async {
+        job_status(&addr, &job)
+            .await
+            .filter(|s| num(s, "chunks_done") >= 3)
+    })
+    .await;
+    let _staying = worker(test, &addr, 2, "staying");
+    signal(leaving.pid(), "TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(60), leaving.child.wait())
+        .await
+        .expect("the worker drains and exits")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "a drained worker exits 0");
+    let status = wait_final(&addr, &job).await;
+    assert_eq!(status["state"], "succeeded", "{status:?}");
+    assert_eq!(
+        num(&status, "chunks_failed"),
+        0,
+        "handing back is not failing"
+    );
+    assert_counted_once(&status);
+    assert_exact(&addr, &job).await;
+    let log = std::fs::read_to_string(log_dir(test).join("leaving.log")).unwrap();
+    assert!(log.contains("draining") && log.contains("drained"), "{log}");
+}

@@ -1,0 +1,751 @@
+//! Cross-process tests of the built-in operations: real coordinator and worker processes, the
+//! real `submit-job`, every result compared with an independent sequential computation in
+//! Python (`tests/support/oracle.py`), counters included.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+use support::*;
+
+/// A coordinator and its workers, killed when dropped.
+struct Cluster {
+    _procs: Vec<Proc>,
+    addr: String,
+}
+
+async fn cluster(test: &str, workers: u32, slots: u32) -> Cluster {
+    let (coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+    let mut procs = vec![coordinator];
+    procs.extend((0..workers).map(|i| worker(test, &addr, slots, &format!("worker-{i}"))));
+    Cluster {
+        _procs: procs,
+        addr,
+    }
+}
+
+/// What the oracle computed.
+#[derive(Debug)]
+struct Expected {
+    rows: BTreeMap<String, Json>,
+    records: u64,
+    bad: u64,
+}
+
+fn oracle(op: &str, options: &[(&str, &str)], files: &[PathBuf]) -> Expected {
+    let options: serde_json::Map<String, Json> = options
+        .iter()
+        .map(|(k, v)| (k.to_string(), Json::from(*v)))
+        .collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/oracle.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(op)
+        .arg(Json::Object(options).to_string())
+        .args(files)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "oracle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: Json = serde_json::from_slice(&out.stdout).unwrap();
+    Expected {
+        rows: parsed["rows"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        records: parsed["records"].as_u64().unwrap(),
+        bad: parsed["bad"].as_u64().unwrap(),
+    }
+}
+
+/// Bytes as a string one char per byte (latin-1), as the oracle writes keys.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// A finished run: its result rows (TSV or JSONL as asked) and its counters.
+struct Ran {
+    stdout: Vec<u8>,
+    status: String,
+}
+
+impl Ran {
+    /// `key<TAB>value` rows, both latin-1, split at the first tab.
+    fn tsv(&self) -> Vec<(String, String)> {
+        self.stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|line| {
+                let tab = line.iter().position(|&b| b == b'\t').expect("a tab");
+                (latin1(&line[..tab]), latin1(&line[tab + 1..]))
+            })
+            .collect()
+    }
+
+    fn jsonl(&self) -> Vec<(String, Json)> {
+        String::from_utf8(self.stdout.clone())
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let row: Json = serde_json::from_str(line).unwrap();
+                (
+                    row["key"].as_str().unwrap().to_owned(),
+                    row["value"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        self.status
+            .lines()
+            .find_map(|l| l.strip_prefix("counters"))
+            .unwrap_or_else(|| panic!("no counters in {}", self.status))
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no counter {name} in {}", self.status))
+            .parse()
+            .unwrap()
+    }
+
+    fn field(&self, name: &str) -> &str {
+        self.status
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(str::trim))
+            .unwrap_or_else(|| panic!("no {name} in {}", self.status))
+    }
+}
+
+/// Runs `submit-job run` with `args`, asserts success, and fetches the job's status.
+async fn run(addr: &str, args: &[&str]) -> Ran {
+    let mut all = vec!["run", "--quiet"];
+    all.extend_from_slice(args);
+    let out = submit_job(addr, &all).await;
+    assert_ok(&out);
+    let err = stderr(&out);
+    let job = err
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in {err}"))
+        .to_owned();
+    let status = submit_job(addr, &["status", &job]).await;
+    assert_ok(&status);
+    Ran {
+        stdout: out.stdout,
+        status: stdout(&status),
+    }
+}
+
+/// `--op NAME --option k=v ...` arguments.
+fn op_args(op: &str, options: &[(&str, &str)]) -> Vec<String> {
+    let mut args = vec!["--op".to_string(), op.to_string()];
+    for (k, v) in options {
+        args.push("--option".into());
+        args.push(format!("{k}={v}"));
+    }
+    args
+}
+
+/// Runs an operation over `inputs` and checks rows and counters against the oracle. `json`
+/// picks JSON Lines output (for UTF-8 keys and structured values) over TSV (raw bytes).
+async fn check(
+    addr: &str,
+    op: &str,
+    options: &[(&str, &str)],
+    inputs: &[PathBuf],
+    files: &[PathBuf],
+    extra: &[&str],
+    json: bool,
+) {
+    let expected = oracle(op, options, files);
+    assert!(
+        !expected.rows.is_empty(),
+        "{op} {options:?}: the fixture must give rows"
+    );
+    let mut args: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+    args.extend(op_args(op, options));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    if json {
+        args.extend(["--format".into(), "jsonl".into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = run(addr, &args).await;
+    let got: BTreeMap<String, Json> = if json {
+        // The oracle spells keys as latin-1 of their bytes.
+        ran.jsonl()
+            .into_iter()
+            .map(|(k, v)| (latin1(k.as_bytes()), v))
+            .collect()
+    } else {
+        ran.tsv()
+            .into_iter()
+            .map(|(k, v)| (k, tsv_value(&v, &expected.rows)))
+            .collect()
+    };
+    let what = format!("{op} {options:?}");
+    assert_eq!(got.len(), expected.rows.len(), "{what}: number of rows");
+    for (key, want) in &expected.rows {
+        let have = got
+            .get(key)
+            .unwrap_or_else(|| panic!("{what}: key {key:?} missing"));
+        assert!(
+            same(have, want, options),
+            "{what}: key {key:?}: got {have}, want {want}"
+        );
+    }
+    assert_eq!(
+        ran.counter("records_in"),
+        expected.records,
+        "{what}: records_in"
+    );
+    assert_eq!(
+        ran.counter("bad_records"),
+        expected.bad,
+        "{what}: bad_records"
+    );
+    assert_eq!(
+        ran.counter("keys_out"),
+        expected.rows.len() as u64,
+        "{what}: keys_out"
+    );
+}
+
+/// Reads a TSV value in the shape the oracle uses: a number, a list, or text.
+fn tsv_value(text: &str, sample: &BTreeMap<String, Json>) -> Json {
+    match sample.values().next() {
+        Some(Json::Number(_)) => Json::from(text.parse::<f64>().unwrap()),
+        Some(Json::Array(_)) => text.split(',').map(Json::from).collect(),
+        _ => Json::from(text),
+    }
+}
+
+/// Equal, numbers compared as f64; approximate distinct counts within their stated error.
+fn same(have: &Json, want: &Json, options: &[(&str, &str)]) -> bool {
+    match (have.as_f64(), want.as_f64()) {
+        (Some(h), Some(w)) if options.contains(&("agg", "approx_distinct")) => {
+            (h - w).abs() <= (w * 0.05).max(1.0)
+        }
+        (Some(h), Some(w)) => h == w,
+        _ => have == want,
+    }
+}
+
+// ------------------------------------------------------------------------------ fixtures --
+
+/// Text files: Unicode words, punctuation, tabs, CRLF, invalid UTF-8 lines, NUL lines, an
+/// empty file, a file that is one huge line; and gzip and zstd copies of one of them.
+fn text_fixtures(dir: &Path) -> Vec<PathBuf> {
+    let mut rng = Rng::new(7);
+    let words = [
+        "alpha", "Beta", "GAMMA", "élan", "Élan", "Straße", "naïve", "Zürich", "42", "x7", "año",
+        "Ωmega", "delta", "alpha", "alpha", "beta",
+    ];
+    let separators = [" ", " ", ", ", "; ", "! ", "\t", " (", ") ", "? "];
+    let mut files = Vec::new();
+    for f in 0..4 {
+        let mut data = Vec::new();
+        for line in 0..(300 + f * 150) {
+            if line % 97 == 13 {
+                data.extend_from_slice(b"bad \xff\xfe bytes alpha");
+            } else if line % 89 == 5 {
+                data.extend_from_slice(b"nul\0inside alpha");
+            } else {
+                for w in 0..(1 + rng.below(12)) {
+                    if w > 0 {
+                        data.extend_from_slice(separators[rng.below(9) as usize].as_bytes());
+                    }
+                    data.extend_from_slice(words[rng.below(16) as usize].as_bytes());
+                }
+            }
+            data.extend_from_slice(if rng.below(3) == 0 { b"\r\n" } else { b"\n" });
+        }
+        let path = dir.join(format!("text-{f}.txt"));
+        std::fs::write(&path, &data).unwrap();
+        files.push(path);
+    }
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, b"").unwrap();
+    files.push(empty);
+    let huge = dir.join("one-line.txt");
+    let line: Vec<u8> = (0..60_000)
+        .flat_map(|i| format!("{} ", words[i % 16]).into_bytes())
+        .collect();
+    std::fs::write(&huge, line).unwrap();
+    files.push(huge);
+    for (ext, command) in [("gz", "gzip"), ("zst", "zstd")] {
+        let copy = dir.join(format!("text-copy.txt.{ext}"));
+        let out = std::process::Command::new(command)
+            .args(["-c", files[1].to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        std::fs::write(&copy, out.stdout).unwrap();
+        files.push(copy);
+    }
+    files
+}
+
+/// CSV files (plain, gzip, zstd): quoted fields with delimiters, quotes and newlines, CRLF,
+/// numbers that do not parse, rows of the wrong length, a NUL byte.
+fn csv_fixtures(dir: &Path) -> Vec<PathBuf> {
+    let mut rng = Rng::new(11);
+    let regions = ["north", "south", "east", "west", "Zürich"];
+    let products = ["apple", "pear", "fig", "kiwi", "plum", "lime"];
+    let mut files = Vec::new();
+    for f in 0..3 {
+        let mut data = String::from("region,product,amount,note\n");
+        for i in 0..(400 + f * 100) {
+            let region = regions[rng.below(5) as usize];
+            let product = products[rng.below(6) as usize];
+            let amount = match rng.below(40) {
+                0 => "n/a".to_string(),
+                1 => String::new(),
+                _ => format!("{}.{:02}", rng.below(1000), rng.below(100)),
+            };
+            let note = match rng.below(6) {
+                0 => "\"has, comma\"".to_string(),
+                1 => "\"two\nlines\"".to_string(),
+                2 => "\"say \"\"hi\"\"\"".to_string(),
+                _ => format!("n{i}"),
+            };
+            if i % 111 == 50 {
+                data.push_str("short,row\n");
+            } else if i % 157 == 30 {
+                data.push_str(&format!("{region},nul\0,1,x\n"));
+            } else {
+                data.push_str(&format!("{region},{product},{amount},{note}"));
+                data.push_str(if rng.below(4) == 0 { "\r\n" } else { "\n" });
+            }
+        }
+        let path = dir.join(format!("sales-{f}.csv"));
+        std::fs::write(&path, &data).unwrap();
+        files.push(path);
+    }
+    let mut out = Vec::new();
+    for (path, (ext, command)) in files
+        .iter()
+        .zip([("", ""), ("gz", "gzip"), ("zst", "zstd")])
+    {
+        if command.is_empty() {
+            out.push(path.clone());
+            continue;
+        }
+        let compressed = std::process::Command::new(command)
+            .args(["-c", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let target = PathBuf::from(format!("{}.{ext}", path.display()));
+        std::fs::write(&target, compressed.stdout).unwrap();
+        std::fs::remove_file(path).unwrap();
+        out.push(target);
+    }
+    out
+}
+
+/// JSON Lines: nested objects, arrays, numbers as numbers and as strings, missing fields,
+/// nulls, lines that are not JSON, blank lines, invalid UTF-8.
+fn jsonl_fixtures(dir: &Path, seed: u64) -> Vec<PathBuf> {
+    let mut rng = Rng::new(seed);
+    let countries = ["no", "pe", "it", "ch", "jp"];
+    let mut files = Vec::new();
+    for f in 0..3 {
+        let mut data = Vec::new();
+        for i in 0..(300 + f * 200) {
+            let line = match rng.below(50) {
+                0 => "not json at all".to_string(),
+                1 => String::new(),
+                2 => "{\"user\":{\"id\":3}}".to_string(),
+                3 => "{\"user\":null,\"amount\":1}".to_string(),
+                4 => "{\"user\":{\"id\":1,\"country\":\"no\"},\"amount\":\"12.5\"}".to_string(),
+                5 => "{\"user\":{\"id\":2,\"country\":\"pe\"},\"amount\":\"lots\"}".to_string(),
+                6 => "[1,2,3]".to_string(),
+                _ => format!(
+                    "{{\"user\":{{\"id\":{},\"country\":\"{}\"}},\"amount\":{},\"tags\":[\"t{}\",\"u{}\"],\"seq\":{i}}}",
+                    rng.below(40),
+                    countries[rng.below(5) as usize],
+                    (rng.below(20_000) as f64 - 2_000.0) / 8.0,
+                    rng.below(7),
+                    rng.below(300),
+                ),
+            };
+            data.extend_from_slice(line.as_bytes());
+            if i % 173 == 7 {
+                data.extend_from_slice(b"{\"user\":{\"id\":\"\xff\"}}");
+            }
+            data.push(b'\n');
+        }
+        let path = dir.join(format!("events-{f}.jsonl"));
+        std::fs::write(&path, &data).unwrap();
+        files.push(path);
+    }
+    files
+}
+
+// ---------------------------------------------------------------------------------- tests --
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_operations_match_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = text_fixtures(dir.path());
+    let c = cluster("ops_text", 2, 2).await;
+    let root = vec![dir.path().to_path_buf()];
+    let small = ["--chunk-size", "1KiB"];
+    check(&c.addr, "wordcount", &[], &root, &files, &small, false).await;
+    let unicode = [("tokenizer", "unicode")];
+    check(&c.addr, "wordcount", &unicode, &root, &files, &small, false).await;
+    check(&c.addr, "index", &[], &root, &files, &small, false).await;
+    check(&c.addr, "index", &unicode, &root, &files, &small, false).await;
+    let count = [("pattern", "alpha.*(GAMMA|Zürich)")];
+    check(&c.addr, "grep", &count, &root, &files, &small, false).await;
+    let lines = [
+        ("pattern", "^(beta|gamma)\\b"),
+        ("output", "lines"),
+        ("ignore_case", "true"),
+    ];
+    check(&c.addr, "grep", &lines, &root, &files, &small, false).await;
+    let invert = [("pattern", "a"), ("invert", "true"), ("output", "lines")];
+    check(&c.addr, "grep", &invert, &root, &files, &small, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_lines_match_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = Vec::new();
+    for i in 0..3000u32 {
+        match i % 101 {
+            7 => data.extend_from_slice(b"bin\0ary"),
+            9 => data.extend_from_slice(b"caf\xe9 latin-1"),
+            _ => data.extend_from_slice(format!("value {}", (i * 7919) % 263).as_bytes()),
+        }
+        data.extend_from_slice(if i % 5 == 0 { b"\r\n" } else { b"\n" });
+    }
+    let path = dir.path().join("values.log");
+    std::fs::write(&path, data).unwrap();
+    let c = cluster("ops_distinct", 2, 1).await;
+    let files = vec![path];
+    check(
+        &c.addr,
+        "distinct",
+        &[],
+        &files,
+        &files,
+        &["--chunk-size", "1KiB"],
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_and_jsonl_operations_match_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = csv_fixtures(&dir.path().join("csv").tap_mkdir());
+    let jsonl = jsonl_fixtures(&dir.path().join("jsonl").tap_mkdir(), 5);
+    let csv_root = vec![dir.path().join("csv")];
+    let jsonl_root = vec![dir.path().join("jsonl")];
+    let c = cluster("ops_fields", 2, 2).await;
+    let small = ["--chunk-size", "1KiB"];
+    for agg in [
+        "count",
+        "sum",
+        "min",
+        "max",
+        "mean",
+        "distinct",
+        "approx_distinct",
+        "topk",
+    ] {
+        let mut options = vec![("key", "region"), ("agg", agg)];
+        if agg != "count" {
+            options.push((
+                "value",
+                if agg.ends_with("distinct") || agg == "topk" {
+                    "product"
+                } else {
+                    "amount"
+                },
+            ));
+        }
+        if agg == "topk" {
+            options.push(("k", "3"));
+        }
+        check(&c.addr, "groupby", &options, &csv_root, &csv, &small, true).await;
+    }
+    for agg in ["sum", "mean", "max", "distinct", "topk"] {
+        let value = if agg == "distinct" || agg == "topk" {
+            "tags.0"
+        } else {
+            "amount"
+        };
+        let options = [("key", "user.country"), ("agg", agg), ("value", value)];
+        check(
+            &c.addr,
+            "groupby",
+            &options,
+            &jsonl_root,
+            &jsonl,
+            &small,
+            true,
+        )
+        .await;
+    }
+    let options = [("key", "user.id"), ("agg", "count")];
+    check(
+        &c.addr,
+        "groupby",
+        &options,
+        &jsonl_root,
+        &jsonl,
+        &small,
+        true,
+    )
+    .await;
+    check(
+        &c.addr,
+        "distinct",
+        &[("field", "product")],
+        &csv_root,
+        &csv,
+        &small,
+        true,
+    )
+    .await;
+    check(
+        &c.addr,
+        "distinct",
+        &[("field", "user.country")],
+        &jsonl_root,
+        &jsonl,
+        &small,
+        true,
+    )
+    .await;
+    let histogram = [("field", "amount"), ("edges", "-100,0,10.5,500,1000")];
+    check(
+        &c.addr,
+        "histogram",
+        &histogram,
+        &jsonl_root,
+        &jsonl,
+        &small,
+        true,
+    )
+    .await;
+    check(
+        &c.addr,
+        "histogram",
+        &histogram,
+        &csv_root,
+        &csv,
+        &small,
+        true,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_do_not_depend_on_chunk_size_workers_or_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = jsonl_fixtures(dir.path(), 9);
+    let root = vec![dir.path().to_path_buf()];
+    let mean = [("key", "user.id"), ("agg", "mean"), ("value", "amount")];
+    let lines = [("pattern", "\"t[0-2]\""), ("output", "lines")];
+    let edges = [("field", "amount"), ("edges", "0,100,200,300")];
+    for (i, (chunk_size, workers, slots)) in [
+        ("1KiB", 1, 1),
+        ("1KiB", 3, 2),
+        ("3KiB", 2, 1),
+        ("16MiB", 1, 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = cluster(&format!("ops_sweep_{i}"), workers, slots).await;
+        let extra = ["--chunk-size", chunk_size];
+        check(&c.addr, "groupby", &mean, &root, &jsonl, &extra, true).await;
+        check(&c.addr, "grep", &lines, &root, &jsonl, &extra, false).await;
+        check(&c.addr, "histogram", &edges, &root, &jsonl, &extra, true).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_files_compression_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = text_fixtures(dir.path());
+    let c = cluster("ops_bad_input", 2, 1).await;
+    let root = dir.path().display().to_string();
+
+    // Whole-file mode: one chunk per non-empty file, same result as split chunks.
+    let ran = run(&c.addr, &[&root, "--whole-file", "--chunk-size", "1KiB"]).await;
+    let non_empty = files
+        .iter()
+        .filter(|f| std::fs::metadata(f).unwrap().len() > 0)
+        .count();
+    assert_eq!(
+        done_and_running(ran.field("chunks")),
+        format!("{non_empty}/{non_empty} done, 0 running")
+    );
+    let expected = oracle("wordcount", &[], &files);
+    assert_eq!(ran.tsv().len(), expected.rows.len());
+    assert_eq!(ran.counter("records_in"), expected.records);
+
+    // Compressed files are one chunk each even when chunks are small.
+    let gz = dir.path().join("text-copy.txt.gz").display().to_string();
+    let ran = run(&c.addr, &[&gz, "--chunk-size", "1KiB"]).await;
+    assert_eq!(done_and_running(ran.field("chunks")), "1/1 done, 0 running");
+
+    // A file that claims to be gzip but is not: the job fails naming the file.
+    let broken = dir.path().join("broken.log.gz");
+    std::fs::write(&broken, b"this is not gzip\n").unwrap();
+    let out = submit_job(&c.addr, &["run", broken.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}: not valid gzip", broken.display())),
+        "{err}"
+    );
+
+    // Grouping plain text: no fields, a clear error naming the file.
+    let text = files[0].display().to_string();
+    let out = submit_job(
+        &c.addr,
+        &["run", &text, "--op", "groupby", "--option", "key=a"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is text, which has no fields"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Bad options are refused at submission.
+    for (args, needle) in [
+        (vec!["--op", "grep"], "option 'pattern' is required"),
+        (vec!["--op", "grep", "--option", "pattern=("], "bad pattern"),
+        (
+            vec![
+                "--op",
+                "groupby",
+                "--option",
+                "key=a",
+                "--option",
+                "agg=median",
+            ],
+            "agg 'median' is not one of",
+        ),
+        (
+            vec!["--op", "histogram", "--option", "edges=3,1"],
+            "strictly increasing",
+        ),
+        (
+            vec!["--op", "wordcount", "--option", "colour=blue"],
+            "unknown option 'colour' (known: tokenizer)",
+        ),
+    ] {
+        let mut all = vec!["run", text.as_str()];
+        all.extend(args);
+        let out = submit_job(&c.addr, &all).await;
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_directory_is_committed_whole_and_not_clobbered() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = csv_fixtures(&dir.path().join("in").tap_mkdir());
+    let c = cluster("ops_output_dir", 1, 2).await;
+    let out = dir.path().join("result");
+    let (input, target) = (
+        dir.path().join("in").display().to_string(),
+        out.display().to_string(),
+    );
+    let options = [
+        ("key", "product"),
+        ("agg", "topk"),
+        ("value", "region"),
+        ("k", "2"),
+    ];
+    let mut args = vec![input.clone()];
+    args.extend(op_args("groupby", &options));
+    args.extend(["--format", "csv", "--output-dir", &target].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let ran = run(&c.addr, &args).await;
+
+    // What the client printed and what the coordinator wrote are the same CSV, and Python's
+    // csv module reads it back to the oracle's answer.
+    let part = out.join("part-00000.csv");
+    assert_eq!(std::fs::read(&part).unwrap(), ran.stdout);
+    assert!(out.join("_SUCCESS").exists());
+    let read_back = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import csv, json, sys\n\
+             rows = {r['key']: [[v, int(n)] for v, n in (p.rsplit('=', 1) for p in r['value'].split(','))]\n\
+                     for r in csv.DictReader(open(sys.argv[1], newline='', encoding='latin-1'))}\n\
+             print(json.dumps(rows))",
+            part.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        read_back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read_back.stderr)
+    );
+    let got: BTreeMap<String, Json> = serde_json::from_slice(&read_back.stdout).unwrap();
+    assert_eq!(got, oracle("groupby", &options, &csv).rows);
+    let siblings: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        siblings.len(),
+        2,
+        "no temporary directory left: {siblings:?}"
+    );
+
+    // The same target again is refused at submission, and nothing runs.
+    let again = submit_job(&c.addr, &[&["run"], &args[..]].concat()).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains(&format!("output directory '{target}' exists")),
+        "{}",
+        stderr(&again)
+    );
+    // Unless asked to overwrite: then the new result replaces the old, in another format.
+    let mut overwrite: Vec<&str> = args.clone();
+    overwrite.retain(|a| *a != "csv");
+    overwrite.retain(|a| *a != "--format");
+    overwrite.push("--overwrite");
+    run(&c.addr, &overwrite).await;
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["_SUCCESS", "part-00000.tsv"]);
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
+
+/// The "D/T done, R running" part of a status's chunks line (checkpoints are not checked here).
+fn done_and_running(chunks: &str) -> String {
+    chunks.split(", ").take(2).collect::<Vec<_>>().join(", ")
+}

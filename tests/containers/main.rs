@@ -1,7 +1,7 @@
 //! Container tests: the fanfold image run as a coordinator and worker containers on a private
 //! Docker network, driven from the host by the real `submit-job`, checked against an independent
-//! sequential word count, and broken on purpose (a worker killed, a worker paused and resumed, a
-//! worker added) while a job runs.
+//! sequential word count, and broken on purpose while a job runs: a worker killed, a worker
+//! paused and resumed, a worker added, the coordinator killed and restarted on its volume.
 //!
 //! The image is built once per run by `deploy/build-image.sh` if its tag is missing. Without a
 //! Docker engine the tests skip, unless `FANFOLD_REQUIRE_DOCKER=1` (see `harness`).

@@ -15,7 +15,8 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts a coordinator on a free loopback port and `workers` workers of `slots` slots.
+    /// Starts a coordinator on a free loopback port and `workers` workers of `slots` slots; the
+    /// workers use the coordinator's operation registry.
     pub async fn start(
         workers: u32,
         slots: u32,
@@ -23,6 +24,7 @@ impl LocalCluster {
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = format!("http://{}", listener.local_addr()?);
+        let registry = config.registry.clone();
         let coordinator = (CancellationToken::new(), TaskTracker::new());
         let token = coordinator.0.clone();
         coordinator.1.spawn(async move {
@@ -34,6 +36,7 @@ impl LocalCluster {
         for i in 0..workers {
             let mut worker = fanfold_worker::Config::new(&address, format!("local-{i}"), slots);
             worker.max_backoff = Duration::from_millis(200);
+            worker.registry = registry.clone();
             fleet.1.spawn(fanfold_worker::run(worker, fleet.0.clone()));
         }
         Ok(LocalCluster {

@@ -245,7 +245,7 @@ async fn submit_job_reports_errors_in_one_line_with_exit_codes() {
     std::fs::write(&input, "x\n").unwrap();
     one_line_error(
         &submit_job(&addr, &["run", input.to_str().unwrap(), "--op", "nope"]).await,
-        "unknown operation 'nope' (known: distinct, grep, groupby, histogram, index, wordcount)",
+        "unknown operation 'nope' (known: distinct, grep, groupby, histogram, index, streaming, wordcount)",
     );
 
     // Not a job id at all: a usage error.

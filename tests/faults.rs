@@ -237,7 +237,7 @@ async fn cancel_stops_the_work_on_every_worker_promptly() {
     // Workers get their own temporary directory, to check that nothing is left in it.
     let workers: Vec<Proc> = (0..2)
         .map(|i| {
-            let child = worker_command(test, &addr, 1, &format!("w{i}"))
+            let child = worker_command(test, &addr, 1, &format!("w{i}"), &[])
                 .env("TMPDIR", scratch.path())
                 .spawn()
                 .unwrap();
@@ -310,4 +310,95 @@ async fn sigterm_drains_a_worker_which_exits_zero_and_nothing_is_lost() {
     assert_exact(&addr, &job).await;
     let log = std::fs::read_to_string(log_dir(test).join("leaving.log")).unwrap();
     assert!(log.contains("draining") && log.contains("drained"), "{log}");
+}
+
+/// A streaming mapper that dies on any record starting with "POISON", and otherwise emits
+/// `word<TAB>1` for each whitespace-separated word.
+const POISONED_MAPPER: &str = "awk '/^POISON/ { print \"poisoned record\" > \"/dev/stderr\"; exit 3 } \
+                               { for (i = 1; i <= NF; i++) print $i \"\\t1\" }'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_fails_the_job_clearly_or_is_quarantined_in_skip_mode() {
+    let test = "poison";
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.txt");
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!("alpha beta{} gamma{}\n", i % 7, i % 13));
+        if i == 1700 {
+            text.push_str("POISON pill here\n");
+        }
+    }
+    std::fs::write(&input, &text).unwrap();
+    let poison_offset = text.find("POISON").unwrap();
+    // The independent answer: every word of every line except the poisoned one.
+    let mut expected: HashMap<Vec<u8>, u64> = HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with("POISON")) {
+        for word in line.split_whitespace() {
+            *expected.entry(word.as_bytes().to_vec()).or_default() += 1;
+        }
+    }
+
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let (_coordinator, addr) = coordinator(
+        test,
+        "127.0.0.1:0",
+        &[
+            "--allow-streaming",
+            "--max-attempts",
+            "2",
+            "--state-dir",
+            state_dir,
+        ],
+    )
+    .await;
+    let _workers: Vec<Proc> = (0..2)
+        .map(|i| worker_with(test, &addr, 1, &format!("w{i}"), &["--allow-streaming"]))
+        .collect();
+    let input = input.to_str().unwrap();
+    let job = [
+        "run",
+        input,
+        "--mapper",
+        POISONED_MAPPER,
+        "--reducer",
+        "sum",
+        "--chunk-size",
+        "8KiB",
+    ];
+
+    // Without skip mode the job fails, naming the file, the byte range, the attempts and the
+    // mapper's error.
+    let failed = submit_job(&addr, &[&job[..], &["-q"]].concat()).await;
+    assert_eq!(failed.status.code(), Some(1));
+    let err = stderr(&failed);
+    assert!(err.contains("failed after 2 attempts"), "{err}");
+    assert!(err.contains(&format!("{input} bytes ")), "{err}");
+    assert!(err.contains("poisoned record"), "{err}");
+
+    // In skip mode it finishes; the quarantine holds exactly the poisoned record.
+    let out = submit_job(&addr, &[&job[..], &["-q", "--skip-bad-records"]].concat()).await;
+    assert_ok(&out);
+    assert!(
+        parse_tsv(&out.stdout) == expected,
+        "counts differ from the independent count"
+    );
+    let id = stdout(&submit_job(&addr, &["list"]).await)
+        .lines()
+        .rfind(|l| l.contains("succeeded"))
+        .expect("the skip-mode job")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let status = job_status(&addr, &id).await.unwrap();
+    assert_eq!(num(&status, "bad_records"), 1);
+    let quarantine = std::fs::read_to_string(&status["quarantine"]).unwrap();
+    let fields: Vec<&str> = quarantine.trim_end().split('\t').collect();
+    assert_eq!(quarantine.lines().count(), 1, "{quarantine}");
+    assert_eq!(fields[0], input);
+    assert_eq!(fields[1], poison_offset.to_string());
+    assert!(fields[2].contains("poisoned record"), "{quarantine}");
+    assert_eq!(fields[3], "POISON pill here");
 }

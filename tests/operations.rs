@@ -557,17 +557,33 @@ async fn results_do_not_depend_on_chunk_size_workers_or_slots() {
     let mean = [("key", "user.id"), ("agg", "mean"), ("value", "amount")];
     let lines = [("pattern", "\"t[0-2]\""), ("output", "lines")];
     let edges = [("field", "amount"), ("edges", "0,100,200,300")];
-    for (i, (chunk_size, workers, slots)) in [
-        ("1KiB", 1, 1),
-        ("1KiB", 3, 2),
-        ("3KiB", 2, 1),
-        ("16MiB", 1, 3),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let c = cluster(&format!("ops_sweep_{i}"), workers, slots).await;
-        let extra = ["--chunk-size", chunk_size];
+    // The extremes, then random draws (FANFOLD_TEST_SEED repeats a run; the seed is printed).
+    let seed = std::env::var("FANFOLD_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("chunking sweep: FANFOLD_TEST_SEED={seed}");
+    let mut rng = Rng::new(seed);
+    let mut configs = vec![(1024, 1, 1), (1024, 3, 2), (16 << 20, 1, 3)];
+    for _ in 0..3 {
+        configs.push((
+            1024 + rng.below(40 * 1024),
+            1 + rng.below(3),
+            1 + rng.below(3),
+        ));
+    }
+    for (i, (chunk_size, workers, slots)) in configs.into_iter().enumerate() {
+        let c = cluster(&format!("ops_sweep_{i}"), workers as u32, slots as u32).await;
+        let size = chunk_size.to_string();
+        let extra = ["--chunk-size", &size];
+        let what =
+            format!("seed {seed}: chunk size {chunk_size}, {workers} workers x {slots} slots");
+        eprintln!("{what}");
         check(&c.addr, "groupby", &mean, &root, &jsonl, &extra, true).await;
         check(&c.addr, "grep", &lines, &root, &jsonl, &extra, false).await;
         check(&c.addr, "histogram", &edges, &root, &jsonl, &extra, true).await;

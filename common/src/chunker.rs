@@ -67,6 +67,21 @@ pub fn plan(
     Ok(chunks)
 }
 
+/// Fails, naming the file and byte range, if a chunk is larger than `max` bytes: a single record
+/// (or a whole, compressed or CSV file) that large cannot travel to a worker in one message.
+pub fn check_sizes(files: &[InputFile], chunks: &[ChunkRange], max: u64) -> Result<(), String> {
+    match chunks.iter().find(|c| c.len() > max) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "input '{}': bytes {}..{} must be one chunk (one record, or a file that is read \
+             whole) and are larger than the {max} bytes a chunk may have",
+            files[c.file as usize].path.display(),
+            c.start,
+            c.end
+        )),
+    }
+}
+
 /// Calls `emit(start, end)` for each record-aligned chunk of a file of `len` bytes.
 fn plan_file(
     path: &Path,
@@ -251,6 +266,23 @@ mod tests {
         let chunks = plan(&files, 1, |p| !p.ends_with("part-00002")).unwrap();
         let spans: Vec<_> = chunks.iter().map(|c| (c.file, c.start, c.end)).collect();
         assert_eq!(spans, [(0, 0, 6), (2, 0, 2), (2, 2, 4)]);
+    }
+
+    #[test]
+    fn an_oversized_record_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_files(dir.path(), &[b"ok\n0123456789\nok\n".to_vec()]);
+        let chunks = plan(&files, 1, |_| false).unwrap();
+        assert!(check_sizes(&files, &chunks, 11).is_ok());
+        let err = check_sizes(&files, &chunks, 10).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "input '{}': bytes 3..14 must be one chunk (one record, or a file that is read \
+                 whole) and are larger than the 10 bytes a chunk may have",
+                files[0].path.display()
+            )
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ops;
 use crate::partial::{self, MergeError, Partial, Row, SortOrder};
@@ -26,11 +27,42 @@ pub struct Chunk<'a> {
     pub path: &'a str,
     /// Byte offset of `data` in the file (0 for a whole file or a compressed one).
     pub start: u64,
+    /// Set when the chunk's result is no longer wanted (job cancelled, worker stopping).
+    stop: Option<&'a AtomicBool>,
 }
 
 impl<'a> Chunk<'a> {
     pub fn new(data: &'a [u8], path: &'a str, start: u64) -> Self {
-        Chunk { data, path, start }
+        Chunk {
+            data,
+            path,
+            start,
+            stop: None,
+        }
+    }
+
+    /// The same chunk, with a flag the caller sets when the result is no longer wanted.
+    pub fn with_stop(self, stop: &'a AtomicBool) -> Self {
+        Chunk {
+            stop: Some(stop),
+            ..self
+        }
+    }
+
+    /// The records in `range` of this chunk's data, as a chunk of their own (same file, same
+    /// stop flag).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Chunk<'a> {
+        Chunk {
+            data: &self.data[range.clone()],
+            path: self.path,
+            start: self.start + range.start as u64,
+            stop: self.stop,
+        }
+    }
+
+    /// Whether the map may give up: a long-running map (a child process) should check this.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -83,18 +115,30 @@ pub trait Operation: Send + Sync + 'static {
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError>;
 
     /// Turns the job's folded partial into result rows: settles each value, sorts, keeps the
-    /// first `limit`. The default orders keys bytewise.
-    fn finalize(&self, partial: Partial, sort: SortOrder, limit: Option<u64>) -> Finalized {
-        Finalized {
+    /// first `limit`. The default orders keys bytewise. Runs once, at the coordinator; an error
+    /// fails the job.
+    fn finalize(
+        &self,
+        partial: Partial,
+        sort: SortOrder,
+        limit: Option<u64>,
+    ) -> Result<Finalized, MapError> {
+        Ok(Finalized {
             keys: partial.len() as u64,
             rows: partial::finalize(partial, sort, limit),
-        }
+        })
     }
 
     /// Whether a file must be mapped as one chunk because a record boundary cannot be found
     /// from an arbitrary offset (CSV, whose quoted fields may hold newlines). Compressed files
     /// and whole-file jobs are one chunk per file anyway.
     fn whole_file(&self, _path: &str) -> bool {
+        false
+    }
+
+    /// Whether the operation runs programs named in its options (streaming). A [`Registry`]
+    /// builds such an operation only if programs are allowed.
+    fn runs_programs(&self) -> bool {
         false
     }
 }
@@ -131,8 +175,8 @@ fn isolate(
     bad: &mut Vec<BadRecord>,
 ) -> Result<(), MergeError> {
     let data = chunk.data;
-    if data.is_empty() {
-        return Ok(());
+    if data.is_empty() || chunk.stopped() {
+        return Ok(()); // nothing to map, or the result is no longer wanted
     }
     let mut local = ChunkStats::default();
     let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -169,8 +213,8 @@ fn isolate(
         return Ok(());
     }
     let cut = ends[ends.len() / 2 - 1];
-    let head = Chunk::new(&data[..cut], chunk.path, chunk.start);
-    let tail = Chunk::new(&data[cut..], chunk.path, chunk.start + cut as u64);
+    let head = chunk.slice(0..cut);
+    let tail = chunk.slice(cut..data.len());
     isolate(operation, &head, stats, partial, bad)?;
     isolate(operation, &tail, stats, partial, bad)
 }
@@ -194,12 +238,18 @@ pub enum SpecError {
     UnknownOperation { name: String, known: Vec<String> },
     #[error("operation '{operation}': {message}")]
     BadOption { operation: String, message: String },
+    #[error(
+        "operation '{0}' runs arbitrary programs and this process does not allow that; \
+         start it with --allow-streaming (FANFOLD_ALLOW_STREAMING=true)"
+    )]
+    ProgramsNotAllowed(String),
 }
 
 /// Operations by name.
 #[derive(Clone)]
 pub struct Registry {
     factories: BTreeMap<String, Factory>,
+    programs_allowed: bool,
 }
 
 impl Registry {
@@ -207,6 +257,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut registry = Self {
             factories: BTreeMap::new(),
+            programs_allowed: false,
         };
         registry.register(ops::wordcount::NAME, ops::wordcount::factory);
         registry.register(ops::grep::NAME, ops::grep::factory);
@@ -214,12 +265,19 @@ impl Registry {
         registry.register(ops::distinct::NAME, ops::distinct::factory);
         registry.register(ops::histogram::NAME, ops::histogram::factory);
         registry.register(ops::index::NAME, ops::index::factory);
+        registry.register(ops::streaming::NAME, ops::streaming::factory);
         registry
     }
 
     /// Adds (or replaces) an operation under `name`.
     pub fn register(&mut self, name: &str, factory: Factory) {
         self.factories.insert(name.to_owned(), factory);
+    }
+
+    /// Allows (or forbids, the default) operations that run programs, such as streaming.
+    pub fn allow_programs(mut self, allowed: bool) -> Self {
+        self.programs_allowed = allowed;
+        self
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -235,7 +293,11 @@ impl Registry {
                 name: name.to_owned(),
                 known: self.names(),
             })?;
-        factory(options)
+        let operation = factory(options)?;
+        if operation.runs_programs() && !self.programs_allowed {
+            return Err(SpecError::ProgramsNotAllowed(name.to_owned()));
+        }
+        Ok(operation)
     }
 }
 
@@ -332,6 +394,22 @@ mod tests {
     }
 
     #[test]
+    fn programs_run_only_where_allowed() {
+        let options: Options = [("mapper".to_string(), "cat".to_string())].into();
+        let err = Registry::builtin()
+            .build("streaming", &options)
+            .err()
+            .unwrap();
+        assert_eq!(err, SpecError::ProgramsNotAllowed("streaming".into()));
+        assert!(
+            Registry::builtin()
+                .allow_programs(true)
+                .build("streaming", &options)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn unknown_operation_lists_known_ones() {
         let err = Registry::builtin()
             .build("sort", &Options::new())
@@ -339,7 +417,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "unknown operation 'sort' (known: distinct, grep, groupby, histogram, index, wordcount)"
+            "unknown operation 'sort' (known: distinct, grep, groupby, histogram, index, streaming, wordcount)"
         );
     }
 }

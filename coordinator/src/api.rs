@@ -21,6 +21,9 @@ use tonic::{Request, Response, Status};
 use crate::job::Plan;
 use crate::scheduler::{Handle, JobError};
 
+/// The largest chunk that can be assigned: a gRPC message, less room for the rest of it.
+const MAX_CHUNK_BYTES: u64 = fanfold_proto::MAX_MESSAGE_BYTES as u64 - (1 << 20);
+
 /// Rows per `ResultBatch` message.
 const ROWS_PER_BATCH: usize = 4096;
 
@@ -82,6 +85,7 @@ impl JobService for Api {
             };
             let chunks =
                 chunker::plan(&files, chunk_size, whole_file).map_err(|e| e.to_string())?;
+            chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES)?;
             Ok(Plan {
                 files: files.into_iter().map(|f| f.path).collect(),
                 chunks,

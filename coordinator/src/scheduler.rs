@@ -738,7 +738,9 @@ impl Scheduler {
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let finalized = tokio::task::spawn_blocking(move || {
-                let Finalized { keys, rows } = operation.finalize(folded, sort, limit);
+                let Finalized { keys, rows } = operation
+                    .finalize(folded, sort, limit)
+                    .map_err(|e| format!("finalize failed: {e}"))?;
                 if let Some(output) = &output {
                     crate::output::commit(output, id, &rows)?;
                 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use fanfold::flags;
+use fanfold_common::operation::Registry;
 
 /// The fanfold coordinator: splits jobs into chunks, fans them out to workers, folds results.
 #[derive(Parser, Debug)]
@@ -38,6 +39,9 @@ struct Args {
     /// Never start backup attempts of straggling chunks.
     #[arg(long, env = "FANFOLD_NO_BACKUPS")]
     no_backups: bool,
+    /// Accept streaming jobs, whose reducer command runs here: they run arbitrary programs.
+    #[arg(long, env = "FANFOLD_ALLOW_STREAMING")]
+    allow_streaming: bool,
     /// Log JSON lines instead of text.
     #[arg(long, env = "FANFOLD_LOG_JSON")]
     log_json: bool,
@@ -73,7 +77,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             slowdown: 4,
         }),
         state_dir: args.state_dir,
-        ..Default::default()
+        registry: Registry::builtin().allow_programs(args.allow_streaming),
     };
     if config.state_dir.is_none() {
         tracing::warn!("no --state-dir: jobs and results will not survive a restart");

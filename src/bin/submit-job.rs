@@ -11,6 +11,7 @@ use fanfold::local::LocalCluster;
 use fanfold::output::{Format, Output};
 use fanfold::progress::Progress;
 use fanfold_common::ids::JobId;
+use fanfold_common::operation::{Options, Registry};
 use fanfold_common::partial::SortOrder;
 use fanfold_common::spec::{JobSpec, JobState, JobStatus, OutputDir};
 
@@ -42,6 +43,9 @@ enum Command {
         /// Slots per worker [default: available cores / workers, at least 1].
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         slots: Option<u32>,
+        /// Allow streaming jobs (they run arbitrary programs).
+        #[arg(long, env = "FANFOLD_ALLOW_STREAMING")]
+        allow_streaming: bool,
     },
     /// Show a job's state, progress and counters.
     Status { job: JobId },
@@ -63,9 +67,18 @@ struct RunArgs {
     /// filesystem. Relative paths are made absolute against this directory.
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// Operation to run.
+    /// Operation to run: wordcount, grep, groupby, distinct, histogram, index, streaming (or a
+    /// custom one the cluster knows); README.md lists each one's options.
     #[arg(long, default_value = "wordcount")]
     op: String,
+    /// Streaming: run CMD (with `sh -c`) on each chunk, records on stdin, `key<TAB>value` lines
+    /// on stdout. Same as `--op streaming --option mapper=CMD`.
+    #[arg(long, value_name = "CMD", conflicts_with = "op")]
+    mapper: Option<String>,
+    /// Streaming: fold each key's values with sum, count, min, max, mean, distinct or collect
+    /// (the default), or run CMD once over all `key<TAB>value` lines sorted by key.
+    #[arg(long, value_name = "NAME|CMD", requires = "mapper")]
+    reducer: Option<String>,
     /// Operation option as NAME=VALUE; repeat for more.
     #[arg(long = "option", value_name = "NAME=VALUE", value_parser = option)]
     options: Vec<(String, String)>,
@@ -148,10 +161,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             run,
             workers,
             slots,
+            allow_streaming,
         } => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
             let slots = slots.unwrap_or((cores / workers).max(1));
-            let cluster = LocalCluster::start(workers, slots, Default::default())
+            let config = fanfold_coordinator::Config {
+                registry: Registry::builtin().allow_programs(allow_streaming),
+                ..Default::default()
+            };
+            let cluster = LocalCluster::start(workers, slots, config)
                 .await
                 .context("cannot start the local cluster")?;
             let outcome = match Client::connect(&cluster.address).await {
@@ -206,10 +224,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Submits, follows and prints a job; the exit code says how it ended.
 async fn run_job(client: &mut Client, args: RunArgs) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let mut options: Options = args.options.into_iter().collect();
+    let operation = match args.mapper {
+        Some(mapper) => {
+            options.insert("mapper".into(), mapper);
+            if let Some(reducer) = args.reducer {
+                options.insert("reducer".into(), reducer);
+            }
+            "streaming".to_owned()
+        }
+        None => args.op,
+    };
     let spec = JobSpec {
         inputs: args.inputs.iter().map(|i| absolute(&cwd, i)).collect(),
-        operation: args.op,
-        options: args.options.into_iter().collect(),
+        operation,
+        options,
         chunk_size: args.chunk_size,
         sort: match args.sort {
             Sort::Key => SortOrder::Key,

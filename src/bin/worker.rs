@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fanfold::flags;
+use fanfold_common::operation::Registry;
 
 /// The fanfold worker: dials the coordinator (retrying until it is up) and runs chunks.
 #[derive(Parser, Debug)]
@@ -24,6 +25,10 @@ struct Args {
     /// On SIGTERM or SIGINT, how long running chunks may take to finish before detaching.
     #[arg(long, env = "FANFOLD_DRAIN_TIMEOUT", default_value = "30s", value_parser = flags::duration)]
     drain_timeout: Duration,
+    /// Run streaming jobs' mapper commands: they run arbitrary programs as this user. Without
+    /// it, such chunks fail (not retried) with an error that says so.
+    #[arg(long, env = "FANFOLD_ALLOW_STREAMING")]
+    allow_streaming: bool,
     /// Log JSON lines instead of text.
     #[arg(long, env = "FANFOLD_LOG_JSON")]
     log_json: bool,
@@ -45,5 +50,6 @@ async fn main() {
     let mut config = fanfold_worker::Config::new(args.coordinator, name, slots);
     config.heartbeat = args.heartbeat;
     config.drain_timeout = args.drain_timeout;
+    config.registry = Registry::builtin().allow_programs(args.allow_streaming);
     fanfold_worker::run(config, fanfold::shutdown_on_signals()).await;
 }

@@ -199,7 +199,10 @@ async fn a_partitioned_worker_container_comes_back_and_its_late_results_are_not_
     let name = format!("name={victim} ");
     // Given up on for its silence: its chunks go back to the queue.
     cluster
-        .wait_for_coordinator_line(&["worker detached", &name], Duration::from_secs(30))
+        .wait_for_coordinator_line(
+            &["worker detached", &name, "lease expired"],
+            Duration::from_secs(30),
+        )
         .await;
     // Back from the partition: it finishes the chunks it held (their results are late, for
     // attempts already handed to others) and attaches again.

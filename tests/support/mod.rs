@@ -71,10 +71,17 @@ pub async fn coordinator(test: &str, listen: &str, extra: &[&str]) -> (Proc, Str
     (Proc { child }, addr)
 }
 
-/// The command that starts a worker process attached to `coordinator`.
-pub fn worker_command(test: &str, coordinator: &str, slots: u32, name: &str) -> Command {
+/// The command that starts a worker process attached to `coordinator`, with extra flags.
+pub fn worker_command(
+    test: &str,
+    coordinator: &str,
+    slots: u32,
+    name: &str,
+    extra: &[&str],
+) -> Command {
     let mut command = Command::new(WORKER);
     command
+        .args(extra)
         .args(["--coordinator", coordinator, "--name", name])
         .args(["--slots", &slots.to_string(), "--heartbeat", "500ms"])
         .stdout(Stdio::null())
@@ -85,7 +92,12 @@ pub fn worker_command(test: &str, coordinator: &str, slots: u32, name: &str) -> 
 
 /// Starts a worker process attached to `coordinator`.
 pub fn worker(test: &str, coordinator: &str, slots: u32, name: &str) -> Proc {
-    let child = worker_command(test, coordinator, slots, name)
+    worker_with(test, coordinator, slots, name, &[])
+}
+
+/// Starts a worker process with extra flags.
+pub fn worker_with(test: &str, coordinator: &str, slots: u32, name: &str, extra: &[&str]) -> Proc {
+    let child = worker_command(test, coordinator, slots, name, extra)
         .spawn()
         .expect("start worker");
     Proc { child }

@@ -7,6 +7,7 @@
 //! stream closes.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,19 +49,50 @@ pub enum AttachError {
 /// it far below this, and a full queue stops reading the stream (backpressure, not growth).
 const QUEUE: usize = 64;
 
-/// Jobs and single attempts cancelled during this attachment: their queued chunks are skipped.
+/// Jobs and single attempts cancelled during this attachment (their queued chunks are skipped),
+/// and the stop flags of the chunks being mapped (set when their job or attempt is cancelled or
+/// the attachment ends, so a long map such as a streaming mapper's child process stops early).
 #[derive(Default)]
-struct Cancelled {
+struct Stops {
     jobs: HashSet<String>,
-    attempts: HashSet<(String, u64, u32)>,
+    attempts: HashSet<Key>,
+    running: Vec<(Key, Arc<AtomicBool>)>,
 }
 
-impl Cancelled {
-    fn covers(&self, a: &pb::Assign) -> bool {
-        self.jobs.contains(&a.job_id)
-            || self
-                .attempts
-                .contains(&(a.job_id.clone(), a.chunk, a.attempt))
+/// An assignment: job, chunk, attempt.
+type Key = (String, u64, u32);
+
+fn key(a: &pb::Assign) -> Key {
+    (a.job_id.clone(), a.chunk, a.attempt)
+}
+
+impl Stops {
+    fn covers(&self, key: &Key) -> bool {
+        self.jobs.contains(&key.0) || self.attempts.contains(key)
+    }
+
+    fn cancel_job(&mut self, job: String) {
+        for (running, stop) in &self.running {
+            if running.0 == job {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        self.jobs.insert(job);
+    }
+
+    fn cancel_attempt(&mut self, key: Key) {
+        for (running, stop) in &self.running {
+            if *running == key {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        self.attempts.insert(key);
+    }
+
+    fn stop_all(&self) {
+        for (_, stop) in &self.running {
+            stop.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -69,7 +101,7 @@ struct Shared {
     config: Config,
     assignments: tokio::sync::Mutex<mpsc::Receiver<pb::Assign>>,
     outbox: mpsc::Sender<pb::WorkerMessage>,
-    cancelled: Mutex<Cancelled>,
+    stops: Mutex<Stops>,
     /// Assignments received and not yet reported.
     in_flight: watch::Sender<usize>,
     /// Cancelled when draining: queued chunks are handed back instead of run.
@@ -113,7 +145,7 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
         config: config.clone(),
         assignments: tokio::sync::Mutex::new(assignments),
         outbox: outbox.clone(),
-        cancelled: Mutex::default(),
+        stops: Mutex::default(),
         in_flight: watch::Sender::new(0),
         drain: CancellationToken::new(),
     });
@@ -170,25 +202,20 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
             pb::coordinator_message::Kind::Cancel(cancel) => {
                 info!(job_id = %cancel.job_id, "job cancelled");
                 shared
-                    .cancelled
+                    .stops
                     .lock()
-                    .expect("cancel set")
-                    .jobs
-                    .insert(cancel.job_id);
+                    .expect("stops")
+                    .cancel_job(cancel.job_id);
             }
             pb::coordinator_message::Kind::CancelAttempt(c) => {
                 debug!(job_id = %c.job_id, chunk_id = c.chunk, attempt = c.attempt, "attempt cancelled");
                 let key = (c.job_id, c.chunk, c.attempt);
-                shared
-                    .cancelled
-                    .lock()
-                    .expect("cancel set")
-                    .attempts
-                    .insert(key);
+                shared.stops.lock().expect("stops").cancel_attempt(key);
             }
         }
     };
     session.cancel();
+    shared.stops.lock().expect("stops").stop_all();
     drop(queue);
     drop(outbox);
     tasks.close();
@@ -241,10 +268,10 @@ async fn slot(shared: Arc<Shared>, session: CancellationToken) {
                 chunk: assign.chunk,
                 attempt: assign.attempt,
             }))
-        } else if shared.cancelled.lock().expect("cancel set").covers(&assign) {
+        } else if shared.stops.lock().expect("stops").covers(&key(&assign)) {
             failed(&assign, "cancelled".into(), false)
         } else {
-            map_chunk(&shared.config, assign).await
+            map_chunk(&shared.config, assign, &shared.stops).await
         };
         let sent = shared.outbox.send(report).await;
         shared.in_flight.send_modify(|n| *n -= 1);
@@ -256,7 +283,11 @@ async fn slot(shared: Arc<Shared>, session: CancellationToken) {
 
 /// Runs the chunk's map on the blocking pool, catching panics as the chunk's failure. In skip
 /// mode, failing records are isolated and reported with the rest of the chunk's result.
-async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage {
+async fn map_chunk(
+    config: &Config,
+    mut assign: pb::Assign,
+    stops: &Mutex<Stops>,
+) -> pb::WorkerMessage {
     let options = assign.options.clone().into_iter().collect();
     let operation = match config.registry.build(&assign.operation, &options) {
         Ok(operation) => operation,
@@ -268,11 +299,20 @@ async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage
         .location
         .as_ref()
         .map_or((String::new(), 0), |l| (l.path.clone(), l.start));
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let mut stops = stops.lock().expect("stops");
+        if stops.covers(&key(&assign)) {
+            stop.store(true, Ordering::Relaxed);
+        }
+        stops.running.push((key(&assign), Arc::clone(&stop)));
+    }
     let started = std::time::Instant::now();
+    let flag = Arc::clone(&stop);
     let mapped = tokio::task::spawn_blocking(move || {
         let data = records::decompress(&path, &data)?;
         let mut stats = ChunkStats::default();
-        let chunk = Chunk::new(&data, &path, start);
+        let chunk = Chunk::new(&data, &path, start).with_stop(&flag);
         let (partial, bad) = if skip {
             operation::map_isolating(operation.as_ref(), &chunk, &mut stats)
                 .map_err(|e| e.to_string())?
@@ -285,8 +325,22 @@ async fn map_chunk(config: &Config, mut assign: pb::Assign) -> pb::WorkerMessage
         Ok::<_, String>((pb::Partial::from(partial), stats, bad))
     })
     .await;
+    stops
+        .lock()
+        .expect("stops")
+        .running
+        .retain(|(_, s)| !Arc::ptr_eq(s, &stop));
     debug!(job_id = %assign.job_id, chunk_id = assign.chunk, attempt = assign.attempt,
         elapsed = ?started.elapsed(), "chunk mapped");
+    if stop.load(Ordering::Relaxed) {
+        // Stopped on purpose, not by its input: another attempt may run it (the coordinator
+        // drops this report if the job was cancelled).
+        let why = format!(
+            "worker {}: stopped (job cancelled or worker stopping)",
+            config.name
+        );
+        return failed(&assign, why, true);
+    }
     match mapped {
         Ok(Ok((partial, stats, bad))) => message(pb::worker_message::Kind::Done(pb::ChunkDone {
             job_id: assign.job_id,

@@ -128,12 +128,17 @@ impl Operation for Grep {
         Ok(partial)
     }
 
-    fn finalize(&self, partial: Partial, sort: SortOrder, limit: Option<u64>) -> Finalized {
+    fn finalize(
+        &self,
+        partial: Partial,
+        sort: SortOrder,
+        limit: Option<u64>,
+    ) -> Result<Finalized, MapError> {
         if !self.lines {
-            return Finalized {
+            return Ok(Finalized {
                 keys: partial.len() as u64,
                 rows: partial::finalize(partial, sort, limit),
-            };
+            });
         }
         // Lines per chunk, by file and chunk offset, then each chunk's first line number.
         let mut chunk_lines: BTreeMap<(Vec<u8>, u64), u64> = BTreeMap::new();
@@ -171,10 +176,10 @@ impl Operation for Grep {
                 }
             })
             .collect();
-        Finalized {
+        Ok(Finalized {
             keys: rows.len() as u64,
             rows: partial::order(rows, sort, limit, |a, b| by_path_and_line(&a.key, &b.key)),
-        }
+        })
     }
 }
 
@@ -215,7 +220,7 @@ mod tests {
             let chunk = Chunk::new(&file[start..end], "dir/f.txt", start as u64);
             folded.merge(op.map(&chunk, &mut stats).unwrap()).unwrap();
         }
-        let done = op.finalize(folded, SortOrder::Key, None);
+        let done = op.finalize(folded, SortOrder::Key, None).unwrap();
         let keys: Vec<String> = done
             .rows
             .iter()

@@ -185,7 +185,7 @@ mod tests {
         let op = factory(&options).unwrap();
         let mut stats = ChunkStats::default();
         let p = op.map(&Chunk::new(data, path, 0), &mut stats).unwrap();
-        (op.finalize(p, SortOrder::Key, None), stats)
+        (op.finalize(p, SortOrder::Key, None).unwrap(), stats)
     }
 
     fn shown(done: &Finalized) -> Vec<(String, Value)> {

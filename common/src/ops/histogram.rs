@@ -13,7 +13,7 @@ use crate::operation::{
 };
 use crate::ops::groupby::needs_fields;
 use crate::partial::{self, Partial, Row, SortOrder, Value};
-use crate::records::{Field, INPUT_OPTIONS, InputOptions, Record, for_each_record, number};
+use crate::records::{Field, Format, INPUT_OPTIONS, InputOptions, Record, for_each_record, number};
 
 pub const NAME: &str = "histogram";
 
@@ -86,6 +86,11 @@ impl Operation for Histogram {
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError> {
         if self.field.is_some() {
             needs_fields(NAME, &self.input, chunk.path)?;
+        } else if self.input.format_of(chunk.path) != Format::Text {
+            return Err(MapError::Failed(format!(
+                "{NAME}: '{}' has fields; name the numeric one with option field=",
+                chunk.path
+            )));
         }
         let mut counts = vec![0u64; self.edges.len() + 1];
         for_each_record(chunk.data, chunk.path, &self.input, stats, |record| {
@@ -111,11 +116,17 @@ impl Operation for Histogram {
         )?)
     }
 
-    fn finalize(&self, partial: Partial, sort: SortOrder, limit: Option<u64>) -> Finalized {
+    fn finalize(
+        &self,
+        partial: Partial,
+        sort: SortOrder,
+        limit: Option<u64>,
+    ) -> Result<Finalized, MapError> {
         // Keys are slots (big-endian, so bytewise order is bucket order) until labelled here.
+        let keys = partial.len() as u64;
         let rows = partial::finalize(partial, sort, limit);
-        Finalized {
-            keys: rows.len() as u64,
+        Ok(Finalized {
+            keys,
             rows: rows
                 .into_iter()
                 .map(|row| {
@@ -126,7 +137,7 @@ impl Operation for Histogram {
                     }
                 })
                 .collect(),
-        }
+        })
     }
 
     fn whole_file(&self, path: &str) -> bool {
@@ -148,7 +159,7 @@ mod tests {
                 &mut stats,
             )
             .unwrap();
-        let done = op.finalize(p, SortOrder::Key, None);
+        let done = op.finalize(p, SortOrder::Key, None).unwrap();
         let shown: Vec<(String, Value)> = done
             .rows
             .into_iter()
@@ -164,6 +175,14 @@ mod tests {
             ]
         );
         assert_eq!(stats.bad_records, 1);
+        let err = op
+            .map(&Chunk::new(b"a\n1\n", "n.csv", 0), &mut stats)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "histogram: 'n.csv' has fields; name the numeric one with option field="
+        );
         assert!(factory(&[("edges".to_string(), "5,1".to_string())].into()).is_err());
         assert!(factory(&[("edges".to_string(), "1".to_string())].into()).is_err());
     }

@@ -6,6 +6,7 @@ pub mod grep;
 pub mod groupby;
 pub mod histogram;
 pub mod index;
+pub mod streaming;
 pub mod wordcount;
 
 #[cfg(test)]
@@ -104,8 +105,8 @@ mod tests {
                 }
                 for sort in [SortOrder::Key, SortOrder::ValueDesc] {
                     prop_assert_eq!(
-                        op.finalize(folded.clone(), sort, Some(50)),
-                        op.finalize(whole.clone(), sort, Some(50)),
+                        op.finalize(folded.clone(), sort, Some(50)).unwrap(),
+                        op.finalize(whole.clone(), sort, Some(50)).unwrap(),
                         "{} {:?}", name, options
                     );
                 }

@@ -281,9 +281,44 @@ async fn workers_reattach_to_a_restarted_coordinator_container_and_jobs_run_agai
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_coordinator_container_killed_mid_job_restarts_on_its_volume_and_the_job_resumes() {
+async fn a_job_resumes_when_its_coordinator_container_restarts_mid_job() {
     let Some(docker) = docker() else { return };
     let mut cluster = Cluster::start(docker, "resume", &corpus().root).await;
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        names.push(cluster.add_worker(SLOW_WORKER).await);
+    }
+    let job = submit(&cluster).await;
+    let before = wait_until_partly_done(&cluster, &job, 0.3).await;
+    let (done_before, _) = chunks(&before);
+
+    // A clean stop (SIGTERM) of the same container, same state volume: the job is still
+    // there, with every chunk folded before the stop (a clean stop writes its last
+    // checkpoint), and the workers come back.
+    cluster.restart_coordinator(Duration::from_secs(10)).await;
+    let resumed = cluster.submit_job(&["status", &job]).await;
+    assert_ok(&resumed);
+    let resumed = stdout(&resumed);
+    assert!(
+        chunks(&resumed).0 >= done_before,
+        "{done_before} chunks were done before the restart:\n{resumed}"
+    );
+    for name in &names {
+        cluster
+            .wait_until_attached(name, 2, Duration::from_secs(60))
+            .await;
+    }
+    let status = expect_exact_result(&cluster, &job).await;
+    // Only chunks in flight at the restart ran again: at most the workers' credits
+    // (3 workers x (1 slot + 1 prefetch)).
+    let redone = counter(&status, "attempts") - chunks(&status).1;
+    assert!(redone <= 6, "{redone} chunks redone:\n{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_resumes_from_its_checkpoints_when_its_coordinator_container_is_killed_mid_job() {
+    let Some(docker) = docker() else { return };
+    let mut cluster = Cluster::start(docker, "crash", &corpus().root).await;
     let workers = 3;
     for _ in 0..workers {
         cluster.add_worker(SLOW_WORKER).await;

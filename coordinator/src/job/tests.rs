@@ -1,0 +1,220 @@
+//! The chunk lifecycle and exactly-once rules of one job, without a scheduler or sockets.
+
+use super::*;
+use fanfold_common::operation::Registry;
+use fanfold_common::partial::Value;
+
+fn job(chunks: u64) -> Job {
+    let plan = Plan {
+        files: vec![PathBuf::from("in.txt")],
+        chunks: (0..chunks)
+            .map(|i| ChunkRange {
+                file: 0,
+                start: i * 10,
+                end: i * 10 + 10,
+            })
+            .collect(),
+        operation: Some(
+            Registry::builtin()
+                .build("wordcount", &Default::default())
+                .unwrap(),
+        ),
+    };
+    Job::new(JobId::new(), JobSpec::default(), plan, SystemTime::now())
+}
+
+fn one(key: &str) -> Partial {
+    Partial::from_entries([(key.as_bytes().to_vec(), Value::Count(1))]).unwrap()
+}
+
+fn folded(c: Completion) -> bool {
+    matches!(c, Completion::Folded { .. })
+}
+
+const W1: WorkerId = WorkerId(1);
+const W2: WorkerId = WorkerId(2);
+const NO_STATS: ChunkStats = ChunkStats {
+    records_in: 0,
+    bytes_in: 0,
+    bad_records: 0,
+    user: std::collections::BTreeMap::new(),
+};
+
+#[test]
+fn a_chunk_folds_exactly_once_and_stale_attempts_are_dropped() {
+    let mut job = job(1);
+    let (chunk, first) = job.assign_next(W1).unwrap();
+    job.release(chunk, first); // W1 vanished
+    let (again, second) = job.assign_next(W2).unwrap();
+    assert_eq!((again, second), (chunk, Attempt(2)));
+    // W1's late result for attempt 1 must not fold.
+    assert!(!folded(
+        job.complete(chunk, first, one("late"), NO_STATS, vec![])
+            .unwrap()
+    ));
+    assert!(folded(
+        job.complete(chunk, second, one("x"), NO_STATS, vec![])
+            .unwrap()
+    ));
+    // A duplicate of the winning result must not fold either.
+    assert!(!folded(
+        job.complete(chunk, second, one("x"), NO_STATS, vec![])
+            .unwrap()
+    ));
+    assert!(job.ready_to_finalize());
+    let folded = job.take_for_finalize().folded;
+    assert_eq!(folded.get(b"x"), Some(&Value::Count(1)));
+    assert_eq!(folded.get(b"late"), None);
+}
+
+#[test]
+fn failures_retry_until_the_limit_then_name_the_chunk() {
+    let mut job = job(2);
+    let (chunk, a1) = job.assign_next(W1).unwrap();
+    assert_eq!(job.fail(chunk, a1, "boom", true, 2), FailOutcome::Retry);
+    let (same, a2) = job.assign_next(W2).unwrap();
+    assert_eq!(same, chunk, "a retried chunk goes first");
+    assert_eq!(job.fail(chunk, a1, "stale", true, 2), FailOutcome::Stale);
+    assert_eq!(
+        job.fail(chunk, a2, "boom again", true, 2),
+        FailOutcome::JobFailed
+    );
+    let status = job.snapshot(0);
+    assert_eq!(status.state, JobState::Failed);
+    assert_eq!(
+        status.error.as_deref(),
+        Some("chunk 0 (in.txt bytes 0..10) failed after 2 attempts: boom again")
+    );
+    assert_eq!(status.counters.attempts, 2);
+    assert_eq!(status.counters.chunks_failed, 2);
+    assert!(
+        job.assign_next(W1).is_none(),
+        "a failed job hands out nothing"
+    );
+}
+
+#[test]
+fn a_non_retryable_failure_fails_at_once() {
+    let mut job = job(1);
+    let (chunk, a1) = job.assign_next(W1).unwrap();
+    assert_eq!(
+        job.fail(chunk, a1, "unknown op", false, 5),
+        FailOutcome::JobFailed
+    );
+}
+
+#[test]
+fn a_job_without_chunks_is_ready_at_once() {
+    assert!(job(0).ready_to_finalize());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_straggler_gets_one_backup_and_the_first_result_wins() {
+    let policy = BackupPolicy {
+        min_age: Duration::from_secs(1),
+        slowdown: 3,
+    };
+    let mut job = job(3);
+    let (c0, a0) = job.assign_next(W1).unwrap();
+    let (c1, a1) = job.assign_next(W1).unwrap();
+    let (slow, slow_attempt) = job.assign_next(W2).unwrap();
+    assert_eq!(
+        job.straggler(W1, policy),
+        None,
+        "no finished chunk to compare with yet"
+    );
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert!(folded(
+        job.complete(c0, a0, one("a"), NO_STATS, vec![]).unwrap()
+    ));
+    assert!(folded(
+        job.complete(c1, a1, one("b"), NO_STATS, vec![]).unwrap()
+    ));
+    // Median 500ms: the bar is max(1s, 3 x 500ms) = 1.5s of running.
+    tokio::time::advance(Duration::from_millis(900)).await;
+    assert_eq!(job.straggler(W1, policy), None);
+    tokio::time::advance(Duration::from_millis(200)).await;
+    assert_eq!(
+        job.straggler(W2, policy),
+        None,
+        "never a backup on the same worker"
+    );
+    assert_eq!(job.straggler(W1, policy), Some(slow));
+    let backup = job.assign_backup(slow, W1).unwrap();
+    assert_eq!(job.straggler(W1, policy), None, "one backup per chunk");
+    // The backup wins; the original is the loser to cancel, and its late result is dropped.
+    let won = job
+        .complete(slow, backup, one("c"), NO_STATS, vec![])
+        .unwrap();
+    assert_eq!(
+        won,
+        Completion::Folded {
+            losers: vec![(W2, slow_attempt)]
+        }
+    );
+    assert!(!folded(
+        job.complete(slow, slow_attempt, one("c"), NO_STATS, vec![])
+            .unwrap()
+    ));
+    let status = job.snapshot(0);
+    assert_eq!((status.counters.attempts, status.counters.backups), (4, 1));
+    assert_eq!(
+        job.take_for_finalize().folded.get(b"c"),
+        Some(&Value::Count(1))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_backup_leaves_the_original_running() {
+    let policy = BackupPolicy {
+        min_age: Duration::ZERO,
+        slowdown: 1,
+    };
+    let mut job = job(2);
+    let (c0, a0) = job.assign_next(W1).unwrap();
+    let (slow, original) = job.assign_next(W2).unwrap();
+    tokio::time::advance(Duration::from_millis(10)).await;
+    assert!(folded(
+        job.complete(c0, a0, one("a"), NO_STATS, vec![]).unwrap()
+    ));
+    tokio::time::advance(Duration::from_millis(20)).await;
+    let backup = job
+        .assign_backup(job.straggler(W1, policy).unwrap(), W1)
+        .unwrap();
+    assert_eq!(
+        job.fail(slow, backup, "oops", true, 1),
+        FailOutcome::OtherAttemptRuns
+    );
+    assert!(folded(
+        job.complete(slow, original, one("b"), NO_STATS, vec![])
+            .unwrap()
+    ));
+    assert!(job.ready_to_finalize());
+}
+
+#[test]
+fn restored_chunks_are_not_handed_out_again() {
+    let mut job = job(3);
+    job.restore_chunk(ChunkId(1), one("r"), NO_STATS, vec![])
+        .unwrap();
+    job.restore_chunk(ChunkId(1), one("r"), NO_STATS, vec![])
+        .unwrap(); // twice: folded once
+    let handed: Vec<ChunkId> = std::iter::from_fn(|| job.assign_next(W1).map(|(c, _)| c)).collect();
+    assert_eq!(handed, [ChunkId(0), ChunkId(2)]);
+    let status = job.snapshot(0);
+    assert_eq!((status.chunks_done, status.chunks_checkpointed), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_past_its_timeout_fails_clearly() {
+    let mut job = job(2);
+    job.spec.timeout = Some(Duration::from_secs(5));
+    tokio::time::advance(Duration::from_secs(4)).await;
+    assert!(!job.check_timeout());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(job.check_timeout());
+    assert_eq!(
+        job.snapshot(0).error.as_deref(),
+        Some("timed out after 5s with 0/2 chunks done")
+    );
+}

@@ -1,0 +1,564 @@
+//! The scheduler: the one task that owns every job's and worker's state.
+//!
+//! gRPC handlers talk to it through a [`Handle`] (commands over a bounded channel, answers over
+//! oneshots); it never awaits the network itself. Workers are reached through their outbox, a
+//! bounded channel of [`ToWorker`] messages that the fleet adapter turns into gRPC messages (tests
+//! read it directly: that channel is the seam between scheduling and transport). Every decision
+//! that must survive a restart goes to the journal ([`crate::store`]) in decision order.
+//!
+//! Credits: a worker never holds more than `slots + prefetch` unreported assignments, which
+//! bounds the chunk bytes in flight and so the memory of coordinator and worker alike.
+//!
+//! Leases: a worker that sends nothing (heartbeats included) for `worker_timeout` is detached
+//! and its chunks go back to the queue; whatever it reports later is dropped.
+
+mod dispatch;
+mod handle;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
+use fanfold_common::operation::{BadRecord, Finalized, Registry};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::job::{BackupPolicy, Completion, FailOutcome, Job, Plan, ToFinalize};
+use crate::store::{self, Checkpoints, Op, Restored, Store};
+
+/// Scheduler settings.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Assignments a worker may hold beyond its slots, so it never idles between chunks.
+    pub prefetch: u32,
+    /// Failed attempts per chunk before its failure fails the job.
+    pub max_attempts: u32,
+    /// Silence after which a worker counts as gone.
+    pub worker_timeout: Duration,
+    /// When to start backup attempts of straggling chunks; `None` turns backups off.
+    pub backups: Option<BackupPolicy>,
+    /// How often leases, timeouts and stragglers are checked.
+    pub tick: Duration,
+    /// Where the records a job skipped as bad are written, one file per job.
+    pub quarantine_dir: PathBuf,
+}
+
+use handle::Command;
+pub use handle::{Assignment, Handle, JobError, Report, ToWorker, WorkerHello, outbox_capacity};
+
+struct Worker {
+    name: String,
+    credits: u32,
+    /// Assignments sent and not yet reported.
+    holding: HashSet<(JobId, ChunkId, Attempt)>,
+    outbox: mpsc::Sender<ToWorker>,
+    last_seen: Instant,
+    draining: bool,
+}
+
+impl Worker {
+    fn free(&self) -> u32 {
+        if self.draining {
+            return 0;
+        }
+        self.credits.saturating_sub(self.holding.len() as u32)
+    }
+
+    /// Sends a control message; the outbox keeps room beyond credits for these, and a full or
+    /// closed one means the worker is going away, its chunks released when it does.
+    fn tell(&self, message: ToWorker) {
+        let _ = self.outbox.try_send(message);
+    }
+}
+
+struct Scheduler {
+    config: SchedulerConfig,
+    jobs: HashMap<JobId, Job>,
+    /// Job ids in submission order: older jobs are served first.
+    order: Vec<JobId>,
+    workers: HashMap<WorkerId, Worker>,
+    next_worker: u64,
+    /// Round-robin cursor over workers, so chunks spread evenly.
+    turn: u64,
+    /// Decisions to make durable, sent to the journal after each command.
+    journal: Vec<Op>,
+    commands: mpsc::Sender<Command>,
+    tasks: TaskTracker,
+}
+
+/// Starts the scheduler task on `tasks`, resuming the jobs `store` kept; it stops when
+/// `shutdown` is cancelled, after the journal has written everything decided.
+pub fn spawn(
+    config: SchedulerConfig,
+    store: Store,
+    restored: Vec<Restored>,
+    registry: &Registry,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Handle {
+    let (commands, mut inbox) = mpsc::channel(1024);
+    let checkpoints = Checkpoints::default();
+    let journal = store::spawn_journal(store, tasks, checkpoints.clone());
+    let mut scheduler = Scheduler {
+        config,
+        jobs: HashMap::new(),
+        order: Vec::new(),
+        workers: HashMap::new(),
+        next_worker: 1,
+        turn: 0,
+        journal: Vec::new(),
+        commands: commands.clone(),
+        tasks: tasks.clone(),
+    };
+    for job in restored {
+        scheduler.restore(job, registry);
+    }
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval(scheduler.config.tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                command = inbox.recv() => match command {
+                    Some(command) => scheduler.handle(command),
+                    None => break,
+                },
+                _ = ticks.tick() => scheduler.tick(),
+                _ = checkpoints.notify.notified() => {
+                    for (id, chunks) in checkpoints.take() {
+                        if let Some(job) = scheduler.jobs.get_mut(&id) {
+                            job.checkpointed(chunks);
+                        }
+                        scheduler.publish(id);
+                    }
+                }
+            }
+            if !scheduler.journal.is_empty() {
+                let ops = std::mem::take(&mut scheduler.journal);
+                // Waiting here is the backpressure of a slow disk on the whole scheduler.
+                if journal.send(ops).await.is_err() {
+                    warn!("journal stopped; state is no longer durable");
+                }
+            }
+        }
+        debug!("scheduler stopped");
+    });
+    Handle { commands }
+}
+
+impl Scheduler {
+    fn restore(&mut self, r: Restored, registry: &Registry) {
+        let id = r.job;
+        let operation = registry.build(&r.spec.operation, &r.spec.options);
+        let plan = Plan {
+            files: r.files,
+            chunks: r.chunks_planned,
+            operation: operation.as_ref().ok().cloned(),
+        };
+        let mut job = Job::new(id, r.spec, plan, r.submitted_at);
+        let restored = r.chunks.len();
+        for (chunk, partial, stats, bad) in r.chunks {
+            if let Err(e) = job.restore_chunk(chunk, partial, stats, bad) {
+                job.abort(format!("cannot fold restored {}: {e}", job.describe(chunk)));
+            }
+        }
+        job.restore_progress(
+            r.state,
+            r.error,
+            r.counters,
+            r.finished_at,
+            r.rows,
+            r.quarantine,
+        );
+        if job.is_running() {
+            info!(job_id = %id, chunks_restored = restored, "job resumed");
+        }
+        self.jobs.insert(id, job);
+        self.order.push(id);
+        self.finalize_if_ready(id);
+        self.publish(id);
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Submit { spec, plan, reply } => {
+                let id = JobId::new();
+                let submitted_at = SystemTime::now();
+                self.journal.push(Op::Submitted {
+                    job: id,
+                    spec: spec.clone(),
+                    files: plan.files.clone(),
+                    chunks: plan.chunks.clone(),
+                    submitted_at,
+                });
+                let job = Job::new(id, spec, plan, submitted_at);
+                let status = job.snapshot(self.worker_count());
+                info!(job_id = %id, chunks = status.chunks_total, bytes = status.bytes_total,
+                    operation = %status.spec.operation, "job submitted");
+                self.jobs.insert(id, job);
+                self.order.push(id);
+                self.persist_progress(id);
+                let _ = reply.send(status);
+                self.finalize_if_ready(id);
+                self.publish(id);
+            }
+            Command::Get { id, reply } => {
+                let _ = reply.send(self.job(id).map(|j| j.snapshot(self.worker_count())));
+            }
+            Command::List { reply } => {
+                let workers = self.worker_count();
+                let list = self
+                    .order
+                    .iter()
+                    .map(|id| self.jobs[id].snapshot(workers))
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::Watch { id, reply } => {
+                let _ = reply.send(self.job(id).map(Job::subscribe));
+            }
+            Command::Result { id, reply } => {
+                let answer = self.job(id).and_then(|job| {
+                    job.rows().ok_or(JobError::NoResult {
+                        id,
+                        state: job.state().as_str(),
+                    })
+                });
+                let _ = reply.send(answer);
+            }
+            Command::Cancel { id, reply } => {
+                let answer = match self.jobs.get_mut(&id) {
+                    None => Err(JobError::NotFound(id)),
+                    Some(job) => {
+                        if job.is_running() {
+                            job.cancel();
+                            info!(job_id = %id, "job cancelled");
+                            self.ended(id);
+                        }
+                        Ok(self.jobs[&id].snapshot(self.worker_count()))
+                    }
+                };
+                self.publish(id);
+                let _ = reply.send(answer);
+            }
+            Command::WorkerJoined {
+                hello,
+                outbox,
+                reply,
+            } => {
+                let id = WorkerId(self.next_worker);
+                self.next_worker += 1;
+                let credits = hello.slots + self.config.prefetch;
+                info!(worker_id = %id, name = %hello.name, slots = hello.slots, "worker attached");
+                self.workers.insert(
+                    id,
+                    Worker {
+                        name: hello.name,
+                        credits,
+                        holding: HashSet::new(),
+                        outbox,
+                        last_seen: Instant::now(),
+                        draining: false,
+                    },
+                );
+                let _ = reply.send(id);
+                self.publish_all();
+            }
+            Command::WorkerLeft { worker } => self.worker_left(worker, "stream ended"),
+            Command::Heartbeat { worker } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.last_seen = Instant::now();
+                }
+            }
+            Command::Draining { worker } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    info!(worker_id = %worker, name = %w.name, "worker draining");
+                    w.last_seen = Instant::now();
+                    w.draining = true;
+                }
+            }
+            Command::Report {
+                worker,
+                job,
+                chunk,
+                attempt,
+                report,
+            } => self.report(worker, job, chunk, attempt, report),
+            Command::LoadFailed {
+                worker,
+                job,
+                chunk,
+                attempt,
+                error,
+            } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.holding.remove(&(job, chunk, attempt));
+                }
+                if let Some(j) = self.jobs.get_mut(&job)
+                    && j.is_running()
+                {
+                    let message = format!("cannot read {}: {error}", j.describe(chunk));
+                    warn!(job_id = %job, %message, "job failed");
+                    j.abort(message);
+                    self.ended(job);
+                }
+                self.publish(job);
+            }
+            Command::Finalized { job, result } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    match result {
+                        Ok((keys, rows, quarantine)) => {
+                            if j.succeed(keys, rows, quarantine) {
+                                info!(job_id = %job, keys, "job succeeded");
+                                self.ended(job);
+                            }
+                        }
+                        Err(error) => {
+                            warn!(job_id = %job, %error, "job failed at the end");
+                            j.abort(error);
+                            self.ended(job);
+                        }
+                    }
+                }
+                self.publish(job);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Periodic checks: worker leases, job timeouts, stragglers.
+    fn tick(&mut self) {
+        let timeout = self.config.worker_timeout;
+        let expired: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.last_seen.elapsed() > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for worker in expired {
+            self.worker_left(worker, "lease expired: no heartbeat");
+        }
+        let timed_out: Vec<JobId> = self
+            .jobs
+            .iter_mut()
+            .filter_map(|(id, job)| job.check_timeout().then_some(*id))
+            .collect();
+        for id in timed_out {
+            warn!(job_id = %id, "job timed out");
+            self.ended(id);
+            self.publish(id);
+        }
+        self.dispatch();
+    }
+
+    fn job(&self, id: JobId) -> Result<&Job, JobError> {
+        self.jobs.get(&id).ok_or(JobError::NotFound(id))
+    }
+
+    fn worker_count(&self) -> u32 {
+        self.workers.len() as u32
+    }
+
+    /// Forgets a worker: its chunks go back to the queue, and closing its outbox ends its stream.
+    fn worker_left(&mut self, worker: WorkerId, why: &str) {
+        let Some(gone) = self.workers.remove(&worker) else {
+            return;
+        };
+        info!(worker_id = %worker, name = %gone.name, requeued = gone.holding.len(), reason = why,
+            "worker detached");
+        for (job, chunk, attempt) in gone.holding {
+            if let Some(j) = self.jobs.get_mut(&job) {
+                j.release(chunk, attempt);
+            }
+        }
+        self.publish_all();
+    }
+
+    fn report(
+        &mut self,
+        worker: WorkerId,
+        job_id: JobId,
+        chunk: ChunkId,
+        attempt: Attempt,
+        report: Report,
+    ) {
+        let held = match self.workers.get_mut(&worker) {
+            Some(w) => {
+                w.last_seen = Instant::now();
+                w.holding.remove(&(job_id, chunk, attempt))
+            }
+            None => false,
+        };
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        if !held {
+            // From an attachment already given up on: its chunk went back to the queue, so this
+            // attempt is stale whatever it says.
+            debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker,
+                "dropped report of an assignment no longer held");
+            return;
+        }
+        match report {
+            Report::Done {
+                partial,
+                stats,
+                record,
+                bad,
+            } => match job.complete(chunk, attempt, partial, stats, bad) {
+                Ok(Completion::Folded { losers }) => {
+                    self.journal.push(Op::ChunkFolded {
+                        job: job_id,
+                        chunk,
+                        record,
+                    });
+                    self.persist_progress(job_id);
+                    for (loser, attempt) in losers {
+                        if let Some(w) = self.workers.get(&loser) {
+                            w.tell(ToWorker::CancelAttempt {
+                                job: job_id,
+                                chunk,
+                                attempt,
+                            });
+                        }
+                    }
+                }
+                Ok(Completion::Stale) => {
+                    debug!(job_id = %job_id, chunk_id = %chunk, %attempt, "dropped stale result")
+                }
+                Err(e) => {
+                    let message = format!("cannot fold {}: {e}", job.describe(chunk));
+                    job.abort(message);
+                    self.ended(job_id);
+                }
+            },
+            Report::Failed { error, retryable } => {
+                let max = self.config.max_attempts;
+                match job.fail(chunk, attempt, &error, retryable, max) {
+                    FailOutcome::Stale => {}
+                    FailOutcome::Retry | FailOutcome::OtherAttemptRuns => {
+                        warn!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker,
+                            %error, "chunk attempt failed");
+                    }
+                    FailOutcome::JobFailed => {
+                        warn!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker,
+                            %error, "job failed");
+                        self.ended(job_id);
+                    }
+                }
+            }
+            Report::Released => job.release(chunk, attempt),
+        }
+        self.finalize_if_ready(job_id);
+        self.publish(job_id);
+    }
+
+    /// Records that a job reached a final state and stops its work on every worker.
+    fn ended(&mut self, id: JobId) {
+        let Some(rows) = self.jobs.get(&id).map(Job::rows) else {
+            return;
+        };
+        self.persist_progress(id);
+        self.journal.push(Op::Finished { job: id, rows });
+        for worker in self.workers.values() {
+            if worker.holding.iter().any(|(j, _, _)| *j == id) {
+                worker.tell(ToWorker::Cancel(id));
+            }
+        }
+    }
+
+    fn persist_progress(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.get(&id) {
+            let status = job.snapshot(0);
+            self.journal.push(Op::Progress {
+                job: id,
+                state: status.state,
+                error: status.error,
+                counters: status.counters,
+                finished_at: status.finished_at,
+                result_rows: status.result_rows,
+                quarantine: status.quarantine,
+            });
+        }
+    }
+
+    /// Finalizes (sorts, limits) a job whose chunks are all folded, off the scheduler task.
+    fn finalize_if_ready(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        if !job.ready_to_finalize() {
+            return;
+        }
+        let ToFinalize {
+            folded,
+            bad,
+            operation,
+        } = job.take_for_finalize();
+        let Some(operation) = operation else {
+            return; // restored without its operation: failed when restored
+        };
+        let (sort, limit) = (job.spec.sort, job.spec.limit);
+        let output = job.spec.output.clone();
+        let quarantine_file = self.config.quarantine_dir.join(format!("{id}.tsv"));
+        let commands = self.commands.clone();
+        self.tasks.spawn(async move {
+            let finalized = tokio::task::spawn_blocking(move || {
+                let Finalized { keys, rows } = operation
+                    .finalize(folded, sort, limit)
+                    .map_err(|e| format!("finalize failed: {e}"))?;
+                if let Some(output) = &output {
+                    crate::output::commit(output, id, &rows)?;
+                }
+                let quarantine = if bad.is_empty() {
+                    None
+                } else {
+                    write_quarantine(&quarantine_file, &bad)
+                        .map_err(|e| format!("cannot write the quarantine file: {e}"))?;
+                    Some(quarantine_file)
+                };
+                Ok((keys, rows, quarantine))
+            })
+            .await;
+            let result = finalized.unwrap_or_else(|e| Err(format!("finalize failed: {e}")));
+            let _ = commands.send(Command::Finalized { job: id, result }).await;
+        });
+    }
+
+    fn publish(&self, id: JobId) {
+        if let Some(job) = self.jobs.get(&id) {
+            job.publish(self.worker_count());
+        }
+    }
+
+    fn publish_all(&self) {
+        for job in self.jobs.values().filter(|j| j.is_running()) {
+            job.publish(self.worker_count());
+        }
+    }
+}
+
+/// Writes skipped records as `path<TAB>offset<TAB>error<TAB>record` lines, atomically: under a
+/// temporary name first, then renamed.
+fn write_quarantine(path: &std::path::Path, bad: &[(PathBuf, BadRecord)]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = path.with_extension("tsv.tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
+    for (file, record) in bad {
+        let error = record.error.replace(['\t', '\n', '\r'], " ");
+        write!(out, "{}\t{}\t{error}\t", file.display(), record.offset)?;
+        out.write_all(record.record.strip_suffix(b"\n").unwrap_or(&record.record))?;
+        out.write_all(b"\n")?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(temp, path)
+}

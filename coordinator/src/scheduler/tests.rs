@@ -1,0 +1,533 @@
+//! Whole jobs through the scheduler with in-memory fake workers and the in-memory store:
+//! no sockets. Tests that need time use tokio's paused clock.
+
+use std::collections::HashMap;
+
+use fanfold_common::input;
+use fanfold_common::operation::Registry;
+use fanfold_common::partial::Value;
+use fanfold_common::spec::JobState;
+
+use std::sync::Arc;
+
+use fanfold_common::chunker;
+use fanfold_common::operation::ChunkStats;
+use fanfold_common::partial::Partial;
+use fanfold_common::spec::{JobSpec, JobStatus};
+use tokio::sync::oneshot;
+
+use super::*;
+
+struct Fake {
+    id: WorkerId,
+    inbox: mpsc::Receiver<ToWorker>,
+}
+
+async fn attach(handle: &Handle, slots: u32) -> Fake {
+    let (outbox, inbox) = mpsc::channel(outbox_capacity(slots + 1));
+    let hello = WorkerHello {
+        name: format!("fake-{slots}"),
+        slots,
+    };
+    let id = handle.worker_joined(hello, outbox).await.unwrap();
+    Fake { id, inbox }
+}
+
+async fn next_assignment(fake: &mut Fake) -> Assignment {
+    loop {
+        match fake.inbox.recv().await.expect("worker outbox open") {
+            ToWorker::Assign(a) => return a,
+            _ => continue,
+        }
+    }
+}
+
+fn mapped(a: &Assignment) -> Report {
+    let op = Registry::builtin().build("wordcount", &a.options).unwrap();
+    let mut stats = ChunkStats::default();
+    let path = a.path.display().to_string();
+    let chunk = fanfold_common::operation::Chunk::new(&a.data, &path, a.range.start);
+    let partial = op.map(&chunk, &mut stats).unwrap();
+    let record = store::chunk_record(&partial.clone().into(), &stats.clone().into(), &[]);
+    Report::Done {
+        partial,
+        stats,
+        record,
+        bad: Vec::new(),
+    }
+}
+
+/// A fake worker that maps everything it is given, until its outbox closes.
+fn diligent(handle: &Handle, fake: Fake) -> tokio::task::JoinHandle<()> {
+    recording(handle, fake, Arc::default())
+}
+
+/// A diligent fake worker that also notes each chunk it was given.
+fn recording(
+    handle: &Handle,
+    mut fake: Fake,
+    handed: Arc<std::sync::Mutex<Vec<ChunkId>>>,
+) -> tokio::task::JoinHandle<()> {
+    let handle = handle.clone();
+    tokio::spawn(async move {
+        while let Some(message) = fake.inbox.recv().await {
+            if let ToWorker::Assign(a) = message {
+                handed.lock().unwrap().push(a.chunk);
+                let report = mapped(&a);
+                let _ = handle
+                    .report(fake.id, a.job, a.chunk, a.attempt, report)
+                    .await;
+            }
+        }
+    })
+}
+
+fn config() -> SchedulerConfig {
+    SchedulerConfig {
+        prefetch: 1,
+        max_attempts: 3,
+        worker_timeout: Duration::from_secs(5),
+        backups: None,
+        tick: Duration::from_millis(100),
+        quarantine_dir: std::env::temp_dir(),
+    }
+}
+
+/// Writes three small files; returns a spec and plan over them and their word counts,
+/// computed independently.
+fn inputs(dir: &std::path::Path, chunk_size: u64) -> (JobSpec, Plan, HashMap<Vec<u8>, u64>) {
+    let mut expected: HashMap<Vec<u8>, u64> = HashMap::new();
+    for f in 0..3 {
+        let text: String = (0..400)
+            .map(|i| format!("w{} x{}\n", i % 37, (i * f) % 11))
+            .collect();
+        for word in text.split_whitespace() {
+            *expected.entry(word.as_bytes().to_vec()).or_default() += 1;
+        }
+        std::fs::write(dir.join(format!("{f}.txt")), text).unwrap();
+    }
+    let files = input::resolve(&[dir.display().to_string()]).unwrap();
+    let plan = Plan {
+        chunks: chunker::plan(&files, chunk_size, |_| false).unwrap(),
+        files: files.into_iter().map(|f| f.path).collect(),
+        operation: Some(
+            Registry::builtin()
+                .build("wordcount", &Default::default())
+                .unwrap(),
+        ),
+    };
+    let spec = JobSpec {
+        inputs: vec![dir.display().to_string()],
+        operation: "wordcount".into(),
+        chunk_size: Some(chunk_size),
+        ..Default::default()
+    };
+    (spec, plan, expected)
+}
+
+struct Running {
+    handle: Handle,
+    id: JobId,
+    expected: HashMap<Vec<u8>, u64>,
+    /// Cancels the scheduler when the test ends.
+    _stop: tokio_util::sync::DropGuard,
+}
+
+async fn start(dir: &std::path::Path, chunk_size: u64, config: SchedulerConfig) -> Running {
+    let (spec, plan, expected) = inputs(dir, chunk_size);
+    let stop = CancellationToken::new();
+    let store = Store::in_memory().unwrap();
+    let handle = spawn(
+        config,
+        store,
+        Vec::new(),
+        &Registry::builtin(),
+        &TaskTracker::new(),
+        stop.clone(),
+    );
+    let id = handle.submit(spec, plan).await.unwrap().id;
+    Running {
+        handle,
+        id,
+        expected,
+        _stop: stop.drop_guard(),
+    }
+}
+
+async fn finished(handle: &Handle, id: JobId) -> JobStatus {
+    let mut updates = handle.watch(id).await.unwrap();
+    updates
+        .wait_for(|s| s.state.is_final())
+        .await
+        .unwrap()
+        .clone()
+}
+
+async fn result(handle: &Handle, id: JobId) -> HashMap<Vec<u8>, u64> {
+    let status = finished(handle, id).await;
+    assert_eq!(status.state, JobState::Succeeded, "{:?}", status.error);
+    let rows = handle.result(id).await.unwrap();
+    rows.iter()
+        .map(|r| match r.value {
+            Value::Count(n) => (r.key.clone(), n),
+            ref other => panic!("word count gave {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn credits_bound_what_a_worker_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(dir.path(), 1024, config()).await;
+    let mut fake = attach(&job.handle, 2).await;
+    let status = job.handle.get(job.id).await.unwrap();
+    assert!(status.chunks_total > 3);
+    assert_eq!(status.chunks_running, 3, "slots 2 + prefetch 1");
+    // Answering one frees exactly one credit.
+    let a = next_assignment(&mut fake).await;
+    job.handle
+        .report(fake.id, a.job, a.chunk, a.attempt, mapped(&a))
+        .await
+        .unwrap();
+    let status = job.handle.get(job.id).await.unwrap();
+    assert_eq!((status.chunks_done, status.chunks_running), (1, 3));
+}
+
+#[tokio::test]
+async fn a_vanished_workers_chunks_are_redone_and_its_late_results_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(dir.path(), 1024, config()).await;
+    let mut doomed = attach(&job.handle, 1).await;
+    let held = [
+        next_assignment(&mut doomed).await,
+        next_assignment(&mut doomed).await,
+    ];
+    job.handle.worker_left(doomed.id).await;
+    let good = diligent(&job.handle, attach(&job.handle, 2).await);
+    let got = result(&job.handle, job.id).await;
+    // The departed worker's results arrive late: they must not count twice.
+    for a in &held {
+        job.handle
+            .report(doomed.id, a.job, a.chunk, a.attempt, mapped(a))
+            .await
+            .unwrap();
+    }
+    assert_eq!(got, job.expected);
+    assert_eq!(result(&job.handle, job.id).await, job.expected);
+    let status = job.handle.get(job.id).await.unwrap();
+    assert_eq!(status.counters.attempts, status.chunks_total + 2);
+    good.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_workers_lease_expires_and_its_chunks_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(dir.path(), 1024, config()).await;
+    let mut silent = attach(&job.handle, 2).await;
+    let held = next_assignment(&mut silent).await;
+    // Heartbeats keep the lease alive...
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        job.handle.heartbeat(silent.id).await.unwrap();
+    }
+    assert_eq!(job.handle.get(job.id).await.unwrap().workers, 1);
+    // ...silence past the timeout ends it: the worker is detached, its outbox closed.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(job.handle.get(job.id).await.unwrap().workers, 0);
+    while silent.inbox.recv().await.is_some() {}
+    let good = diligent(&job.handle, attach(&job.handle, 2).await);
+    let got = result(&job.handle, job.id).await;
+    // The silent worker wakes up and reports: fenced off.
+    job.handle
+        .report(silent.id, held.job, held.chunk, held.attempt, mapped(&held))
+        .await
+        .unwrap();
+    assert_eq!(got, job.expected);
+    assert_eq!(result(&job.handle, job.id).await, job.expected);
+    good.abort();
+}
+
+#[tokio::test]
+async fn a_failing_chunk_is_retried_then_fails_the_job_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(dir.path(), 1 << 20, config()).await;
+    let mut fake = attach(&job.handle, 1).await;
+    let mut failures = 0;
+    loop {
+        let a = next_assignment(&mut fake).await;
+        let report = if a.path.ends_with("1.txt") {
+            failures += 1;
+            Report::Failed {
+                error: "disk on fire".into(),
+                retryable: true,
+            }
+        } else {
+            mapped(&a)
+        };
+        job.handle
+            .report(fake.id, a.job, a.chunk, a.attempt, report)
+            .await
+            .unwrap();
+        if job.handle.get(job.id).await.unwrap().state.is_final() {
+            break;
+        }
+    }
+    let status = job.handle.get(job.id).await.unwrap();
+    assert_eq!(status.state, JobState::Failed);
+    assert_eq!(failures, 3, "max_attempts");
+    let error = status.error.unwrap();
+    assert!(
+        error.contains("1.txt bytes 0..") && error.contains("after 3 attempts: disk on fire"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn skipped_records_of_folded_chunks_are_quarantined_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let quarantine = tempfile::tempdir().unwrap();
+    let config = SchedulerConfig {
+        quarantine_dir: quarantine.path().to_path_buf(),
+        ..config()
+    };
+    let job = start(dir.path(), 1 << 20, config).await;
+    let mut fake = attach(&job.handle, 1).await;
+    let mut expected_lines = Vec::new();
+    while !job.handle.get(job.id).await.unwrap().state.is_final() {
+        let Ok(Some(ToWorker::Assign(a))) =
+            tokio::time::timeout(Duration::from_millis(200), fake.inbox.recv()).await
+        else {
+            continue; // the job is finalizing
+        };
+        let Report::Done {
+            partial,
+            mut stats,
+            record,
+            ..
+        } = mapped(&a)
+        else {
+            unreachable!()
+        };
+        // Pretend the chunk's first record failed and was skipped.
+        let bad = BadRecord {
+            offset: a.range.start,
+            record: b"w0 x0\n".to_vec(),
+            error: "cannot\tparse".into(),
+        };
+        stats.bad_records += 1;
+        expected_lines.push(format!(
+            "{}\t{}\tcannot parse\tw0 x0",
+            a.path.display(),
+            a.range.start
+        ));
+        let report = Report::Done {
+            partial,
+            stats: stats.clone(),
+            record,
+            bad: vec![bad.clone()],
+        };
+        job.handle
+            .report(fake.id, a.job, a.chunk, a.attempt, report)
+            .await
+            .unwrap();
+        // A duplicate report of the same attempt must not add the records again.
+        let again = Report::Done {
+            partial: Partial::new(),
+            stats,
+            record: Vec::new(),
+            bad: vec![bad],
+        };
+        job.handle
+            .report(fake.id, a.job, a.chunk, a.attempt, again)
+            .await
+            .unwrap();
+    }
+    let status = finished(&job.handle, job.id).await;
+    assert_eq!(status.state, JobState::Succeeded);
+    assert_eq!(status.counters.bad_records, expected_lines.len() as u64);
+    let file = status.quarantine.expect("a quarantine file");
+    let mut lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    expected_lines.sort();
+    assert_eq!(lines, expected_lines);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_straggler_gets_a_backup_on_an_idle_worker_and_the_first_result_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = BackupPolicy {
+        min_age: Duration::from_secs(2),
+        slowdown: 3,
+    };
+    let config = SchedulerConfig {
+        backups: Some(policy),
+        ..config()
+    };
+    let job = start(dir.path(), 4096, config).await;
+    // The slow worker sits on its first chunk and does all the others it gets.
+    let slow = attach(&job.handle, 1).await;
+    let (stuck_tx, stuck_rx) = oneshot::channel();
+    let (cancels_tx, mut cancels) = mpsc::unbounded_channel();
+    let slow_task = {
+        let handle = job.handle.clone();
+        let mut slow = slow;
+        tokio::spawn(async move {
+            let mut stuck_tx = Some(stuck_tx);
+            while let Some(message) = slow.inbox.recv().await {
+                match message {
+                    ToWorker::Assign(a) => match stuck_tx.take() {
+                        Some(tx) => {
+                            let _ = tx.send((slow.id, a));
+                        }
+                        None => {
+                            let report = mapped(&a);
+                            let _ = handle
+                                .report(slow.id, a.job, a.chunk, a.attempt, report)
+                                .await;
+                        }
+                    },
+                    ToWorker::CancelAttempt { chunk, attempt, .. } => {
+                        let _ = cancels_tx.send((chunk, attempt));
+                    }
+                    ToWorker::Cancel(_) => {}
+                }
+            }
+        })
+    };
+    let (slow_id, stuck) = stuck_rx.await.unwrap();
+    let fast = attach(&job.handle, 1).await;
+    let fast_id = fast.id;
+    let fast_task = diligent(&job.handle, fast);
+    let keep_alive = {
+        let handle = job.handle.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = handle.heartbeat(slow_id).await;
+                let _ = handle.heartbeat(fast_id).await;
+            }
+        })
+    };
+    let got = result(&job.handle, job.id).await;
+    assert_eq!(got, job.expected);
+    let status = job.handle.get(job.id).await.unwrap();
+    assert_eq!(status.counters.backups, 1);
+    assert_eq!(status.counters.attempts, status.chunks_total + 1);
+    // The original attempt is told to stop, and its late result changes nothing.
+    assert_eq!(cancels.recv().await.unwrap(), (stuck.chunk, stuck.attempt));
+    job.handle
+        .report(
+            slow_id,
+            stuck.job,
+            stuck.chunk,
+            stuck.attempt,
+            mapped(&stuck),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result(&job.handle, job.id).await, job.expected);
+    keep_alive.abort();
+    fast_task.abort();
+    slow_task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_without_stragglers_makes_no_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SchedulerConfig {
+        backups: Some(BackupPolicy {
+            min_age: Duration::from_secs(2),
+            slowdown: 3,
+        }),
+        ..config()
+    };
+    let job = start(dir.path(), 1024, config).await;
+    let a = diligent(&job.handle, attach(&job.handle, 2).await);
+    let b = diligent(&job.handle, attach(&job.handle, 1).await);
+    assert_eq!(result(&job.handle, job.id).await, job.expected);
+    let status = job.handle.get(job.id).await.unwrap();
+    assert_eq!(status.counters.backups, 0);
+    assert_eq!(status.counters.attempts, status.chunks_total);
+    a.abort();
+    b.abort();
+}
+
+#[tokio::test]
+async fn a_restarted_scheduler_resumes_from_its_checkpoints_without_redoing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (spec, plan, expected) = inputs(dir.path(), 1024);
+    let total = plan.chunks.len() as u64;
+    let store = Store::open(state.path()).unwrap();
+    let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+    let handle = spawn(
+        config(),
+        store.clone(),
+        Vec::new(),
+        &Registry::builtin(),
+        &tasks,
+        stop.clone(),
+    );
+    let id = handle.submit(spec, plan).await.unwrap().id;
+    let mut fake = attach(&handle, 1).await;
+    // Fold five chunks, wait until they are durable, then leave one assignment unanswered.
+    for _ in 0..5 {
+        let a = next_assignment(&mut fake).await;
+        handle
+            .report(fake.id, a.job, a.chunk, a.attempt, mapped(&a))
+            .await
+            .unwrap();
+    }
+    let mut updates = handle.watch(id).await.unwrap();
+    updates
+        .wait_for(|s| s.chunks_checkpointed == 5)
+        .await
+        .unwrap();
+    let _unanswered = next_assignment(&mut fake).await;
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    drop(store);
+
+    let store = Store::open(state.path()).unwrap();
+    let restored = store.load().unwrap();
+    assert_eq!(restored.len(), 1);
+    let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+    let handle = spawn(
+        config(),
+        store,
+        restored,
+        &Registry::builtin(),
+        &tasks,
+        stop.clone(),
+    );
+    let status = handle.get(id).await.unwrap();
+    assert_eq!((status.chunks_done, status.chunks_checkpointed), (5, 5));
+    let handed = Arc::default();
+    let worker = recording(&handle, attach(&handle, 1).await, Arc::clone(&handed));
+    assert_eq!(result(&handle, id).await, expected);
+    let handed = handed.lock().unwrap().len() as u64;
+    assert_eq!(handed, total - 5, "checkpointed chunks are not recomputed");
+    worker.abort();
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+
+    // A finished job's result survives another restart.
+    let store = Store::open(state.path()).unwrap();
+    let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
+    let handle = spawn(
+        config(),
+        store.clone(),
+        store.load().unwrap(),
+        &Registry::builtin(),
+        &tasks,
+        stop.clone(),
+    );
+    assert_eq!(result(&handle, id).await, expected);
+    stop.cancel();
+}

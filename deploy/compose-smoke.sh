@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the README's compose walkthrough end to end: `docker-compose up`, then `submit-job`
-# from the host, and compares the word count of the samples with Python's.
+# from the host, and compares the word count of the samples with Python's; then restarts the
+# coordinator and fetches the result again from its state volume.
 #
 #   deploy/compose-smoke.sh [SUBMIT_JOB]    # default: the image build's static submit-job
 #
@@ -46,3 +47,14 @@ if got != dict(expected):
     sys.exit(f"compose-smoke: result differs from Python's count ({len(got)} vs {len(expected)} words)")
 print(f"compose-smoke: {len(got)} words, same as Python's count")
 PY
+
+# The state directory is on the named volume: a restarted coordinator still has the result.
+job="$("$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" list | awk 'NR == 2 { print $1 }')"
+"${compose[@]}" restart coordinator
+for _ in $(seq 50); do
+  "$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" list >/dev/null 2>&1 && break
+  sleep 0.2
+done
+"$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" result "$job" --output "$out/again.tsv"
+cmp "$out/fanfold.tsv" "$out/again.tsv"
+echo "compose-smoke: job $job's result survived a coordinator restart"

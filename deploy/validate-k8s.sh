@@ -27,5 +27,5 @@ if [ "$count" -lt 7 ]; then
   echo "validate-k8s: only $count resources rendered by $renderer" >&2
   exit 1
 fi
-kubernetes-validate --strict --quiet --kubernetes-version "$version" "$rendered"
+python3 -m kubernetes_validate --strict --quiet --kubernetes-version "$version" "$rendered"
 echo "validate-k8s: $count resources valid for Kubernetes $version (rendered by $renderer)"

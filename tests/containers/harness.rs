@@ -239,6 +239,7 @@ fn rewrite(pending: &mut Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
 /// A fanfold cluster in containers on its own network: one coordinator with a named volume for
 /// its state directory, any number of workers. Dropping it removes every container, the network
 /// and the volume; if the test is failing, it first prints every container's logs.
+/// Use it from a multi-thread runtime (testcontainers and the log printing block in `Drop`).
 pub struct Cluster {
     test: String,
     network: String,
@@ -274,6 +275,8 @@ impl Cluster {
             .with_network(&network)
             .with_container_name(&name)
             .with_env_var("FANFOLD_WORKER_TIMEOUT", WORKER_TIMEOUT)
+            // Attempts then count only what the tests break: no straggler backups.
+            .with_env_var("FANFOLD_NO_BACKUPS", "true")
             .with_env_var("RUST_LOG", "info")
             .with_env_var("FANFOLD_STATE_DIR", STATE_DIR)
             .with_mount(Mount::volume_mount(&state_volume, STATE_DIR))
@@ -314,9 +317,10 @@ impl Cluster {
         format!("127.0.0.1:{port}")
     }
 
-    /// Stops the coordinator container (SIGTERM) and starts it again: same container, same
-    /// volume, same name on the network. Returns once it listens again.
-    pub async fn restart_coordinator(&mut self) {
+    /// Stops the coordinator container and starts it again: same container, same volume, same
+    /// name on the network. `grace` is how long it gets after SIGTERM before SIGKILL (0: killed
+    /// at once). Returns once it listens again.
+    pub async fn restart_coordinator(&mut self, grace: Duration) {
         let coordinator = self.coordinator();
         let starts = |out: &[u8]| {
             String::from_utf8_lossy(out)
@@ -324,7 +328,8 @@ impl Cluster {
                 .count()
         };
         let before = starts(&coordinator.stdout_to_vec().await.unwrap());
-        coordinator.stop_with_timeout(Some(10)).await.unwrap();
+        let grace = i32::try_from(grace.as_secs()).unwrap();
+        coordinator.stop_with_timeout(Some(grace)).await.unwrap();
         coordinator.start().await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         while starts(&coordinator.stdout_to_vec().await.unwrap()) <= before {

@@ -12,7 +12,7 @@ use support::*;
 /// A generated multi-file corpus of about 32 MB, shared by the tests of this binary.
 fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
-    CORPUS.get_or_init(|| Corpus::generate(8, 4 << 20, 42))
+    CORPUS.get_or_init(|| Corpus::generate("cluster", 8, 4 << 20, 42))
 }
 
 /// Runs word count over the corpus on `workers` workers of `slots` slots and checks the result,

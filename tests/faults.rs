@@ -13,7 +13,7 @@ use support::*;
 /// 16 MiB over 4 files: with 32 KiB chunks, a few hundred chunks.
 fn corpus() -> &'static Corpus {
     static CORPUS: OnceLock<Corpus> = OnceLock::new();
-    CORPUS.get_or_init(|| Corpus::generate(4, 4 << 20, 9))
+    CORPUS.get_or_init(|| Corpus::generate("faults", 4, 4 << 20, 9))
 }
 
 const CHUNK: &str = "32KiB";

@@ -350,9 +350,10 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
-/// A generated corpus in a temporary directory, with its word counts computed independently.
+/// A generated corpus, with its word counts computed independently. It lives in a fixed folder
+/// under the target directory, rewritten by each run: corpora are kept in statics, which are
+/// never dropped, so a temporary directory would be left behind.
 pub struct Corpus {
-    _dir: tempfile::TempDir,
     pub root: PathBuf,
     pub files: Vec<PathBuf>,
     pub counts: HashMap<Vec<u8>, u64>,
@@ -361,9 +362,11 @@ pub struct Corpus {
 }
 
 impl Corpus {
-    pub fn generate(files: usize, bytes_each: usize, seed: u64) -> Corpus {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("corpus");
+    pub fn generate(name: &str, files: usize, bytes_each: usize, seed: u64) -> Corpus {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("corpora")
+            .join(name);
+        let _ = std::fs::remove_dir_all(&root);
         let files = generate_corpus(&root, files, bytes_each, seed);
         let (mut lines, mut bytes) = (0, 0);
         for file in &files {
@@ -373,7 +376,6 @@ impl Corpus {
             lines += newlines + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
         }
         Corpus {
-            _dir: dir,
             counts: count_words(&files),
             root,
             files,

@@ -20,10 +20,11 @@ use std::sync::Arc;
 use fanfold::client::Client;
 use fanfold::local::LocalCluster;
 use fanfold_common::operation::{
-    Chunk, ChunkStats, MapError, Operation, Options, Registry, SpecError, check_options,
+    Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options,
 };
 use fanfold_common::partial::{Partial, Row, SortOrder, Value};
 use fanfold_common::records::{lines, parse_bool};
+use fanfold_common::registry::Registry;
 use fanfold_common::spec::{JobSpec, JobState};
 
 /// The name jobs use to ask for this operation.

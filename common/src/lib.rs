@@ -11,6 +11,7 @@ pub mod operation;
 pub mod ops;
 pub mod partial;
 pub mod records;
+pub mod registry;
 pub mod render;
 pub mod sketch;
 pub mod spec;

@@ -3,7 +3,7 @@
 //! job's folded partial is finalized (settled, sorted, limited) once, at the coordinator.
 //!
 //! This is the trait to implement for a custom job: see `examples/` for a complete one.
-//! Built-in operations implement it too and are found by name in a [`Registry`]; a custom build
+//! Built-in operations implement it too and are found by name in a [`crate::registry::Registry`]; a custom build
 //! registers its own factories in the registry it hands the coordinator and the worker. Both
 //! reject a name they do not know, listing what they know.
 
@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::ops;
 use crate::partial::{self, MergeError, Partial, Row, SortOrder};
 
 /// Operation options by name, as given in the job spec.
@@ -136,7 +135,7 @@ pub trait Operation: Send + Sync + 'static {
         false
     }
 
-    /// Whether the operation runs programs named in its options (streaming). A [`Registry`]
+    /// Whether the operation runs programs named in its options (streaming). A [`crate::registry::Registry`]
     /// builds such an operation only if programs are allowed.
     fn runs_programs(&self) -> bool {
         false
@@ -245,74 +244,6 @@ pub enum SpecError {
     ProgramsNotAllowed(String),
 }
 
-/// Operations by name.
-#[derive(Clone)]
-pub struct Registry {
-    factories: BTreeMap<String, Factory>,
-    programs_allowed: bool,
-}
-
-impl Registry {
-    /// The operations that ship with fanfold.
-    pub fn builtin() -> Self {
-        let mut registry = Self {
-            factories: BTreeMap::new(),
-            programs_allowed: false,
-        };
-        registry.register(ops::wordcount::NAME, ops::wordcount::factory);
-        registry.register(ops::grep::NAME, ops::grep::factory);
-        registry.register(ops::groupby::NAME, ops::groupby::factory);
-        registry.register(ops::distinct::NAME, ops::distinct::factory);
-        registry.register(ops::histogram::NAME, ops::histogram::factory);
-        registry.register(ops::index::NAME, ops::index::factory);
-        registry.register(ops::streaming::NAME, ops::streaming::factory);
-        registry
-    }
-
-    /// Adds (or replaces) an operation under `name`.
-    pub fn register(&mut self, name: &str, factory: Factory) {
-        self.factories.insert(name.to_owned(), factory);
-    }
-
-    /// Allows (or forbids, the default) operations that run programs, such as streaming.
-    pub fn allow_programs(mut self, allowed: bool) -> Self {
-        self.programs_allowed = allowed;
-        self
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        self.factories.keys().cloned().collect()
-    }
-
-    /// Builds the named operation with its options.
-    pub fn build(&self, name: &str, options: &Options) -> Result<Arc<dyn Operation>, SpecError> {
-        let factory = self
-            .factories
-            .get(name)
-            .ok_or_else(|| SpecError::UnknownOperation {
-                name: name.to_owned(),
-                known: self.names(),
-            })?;
-        let operation = factory(options)?;
-        if operation.runs_programs() && !self.programs_allowed {
-            return Err(SpecError::ProgramsNotAllowed(name.to_owned()));
-        }
-        Ok(operation)
-    }
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Self::builtin()
-    }
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.factories.keys()).finish()
-    }
-}
-
 /// Fails if `options` holds a name outside `allowed`.
 pub fn check_options(
     operation: &str,
@@ -390,34 +321,6 @@ mod tests {
         assert_eq!(
             (partial.len(), stats.records_in, stats.bad_records),
             (2, 2, 0)
-        );
-    }
-
-    #[test]
-    fn programs_run_only_where_allowed() {
-        let options: Options = [("mapper".to_string(), "cat".to_string())].into();
-        let err = Registry::builtin()
-            .build("streaming", &options)
-            .err()
-            .unwrap();
-        assert_eq!(err, SpecError::ProgramsNotAllowed("streaming".into()));
-        assert!(
-            Registry::builtin()
-                .allow_programs(true)
-                .build("streaming", &options)
-                .is_ok()
-        );
-    }
-
-    #[test]
-    fn unknown_operation_lists_known_ones() {
-        let err = Registry::builtin()
-            .build("sort", &Options::new())
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.to_string(),
-            "unknown operation 'sort' (known: distinct, grep, groupby, histogram, index, streaming, wordcount)"
         );
     }
 }

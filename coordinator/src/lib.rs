@@ -15,7 +15,7 @@ mod store;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fanfold_common::operation::Registry;
+use fanfold_common::registry::Registry;
 use fanfold_proto::MAX_MESSAGE_BYTES;
 use fanfold_proto::v1::fleet_service_server::FleetServiceServer;
 use fanfold_proto::v1::job_service_server::JobServiceServer;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use fanfold::flags;
-use fanfold_common::operation::Registry;
+use fanfold_common::registry::Registry;
 
 /// The fanfold coordinator: splits jobs into chunks, fans them out to workers, folds results.
 #[derive(Parser, Debug)]

@@ -11,8 +11,9 @@ use fanfold::local::LocalCluster;
 use fanfold::output::{Format, Output};
 use fanfold::progress::Progress;
 use fanfold_common::ids::JobId;
-use fanfold_common::operation::{Options, Registry};
+use fanfold_common::operation::Options;
 use fanfold_common::partial::SortOrder;
+use fanfold_common::registry::Registry;
 use fanfold_common::spec::{JobSpec, JobState, JobStatus, OutputDir};
 
 /// Run map-reduce jobs on a fanfold cluster, or on this machine alone with `local`.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fanfold::flags;
-use fanfold_common::operation::Registry;
+use fanfold_common::registry::Registry;
 
 /// The fanfold worker: dials the coordinator (retrying until it is up) and runs chunks.
 #[derive(Parser, Debug)]

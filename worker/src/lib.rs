@@ -9,7 +9,7 @@ mod session;
 
 use std::time::Duration;
 
-use fanfold_common::operation::Registry;
+use fanfold_common::registry::Registry;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 

@@ -1,5 +1,5 @@
 //! The operations that ship with fanfold, each a [`crate::operation::Operation`] registered by
-//! name in [`crate::operation::Registry::builtin`]. README.md documents each one's options.
+//! name in [`crate::registry::Registry::builtin`]. README.md documents each one's options.
 
 pub mod distinct;
 pub mod grep;
@@ -17,8 +17,9 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use crate::operation::{Chunk, ChunkStats, Options, Registry};
+    use crate::operation::{Chunk, ChunkStats, Options};
     use crate::partial::{Partial, SortOrder};
+    use crate::registry::Registry;
 
     fn line(pick: u8, n: u16) -> String {
         match pick % 6 {

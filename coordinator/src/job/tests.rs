@@ -1,8 +1,8 @@
 //! The chunk lifecycle and exactly-once rules of one job, without a scheduler or sockets.
 
 use super::*;
-use fanfold_common::operation::Registry;
 use fanfold_common::partial::Value;
+use fanfold_common::registry::Registry;
 
 fn job(chunks: u64) -> Job {
     let plan = Plan {

@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::{BadRecord, Finalized, Registry};
+use fanfold_common::operation::{BadRecord, Finalized};
+use fanfold_common::registry::Registry;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use fanfold_common::input;
-use fanfold_common::operation::Registry;
 use fanfold_common::partial::Value;
+use fanfold_common::registry::Registry;
 use fanfold_common::spec::JobState;
 
 use std::sync::Arc;

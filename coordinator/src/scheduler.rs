@@ -315,23 +315,30 @@ struct Scheduler {
     turn: u64,
     /// Decisions to make durable, sent to the journal after each command.
     journal: Vec<Op>,
+    /// Whether there is a journal; without one, no ops are made.
+    durable: bool,
     commands: mpsc::Sender<Command>,
     tasks: TaskTracker,
 }
 
 /// Starts the scheduler task on `tasks`, resuming the jobs `store` kept; it stops when
 /// `shutdown` is cancelled, after the journal has written everything decided.
+///
+/// Without a store nothing is journaled: state that cannot outlive the process needs no
+/// checkpoints, and keeping every folded chunk's partial until its job ends would make memory
+/// grow with the input.
 pub fn spawn(
     config: SchedulerConfig,
-    store: Store,
+    store: Option<Store>,
     restored: Vec<Restored>,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Handle {
     let (commands, mut inbox) = mpsc::channel(1024);
     let checkpoints = Checkpoints::default();
-    let journal = store::spawn_journal(store, tasks, checkpoints.clone());
+    let journal = store.map(|store| store::spawn_journal(store, tasks, checkpoints.clone()));
     let mut scheduler = Scheduler {
+        durable: journal.is_some(),
         config,
         jobs: HashMap::new(),
         order: Vec::new(),
@@ -365,7 +372,9 @@ pub fn spawn(
                     }
                 }
             }
-            if !scheduler.journal.is_empty() {
+            if let Some(journal) = &journal
+                && !scheduler.journal.is_empty()
+            {
                 let ops = std::mem::take(&mut scheduler.journal);
                 // Waiting here is the backpressure of a slow disk on the whole scheduler.
                 if journal.send(ops).await.is_err() {
@@ -410,13 +419,15 @@ impl Scheduler {
             Command::Submit { spec, plan, reply } => {
                 let id = JobId::new();
                 let submitted_at = SystemTime::now();
-                self.journal.push(Op::Submitted {
-                    job: id,
-                    spec: spec.clone(),
-                    files: plan.files.clone(),
-                    chunks: plan.chunks.clone(),
-                    submitted_at,
-                });
+                if self.durable {
+                    self.journal.push(Op::Submitted {
+                        job: id,
+                        spec: spec.clone(),
+                        files: plan.files.clone(),
+                        chunks: plan.chunks.clone(),
+                        submitted_at,
+                    });
+                }
                 let job = Job::new(id, spec, plan, submitted_at);
                 let status = job.snapshot(self.worker_count());
                 info!(job_id = %id, chunks = status.chunks_total, bytes = status.bytes_total,
@@ -579,6 +590,50 @@ impl Scheduler {
             self.publish(id);
         }
         self.dispatch();
+        self.start_backups();
+    }
+
+    /// Gives idle workers backup attempts of straggling chunks, most overdue first, never on
+    /// the worker already running the chunk. Runs on the tick: a chunk is a straggler only
+    /// after seconds, and finding them takes a pass over a job's chunks, too costly to repeat
+    /// after every command of a large job.
+    fn start_backups(&mut self) {
+        let Some(policy) = self.config.backups else {
+            return;
+        };
+        let mut idle: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.holding.is_empty() && w.free() > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        idle.sort_unstable();
+        let mut touched = Vec::new();
+        for job_id in self.order.clone() {
+            if idle.is_empty() {
+                break;
+            }
+            for (chunk, runner) in self.jobs[&job_id].stragglers(policy) {
+                let Some(at) = idle.iter().position(|w| *w != runner) else {
+                    continue;
+                };
+                let worker_id = idle.remove(at);
+                let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
+                if let Some(attempt) = job.assign_backup(chunk, worker_id) {
+                    info!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id,
+                        "backup attempt of a straggler");
+                    self.send(worker_id, job_id, chunk, attempt);
+                    touched.push(job_id);
+                }
+                if idle.is_empty() {
+                    break;
+                }
+            }
+        }
+        touched.dedup();
+        for id in touched {
+            self.publish(id);
+        }
     }
 
     fn job(&self, id: JobId) -> Result<&Job, JobError> {
@@ -637,11 +692,13 @@ impl Scheduler {
                 bad,
             } => match job.complete(chunk, attempt, partial, stats, bad) {
                 Ok(Completion::Folded { losers }) => {
-                    self.journal.push(Op::ChunkFolded {
-                        job: job_id,
-                        chunk,
-                        record,
-                    });
+                    if self.durable {
+                        self.journal.push(Op::ChunkFolded {
+                            job: job_id,
+                            chunk,
+                            record,
+                        });
+                    }
                     self.persist_progress(job_id);
                     for (loser, attempt) in losers {
                         if let Some(w) = self.workers.get(&loser) {
@@ -689,7 +746,9 @@ impl Scheduler {
             return;
         };
         self.persist_progress(id);
-        self.journal.push(Op::Finished { job: id, rows });
+        if self.durable {
+            self.journal.push(Op::Finished { job: id, rows });
+        }
         for worker in self.workers.values() {
             if worker.holding.iter().any(|(j, _, _)| *j == id) {
                 worker.tell(ToWorker::Cancel(id));
@@ -698,6 +757,9 @@ impl Scheduler {
     }
 
     fn persist_progress(&mut self, id: JobId) {
+        if !self.durable {
+            return;
+        }
         if let Some(job) = self.jobs.get(&id) {
             let status = job.snapshot(0);
             self.journal.push(Op::Progress {
@@ -763,10 +825,18 @@ impl Scheduler {
     }
 
     /// Hands pending chunks to workers with free credits, oldest job first, one chunk per
-    /// worker per round so work spreads across the fleet; then gives idle workers backup
-    /// attempts of stragglers.
+    /// worker per round so work spreads across the fleet.
+    ///
+    /// Runs after every command, so it looks only at workers with a free credit: with a large
+    /// fleet, most commands free one credit on one worker, and scanning and sorting every
+    /// worker each time made dispatch the scheduler's main cost.
     fn dispatch(&mut self) {
-        let mut ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        let mut ids: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.free() > 0)
+            .map(|(id, _)| *id)
+            .collect();
         if ids.is_empty() {
             return;
         }
@@ -797,27 +867,6 @@ impl Scheduler {
             }
             if !assigned_any {
                 break;
-            }
-        }
-        if let Some(policy) = self.config.backups {
-            for &worker_id in &ids {
-                let worker = &self.workers[&worker_id];
-                if !worker.holding.is_empty() || worker.free() == 0 {
-                    continue; // only idle workers run backups
-                }
-                let found =
-                    self.order.iter().copied().find_map(|id| {
-                        self.jobs[&id].straggler(worker_id, policy).map(|c| (id, c))
-                    });
-                if let Some((job_id, chunk)) = found {
-                    let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
-                    if let Some(attempt) = job.assign_backup(chunk, worker_id) {
-                        info!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id,
-                            "backup attempt of a straggler");
-                        self.send(worker_id, job_id, chunk, attempt);
-                        touched.insert(job_id);
-                    }
-                }
             }
         }
         for id in touched {
@@ -1023,7 +1072,13 @@ mod tests {
         let (spec, plan, expected) = inputs(dir, chunk_size);
         let stop = CancellationToken::new();
         let store = Store::in_memory().unwrap();
-        let handle = spawn(config, store, Vec::new(), &TaskTracker::new(), stop.clone());
+        let handle = spawn(
+            config,
+            Some(store),
+            Vec::new(),
+            &TaskTracker::new(),
+            stop.clone(),
+        );
         let id = handle.submit(spec, plan).await.unwrap().id;
         Running {
             handle,
@@ -1342,7 +1397,13 @@ mod tests {
         let total = plan.chunks.len() as u64;
         let store = Store::open(state.path()).unwrap();
         let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
-        let handle = spawn(config(), store.clone(), Vec::new(), &tasks, stop.clone());
+        let handle = spawn(
+            config(),
+            Some(store.clone()),
+            Vec::new(),
+            &tasks,
+            stop.clone(),
+        );
         let id = handle.submit(spec, plan).await.unwrap().id;
         let mut fake = attach(&handle, 1).await;
         // Fold five chunks, wait until they are durable, then leave one assignment unanswered.
@@ -1368,7 +1429,7 @@ mod tests {
         let restored = store.load().unwrap();
         assert_eq!(restored.len(), 1);
         let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
-        let handle = spawn(config(), store, restored, &tasks, stop.clone());
+        let handle = spawn(config(), Some(store), restored, &tasks, stop.clone());
         let status = handle.get(id).await.unwrap();
         assert_eq!((status.chunks_done, status.chunks_checkpointed), (5, 5));
         let handed = Arc::default();
@@ -1386,7 +1447,7 @@ mod tests {
         let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
         let handle = spawn(
             config(),
-            store.clone(),
+            Some(store.clone()),
             store.load().unwrap(),
             &tasks,
             stop.clone(),

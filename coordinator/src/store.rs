@@ -133,7 +133,8 @@ impl Store {
         Store::with(db)
     }
 
-    /// A store that lives only as long as the process: nothing survives a restart.
+    /// A store that lives only as long as the process, for tests of the journal.
+    #[cfg(test)]
     pub fn in_memory() -> Result<Store, StoreError> {
         let db = redb::Builder::new()
             .create_with_backend(redb::backends::InMemoryBackend::new())

@@ -168,25 +168,26 @@ async fn main() -> anyhow::Result<()> {
     let self_cpu = fanfold_bench::cpu_time("self")? - self_before;
     stop.cancel();
 
-    // Exactness before any number: every chunk answered exactly once, all bytes delivered.
+    // Exactness before any number: every chunk answered and folded once. Chunks held too long
+    // may have been assigned again (a backup, or a re-queue after a lost lease); the job's
+    // byte counter counts folded chunks only, so it matches the job's bytes only if each chunk
+    // was folded exactly once.
     let mut answered = Vec::new();
     for w in fleet {
         answered.extend(w.await??);
     }
     answered.sort_unstable();
+    answered.dedup();
     let total = status.chunks_total;
+    let counters = status.counters.unwrap_or_default();
     ensure!(status.chunks_done == total, "not every chunk was folded");
     ensure!(
-        answered.len() as u64 == total && answered.iter().copied().eq(0..total),
-        "chunks were not each assigned exactly once ({} assignments for {total} chunks)",
-        answered.len()
+        answered.iter().copied().eq(0..total),
+        "the fleet did not answer every chunk"
     );
-    let counters = status.counters.unwrap_or_default();
-    ensure!(counters.attempts == total, "retries or backups happened");
     ensure!(
-        counters.bytes_in == status.bytes_total
-            && BYTES.load(Ordering::Relaxed) == status.bytes_total,
-        "bytes delivered do not add up to the job's bytes"
+        counters.bytes_in == status.bytes_total,
+        "folded bytes do not add up to the job's bytes"
     );
     let seconds = elapsed.as_secs_f64();
     println!(
@@ -198,6 +199,8 @@ async fn main() -> anyhow::Result<()> {
             "coordinator_cpu_seconds": cpu.as_secs_f64(),
             "coordinator_cpu_us_per_chunk": cpu.as_secs_f64() * 1e6 / total as f64,
             "loadgen_cpu_seconds": self_cpu.as_secs_f64(),
+            "attempts": counters.attempts, "backups": counters.backups,
+            "bytes_sent": BYTES.load(Ordering::Relaxed),
         })
     );
     Ok(())

@@ -317,6 +317,8 @@ struct Scheduler {
     journal: Vec<Op>,
     /// Whether there is a journal; without one, no ops are made.
     durable: bool,
+    /// Assignments made and not yet handed to [`Scheduler::load`].
+    loads: Vec<(WorkerId, mpsc::Sender<ToWorker>, Assignment)>,
     commands: mpsc::Sender<Command>,
     tasks: TaskTracker,
 }
@@ -339,6 +341,7 @@ pub fn spawn(
     let journal = store.map(|store| store::spawn_journal(store, tasks, checkpoints.clone()));
     let mut scheduler = Scheduler {
         durable: journal.is_some(),
+        loads: Vec::new(),
         config,
         jobs: HashMap::new(),
         order: Vec::new(),
@@ -359,7 +362,7 @@ pub fn spawn(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 command = inbox.recv() => match command {
-                    Some(command) => scheduler.handle(command),
+                    Some(command) => scheduler.handle_queued(command, &mut inbox),
                     None => break,
                 },
                 _ = ticks.tick() => scheduler.tick(),
@@ -412,6 +415,27 @@ impl Scheduler {
         self.order.push(id);
         self.finalize_if_ready(id);
         self.publish(id);
+    }
+
+    /// Handles `first` and whatever else is queued (up to a bound), dispatching once after a
+    /// run of reports and heartbeats rather than after each: a busy fleet's reports then cost
+    /// one dispatch round and one chunk-loading batch between them. Any other command is
+    /// handled only after a dispatch, so answers always reflect every earlier command.
+    fn handle_queued(&mut self, first: Command, inbox: &mut mpsc::Receiver<Command>) {
+        const MAX_RUN: usize = 256;
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(command) = next.take() {
+            if !matches!(command, Command::Report { .. } | Command::Heartbeat { .. }) {
+                self.dispatch();
+            }
+            self.handle(command);
+            handled += 1;
+            if handled < MAX_RUN {
+                next = inbox.try_recv().ok();
+            }
+        }
+        self.dispatch();
     }
 
     fn handle(&mut self, command: Command) {
@@ -564,7 +588,6 @@ impl Scheduler {
                 self.publish(job);
             }
         }
-        self.dispatch();
     }
 
     /// Periodic checks: worker leases, job timeouts, stragglers.
@@ -634,6 +657,7 @@ impl Scheduler {
         for id in touched {
             self.publish(id);
         }
+        self.load();
     }
 
     fn job(&self, id: JobId) -> Result<&Job, JobError> {
@@ -872,14 +896,15 @@ impl Scheduler {
         for id in touched {
             self.publish(id);
         }
+        self.load();
     }
 
-    /// Records an assignment as held and sends it: reads the chunk's bytes off the scheduler
-    /// task, then queues it on the worker's outbox. Credits bound how many of these run at once.
+    /// Records an assignment as held and queues it for [`Scheduler::load`], which reads its
+    /// bytes and sends it.
     fn send(&mut self, worker_id: WorkerId, job_id: JobId, chunk: ChunkId, attempt: Attempt) {
         let job = &self.jobs[&job_id];
         let (path, range) = job.range(chunk);
-        let mut assignment = Assignment {
+        let assignment = Assignment {
             job: job_id,
             chunk,
             attempt,
@@ -897,30 +922,50 @@ impl Scheduler {
         worker.holding.insert((job_id, chunk, attempt));
         debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id, "assign");
         let outbox = worker.outbox.clone();
+        self.loads.push((worker_id, outbox, assignment));
+    }
+
+    /// Reads the bytes of the assignments made since the last call, in one blocking call off
+    /// the scheduler task, then queues each on its worker's outbox. One batch per dispatch
+    /// round: a blocking call per tiny chunk cost more in thread handoffs than the reads.
+    /// Credits bound the batch, as they bounded the per-chunk loads before.
+    fn load(&mut self) {
+        if self.loads.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.loads);
+        let ranges: Vec<(PathBuf, ChunkRange)> = batch
+            .iter()
+            .map(|(_, _, a)| (a.path.clone(), a.range))
+            .collect();
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
-            let (path, range) = (assignment.path.clone(), assignment.range);
-            let read = match tokio::task::spawn_blocking(move || chunker::read(&path, range)).await
-            {
-                Ok(read) => read.map_err(|e| e.to_string()),
-                Err(join) => Err(join.to_string()),
-            };
-            match read {
-                Ok(data) => {
-                    assignment.data = Bytes::from(data);
-                    // A closed outbox means the worker left; its chunks were released then.
-                    let _ = outbox.send(ToWorker::Assign(assignment)).await;
-                }
-                Err(error) => {
-                    let _ = commands
-                        .send(Command::LoadFailed {
-                            worker: worker_id,
-                            job: assignment.job,
-                            chunk: assignment.chunk,
-                            attempt: assignment.attempt,
-                            error,
-                        })
-                        .await;
+            let reads = tokio::task::spawn_blocking(move || {
+                ranges
+                    .iter()
+                    .map(|(path, range)| chunker::read(path, *range).map_err(|e| e.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_else(|join| vec![Err(join.to_string()); batch.len()]);
+            for ((worker, outbox, mut assignment), read) in batch.into_iter().zip(reads) {
+                match read {
+                    Ok(data) => {
+                        assignment.data = Bytes::from(data);
+                        // A closed outbox means the worker left; its chunks were released then.
+                        let _ = outbox.send(ToWorker::Assign(assignment)).await;
+                    }
+                    Err(error) => {
+                        let _ = commands
+                            .send(Command::LoadFailed {
+                                worker,
+                                job: assignment.job,
+                                chunk: assignment.chunk,
+                                attempt: assignment.attempt,
+                                error,
+                            })
+                            .await;
+                    }
                 }
             }
         });

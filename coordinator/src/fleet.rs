@@ -25,6 +25,8 @@ use crate::store;
 
 pub struct Fleet {
     pub scheduler: Handle,
+    /// Whether the coordinator journals chunk results (it has a state directory).
+    pub durable: bool,
     pub prefetch: u32,
     /// How long a new stream may take to say hello.
     pub hello_timeout: Duration,
@@ -74,8 +76,9 @@ impl FleetService for Fleet {
 
         let scheduler = self.scheduler.clone();
         let shutdown = self.shutdown.clone();
+        let durable = self.durable;
         self.tasks.spawn(async move {
-            let why = read_reports(worker, &mut inbound, &scheduler, &shutdown).await;
+            let why = read_reports(worker, &mut inbound, &scheduler, durable, &shutdown).await;
             info!(worker_id = %worker, %name, reason = why, "worker stream ended");
             scheduler.worker_left(worker).await;
         });
@@ -97,6 +100,7 @@ async fn read_reports(
     worker: WorkerId,
     inbound: &mut Streaming<pb::WorkerMessage>,
     scheduler: &Handle,
+    durable: bool,
     shutdown: &CancellationToken,
 ) -> &'static str {
     loop {
@@ -134,7 +138,7 @@ async fn read_reports(
                 warn!(worker_id = %worker, "ignored a second hello");
                 Ok(())
             }
-            pb::worker_message::Kind::Done(done) => match decode_done(done) {
+            pb::worker_message::Kind::Done(done) => match decode_done(done, durable) {
                 Ok((job, chunk, attempt, report)) => {
                     scheduler.report(worker, job, chunk, attempt, report).await
                 }
@@ -164,12 +168,20 @@ async fn read_reports(
     }
 }
 
-fn decode_done(done: pb::ChunkDone) -> Result<(JobId, ChunkId, Attempt, Report), String> {
+fn decode_done(
+    done: pb::ChunkDone,
+    durable: bool,
+) -> Result<(JobId, ChunkId, Attempt, Report), String> {
     let job: JobId = done.job_id.parse().map_err(|e| format!("{e}"))?;
     let counters = done.counters.unwrap_or_default();
     let partial = done.partial.unwrap_or_default();
-    // Encoded for the journal here, on the worker's task, before the partial is converted.
-    let record = store::chunk_record(&partial, &counters, &done.bad_records);
+    // Encoded for the journal here, on the worker's task, before the partial is converted;
+    // without a journal, not at all.
+    let record = if durable {
+        store::chunk_record(&partial, &counters, &done.bad_records)
+    } else {
+        Vec::new()
+    };
     let stats = counters.into();
     let partial: Partial = partial.try_into().map_err(|e| format!("{e}"))?;
     let report = Report::Done {

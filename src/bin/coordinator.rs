@@ -50,6 +50,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    return_large_buffers_to_the_os();
     fanfold_common::telemetry::init(args.log_json, "info");
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,6 +58,19 @@ async fn main() -> ExitCode {
             eprintln!("coordinator: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Makes glibc's malloc serve every allocation of 1 MiB or more (chunk bytes, their encoded
+/// messages, partials' tables) with its own mapping, unmapped when freed. By default the
+/// threshold rises after such a buffer is freed, later buffers come from per-thread arenas that
+/// are seldom trimmed, and the coordinator's resident memory grew with the number of chunks
+/// it had passed along rather than with the work in flight (see bench/NOTES.md).
+fn return_large_buffers_to_the_os() {
+    // SAFETY: mallopt only sets a process-wide allocator parameter under the allocator's own
+    // lock; a failure (return 0) leaves the default in place.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

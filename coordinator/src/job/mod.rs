@@ -120,6 +120,9 @@ pub struct Job {
     running: u64,
     bytes_done: u64,
     chunks_checkpointed: u64,
+    /// The plan's bytes, summed once: a status is taken after every report, and summing a
+    /// plan of a million chunks each time made the scheduler quadratic in the chunk count.
+    bytes_total: u64,
     /// How long each finished chunk's winning attempt took, for straggler detection.
     durations: Vec<Duration>,
     /// Records skipped as bad by folded chunks (skip mode), with their files.
@@ -139,6 +142,7 @@ pub struct Job {
 impl Job {
     pub fn new(id: JobId, spec: JobSpec, plan: Plan, submitted_at: SystemTime) -> Self {
         let n = plan.chunks.len();
+        let bytes_total = plan.bytes();
         Job {
             id,
             spec,
@@ -158,6 +162,7 @@ impl Job {
             running: 0,
             bytes_done: 0,
             chunks_checkpointed: 0,
+            bytes_total,
             durations: Vec::new(),
             bad: Vec::new(),
             quarantine: None,
@@ -231,26 +236,47 @@ impl Job {
 
     /// The chunk most overdue for a backup attempt on `worker`, if any: only once nothing is
     /// pending, only chunks with a single live attempt elsewhere, only past the policy's bar.
+    #[cfg(test)]
     pub fn straggler(&self, worker: WorkerId, policy: BackupPolicy) -> Option<ChunkId> {
-        if !self.is_running() || !self.pending.is_empty() || self.durations.is_empty() {
-            return None;
+        self.stragglers(policy)
+            .into_iter()
+            .find(|(_, runner)| *runner != worker)
+            .map(|(chunk, _)| chunk)
+    }
+
+    /// Every chunk overdue for a backup attempt, most overdue first, with the worker running
+    /// it: only once nothing is pending, only chunks with a single live attempt, only past the
+    /// policy's bar. One pass over the chunks, so the scheduler asks once per tick, not once
+    /// per idle worker.
+    pub fn stragglers(&self, policy: BackupPolicy) -> Vec<(ChunkId, WorkerId)> {
+        if !self.is_running()
+            || !self.pending.is_empty()
+            || self.running == 0
+            || self.durations.is_empty()
+        {
+            return Vec::new();
         }
         let mut durations = self.durations.clone();
         let middle = durations.len() / 2;
         let median = *durations.select_nth_unstable(middle).1;
         let bar = policy.min_age.max(median * policy.slowdown);
-        self.chunks
+        let mut found: Vec<(Duration, ChunkId, WorkerId)> = self
+            .chunks
             .iter()
             .enumerate()
             .filter_map(|(i, state)| match state {
-                ChunkState::Running { live, .. } if live.len() == 1 && live[0].worker != worker => {
+                ChunkState::Running { live, .. } if live.len() == 1 => {
                     let age = live[0].started.elapsed();
-                    (age >= bar).then_some((age, ChunkId(i as u64)))
+                    (age >= bar).then_some((age, ChunkId(i as u64), live[0].worker))
                 }
                 _ => None,
             })
-            .max()
-            .map(|(_, chunk)| chunk)
+            .collect();
+        found.sort_unstable_by(|a, b| b.cmp(a));
+        found
+            .into_iter()
+            .map(|(_, chunk, worker)| (chunk, worker))
+            .collect()
     }
 
     /// Starts a backup attempt of a running chunk on `worker`.
@@ -447,7 +473,7 @@ impl Job {
                 self.chunks_done
             };
             if state == JobState::Succeeded {
-                self.bytes_done = self.plan.bytes();
+                self.bytes_done = self.bytes_total;
             }
             self.rows = rows.map(Arc::new);
             self.quarantine = quarantine;
@@ -542,7 +568,7 @@ impl Job {
             chunks_done: self.chunks_done,
             chunks_running: self.running,
             chunks_checkpointed: self.chunks_checkpointed,
-            bytes_total: self.plan.bytes(),
+            bytes_total: self.bytes_total,
             bytes_done: self.bytes_done,
             workers,
             counters: self.counters.clone(),

@@ -1,9 +1,11 @@
-//! Assignment: which worker gets which chunk, and sending it.
+//! Assignment: which worker gets which chunk (and which idle worker gets a backup attempt of a
+//! straggler), and loading and sending the chunks.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use bytes::Bytes;
-use fanfold_common::chunker;
+use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use tracing::{debug, info};
 
@@ -11,10 +13,18 @@ use super::{Assignment, Command, Scheduler, ToWorker};
 
 impl Scheduler {
     /// Hands pending chunks to workers with free credits, oldest job first, one chunk per
-    /// worker per round so work spreads across the fleet; then gives idle workers backup
-    /// attempts of stragglers.
+    /// worker per round so work spreads across the fleet.
+    ///
+    /// Runs after every command, so it looks only at workers with a free credit: with a large
+    /// fleet, most commands free one credit on one worker, and scanning and sorting every
+    /// worker each time made dispatch the scheduler's main cost.
     pub(super) fn dispatch(&mut self) {
-        let mut ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        let mut ids: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.free() > 0)
+            .map(|(id, _)| *id)
+            .collect();
         if ids.is_empty() {
             return;
         }
@@ -47,38 +57,18 @@ impl Scheduler {
                 break;
             }
         }
-        if let Some(policy) = self.config.backups {
-            for &worker_id in &ids {
-                let worker = &self.workers[&worker_id];
-                if !worker.holding.is_empty() || worker.free() == 0 {
-                    continue; // only idle workers run backups
-                }
-                let found =
-                    self.order.iter().copied().find_map(|id| {
-                        self.jobs[&id].straggler(worker_id, policy).map(|c| (id, c))
-                    });
-                if let Some((job_id, chunk)) = found {
-                    let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
-                    if let Some(attempt) = job.assign_backup(chunk, worker_id) {
-                        info!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id,
-                            "backup attempt of a straggler");
-                        self.send(worker_id, job_id, chunk, attempt);
-                        touched.insert(job_id);
-                    }
-                }
-            }
-        }
         for id in touched {
             self.publish(id);
         }
+        self.load();
     }
 
-    /// Records an assignment as held and sends it: reads the chunk's bytes off the scheduler
-    /// task, then queues it on the worker's outbox. Credits bound how many of these run at once.
+    /// Records an assignment as held and queues it for [`Scheduler::load`], which reads its
+    /// bytes and sends it.
     fn send(&mut self, worker_id: WorkerId, job_id: JobId, chunk: ChunkId, attempt: Attempt) {
         let job = &self.jobs[&job_id];
         let (path, range) = job.range(chunk);
-        let mut assignment = Assignment {
+        let assignment = Assignment {
             job: job_id,
             chunk,
             attempt,
@@ -96,32 +86,96 @@ impl Scheduler {
         worker.holding.insert((job_id, chunk, attempt));
         debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id, "assign");
         let outbox = worker.outbox.clone();
+        self.loads.push((worker_id, outbox, assignment));
+    }
+
+    /// Reads the bytes of the assignments made since the last call, in one blocking call off
+    /// the scheduler task, then queues each on its worker's outbox. One batch per dispatch
+    /// round: a blocking call per tiny chunk cost more in thread handoffs than the reads.
+    /// Credits bound the batch, as they bounded the per-chunk loads before.
+    fn load(&mut self) {
+        if self.loads.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.loads);
+        let ranges: Vec<(PathBuf, ChunkRange)> = batch
+            .iter()
+            .map(|(_, _, a)| (a.path.clone(), a.range))
+            .collect();
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
-            let (path, range) = (assignment.path.clone(), assignment.range);
-            let read = match tokio::task::spawn_blocking(move || chunker::read(&path, range)).await
-            {
-                Ok(read) => read.map_err(|e| e.to_string()),
-                Err(join) => Err(join.to_string()),
-            };
-            match read {
-                Ok(data) => {
-                    assignment.data = Bytes::from(data);
-                    // A closed outbox means the worker left; its chunks were released then.
-                    let _ = outbox.send(ToWorker::Assign(assignment)).await;
-                }
-                Err(error) => {
-                    let _ = commands
-                        .send(Command::LoadFailed {
-                            worker: worker_id,
-                            job: assignment.job,
-                            chunk: assignment.chunk,
-                            attempt: assignment.attempt,
-                            error,
-                        })
-                        .await;
+            let reads = tokio::task::spawn_blocking(move || {
+                ranges
+                    .iter()
+                    .map(|(path, range)| chunker::read(path, *range).map_err(|e| e.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_else(|join| vec![Err(join.to_string()); batch.len()]);
+            for ((worker, outbox, mut assignment), read) in batch.into_iter().zip(reads) {
+                match read {
+                    Ok(data) => {
+                        assignment.data = Bytes::from(data);
+                        // A closed outbox means the worker left; its chunks were released then.
+                        let _ = outbox.send(ToWorker::Assign(assignment)).await;
+                    }
+                    Err(error) => {
+                        let _ = commands
+                            .send(Command::LoadFailed {
+                                worker,
+                                job: assignment.job,
+                                chunk: assignment.chunk,
+                                attempt: assignment.attempt,
+                                error,
+                            })
+                            .await;
+                    }
                 }
             }
         });
+    }
+
+    /// Gives idle workers backup attempts of straggling chunks, most overdue first, never on
+    /// the worker already running the chunk. Runs on the tick: a chunk is a straggler only
+    /// after seconds, and finding them takes a pass over a job's chunks, too costly to repeat
+    /// after every command of a large job.
+    pub(super) fn start_backups(&mut self) {
+        let Some(policy) = self.config.backups else {
+            return;
+        };
+        let mut idle: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.holding.is_empty() && w.free() > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        idle.sort_unstable();
+        let mut touched = Vec::new();
+        for job_id in self.order.clone() {
+            if idle.is_empty() {
+                break;
+            }
+            for (chunk, runner) in self.jobs[&job_id].stragglers(policy) {
+                let Some(at) = idle.iter().position(|w| *w != runner) else {
+                    continue;
+                };
+                let worker_id = idle.remove(at);
+                let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
+                if let Some(attempt) = job.assign_backup(chunk, worker_id) {
+                    info!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id,
+                        "backup attempt of a straggler");
+                    self.send(worker_id, job_id, chunk, attempt);
+                    touched.push(job_id);
+                }
+                if idle.is_empty() {
+                    break;
+                }
+            }
+        }
+        touched.dedup();
+        for id in touched {
+            self.publish(id);
+        }
+        self.load();
     }
 }

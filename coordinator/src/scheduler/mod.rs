@@ -89,15 +89,23 @@ struct Scheduler {
     turn: u64,
     /// Decisions to make durable, sent to the journal after each command.
     journal: Vec<Op>,
+    /// Whether there is a journal; without one, no ops are made.
+    durable: bool,
+    /// Assignments made and not yet handed to [`Scheduler::load`].
+    loads: Vec<(WorkerId, mpsc::Sender<ToWorker>, Assignment)>,
     commands: mpsc::Sender<Command>,
     tasks: TaskTracker,
 }
 
 /// Starts the scheduler task on `tasks`, resuming the jobs `store` kept; it stops when
 /// `shutdown` is cancelled, after the journal has written everything decided.
+///
+/// Without a store nothing is journaled: state that cannot outlive the process needs no
+/// checkpoints, and keeping every folded chunk's partial until its job ends would make memory
+/// grow with the input.
 pub fn spawn(
     config: SchedulerConfig,
-    store: Store,
+    store: Option<Store>,
     restored: Vec<Restored>,
     registry: &Registry,
     tasks: &TaskTracker,
@@ -105,8 +113,10 @@ pub fn spawn(
 ) -> Handle {
     let (commands, mut inbox) = mpsc::channel(1024);
     let checkpoints = Checkpoints::default();
-    let journal = store::spawn_journal(store, tasks, checkpoints.clone());
+    let journal = store.map(|store| store::spawn_journal(store, tasks, checkpoints.clone()));
     let mut scheduler = Scheduler {
+        durable: journal.is_some(),
+        loads: Vec::new(),
         config,
         jobs: HashMap::new(),
         order: Vec::new(),
@@ -127,7 +137,7 @@ pub fn spawn(
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 command = inbox.recv() => match command {
-                    Some(command) => scheduler.handle(command),
+                    Some(command) => scheduler.handle_queued(command, &mut inbox),
                     None => break,
                 },
                 _ = ticks.tick() => scheduler.tick(),
@@ -140,7 +150,9 @@ pub fn spawn(
                     }
                 }
             }
-            if !scheduler.journal.is_empty() {
+            if let Some(journal) = &journal
+                && !scheduler.journal.is_empty()
+            {
                 let ops = std::mem::take(&mut scheduler.journal);
                 // Waiting here is the backpressure of a slow disk on the whole scheduler.
                 if journal.send(ops).await.is_err() {
@@ -186,18 +198,41 @@ impl Scheduler {
         self.publish(id);
     }
 
+    /// Handles `first` and whatever else is queued (up to a bound), dispatching once after a
+    /// run of reports and heartbeats rather than after each: a busy fleet's reports then cost
+    /// one dispatch round and one chunk-loading batch between them. Any other command is
+    /// handled only after a dispatch, so answers always reflect every earlier command.
+    fn handle_queued(&mut self, first: Command, inbox: &mut mpsc::Receiver<Command>) {
+        const MAX_RUN: usize = 256;
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(command) = next.take() {
+            if !matches!(command, Command::Report { .. } | Command::Heartbeat { .. }) {
+                self.dispatch();
+            }
+            self.handle(command);
+            handled += 1;
+            if handled < MAX_RUN {
+                next = inbox.try_recv().ok();
+            }
+        }
+        self.dispatch();
+    }
+
     fn handle(&mut self, command: Command) {
         match command {
             Command::Submit { spec, plan, reply } => {
                 let id = JobId::new();
                 let submitted_at = SystemTime::now();
-                self.journal.push(Op::Submitted {
-                    job: id,
-                    spec: spec.clone(),
-                    files: plan.files.clone(),
-                    chunks: plan.chunks.clone(),
-                    submitted_at,
-                });
+                if self.durable {
+                    self.journal.push(Op::Submitted {
+                        job: id,
+                        spec: spec.clone(),
+                        files: plan.files.clone(),
+                        chunks: plan.chunks.clone(),
+                        submitted_at,
+                    });
+                }
                 let job = Job::new(id, spec, plan, submitted_at);
                 let status = job.snapshot(self.worker_count());
                 info!(job_id = %id, chunks = status.chunks_total, bytes = status.bytes_total,
@@ -330,7 +365,6 @@ impl Scheduler {
                 self.publish(job);
             }
         }
-        self.dispatch();
     }
 
     /// Periodic checks: worker leases, job timeouts, stragglers.
@@ -356,6 +390,7 @@ impl Scheduler {
             self.publish(id);
         }
         self.dispatch();
+        self.start_backups();
     }
 
     fn job(&self, id: JobId) -> Result<&Job, JobError> {
@@ -414,11 +449,13 @@ impl Scheduler {
                 bad,
             } => match job.complete(chunk, attempt, partial, stats, bad) {
                 Ok(Completion::Folded { losers }) => {
-                    self.journal.push(Op::ChunkFolded {
-                        job: job_id,
-                        chunk,
-                        record,
-                    });
+                    if self.durable {
+                        self.journal.push(Op::ChunkFolded {
+                            job: job_id,
+                            chunk,
+                            record,
+                        });
+                    }
                     self.persist_progress(job_id);
                     for (loser, attempt) in losers {
                         if let Some(w) = self.workers.get(&loser) {
@@ -466,7 +503,9 @@ impl Scheduler {
             return;
         };
         self.persist_progress(id);
-        self.journal.push(Op::Finished { job: id, rows });
+        if self.durable {
+            self.journal.push(Op::Finished { job: id, rows });
+        }
         for worker in self.workers.values() {
             if worker.holding.iter().any(|(j, _, _)| *j == id) {
                 worker.tell(ToWorker::Cancel(id));
@@ -475,6 +514,9 @@ impl Scheduler {
     }
 
     fn persist_progress(&mut self, id: JobId) {
+        if !self.durable {
+            return;
+        }
         if let Some(job) = self.jobs.get(&id) {
             let status = job.snapshot(0);
             self.journal.push(Op::Progress {

@@ -139,7 +139,7 @@ async fn start(dir: &std::path::Path, chunk_size: u64, config: SchedulerConfig) 
     let store = Store::in_memory().unwrap();
     let handle = spawn(
         config,
-        store,
+        Some(store),
         Vec::new(),
         &Registry::builtin(),
         &TaskTracker::new(),
@@ -466,7 +466,7 @@ async fn a_restarted_scheduler_resumes_from_its_checkpoints_without_redoing_them
     let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
     let handle = spawn(
         config(),
-        store.clone(),
+        Some(store.clone()),
         Vec::new(),
         &Registry::builtin(),
         &tasks,
@@ -499,7 +499,7 @@ async fn a_restarted_scheduler_resumes_from_its_checkpoints_without_redoing_them
     let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
     let handle = spawn(
         config(),
-        store,
+        Some(store),
         restored,
         &Registry::builtin(),
         &tasks,
@@ -522,7 +522,7 @@ async fn a_restarted_scheduler_resumes_from_its_checkpoints_without_redoing_them
     let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
     let handle = spawn(
         config(),
-        store.clone(),
+        Some(store.clone()),
         store.load().unwrap(),
         &Registry::builtin(),
         &tasks,

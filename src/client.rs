@@ -48,21 +48,6 @@ impl Client {
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
-    /// Reconnects to a coordinator that went away, for up to [`RECONNECT_FOR`].
-    async fn reconnect(&mut self) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + RECONNECT_FOR;
-        loop {
-            match Self::channel(&self.address).await {
-                Ok(inner) => {
-                    self.inner = inner;
-                    return Ok(());
-                }
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        }
-    }
-
     fn error(&self, status: tonic::Status) -> anyhow::Error {
         match status.code() {
             tonic::Code::Unavailable | tonic::Code::Unknown
@@ -128,13 +113,15 @@ impl Client {
     }
 
     /// Follows a job until it is final, calling `on_update` with each status; returns the last.
-    /// Rides through a coordinator restart: if the connection drops, it reconnects and goes on
-    /// watching, as long as the coordinator comes back within [`RECONNECT_FOR`].
+    /// Rides through a coordinator restart: while the connection is lost it keeps reconnecting
+    /// and watching again, for up to [`RECONNECT_FOR`].
     pub async fn watch(
         &mut self,
         id: JobId,
         mut on_update: impl FnMut(&JobStatus),
     ) -> anyhow::Result<JobStatus> {
+        // When the coordinator was lost, if it is now.
+        let mut lost_since: Option<tokio::time::Instant> = None;
         loop {
             let request = pb::WatchJobRequest {
                 job_id: id.to_string(),
@@ -146,6 +133,12 @@ impl Client {
                         match updates.message().await {
                             Ok(Some(update)) => {
                                 let status = decode(update)?;
+                                if lost_since.take().is_some() {
+                                    eprintln!(
+                                        "submit-job: reconnected; job {id} is {}",
+                                        status.state.as_str()
+                                    );
+                                }
                                 on_update(&status);
                                 if status.state.is_final() {
                                     return Ok(status);
@@ -159,22 +152,34 @@ impl Client {
                 Err(status) => Some(status),
             };
             match lost {
+                Some(status) if status.code() == tonic::Code::NotFound && lost_since.is_some() => {
+                    return Err(anyhow!(
+                        "job {id} is gone: the coordinator restarted without its state"
+                    ));
+                }
                 Some(status) if !is_connection_loss(&status) => return Err(self.error(status)),
                 _ => {
-                    eprintln!(
-                        "submit-job: lost the coordinator at {}; reconnecting",
-                        self.address
-                    );
-                    self.reconnect()
-                        .await
-                        .with_context(|| format!("gave up on job {id} after {RECONNECT_FOR:?}"))?;
-                    let status = self.status(id).await.map_err(|e| {
-                        anyhow!("{e:#} (the coordinator restarted without its state)")
-                    })?;
-                    eprintln!(
-                        "submit-job: reconnected; job {id} is {}",
-                        status.state.as_str()
-                    );
+                    let since = match lost_since {
+                        Some(since) => since,
+                        None => {
+                            eprintln!(
+                                "submit-job: lost the coordinator at {}; reconnecting",
+                                self.address
+                            );
+                            *lost_since.insert(tokio::time::Instant::now())
+                        }
+                    };
+                    if since.elapsed() >= RECONNECT_FOR {
+                        return Err(anyhow!(
+                            "gave up on job {id}: the coordinator at {} has been unreachable \
+                             for {RECONNECT_FOR:?}",
+                            self.address
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if let Ok(inner) = Self::channel(&self.address).await {
+                        self.inner = inner;
+                    }
                 }
             }
         }

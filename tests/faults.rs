@@ -155,24 +155,37 @@ async fn the_coordinator_is_killed_twice_and_the_job_resumes_from_its_checkpoint
     let _workers: Vec<Proc> = (0..2)
         .map(|i| worker(test, &addr, 1, &format!("w{i}")))
         .collect();
-    // The client waits through both restarts and writes the result.
+    // `submit-job run` waits through both restarts (it reconnects) and writes the result.
     let out = tempfile::tempdir().unwrap();
     let result = out.path().join("counts.tsv");
-    let job = submit(&addr).await;
-    let total = num(&job_status(&addr, &job).await.unwrap(), "chunks_total");
     let waiting = {
-        let (addr, job) = (addr.clone(), job.clone());
+        let addr = addr.clone();
         let result = result.to_str().unwrap().to_owned();
         tokio::spawn(async move {
-            // `result` of a running job fails, so follow it as `run` would: watch, then fetch.
-            until("the job to end", Duration::from_secs(240), || async {
-                let s = job_status(&addr, &job).await?;
-                (s["state"] != "running").then_some(())
-            })
-            .await;
-            submit_job(&addr, &["result", &job, "--output", &result]).await
+            let args = [
+                "run",
+                corpus().root(),
+                "--chunk-size",
+                CHUNK,
+                "-q",
+                "--output",
+                &result,
+            ];
+            submit_job(&addr, &args).await
         })
     };
+    let job = until(
+        "the job to be submitted",
+        Duration::from_secs(60),
+        || async {
+            let list = stdout(&submit_job(&addr, &["list"]).await);
+            list.lines()
+                .find(|l| l.contains("running"))
+                .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        },
+    )
+    .await;
+    let total = num(&job_status(&addr, &job).await.unwrap(), "chunks_total");
     for kill in 1..=2u64 {
         let target = kill * total / 3;
         let before = until(
@@ -203,8 +216,13 @@ async fn the_coordinator_is_killed_twice_and_the_job_resumes_from_its_checkpoint
             "kill {kill}: {checkpointed} chunks were checkpointed, {resumed:?} resumed"
         );
     }
-    let fetched = waiting.await.unwrap();
-    assert_ok(&fetched);
+    let ran = waiting.await.unwrap();
+    assert_ok(&ran);
+    assert!(
+        stderr(&ran).contains("reconnecting"),
+        "the client saw the coordinator go: {}",
+        stderr(&ran)
+    );
     let got = parse_tsv(&std::fs::read(&result).unwrap());
     assert!(
         got == corpus().counts,

@@ -244,6 +244,16 @@ pub enum SpecError {
     ProgramsNotAllowed(String),
 }
 
+impl SpecError {
+    /// An option of `operation` that cannot be used, and why.
+    pub fn bad_option(operation: &str, message: impl Into<String>) -> Self {
+        SpecError::BadOption {
+            operation: operation.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Fails if `options` holds a name outside `allowed`.
 pub fn check_options(
     operation: &str,

@@ -38,10 +38,7 @@ pub fn factory(options: &Options) -> Result<Arc<dyn Operation>, SpecError> {
         options,
         &["pattern", "output", "ignore_case", "invert"],
     )?;
-    let bad = |message: String| SpecError::BadOption {
-        operation: NAME.into(),
-        message,
-    };
+    let bad = |message: String| SpecError::bad_option(NAME, message);
     let pattern = options
         .get("pattern")
         .ok_or_else(|| bad("option 'pattern' is required".into()))?;

@@ -41,10 +41,7 @@ pub fn factory(options: &Options) -> Result<Arc<dyn Operation>, SpecError> {
     let mut allowed = vec!["key", "agg", "value", "k"];
     allowed.extend(INPUT_OPTIONS);
     check_options(NAME, options, &allowed)?;
-    let bad = |message: String| SpecError::BadOption {
-        operation: NAME.into(),
-        message,
-    };
+    let bad = |message: String| SpecError::bad_option(NAME, message);
     let key = options
         .get("key")
         .ok_or_else(|| bad("option 'key' is required".into()))?;

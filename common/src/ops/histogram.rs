@@ -28,10 +28,7 @@ pub fn factory(options: &Options) -> Result<Arc<dyn Operation>, SpecError> {
     let mut allowed = vec!["field", "edges"];
     allowed.extend(INPUT_OPTIONS);
     check_options(NAME, options, &allowed)?;
-    let bad = |message: String| SpecError::BadOption {
-        operation: NAME.into(),
-        message,
-    };
+    let bad = |message: String| SpecError::bad_option(NAME, message);
     let text = options
         .get("edges")
         .ok_or_else(|| bad("option 'edges' is required (e.g. edges=0,10,100)".into()))?;

@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()
         .bytes(".fanfold.v1.Assign.data")
+        .bytes(".fanfold.v1.Counts.keys")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -37,6 +37,8 @@ impl LocalCluster {
             let mut worker = fanfold_worker::Config::new(&address, format!("local-{i}"), slots);
             worker.max_backoff = Duration::from_millis(200);
             worker.registry = registry.clone();
+            // Same machine, same files: workers read their chunks themselves.
+            worker.shared_storage = true;
             fleet.1.spawn(fanfold_worker::run(worker, fleet.0.clone()));
         }
         Ok(LocalCluster {

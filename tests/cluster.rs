@@ -18,10 +18,20 @@ fn corpus() -> &'static Corpus {
 /// Runs word count over the corpus on `workers` workers of `slots` slots and checks the result,
 /// the counters and the `status`, `result` and `list` commands against independent numbers.
 async fn word_count_matches(test: &str, workers: u32, slots: u32, chunk_size: &str) {
+    word_count_matches_with(test, workers, slots, chunk_size, &[]).await;
+}
+
+async fn word_count_matches_with(
+    test: &str,
+    workers: u32,
+    slots: u32,
+    chunk_size: &str,
+    worker_flags: &[&str],
+) {
     let corpus = corpus();
     let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
     let _workers: Vec<Proc> = (0..workers)
-        .map(|i| worker(test, &addr, slots, &format!("worker-{i}")))
+        .map(|i| worker_with(test, &addr, slots, &format!("worker-{i}"), worker_flags))
         .collect();
     let out = tempfile::tempdir().unwrap();
     let result = out.path().join("counts.tsv");
@@ -121,6 +131,11 @@ async fn one_worker_counts_words_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_slot_per_worker_counts_words_exactly() {
     word_count_matches("one_slot", 3, 1, "384KiB").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_reading_shared_storage_count_words_exactly() {
+    word_count_matches_with("shared_storage", 2, 2, "256KiB", &["--shared-storage"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

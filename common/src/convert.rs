@@ -9,7 +9,7 @@ use fanfold_proto::v1 as pb;
 
 use crate::ids::JobId;
 use crate::operation::{BadRecord, ChunkStats};
-use crate::partial::{Partial, Row, SortOrder, Value};
+use crate::partial::{ChunkPartial, Counts, Partial, Row, SortOrder, Value};
 use crate::render::Format;
 use crate::sketch::{ExactSum, Sketch};
 use crate::spec::{Counters, JobSpec, JobState, JobStatus, OutputDir};
@@ -210,28 +210,61 @@ impl TryFrom<pb::Entry> for Row {
 
 impl From<Partial> for pb::Partial {
     fn from(partial: Partial) -> Self {
+        partial.into_columns().into()
+    }
+}
+
+impl From<ChunkPartial> for pb::Partial {
+    fn from(partial: ChunkPartial) -> Self {
+        let (keys, lengths, values) = partial.counts.into_parts();
         pb::Partial {
             entries: partial
+                .entries
                 .into_entries()
                 .map(|(key, value)| pb::Entry::from(Row { key, value }))
                 .collect(),
+            counts: (!values.is_empty()).then_some(pb::Counts {
+                keys,
+                lengths,
+                values,
+            }),
         }
+    }
+}
+
+impl TryFrom<pb::Partial> for ChunkPartial {
+    type Error = ConvertError;
+    fn try_from(partial: pb::Partial) -> Result<Self, Self::Error> {
+        let mut entries = Partial::new();
+        for entry in partial.entries {
+            let row = Row::try_from(entry)?;
+            entries
+                .add(row.key, row.value)
+                .map_err(|e| ConvertError::Invalid {
+                    field: "partial.entries",
+                    message: e.to_string(),
+                })?;
+        }
+        let counts = partial.counts.unwrap_or_default();
+        let counts = Counts::new(counts.keys, counts.lengths, counts.values).map_err(|e| {
+            ConvertError::Invalid {
+                field: "partial.counts",
+                message: e.to_string(),
+            }
+        })?;
+        Ok(ChunkPartial { entries, counts })
     }
 }
 
 impl TryFrom<pb::Partial> for Partial {
     type Error = ConvertError;
     fn try_from(partial: pb::Partial) -> Result<Self, Self::Error> {
-        let mut out = Partial::new();
-        for entry in partial.entries {
-            let row = Row::try_from(entry)?;
-            out.add(row.key, row.value)
-                .map_err(|e| ConvertError::Invalid {
-                    field: "partial.entries",
-                    message: e.to_string(),
-                })?;
-        }
-        Ok(out)
+        ChunkPartial::try_from(partial)?
+            .into_partial()
+            .map_err(|e| ConvertError::Invalid {
+                field: "partial",
+                message: e.to_string(),
+            })
     }
 }
 
@@ -397,6 +430,8 @@ impl TryFrom<pb::JobStatus> for JobStatus {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
 
     #[test]
@@ -445,6 +480,39 @@ mod tests {
         };
         let back = JobStatus::try_from(pb::JobStatus::from(&status)).unwrap();
         assert_eq!(back, status);
+    }
+
+    #[test]
+    fn partials_travel_with_counts_in_columns() {
+        let mut partial = Partial::new();
+        for (i, key) in ["a", "bb", "", "a very long key of more than sixteen bytes"]
+            .into_iter()
+            .enumerate()
+        {
+            partial
+                .add(key.as_bytes().to_vec(), Value::Count(i as u64 + 1))
+                .unwrap();
+        }
+        partial
+            .add(b"t".to_vec(), Value::Text(b"x".to_vec()))
+            .unwrap();
+        let wire = pb::Partial::from(partial.clone());
+        assert_eq!(wire.entries.len(), 1, "only the text as an entry");
+        let counts = wire.counts.clone().unwrap();
+        assert_eq!((counts.lengths.len(), counts.keys.len()), (4, 45));
+        // Through bytes, as between processes.
+        let decoded = pb::Partial::decode(wire.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(Partial::try_from(decoded).unwrap(), partial);
+        // Columns that disagree are an invalid message, not a panic.
+        let mut bad = wire;
+        bad.counts.as_mut().unwrap().lengths[0] += 1;
+        assert!(matches!(
+            Partial::try_from(bad),
+            Err(ConvertError::Invalid {
+                field: "partial.counts",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use crate::sketch::{ExactSum, Sketch};
@@ -234,6 +235,152 @@ impl Partial {
     pub fn into_entries(self) -> impl Iterator<Item = (Vec<u8>, Value)> {
         self.entries.into_iter()
     }
+
+    /// Adds `n` to the count under `key`; allocates only for a key not yet here.
+    pub fn add_count(&mut self, key: &[u8], n: u64) -> Result<(), MergeError> {
+        match self.entries.get_mut(key) {
+            Some(value) => value.merge(Value::Count(n)),
+            None => {
+                self.entries.insert(key.to_vec(), Value::Count(n));
+                Ok(())
+            }
+        }
+    }
+
+    /// Folds a chunk's partial as it arrived: its entries, then its counts by borrowed key.
+    pub fn fold(&mut self, chunk: ChunkPartial) -> Result<(), MergeError> {
+        self.merge(chunk.entries)?;
+        self.entries
+            .reserve(chunk.counts.len().saturating_sub(self.entries.len()));
+        for (key, n) in chunk.counts.iter() {
+            self.add_count(key, n)?;
+        }
+        Ok(())
+    }
+
+    /// Splits off the count values into columns, for sending.
+    pub fn into_columns(self) -> ChunkPartial {
+        let mut entries = Partial::new();
+        let mut columns = Columns::default();
+        for (key, value) in self.entries {
+            match value {
+                Value::Count(n) => columns.push(&key, n),
+                other => {
+                    entries.entries.insert(key, other);
+                }
+            }
+        }
+        ChunkPartial {
+            entries,
+            counts: columns.finish(),
+        }
+    }
+}
+
+/// A partial as it travels between processes: entries of any value, and count values in
+/// columns ([`Counts`]). A key is in one of the two at most.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChunkPartial {
+    pub entries: Partial,
+    pub counts: Counts,
+}
+
+impl ChunkPartial {
+    /// The partial it stands for.
+    pub fn into_partial(self) -> Result<Partial, MergeError> {
+        let mut partial = Partial::new();
+        partial.fold(self)?;
+        Ok(partial)
+    }
+}
+
+/// Count values in columns: the keys concatenated, each key's length, each key's count. They
+/// fold into a [`Partial`] by borrowed key, so a key already there costs no allocation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counts {
+    keys: Bytes,
+    lengths: Vec<u32>,
+    values: Vec<u64>,
+}
+
+/// The columns disagree: not as many lengths as counts, or lengths that do not add up to the
+/// keys' bytes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{lengths} key lengths adding up to {sum} bytes, {values} counts, {bytes} key bytes")]
+pub struct ColumnsError {
+    pub lengths: usize,
+    pub sum: u64,
+    pub values: usize,
+    pub bytes: usize,
+}
+
+impl Counts {
+    pub fn new(keys: Bytes, lengths: Vec<u32>, values: Vec<u64>) -> Result<Counts, ColumnsError> {
+        let sum: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
+        if lengths.len() != values.len() || sum != keys.len() as u64 {
+            return Err(ColumnsError {
+                lengths: lengths.len(),
+                sum,
+                values: values.len(),
+                bytes: keys.len(),
+            });
+        }
+        Ok(Counts {
+            keys,
+            lengths,
+            values,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Each key and its count, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        let mut at = 0;
+        self.lengths
+            .iter()
+            .zip(&self.values)
+            .map(move |(&len, &n)| {
+                let key = &self.keys[at..at + len as usize];
+                at += len as usize;
+                (key, n)
+            })
+    }
+
+    pub fn into_parts(self) -> (Bytes, Vec<u32>, Vec<u64>) {
+        (self.keys, self.lengths, self.values)
+    }
+}
+
+/// Builds [`Counts`] one key at a time.
+#[derive(Default)]
+pub struct Columns {
+    keys: Vec<u8>,
+    lengths: Vec<u32>,
+    values: Vec<u64>,
+}
+
+impl Columns {
+    pub fn push(&mut self, key: &[u8], n: u64) {
+        let len = u32::try_from(key.len()).expect("a key under 4 GiB");
+        self.keys.extend_from_slice(key);
+        self.lengths.push(len);
+        self.values.push(n);
+    }
+
+    pub fn finish(self) -> Counts {
+        Counts {
+            keys: Bytes::from(self.keys),
+            lengths: self.lengths,
+            values: self.values,
+        }
+    }
 }
 
 /// How final rows are ordered.
@@ -300,6 +447,42 @@ mod tests {
                 .map(|(k, v)| (k.as_bytes().to_vec(), Value::Count(*v))),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn columns_fold_like_entries_and_mixed_values_keep_their_kind() {
+        let mut mixed = counts(&[("a", 1), ("", 7), ("longer than sixteen bytes", 2)]);
+        mixed.add(b"m".to_vec(), Value::Max(2.5)).unwrap();
+        let sent = mixed.clone().into_columns();
+        assert_eq!(sent.counts.len(), 3);
+        assert_eq!(sent.entries.get(b"m"), Some(&Value::Max(2.5)));
+        assert_eq!(sent.entries.len(), 1);
+        assert_eq!(sent.clone().into_partial().unwrap(), mixed);
+        // Folding the columns adds to what is there, allocating only new keys.
+        let mut folded = counts(&[("a", 10), ("z", 1)]);
+        folded.fold(sent).unwrap();
+        let mut expected = counts(&[
+            ("a", 11),
+            ("", 7),
+            ("longer than sixteen bytes", 2),
+            ("z", 1),
+        ]);
+        expected.add(b"m".to_vec(), Value::Max(2.5)).unwrap();
+        assert_eq!(folded, expected);
+        // A count column cannot fold into a key holding another kind.
+        let mut other = Partial::new();
+        other.add(b"a".to_vec(), Value::Min(1.0)).unwrap();
+        assert!(other.fold(counts(&[("a", 1)]).into_columns()).is_err());
+    }
+
+    #[test]
+    fn columns_that_disagree_are_rejected() {
+        let ok = Counts::new(Bytes::from_static(b"abcd"), vec![1, 3], vec![5, 6]).unwrap();
+        let pairs: Vec<(&[u8], u64)> = ok.iter().collect();
+        assert_eq!(pairs, [(&b"a"[..], 5), (&b"bcd"[..], 6)]);
+        assert!(Counts::new(Bytes::from_static(b"abcd"), vec![1, 2], vec![5, 6]).is_err());
+        assert!(Counts::new(Bytes::from_static(b"abc"), vec![1, 2], vec![5]).is_err());
+        assert!(Counts::new(Bytes::new(), vec![u32::MAX, 1], vec![1, 1]).is_err());
     }
 
     #[test]

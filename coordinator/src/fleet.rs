@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::partial::Partial;
+use fanfold_common::partial::ChunkPartial;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_server::FleetService;
 use tokio::sync::mpsc;
@@ -68,6 +68,7 @@ impl FleetService for Fleet {
                 WorkerHello {
                     name: hello.name,
                     slots: hello.slots,
+                    shared_storage: hello.shared_storage,
                 },
                 outbox,
             )
@@ -124,8 +125,10 @@ async fn read_reports(
                 match released.job_id.parse::<JobId>() {
                     Ok(job) => {
                         let (chunk, attempt) = (ChunkId(released.chunk), Attempt(released.attempt));
+                        let unreadable =
+                            (!released.unreadable.is_empty()).then_some(released.unreadable);
                         scheduler
-                            .report(worker, job, chunk, attempt, Report::Released)
+                            .report(worker, job, chunk, attempt, Report::Released { unreadable })
                             .await
                     }
                     Err(e) => {
@@ -183,7 +186,7 @@ fn decode_done(
         Vec::new()
     };
     let stats = counters.into();
-    let partial: Partial = partial.try_into().map_err(|e| format!("{e}"))?;
+    let partial: ChunkPartial = partial.try_into().map_err(|e| format!("{e}"))?;
     let report = Report::Done {
         partial,
         stats,
@@ -209,6 +212,10 @@ impl From<ToWorker> for pb::CoordinatorMessage {
                 }),
                 data: a.data,
                 skip_bad_records: a.skip_bad_records,
+                shared_path: a
+                    .shared_path
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
             }),
             ToWorker::Cancel(job) => pb::coordinator_message::Kind::Cancel(pb::CancelJob {
                 job_id: job.to_string(),

@@ -18,7 +18,7 @@ use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{ChunkId, JobId};
 use fanfold_common::operation::BadRecord;
 use fanfold_common::operation::ChunkStats;
-use fanfold_common::partial::{Partial, Row};
+use fanfold_common::partial::{ChunkPartial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState};
 use fanfold_proto::store::v1 as record;
 use fanfold_proto::v1 as pb;
@@ -109,7 +109,7 @@ pub struct Restored {
     pub error: Option<String>,
     pub counters: Counters,
     pub finished_at: Option<SystemTime>,
-    pub chunks: Vec<(ChunkId, Partial, ChunkStats, Vec<BadRecord>)>,
+    pub chunks: Vec<(ChunkId, ChunkPartial, ChunkStats, Vec<BadRecord>)>,
     pub quarantine: Option<String>,
     pub rows: Option<Vec<Row>>,
 }
@@ -308,7 +308,7 @@ impl Store {
                 {
                     let (key, value) = entry.map_err(db)?;
                     let result = record::ChunkResult::decode(value.value()).map_err(corrupt)?;
-                    let partial: Partial = result
+                    let partial: ChunkPartial = result
                         .partial
                         .unwrap_or_default()
                         .try_into()

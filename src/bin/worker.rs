@@ -29,6 +29,11 @@ struct Args {
     /// it, such chunks fail (not retried) with an error that says so.
     #[arg(long, env = "FANFOLD_ALLOW_STREAMING")]
     allow_streaming: bool,
+    /// This worker sees the coordinator's input files at the same paths (the same machine, or
+    /// a shared volume mounted at the same path): it reads its chunks itself instead of
+    /// receiving their bytes. A chunk it cannot read is handed back and sent inline.
+    #[arg(long, env = "FANFOLD_SHARED_STORAGE")]
+    shared_storage: bool,
     /// Log JSON lines instead of text.
     #[arg(long, env = "FANFOLD_LOG_JSON")]
     log_json: bool,
@@ -50,6 +55,7 @@ async fn main() {
     let mut config = fanfold_worker::Config::new(args.coordinator, name, slots);
     config.heartbeat = args.heartbeat;
     config.drain_timeout = args.drain_timeout;
+    config.shared_storage = args.shared_storage;
     config.registry = Registry::builtin().allow_programs(args.allow_streaming);
     fanfold_worker::run(config, fanfold::shutdown_on_signals()).await;
 }

@@ -250,6 +250,8 @@ pub struct Cluster {
     /// Always `Some` until the cluster is dropped.
     coordinator: Option<ContainerAsync<GenericImage>>,
     workers: Vec<(String, ContainerAsync<GenericImage>)>,
+    /// The host folder the coordinator sees at `/data`.
+    data: PathBuf,
 }
 
 /// How a worker container is started.
@@ -259,6 +261,10 @@ pub struct WorkerSpec {
     pub millicores: i64,
     /// Log every mapped chunk (debug level).
     pub debug_log: bool,
+    /// Started with `FANFOLD_SHARED_STORAGE=true`: it reads its chunks by reference.
+    pub shared_storage: bool,
+    /// Sees the coordinator's `/data` at `/data` (read-only), as a shared volume.
+    pub mount_data: bool,
 }
 
 impl Cluster {
@@ -297,6 +303,7 @@ impl Cluster {
             address: String::new(),
             network,
             state_volume,
+            data: data.to_owned(),
             coordinator: Some(coordinator),
             workers: Vec::new(),
         };
@@ -355,7 +362,7 @@ impl Cluster {
         } else {
             "info"
         };
-        let worker = GenericImage::new(repository, tag)
+        let mut worker = GenericImage::new(repository, tag)
             .with_wait_for(WaitFor::message_on_stderr("attached to coordinator"))
             .with_cmd(["worker"])
             .with_network(&self.network)
@@ -367,13 +374,21 @@ impl Cluster {
             .with_env_var("FANFOLD_WORKER_NAME", &name)
             .with_env_var("FANFOLD_SLOTS", "1")
             .with_env_var("FANFOLD_HEARTBEAT", "500ms")
+            .with_env_var("FANFOLD_SHARED_STORAGE", spec.shared_storage.to_string())
             .with_env_var("RUST_LOG", log)
             .with_host_config_modifier(move |config: &mut HostConfig| {
                 config.nano_cpus = Some(nano_cpus);
             })
             .with_readonly_rootfs(true)
             .with_cap_drop("ALL")
-            .with_startup_timeout(Duration::from_secs(60))
+            .with_startup_timeout(Duration::from_secs(60));
+        if spec.mount_data {
+            worker = worker.with_mount(
+                Mount::bind_mount(self.data.to_str().unwrap(), "/data")
+                    .with_access_mode(AccessMode::ReadOnly),
+            );
+        }
+        let worker = worker
             .start()
             .await
             .unwrap_or_else(|e| panic!("cannot start the worker container {name}: {e}"));

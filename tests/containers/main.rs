@@ -30,11 +30,15 @@ const CHUNK_SIZE: &str = "32KiB";
 const SLOW_WORKER: WorkerSpec = WorkerSpec {
     millicores: 100,
     debug_log: false,
+    shared_storage: false,
+    mount_data: false,
 };
 /// For tests that break nothing mid-job.
 const FAST_WORKER: WorkerSpec = WorkerSpec {
     millicores: 1000,
     debug_log: false,
+    shared_storage: false,
+    mount_data: false,
 };
 /// Longest a job may take in these tests before they fail instead of hanging.
 const JOB_LIMIT: Duration = Duration::from_secs(300);
@@ -147,6 +151,55 @@ async fn three_worker_containers_count_words_exactly() {
     let (done, total) = chunks(&status);
     assert!(done == total && total >= 100, "{status}");
     assert_eq!(counter(&status, "attempts"), total, "no fault, no retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_on_a_shared_volume_read_chunks_themselves_and_one_without_it_gets_them_inline() {
+    let Some(docker) = docker() else { return };
+    let mut cluster = Cluster::start(docker, "shared", &corpus().root).await;
+    let shared = WorkerSpec {
+        shared_storage: true,
+        mount_data: true,
+        ..FAST_WORKER
+    };
+    // Claims shared storage but has no volume: a misconfigured worker.
+    let misconfigured = WorkerSpec {
+        shared_storage: true,
+        mount_data: false,
+        debug_log: true,
+        ..FAST_WORKER
+    };
+    let reader = cluster.add_worker(shared).await;
+    let blind = cluster.add_worker(misconfigured).await;
+    let job = submit(&cluster).await;
+    let status = expect_exact_result(&cluster, &job).await;
+    assert_eq!(
+        counter(&status, "chunks_failed"),
+        0,
+        "a hand-back is not a failure"
+    );
+    // The misconfigured worker handed back the one chunk it could not read, then mapped chunks
+    // sent inline.
+    let coordinator = cluster.coordinator_log().await;
+    let switched: Vec<&str> = coordinator
+        .lines()
+        .filter(|l| l.contains("cannot read shared storage"))
+        .collect();
+    assert_eq!(switched.len(), 1, "{coordinator}");
+    assert!(switched[0].contains(&blind), "{}", switched[0]);
+    let blind_log = cluster.worker_log(&blind).await;
+    assert!(blind_log.contains("handing it back"), "{blind_log}");
+    assert!(
+        blind_log.contains("chunk mapped"),
+        "it mapped inline chunks:\n{blind_log}"
+    );
+    // The other read its chunks itself, and never needed them inline.
+    assert!(
+        !cluster
+            .worker_log(&reader)
+            .await
+            .contains("handing it back")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Operations this worker can run.
     pub registry: Registry,
+    /// The worker reads input paths as the coordinator names them (the same machine, or a
+    /// shared volume mounted at the same path), so chunks come as references, not bytes.
+    pub shared_storage: bool,
 }
 
 impl Config {
@@ -42,6 +45,7 @@ impl Config {
             max_backoff: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
             registry: Registry::builtin(),
+            shared_storage: false,
         }
     }
 }

@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::path::Path;
+
+use bytes::Bytes;
+use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::operation::{self, Chunk, ChunkStats};
 use fanfold_common::records;
 use fanfold_proto::MAX_MESSAGE_BYTES;
@@ -129,6 +133,7 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
         slots: config.slots,
         version: fanfold_common::VERSION.to_owned(),
         operations: config.registry.names(),
+        shared_storage: config.shared_storage,
     };
     let _ = outbox.try_send(message(pb::worker_message::Kind::Hello(hello)));
     let mut inbound = tokio::select! {
@@ -267,6 +272,7 @@ async fn slot(shared: Arc<Shared>, session: CancellationToken) {
                 job_id: assign.job_id,
                 chunk: assign.chunk,
                 attempt: assign.attempt,
+                unreadable: String::new(),
             }))
         } else if shared.stops.lock().expect("stops").covers(&key(&assign)) {
             failed(&assign, "cancelled".into(), false)
@@ -294,11 +300,13 @@ async fn map_chunk(
         Err(e) => return failed(&assign, format!("worker {}: {e}", config.name), false),
     };
     let data = std::mem::take(&mut assign.data);
+    let shared_path = std::mem::take(&mut assign.shared_path);
     let skip = assign.skip_bad_records;
-    let (path, start) = assign
+    let (path, range) = assign
         .location
         .as_ref()
-        .map_or((String::new(), 0), |l| (l.path.clone(), l.start));
+        .map_or((String::new(), 0..0), |l| (l.path.clone(), l.start..l.end));
+    let start = range.start;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let mut stops = stops.lock().expect("stops");
@@ -310,19 +318,32 @@ async fn map_chunk(
     let started = std::time::Instant::now();
     let flag = Arc::clone(&stop);
     let mapped = tokio::task::spawn_blocking(move || {
-        let data = records::decompress(&path, &data)?;
+        let data = if shared_path.is_empty() {
+            data
+        } else {
+            let range = ChunkRange {
+                file: 0,
+                start: range.start,
+                end: range.end,
+            };
+            match chunker::read(Path::new(&shared_path), range) {
+                Ok(data) => Bytes::from(data),
+                Err(e) => return Err(Failure::Unreadable(format!("{shared_path}: {e}"))),
+            }
+        };
+        let data = records::decompress(&path, &data).map_err(Failure::Map)?;
         let mut stats = ChunkStats::default();
         let chunk = Chunk::new(&data, &path, start).with_stop(&flag);
         let (partial, bad) = if skip {
             operation::map_isolating(operation.as_ref(), &chunk, &mut stats)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| Failure::Map(e.to_string()))?
         } else {
             let partial = operation
                 .map(&chunk, &mut stats)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Failure::Map(e.to_string()))?;
             (partial, Vec::new())
         };
-        Ok::<_, String>((pb::Partial::from(partial), stats, bad))
+        Ok((pb::Partial::from(partial), stats, bad))
     })
     .await;
     stops
@@ -351,7 +372,17 @@ async fn map_chunk(
             bad_records: bad.into_iter().map(Into::into).collect(),
         })),
         // Retried, on another worker where possible: the cause may be local to this one.
-        Ok(Err(e)) => failed(&assign, format!("worker {}: {e}", config.name), true),
+        Ok(Err(Failure::Map(e))) => failed(&assign, format!("worker {}: {e}", config.name), true),
+        Ok(Err(Failure::Unreadable(e))) => {
+            warn!(job_id = %assign.job_id, chunk_id = assign.chunk, error = %e,
+                "cannot read a chunk on shared storage; handing it back");
+            message(pb::worker_message::Kind::Released(pb::ChunkReleased {
+                job_id: assign.job_id,
+                chunk: assign.chunk,
+                attempt: assign.attempt,
+                unreadable: format!("worker {}: cannot read {e}", config.name),
+            }))
+        }
         Err(join) => {
             let why = match join.try_into_panic() {
                 Ok(panic) => operation::panic_message(panic.as_ref()),
@@ -361,6 +392,14 @@ async fn map_chunk(
             failed(&assign, error, true)
         }
     }
+}
+
+/// Why a chunk was not mapped.
+enum Failure {
+    /// Its bytes could not be read by reference: the coordinator sends them inline instead.
+    Unreadable(String),
+    /// Decompressing or mapping it failed.
+    Map(String),
 }
 
 fn failed(assign: &pb::Assign, error: String, retryable: bool) -> pb::WorkerMessage {

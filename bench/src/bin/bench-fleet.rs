@@ -67,6 +67,8 @@ async fn worker(
         slots,
         version: fanfold_common::VERSION.into(),
         operations: vec!["wordcount".into()],
+        // Inline, so the coordinator reads every chunk it hands out.
+        shared_storage: false,
     };
     outbox
         .send(message(pb::worker_message::Kind::Hello(hello)))

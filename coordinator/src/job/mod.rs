@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use fanfold_common::operation::{BadRecord, ChunkStats, Operation};
-use fanfold_common::partial::{MergeError, Partial, Row};
+use fanfold_common::partial::{ChunkPartial, MergeError, Partial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState, JobStatus};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -302,14 +302,14 @@ impl Job {
         &mut self,
         chunk: ChunkId,
         attempt: Attempt,
-        partial: Partial,
+        partial: ChunkPartial,
         stats: ChunkStats,
         bad: Vec<BadRecord>,
     ) -> Result<Completion, MergeError> {
         let Some(winner) = self.live(chunk, attempt).cloned() else {
             return Ok(Completion::Stale);
         };
-        self.folded.merge(partial)?;
+        self.folded.fold(partial)?;
         self.keep_bad(chunk, bad);
         let ChunkState::Running { live, .. } =
             std::mem::replace(&mut self.chunks[chunk.0 as usize], ChunkState::Done)
@@ -409,7 +409,7 @@ impl Job {
     pub fn restore_chunk(
         &mut self,
         chunk: ChunkId,
-        partial: Partial,
+        partial: ChunkPartial,
         stats: ChunkStats,
         bad: Vec<BadRecord>,
     ) -> Result<(), MergeError> {
@@ -417,7 +417,7 @@ impl Job {
             return Ok(()); // unknown or already restored: never fold twice
         };
         *state = ChunkState::Done;
-        self.folded.merge(partial)?;
+        self.folded.fold(partial)?;
         self.keep_bad(chunk, bad);
         self.pending.retain(|c| *c != chunk);
         self.chunks_checkpointed += 1;

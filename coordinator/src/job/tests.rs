@@ -23,8 +23,10 @@ fn job(chunks: u64) -> Job {
     Job::new(JobId::new(), JobSpec::default(), plan, SystemTime::now())
 }
 
-fn one(key: &str) -> Partial {
-    Partial::from_entries([(key.as_bytes().to_vec(), Value::Count(1))]).unwrap()
+fn one(key: &str) -> ChunkPartial {
+    Partial::from_entries([(key.as_bytes().to_vec(), Value::Count(1))])
+        .unwrap()
+        .into_columns()
 }
 
 fn folded(c: Completion) -> bool {

@@ -68,6 +68,15 @@ impl Scheduler {
     fn send(&mut self, worker_id: WorkerId, job_id: JobId, chunk: ChunkId, attempt: Attempt) {
         let job = &self.jobs[&job_id];
         let (path, range) = job.range(chunk);
+        let worker = self
+            .workers
+            .get_mut(&worker_id)
+            .expect("listed worker exists");
+        // The job names files as its submitter gave them, relative to this process's
+        // directory; the worker needs a path that means the same from its own.
+        let shared_path = worker
+            .shared_storage
+            .then(|| std::path::absolute(&path).unwrap_or_else(|_| path.clone()));
         let assignment = Assignment {
             job: job_id,
             chunk,
@@ -77,12 +86,9 @@ impl Scheduler {
             path,
             range,
             data: Bytes::new(),
+            shared_path,
             skip_bad_records: job.spec.skip_bad_records,
         };
-        let worker = self
-            .workers
-            .get_mut(&worker_id)
-            .expect("listed worker exists");
         worker.holding.insert((job_id, chunk, attempt));
         debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id, "assign");
         let outbox = worker.outbox.clone();
@@ -92,22 +98,28 @@ impl Scheduler {
     /// Reads the bytes of the assignments made since the last call, in one blocking call off
     /// the scheduler task, then queues each on its worker's outbox. One batch per dispatch
     /// round: a blocking call per tiny chunk cost more in thread handoffs than the reads.
-    /// Credits bound the batch, as they bounded the per-chunk loads before.
+    /// Credits bound the batch, as they bounded the per-chunk loads before. Assignments by
+    /// reference are not read here: their workers read them.
     fn load(&mut self) {
         if self.loads.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut self.loads);
-        let ranges: Vec<(PathBuf, ChunkRange)> = batch
+        let ranges: Vec<Option<(PathBuf, ChunkRange)>> = batch
             .iter()
-            .map(|(_, _, a)| (a.path.clone(), a.range))
+            .map(|(_, _, a)| a.shared_path.is_none().then(|| (a.path.clone(), a.range)))
             .collect();
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let reads = tokio::task::spawn_blocking(move || {
                 ranges
                     .iter()
-                    .map(|(path, range)| chunker::read(path, *range).map_err(|e| e.to_string()))
+                    .map(|inline| match inline {
+                        Some((path, range)) => chunker::read(path, *range)
+                            .map(Bytes::from)
+                            .map_err(|e| e.to_string()),
+                        None => Ok(Bytes::new()),
+                    })
                     .collect::<Vec<_>>()
             })
             .await
@@ -115,7 +127,7 @@ impl Scheduler {
             for ((worker, outbox, mut assignment), read) in batch.into_iter().zip(reads) {
                 match read {
                     Ok(data) => {
-                        assignment.data = Bytes::from(data);
+                        assignment.data = data;
                         // A closed outbox means the worker left; its chunks were released then.
                         let _ = outbox.send(ToWorker::Assign(assignment)).await;
                     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use fanfold_common::chunker::ChunkRange;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use fanfold_common::operation::{BadRecord, ChunkStats, Options};
-use fanfold_common::partial::{Partial, Row};
+use fanfold_common::partial::{ChunkPartial, Row};
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -24,7 +24,10 @@ pub struct Assignment {
     pub options: Options,
     pub path: PathBuf,
     pub range: ChunkRange,
+    /// The chunk's bytes, for a worker that reads them inline.
     pub data: Bytes,
+    /// For a worker on shared storage: the absolute path it reads `range` from itself.
+    pub shared_path: Option<PathBuf>,
     pub skip_bad_records: bool,
 }
 
@@ -47,13 +50,15 @@ pub enum ToWorker {
 pub struct WorkerHello {
     pub name: String,
     pub slots: u32,
+    /// The worker reads input paths as this coordinator names them.
+    pub shared_storage: bool,
 }
 
 /// What a worker reported about one assignment.
 #[derive(Debug)]
 pub enum Report {
     Done {
-        partial: Partial,
+        partial: ChunkPartial,
         stats: ChunkStats,
         /// The result encoded for the journal ([`store::chunk_record`]).
         record: Vec<u8>,
@@ -64,8 +69,11 @@ pub enum Report {
         error: String,
         retryable: bool,
     },
-    /// Handed back unstarted by a draining worker.
-    Released,
+    /// Handed back unstarted: by a draining worker, or by one that could not read the chunk
+    /// by reference (`unreadable` says why).
+    Released {
+        unreadable: Option<String>,
+    },
 }
 
 /// Why a request about a job cannot be answered.

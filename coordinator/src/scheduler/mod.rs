@@ -61,6 +61,8 @@ struct Worker {
     outbox: mpsc::Sender<ToWorker>,
     last_seen: Instant,
     draining: bool,
+    /// Chunks go to it by reference (it reads shared storage) instead of inline.
+    shared_storage: bool,
 }
 
 impl Worker {
@@ -291,7 +293,8 @@ impl Scheduler {
                 let id = WorkerId(self.next_worker);
                 self.next_worker += 1;
                 let credits = hello.slots + self.config.prefetch;
-                info!(worker_id = %id, name = %hello.name, slots = hello.slots, "worker attached");
+                info!(worker_id = %id, name = %hello.name, slots = hello.slots,
+                    shared_storage = hello.shared_storage, "worker attached");
                 self.workers.insert(
                     id,
                     Worker {
@@ -301,6 +304,7 @@ impl Scheduler {
                         outbox,
                         last_seen: Instant::now(),
                         draining: false,
+                        shared_storage: hello.shared_storage,
                     },
                 );
                 let _ = reply.send(id);
@@ -491,7 +495,17 @@ impl Scheduler {
                     }
                 }
             }
-            Report::Released => job.release(chunk, attempt),
+            Report::Released { unreadable } => {
+                if let Some(error) = unreadable
+                    && let Some(w) = self.workers.get_mut(&worker)
+                    && w.shared_storage
+                {
+                    warn!(worker_id = %worker, name = %w.name, %error,
+                        "worker cannot read shared storage; sending it chunks inline from now on");
+                    w.shared_storage = false;
+                }
+                job.release(chunk, attempt);
+            }
         }
         self.finalize_if_ready(job_id);
         self.publish(job_id);

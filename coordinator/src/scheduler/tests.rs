@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use fanfold_common::chunker;
 use fanfold_common::operation::ChunkStats;
-use fanfold_common::partial::Partial;
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::oneshot;
 
@@ -24,10 +23,15 @@ struct Fake {
 }
 
 async fn attach(handle: &Handle, slots: u32) -> Fake {
+    attach_with(handle, slots, false).await
+}
+
+async fn attach_with(handle: &Handle, slots: u32, shared_storage: bool) -> Fake {
     let (outbox, inbox) = mpsc::channel(outbox_capacity(slots + 1));
     let hello = WorkerHello {
         name: format!("fake-{slots}"),
         slots,
+        shared_storage,
     };
     let id = handle.worker_joined(hello, outbox).await.unwrap();
     Fake { id, inbox }
@@ -50,7 +54,7 @@ fn mapped(a: &Assignment) -> Report {
     let partial = op.map(&chunk, &mut stats).unwrap();
     let record = store::chunk_record(&partial.clone().into(), &stats.clone().into(), &[]);
     Report::Done {
-        partial,
+        partial: partial.into_columns(),
         stats,
         record,
         bad: Vec::new(),
@@ -194,6 +198,52 @@ async fn credits_bound_what_a_worker_holds() {
 }
 
 #[tokio::test]
+async fn shared_storage_workers_get_references_until_they_cannot_read_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = start(dir.path(), 1024, config()).await;
+    let mut fake = attach_with(&job.handle, 1, true).await;
+    // By reference: no bytes, an absolute path to the chunk's file.
+    let a = next_assignment(&mut fake).await;
+    let shared = a.shared_path.clone().expect("a reference");
+    assert!(a.data.is_empty() && shared.is_absolute());
+    assert_eq!(shared, std::path::absolute(&a.path).unwrap());
+    let data = chunker::read(&shared, a.range).unwrap();
+    let by_reference = Assignment {
+        data: data.into(),
+        ..a
+    };
+    let report = mapped(&by_reference);
+    let (chunk, attempt) = (by_reference.chunk, by_reference.attempt);
+    job.handle
+        .report(fake.id, job.id, chunk, attempt, report)
+        .await
+        .unwrap();
+    // The worker cannot read the next one: handed back, not failed; inline from then on.
+    let b = next_assignment(&mut fake).await;
+    assert!(b.shared_path.is_some());
+    let unreadable = Some("No such file or directory".to_owned());
+    let released = Report::Released { unreadable };
+    job.handle
+        .report(fake.id, b.job, b.chunk, b.attempt, released)
+        .await
+        .unwrap();
+    let c = next_assignment(&mut fake).await;
+    assert!(c.shared_path.is_none() && !c.data.is_empty());
+    job.handle
+        .report(fake.id, c.job, c.chunk, c.attempt, mapped(&c))
+        .await
+        .unwrap();
+    let _worker = diligent(&job.handle, fake);
+    let expected = std::mem::take(&mut job.expected);
+    assert_eq!(result(&job.handle, job.id).await, expected);
+    let status = job.handle.get(job.id).await.unwrap();
+    assert_eq!(
+        status.counters.chunks_failed, 0,
+        "a hand-back is not a failure"
+    );
+}
+
+#[tokio::test]
 async fn a_vanished_workers_chunks_are_redone_and_its_late_results_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let job = start(dir.path(), 1024, config()).await;
@@ -332,7 +382,7 @@ async fn skipped_records_of_folded_chunks_are_quarantined_once() {
             .unwrap();
         // A duplicate report of the same attempt must not add the records again.
         let again = Report::Done {
-            partial: Partial::new(),
+            partial: Default::default(),
             stats,
             record: Vec::new(),
             bad: vec![bad],

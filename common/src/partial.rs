@@ -178,6 +178,13 @@ impl Partial {
         Self::default()
     }
 
+    /// An empty partial with room for `capacity` keys.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Partial {
+            entries: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -20,9 +20,19 @@ const CHUNK: &str = "32KiB";
 
 /// Submits word count over the corpus and returns the job id at once.
 async fn submit(addr: &str) -> String {
+    submit_chunked(addr, CHUNK).await
+}
+
+async fn submit_chunked(addr: &str, chunk_size: &str) -> String {
     let out = submit_job(
         addr,
-        &["run", corpus().root(), "--chunk-size", CHUNK, "--detach"],
+        &[
+            "run",
+            corpus().root(),
+            "--chunk-size",
+            chunk_size,
+            "--detach",
+        ],
     )
     .await;
     assert_ok(&out);
@@ -65,12 +75,14 @@ async fn crash_storm_kills_workers_and_the_answer_stays_exact() {
         let mut workers: Vec<Proc> = (0..3)
             .map(|i| worker(test, &addr, 1, &format!("r{round}-w{i}")))
             .collect();
-        let job = submit(&addr).await;
+        // Small chunks and quick kills: the job lasts a second or two, and the storm must hit
+        // it several times.
+        let job = submit_chunked(&addr, "16KiB").await;
         let mut rng = Rng::new(round + 1);
         let mut kills_mid_job = 0;
         let mut started = 3;
         loop {
-            tokio::time::sleep(Duration::from_millis(300 + rng.below(700))).await;
+            tokio::time::sleep(Duration::from_millis(150 + rng.below(300))).await;
             let status = job_status(&addr, &job).await.expect("coordinator up");
             if status["state"] != "running" {
                 break;

@@ -36,7 +36,7 @@ const RESULTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("resul
 /// redb's page cache. Its default (1 GiB) lets the coordinator's memory grow with every
 /// checkpointed chunk result until the job ends; the journal only appends and the store is
 /// read back only at startup, so a small cache costs nothing measurable.
-const CACHE_BYTES: usize = 16 << 20;
+const CACHE_BYTES: usize = 4 << 20;
 
 /// Rows per stored result batch.
 const ROWS_PER_BATCH: usize = 4096;
@@ -96,6 +96,16 @@ pub enum Op {
         job: JobId,
         rows: Option<Arc<Vec<Row>>>,
     },
+}
+
+impl Op {
+    /// The bytes of chunk results it writes.
+    fn bytes(&self) -> usize {
+        match self {
+            Op::ChunkFolded { record, .. } => record.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// A job as it was at the last checkpoint.
@@ -398,6 +408,11 @@ impl Checkpoints {
 /// Starts the journal task: it commits queued batches of ops together and reports durable
 /// chunks through `checkpoints`. It ends, after writing everything queued, when every sender
 /// is dropped.
+/// Chunk records per commit, at most. redb keeps a transaction's new pages in memory until it
+/// commits, so committing everything queued made memory grow with how far the journal had
+/// fallen behind, which grew with the input.
+const COMMIT_BYTES: usize = 4 << 20;
+
 pub fn spawn_journal(
     store: Store,
     tasks: &TaskTracker,
@@ -406,12 +421,12 @@ pub fn spawn_journal(
     let (tx, mut rx) = mpsc::channel::<Vec<Op>>(64);
     tasks.spawn(async move {
         while let Some(mut ops) = rx.recv().await {
-            // Whatever queued while the last commit ran goes into this one.
-            while let Ok(more) = rx.try_recv() {
+            // Whatever queued while the last commit ran goes into this one, up to a bound.
+            let mut bytes: usize = ops.iter().map(Op::bytes).sum();
+            while bytes < COMMIT_BYTES && ops.len() <= 4096 {
+                let Ok(more) = rx.try_recv() else { break };
+                bytes += more.iter().map(Op::bytes).sum::<usize>();
                 ops.extend(more);
-                if ops.len() > 4096 {
-                    break;
-                }
             }
             let store = store.clone();
             match tokio::task::spawn_blocking(move || store.apply(&ops)).await {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the README's compose walkthrough end to end: `docker-compose up`, then `submit-job`
-# from the host, and compares the word count of the samples with Python's; then restarts the
-# coordinator and fetches the result again from its state volume.
+# from the host, and compares the word count of the samples with Python's; checks the workers
+# read their chunks from the shared volume; then restarts the coordinator and fetches the
+# result again from its state volume.
 #
 #   deploy/compose-smoke.sh [SUBMIT_JOB]    # default: the image build's static submit-job
 #
@@ -47,6 +48,15 @@ if got != dict(expected):
     sys.exit(f"compose-smoke: result differs from Python's count ({len(got)} vs {len(expected)} words)")
 print(f"compose-smoke: {len(got)} words, same as Python's count")
 PY
+
+# The workers see the samples at the coordinator's path: they read their chunks themselves.
+coordinator_log="$("${compose[@]}" logs --no-color coordinator)"
+if ! grep -q "shared_storage=true" <<<"$coordinator_log" ||
+  grep -q "cannot read shared storage" <<<"$coordinator_log"; then
+  echo "compose-smoke: workers did not read their chunks from the shared volume" >&2
+  exit 1
+fi
+echo "compose-smoke: workers read their chunks from the shared volume"
 
 # The state directory is on the named volume: a restarted coordinator still has the result.
 job="$("$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" list | awk 'NR == 2 { print $1 }')"

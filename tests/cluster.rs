@@ -125,7 +125,8 @@ async fn three_workers_count_words_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_worker_counts_words_exactly() {
-    word_count_matches("one_worker", 1, 2, "512KiB").await;
+    // Chunks of 1 MiB and more are read as they are sent; smaller ones when assigned.
+    word_count_matches("one_worker", 1, 2, "1024KiB").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,4 +278,44 @@ async fn submit_job_reports_errors_in_one_line_with_exit_codes() {
         &unreachable,
         &format!("cannot reach the coordinator at http://{closed}"),
     );
+}
+
+/// A file cut short after its job was planned fails the job with an error naming the file and
+/// the chunk, whether its chunks are read when assigned (small) or when sent (large).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_cut_short_after_planning_fails_its_job_naming_the_chunk() {
+    for (test, chunk_size) in [("cut_short_small", "64KiB"), ("cut_short_large", "2MiB")] {
+        let dir = tempfile::tempdir().unwrap();
+        let files = generate_corpus(dir.path(), 1, 6 << 20, 3);
+        let input = files[0].to_str().unwrap();
+        let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+        let submitted = submit_job(
+            &addr,
+            &["run", input, "--chunk-size", chunk_size, "--detach"],
+        )
+        .await;
+        assert_ok(&submitted);
+        let job = stdout(&submitted).trim().to_owned();
+        // No worker yet, so nothing has been read: cut the file, then let a worker come.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&files[0])
+            .unwrap();
+        file.set_len(1 << 20).unwrap();
+        let _worker = worker(test, &addr, 1, "w");
+        let status = until("the job to end", Duration::from_secs(60), || async {
+            job_status(&addr, &job)
+                .await
+                .filter(|s| s["state"] != "running")
+        })
+        .await;
+        assert_eq!(status["state"], "failed", "{test}: {status:?}");
+        let error = &status["error"];
+        assert!(
+            error.contains("cannot read chunk")
+                && error.contains(input)
+                && error.contains("shorter than when the job was planned"),
+            "{test}: {error}"
+        );
+    }
 }

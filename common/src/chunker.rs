@@ -14,7 +14,7 @@ use std::path::Path;
 use crate::input::InputFile;
 
 /// A record-aligned byte range `[start, end)` of one input file, `file` indexing the job's files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChunkRange {
     pub file: u32,
     pub start: u64,

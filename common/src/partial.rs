@@ -268,7 +268,7 @@ impl Partial {
     /// Splits off the count values into columns, for sending.
     pub fn into_columns(self) -> ChunkPartial {
         let mut entries = Partial::new();
-        let mut columns = Columns::default();
+        let mut columns = Columns::with_capacity(self.entries.len());
         for (key, value) in self.entries {
             match value {
                 Value::Count(n) => columns.push(&key, n),
@@ -285,7 +285,8 @@ impl Partial {
 }
 
 /// A partial as it travels between processes: entries of any value, and count values in
-/// columns ([`Counts`]). A key is in one of the two at most.
+/// columns ([`Counts`]). [`Partial::into_columns`] puts each key in one of the two; folding
+/// merges a key found in both, as it would two partials.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ChunkPartial {
     pub entries: Partial,
@@ -374,6 +375,15 @@ pub struct Columns {
 }
 
 impl Columns {
+    /// Room for `keys` keys of a few bytes each.
+    pub fn with_capacity(keys: usize) -> Self {
+        Columns {
+            keys: Vec::with_capacity(keys * 8),
+            lengths: Vec::with_capacity(keys),
+            values: Vec::with_capacity(keys),
+        }
+    }
+
     pub fn push(&mut self, key: &[u8], n: u64) {
         let len = u32::try_from(key.len()).expect("a key under 4 GiB");
         self.keys.extend_from_slice(key);

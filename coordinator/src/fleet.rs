@@ -8,6 +8,8 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
+use fanfold_common::chunker;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use fanfold_common::partial::ChunkPartial;
 use fanfold_proto::v1 as pb;
@@ -89,11 +91,46 @@ impl FleetService for Fleet {
                 worker_id: worker.to_string(),
             })),
         };
-        let outgoing = tokio_stream::once(welcome)
-            .chain(ReceiverStream::new(assignments).map(pb::CoordinatorMessage::from))
-            .map(Ok);
+        // Pulled as the connection can send: a large chunk is read just before it goes out.
+        let scheduler = self.scheduler.clone();
+        let outgoing = tokio_stream::once(Some(welcome))
+            .chain(
+                ReceiverStream::new(assignments)
+                    .then(move |message| ready_to_send(worker, scheduler.clone(), message)),
+            )
+            .filter_map(|message| message.map(Ok));
         Ok(Response::new(Box::pin(outgoing)))
     }
+}
+
+/// The message to send, with a large inline chunk's bytes read now that the stream is ready for
+/// them. A chunk that cannot be read is not sent: the scheduler hears why and fails its job.
+async fn ready_to_send(
+    worker: WorkerId,
+    scheduler: Handle,
+    message: ToWorker,
+) -> Option<pb::CoordinatorMessage> {
+    let ToWorker::Assign(mut assignment) = message else {
+        return Some(message.into());
+    };
+    if assignment.data.is_none() && assignment.shared_path.is_none() {
+        let (path, range) = (assignment.path.clone(), assignment.range);
+        let read = tokio::task::spawn_blocking(move || chunker::read(&path, range))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|read| read.map_err(|e| e.to_string()));
+        match read {
+            Ok(data) => assignment.data = Some(Bytes::from(data)),
+            Err(error) => {
+                let (job, chunk, attempt) = (assignment.job, assignment.chunk, assignment.attempt);
+                let _ = scheduler
+                    .load_failed(worker, job, chunk, attempt, error)
+                    .await;
+                return None;
+            }
+        }
+    }
+    Some(ToWorker::Assign(assignment).into())
 }
 
 /// Forwards a worker's reports until its stream ends; returns why it ended.
@@ -210,7 +247,7 @@ impl From<ToWorker> for pb::CoordinatorMessage {
                     start: a.range.start,
                     end: a.range.end,
                 }),
-                data: a.data,
+                data: a.data.unwrap_or_default(),
                 skip_bad_records: a.skip_bad_records,
                 shared_path: a
                     .shared_path

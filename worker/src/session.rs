@@ -7,11 +7,10 @@
 //! stream closes.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::path::Path;
 
 use bytes::Bytes;
 use fanfold_common::chunker::{self, ChunkRange};
@@ -302,11 +301,17 @@ async fn map_chunk(
     let data = std::mem::take(&mut assign.data);
     let shared_path = std::mem::take(&mut assign.shared_path);
     let skip = assign.skip_bad_records;
-    let (path, range) = assign
-        .location
-        .as_ref()
-        .map_or((String::new(), 0..0), |l| (l.path.clone(), l.start..l.end));
-    let start = range.start;
+    let (path, range) = assign.location.as_ref().map_or_else(
+        || (String::new(), ChunkRange::default()),
+        |l| {
+            let range = ChunkRange {
+                file: 0,
+                start: l.start,
+                end: l.end,
+            };
+            (l.path.clone(), range)
+        },
+    );
     let stop = Arc::new(AtomicBool::new(false));
     {
         let mut stops = stops.lock().expect("stops");
@@ -321,11 +326,6 @@ async fn map_chunk(
         let data = if shared_path.is_empty() {
             data
         } else {
-            let range = ChunkRange {
-                file: 0,
-                start: range.start,
-                end: range.end,
-            };
             match chunker::read(Path::new(&shared_path), range) {
                 Ok(data) => Bytes::from(data),
                 Err(e) => return Err(Failure::Unreadable(format!("{shared_path}: {e}"))),
@@ -333,7 +333,7 @@ async fn map_chunk(
         };
         let data = records::decompress(&path, &data).map_err(Failure::Map)?;
         let mut stats = ChunkStats::default();
-        let chunk = Chunk::new(&data, &path, start).with_stop(&flag);
+        let chunk = Chunk::new(&data, &path, range.start).with_stop(&flag);
         let (partial, bad) = if skip {
             operation::map_isolating(operation.as_ref(), &chunk, &mut stats)
                 .map_err(|e| Failure::Map(e.to_string()))?

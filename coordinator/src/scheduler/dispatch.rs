@@ -11,6 +11,10 @@ use tracing::{debug, info};
 
 use super::{Assignment, Command, Scheduler, ToWorker};
 
+/// Chunks of at least this many bytes are read by their worker's stream when it is ready to
+/// send them, not when they are assigned.
+const READ_WHEN_SENT: u64 = 1 << 20;
+
 impl Scheduler {
     /// Hands pending chunks to workers with free credits, oldest job first, one chunk per
     /// worker per round so work spreads across the fleet.
@@ -85,7 +89,7 @@ impl Scheduler {
             options: job.spec.options.clone(),
             path,
             range,
-            data: Bytes::new(),
+            data: None,
             shared_path,
             skip_bad_records: job.spec.skip_bad_records,
         };
@@ -95,11 +99,12 @@ impl Scheduler {
         self.loads.push((worker_id, outbox, assignment));
     }
 
-    /// Reads the bytes of the assignments made since the last call, in one blocking call off
-    /// the scheduler task, then queues each on its worker's outbox. One batch per dispatch
-    /// round: a blocking call per tiny chunk cost more in thread handoffs than the reads.
-    /// Credits bound the batch, as they bounded the per-chunk loads before. Assignments by
-    /// reference are not read here: their workers read them.
+    /// Reads the bytes of the small assignments made since the last call, in one blocking call
+    /// off the scheduler task, then queues each assignment on its worker's outbox. One batch
+    /// per dispatch round: a blocking call per tiny chunk cost more in thread handoffs than the
+    /// reads. Large chunks are left to the worker's stream, which reads each when it is ready
+    /// to send it, so a chunk's bytes are not held for as long as it waits behind the one
+    /// before. Assignments by reference are not read: their workers read them.
     fn load(&mut self) {
         if self.loads.is_empty() {
             return;
@@ -107,18 +112,21 @@ impl Scheduler {
         let batch = std::mem::take(&mut self.loads);
         let ranges: Vec<Option<(PathBuf, ChunkRange)>> = batch
             .iter()
-            .map(|(_, _, a)| a.shared_path.is_none().then(|| (a.path.clone(), a.range)))
+            .map(|(_, _, a)| {
+                let small = a.range.len() < READ_WHEN_SENT;
+                (a.shared_path.is_none() && small).then(|| (a.path.clone(), a.range))
+            })
             .collect();
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let reads = tokio::task::spawn_blocking(move || {
                 ranges
                     .iter()
-                    .map(|inline| match inline {
+                    .map(|small| match small {
                         Some((path, range)) => chunker::read(path, *range)
-                            .map(Bytes::from)
+                            .map(|data| Some(Bytes::from(data)))
                             .map_err(|e| e.to_string()),
-                        None => Ok(Bytes::new()),
+                        None => Ok(None),
                     })
                     .collect::<Vec<_>>()
             })

@@ -24,8 +24,9 @@ pub struct Assignment {
     pub options: Options,
     pub path: PathBuf,
     pub range: ChunkRange,
-    /// The chunk's bytes, for a worker that reads them inline.
-    pub data: Bytes,
+    /// The chunk's bytes, for a worker that reads them inline; `None` until read (a large
+    /// chunk is read by its worker's stream when it is ready to send it).
+    pub data: Option<Bytes>,
     /// For a worker on shared storage: the absolute path it reads `range` from itself.
     pub shared_path: Option<PathBuf>,
     pub skip_bad_records: bool,
@@ -167,6 +168,25 @@ impl Handle {
             .await
             .map_err(|_| JobError::ShuttingDown)?;
         answer.await.map_err(|_| JobError::ShuttingDown)
+    }
+
+    /// A chunk's bytes could not be read for an assignment: the job fails, naming the chunk.
+    pub async fn load_failed(
+        &self,
+        worker: WorkerId,
+        job: JobId,
+        chunk: ChunkId,
+        attempt: Attempt,
+        error: String,
+    ) -> Result<(), JobError> {
+        self.tell(Command::LoadFailed {
+            worker,
+            job,
+            chunk,
+            attempt,
+            error,
+        })
+        .await
     }
 
     async fn tell(&self, command: Command) -> Result<(), JobError> {

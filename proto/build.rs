@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".fanfold.v1.Assign.data")
         .bytes(".fanfold.v1.Counts.keys")
+        .bytes(".fanfold.v1.ChunkPiece.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -319,3 +319,39 @@ async fn a_file_cut_short_after_planning_fails_its_job_naming_the_chunk() {
         );
     }
 }
+
+/// A worker of another fleet protocol revision is refused with an error saying so, instead of
+/// attaching and dropping fields it does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_of_another_protocol_is_refused() {
+    use fanfold_proto::v1 as pb;
+    use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
+
+    let (_coordinator, addr) = coordinator("other_protocol", "127.0.0.1:0", &[]).await;
+    let mut client = FleetServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let hello = pb::WorkerMessage {
+        kind: Some(pb::worker_message::Kind::Hello(pb::Hello {
+            name: "old".into(),
+            slots: 1,
+            version: "0.0.1".into(),
+            operations: vec!["wordcount".into()],
+            shared_storage: false,
+            protocol: fanfold_proto::PROTOCOL - 1,
+        })),
+    };
+    // The stream stays open after the hello, as a worker's does.
+    let (requests, rx) = tokio::sync::mpsc::channel(1);
+    requests.send(hello).await.unwrap();
+    let refused = client
+        .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect_err("attach refused");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("fleet protocol"),
+        "{}",
+        refused.message()
+    );
+}

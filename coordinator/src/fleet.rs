@@ -12,11 +12,11 @@ use bytes::Bytes;
 use fanfold_common::chunker;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use fanfold_common::partial::ChunkPartial;
+use fanfold_proto::PROTOCOL;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_server::FleetService;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
@@ -61,6 +61,18 @@ impl FleetService for Fleet {
         if hello.slots == 0 {
             return Err(Status::invalid_argument("hello.slots must be at least 1"));
         }
+        if hello.protocol != PROTOCOL {
+            warn!(name = %hello.name, version = %hello.version, protocol = hello.protocol,
+                "refused a worker of another fleet protocol");
+            return Err(Status::failed_precondition(format!(
+                "worker '{}' (fanfold {}) speaks fleet protocol {}, this coordinator (fanfold {}) \
+                 speaks {PROTOCOL}: run the same fanfold release on both",
+                hello.name,
+                hello.version,
+                hello.protocol,
+                fanfold_common::VERSION
+            )));
+        }
         let name = hello.name.clone();
         let (outbox, assignments) =
             mpsc::channel(scheduler::outbox_capacity(hello.slots + self.prefetch));
@@ -89,48 +101,71 @@ impl FleetService for Fleet {
         let welcome = pb::CoordinatorMessage {
             kind: Some(pb::coordinator_message::Kind::Welcome(pb::Welcome {
                 worker_id: worker.to_string(),
+                protocol: PROTOCOL,
             })),
         };
-        // Pulled as the connection can send: a large chunk is read just before it goes out.
+        // Pulled as the connection can send: a large chunk is read just before it goes out,
+        // and goes out in pieces.
         let scheduler = self.scheduler.clone();
-        let outgoing = tokio_stream::once(Some(welcome))
-            .chain(
-                ReceiverStream::new(assignments)
-                    .then(move |message| ready_to_send(worker, scheduler.clone(), message)),
-            )
-            .filter_map(|message| message.map(Ok));
+        let mut assignments = assignments;
+        let outgoing = async_stream::stream! {
+            yield Ok(welcome);
+            while let Some(message) = assignments.recv().await {
+                for message in ready_to_send(worker, &scheduler, message).await {
+                    yield Ok(message);
+                }
+            }
+        };
         Ok(Response::new(Box::pin(outgoing)))
     }
 }
 
-/// The message to send, with a large inline chunk's bytes read now that the stream is ready for
-/// them. A chunk that cannot be read is not sent: the scheduler hears why and fails its job.
+/// Bytes of a large chunk per message: below the coordinator's mmap threshold (1 MiB), so
+/// encode buffers are reused instead of mapped fresh for every chunk.
+const PIECE_BYTES: usize = 512 << 10;
+
+/// The messages to send for one from the scheduler. A large inline chunk is read now that the
+/// stream is ready for it and follows its assignment in pieces, slices of one read buffer; a
+/// chunk that cannot be read is not sent: the scheduler hears why and fails its job.
 async fn ready_to_send(
     worker: WorkerId,
-    scheduler: Handle,
+    scheduler: &Handle,
     message: ToWorker,
-) -> Option<pb::CoordinatorMessage> {
-    let ToWorker::Assign(mut assignment) = message else {
-        return Some(message.into());
+) -> Vec<pb::CoordinatorMessage> {
+    let ToWorker::Assign(assignment) = message else {
+        return vec![message.into()];
     };
-    if assignment.data.is_none() && assignment.shared_path.is_none() {
-        let (path, range) = (assignment.path.clone(), assignment.range);
-        let read = tokio::task::spawn_blocking(move || chunker::read(&path, range))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|read| read.map_err(|e| e.to_string()));
-        match read {
-            Ok(data) => assignment.data = Some(Bytes::from(data)),
-            Err(error) => {
-                let (job, chunk, attempt) = (assignment.job, assignment.chunk, assignment.attempt);
-                let _ = scheduler
-                    .load_failed(worker, job, chunk, attempt, error)
-                    .await;
-                return None;
-            }
-        }
+    if assignment.data.is_some() || assignment.shared_path.is_some() {
+        return vec![ToWorker::Assign(assignment).into()];
     }
-    Some(ToWorker::Assign(assignment).into())
+    let (path, range) = (assignment.path.clone(), assignment.range);
+    let read = tokio::task::spawn_blocking(move || chunker::read(&path, range))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|read| read.map_err(|e| e.to_string()));
+    let data = match read {
+        Ok(data) => Bytes::from(data),
+        Err(error) => {
+            let (job, chunk, attempt) = (assignment.job, assignment.chunk, assignment.attempt);
+            let _ = scheduler
+                .load_failed(worker, job, chunk, attempt, error)
+                .await;
+            return Vec::new();
+        }
+    };
+    let mut assign = pb::CoordinatorMessage::from(ToWorker::Assign(assignment));
+    if let Some(pb::coordinator_message::Kind::Assign(a)) = &mut assign.kind {
+        a.piece_bytes = data.len() as u64;
+    }
+    let pieces = (0..data.len()).step_by(PIECE_BYTES).map(|at| {
+        let piece = data.slice(at..data.len().min(at + PIECE_BYTES));
+        pb::CoordinatorMessage {
+            kind: Some(pb::coordinator_message::Kind::Piece(pb::ChunkPiece {
+                data: piece,
+            })),
+        }
+    });
+    std::iter::once(assign).chain(pieces).collect()
 }
 
 /// Forwards a worker's reports until its stream ends; returns why it ended.
@@ -248,6 +283,7 @@ impl From<ToWorker> for pb::CoordinatorMessage {
                     end: a.range.end,
                 }),
                 data: a.data.unwrap_or_default(),
+                piece_bytes: 0,
                 skip_bad_records: a.skip_bad_records,
                 shared_path: a
                     .shared_path

@@ -9,6 +9,12 @@
 /// the configured chunk size by one record; partials can be as large as their chunk.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
 
+/// The revision of the fleet protocol (`Hello.protocol`, `Welcome.protocol`). A coordinator and
+/// a worker of different revisions refuse each other: a field one of them does not know (count
+/// columns, chunk pieces) would otherwise be dropped in silence. Raised with every change to
+/// what either side must understand.
+pub const PROTOCOL: u32 = 2;
+
 pub mod v1 {
     tonic::include_proto!("fanfold.v1");
 }

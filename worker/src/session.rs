@@ -16,15 +16,15 @@ use bytes::Bytes;
 use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::operation::{self, Chunk, ChunkStats};
 use fanfold_common::records;
-use fanfold_proto::MAX_MESSAGE_BYTES;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
+use fanfold_proto::{MAX_MESSAGE_BYTES, PROTOCOL};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Endpoint;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::Config;
 
@@ -133,6 +133,7 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
         version: fanfold_common::VERSION.to_owned(),
         operations: config.registry.names(),
         shared_storage: config.shared_storage,
+        protocol: PROTOCOL,
     };
     let _ = outbox.try_send(message(pb::worker_message::Kind::Hello(hello)));
     let mut inbound = tokio::select! {
@@ -160,6 +161,8 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
 
     let mut welcomed = false;
     let mut drain_deadline = None;
+    // A large chunk's assignment whose pieces are arriving.
+    let mut assembling: Option<Assembly> = None;
     let end = loop {
         let mut in_flight = shared.in_flight.subscribe();
         let next = tokio::select! {
@@ -191,16 +194,47 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
                 break End::Detached { worked: welcomed };
             }
         };
-        match kind {
+        // A chunk's pieces follow its assignment with nothing between them.
+        let piece = matches!(kind, pb::coordinator_message::Kind::Piece(_));
+        if piece != assembling.is_some() {
+            warn!(piece, "chunk pieces out of order; reattaching");
+            break End::Detached { worked: welcomed };
+        }
+        let ready = match kind {
+            pb::coordinator_message::Kind::Welcome(welcome) if welcome.protocol != PROTOCOL => {
+                error!(
+                    coordinator_protocol = welcome.protocol,
+                    protocol = PROTOCOL,
+                    "the coordinator speaks another fleet protocol: run the same fanfold release on both"
+                );
+                break End::Detached { worked: false };
+            }
             pb::coordinator_message::Kind::Welcome(welcome) => {
                 welcomed = true;
                 info!(worker_id = %welcome.worker_id, slots = config.slots, "attached to coordinator");
+                None
             }
-            pb::coordinator_message::Kind::Assign(assign) => {
-                shared.in_flight.send_modify(|n| *n += 1);
-                // Credits keep the queue short; a full one pushes back on the stream.
-                if queue.send(assign).await.is_err() {
-                    break End::Shutdown;
+            pb::coordinator_message::Kind::Assign(assign) if assign.piece_bytes > 0 => {
+                match Assembly::new(assign) {
+                    Ok(assembly) => assembling = Some(assembly),
+                    Err(e) => {
+                        warn!(error = %e, "bad chunk assignment; reattaching");
+                        break End::Detached { worked: welcomed };
+                    }
+                }
+                None
+            }
+            pb::coordinator_message::Kind::Assign(assign) => Some(assign),
+            pb::coordinator_message::Kind::Piece(piece) => {
+                let assembly = assembling.as_mut().expect("checked above");
+                if let Err(e) = assembly.add(&piece.data) {
+                    warn!(error = %e, "bad chunk piece; reattaching");
+                    break End::Detached { worked: welcomed };
+                }
+                if assembly.is_complete() {
+                    assembling.take().map(Assembly::finish)
+                } else {
+                    None
                 }
             }
             pb::coordinator_message::Kind::Cancel(cancel) => {
@@ -210,11 +244,20 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
                     .lock()
                     .expect("stops")
                     .cancel_job(cancel.job_id);
+                None
             }
             pb::coordinator_message::Kind::CancelAttempt(c) => {
                 debug!(job_id = %c.job_id, chunk_id = c.chunk, attempt = c.attempt, "attempt cancelled");
                 let key = (c.job_id, c.chunk, c.attempt);
                 shared.stops.lock().expect("stops").cancel_attempt(key);
+                None
+            }
+        };
+        if let Some(assign) = ready {
+            shared.in_flight.send_modify(|n| *n += 1);
+            // Credits keep the queue short; a full one pushes back on the stream.
+            if queue.send(assign).await.is_err() {
+                break End::Shutdown;
             }
         }
     };
@@ -225,6 +268,51 @@ pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End
     tasks.close();
     tasks.wait().await;
     Ok(end)
+}
+
+/// A large chunk's bytes, gathered from the pieces that follow its assignment.
+struct Assembly {
+    assign: pb::Assign,
+    data: Vec<u8>,
+    expected: usize,
+}
+
+impl Assembly {
+    fn new(assign: pb::Assign) -> Result<Assembly, String> {
+        let expected = usize::try_from(assign.piece_bytes)
+            .ok()
+            .filter(|&n| n <= MAX_MESSAGE_BYTES)
+            .ok_or_else(|| format!("a chunk of {} bytes", assign.piece_bytes))?;
+        Ok(Assembly {
+            assign,
+            data: Vec::with_capacity(expected),
+            expected,
+        })
+    }
+
+    fn add(&mut self, piece: &[u8]) -> Result<(), String> {
+        if self.data.len() + piece.len() > self.expected {
+            return Err(format!(
+                "pieces of more than the {} bytes announced",
+                self.expected
+            ));
+        }
+        self.data.extend_from_slice(piece);
+        Ok(())
+    }
+
+    fn is_complete(&self) -> bool {
+        self.data.len() == self.expected
+    }
+
+    /// The assignment with its bytes inline, as if they had come with it.
+    fn finish(self) -> pb::Assign {
+        pb::Assign {
+            data: Bytes::from(self.data),
+            piece_bytes: 0,
+            ..self.assign
+        }
+    }
 }
 
 /// Sleeps until `deadline`, or forever without one.
@@ -410,4 +498,35 @@ fn failed(assign: &pb::Assign, error: String, retryable: bool) -> pb::WorkerMess
         error,
         retryable,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announced(bytes: u64) -> pb::Assign {
+        pb::Assign {
+            job_id: "j".into(),
+            chunk: 3,
+            piece_bytes: bytes,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn pieces_make_the_chunk_and_no_more() {
+        let mut assembly = Assembly::new(announced(10)).unwrap();
+        assembly.add(b"0123").unwrap();
+        assert!(!assembly.is_complete());
+        assembly.add(b"456789").unwrap();
+        assert!(assembly.is_complete());
+        let assign = assembly.finish();
+        assert_eq!(&assign.data[..], b"0123456789");
+        assert_eq!((assign.chunk, assign.piece_bytes), (3, 0));
+
+        let mut too_much = Assembly::new(announced(3)).unwrap();
+        assert!(too_much.add(b"abcd").is_err());
+        let huge = MAX_MESSAGE_BYTES as u64 + 1;
+        assert!(Assembly::new(announced(huge)).is_err());
+    }
 }

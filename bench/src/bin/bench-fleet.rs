@@ -69,6 +69,7 @@ async fn worker(
         operations: vec!["wordcount".into()],
         // Inline, so the coordinator reads every chunk it hands out.
         shared_storage: false,
+        protocol: fanfold_proto::PROTOCOL,
     };
     outbox
         .send(message(pb::worker_message::Kind::Hello(hello)))
@@ -117,6 +118,8 @@ async fn worker(
             }
             pb::coordinator_message::Kind::Cancel(_)
             | pb::coordinator_message::Kind::CancelAttempt(_) => {}
+            // Its 1 KiB chunks come whole, never in pieces.
+            pb::coordinator_message::Kind::Piece(_) => anyhow::bail!("unexpected chunk piece"),
         }
     }
     Ok(answered)

@@ -74,7 +74,7 @@ impl FleetService for Fleet {
             )));
         }
         let name = hello.name.clone();
-        let (outbox, assignments) =
+        let (outbox, mut assignments) =
             mpsc::channel(scheduler::outbox_capacity(hello.slots + self.prefetch));
         let worker = self
             .scheduler
@@ -107,7 +107,6 @@ impl FleetService for Fleet {
         // Pulled as the connection can send: a large chunk is read just before it goes out,
         // and goes out in pieces.
         let scheduler = self.scheduler.clone();
-        let mut assignments = assignments;
         let outgoing = async_stream::stream! {
             yield Ok(welcome);
             while let Some(message) = assignments.recv().await {

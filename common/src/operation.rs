@@ -103,6 +103,16 @@ pub struct Finalized {
     pub rows: Vec<Row>,
 }
 
+impl Finalized {
+    /// The default result: every value settled, keys ordered bytewise (or by value), limited.
+    pub fn sorted(partial: Partial, sort: SortOrder, limit: Option<u64>) -> Finalized {
+        Finalized {
+            keys: partial.len() as u64,
+            rows: partial::finalize(partial, sort, limit),
+        }
+    }
+}
+
 /// A map-reduce operation over chunks of records.
 ///
 /// Contract: `map` is a pure function of the chunk and the operation's options (it may run
@@ -122,10 +132,7 @@ pub trait Operation: Send + Sync + 'static {
         sort: SortOrder,
         limit: Option<u64>,
     ) -> Result<Finalized, MapError> {
-        Ok(Finalized {
-            keys: partial.len() as u64,
-            rows: partial::finalize(partial, sort, limit),
-        })
+        Ok(Finalized::sorted(partial, sort, limit))
     }
 
     /// Whether a file must be mapped as one chunk because a record boundary cannot be found

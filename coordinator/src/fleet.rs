@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-use crate::scheduler::{self, Handle, Report, ToWorker, WorkerHello};
+use crate::scheduler::{self, Handle, Payload, Report, ToWorker, WorkerHello};
 use crate::store;
 
 pub struct Fleet {
@@ -134,7 +134,7 @@ async fn ready_to_send(
     let ToWorker::Assign(assignment) = message else {
         return vec![message.into()];
     };
-    if assignment.data.is_some() || assignment.shared_path.is_some() {
+    if !matches!(assignment.payload, Payload::Unread) {
         return vec![ToWorker::Assign(assignment).into()];
     }
     let (path, range) = (assignment.path.clone(), assignment.range);
@@ -281,13 +281,16 @@ impl From<ToWorker> for pb::CoordinatorMessage {
                     start: a.range.start,
                     end: a.range.end,
                 }),
-                data: a.data.unwrap_or_default(),
+                data: match &a.payload {
+                    Payload::Inline(data) => data.clone(),
+                    Payload::Unread | Payload::Shared(_) => Bytes::new(),
+                },
                 piece_bytes: 0,
                 skip_bad_records: a.skip_bad_records,
-                shared_path: a
-                    .shared_path
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+                shared_path: match &a.payload {
+                    Payload::Shared(path) => path.display().to_string(),
+                    Payload::Unread | Payload::Inline(_) => String::new(),
+                },
             }),
             ToWorker::Cancel(job) => pb::coordinator_message::Kind::Cancel(pb::CancelJob {
                 job_id: job.to_string(),

@@ -132,10 +132,7 @@ impl Operation for Grep {
         limit: Option<u64>,
     ) -> Result<Finalized, MapError> {
         if !self.lines {
-            return Ok(Finalized {
-                keys: partial.len() as u64,
-                rows: partial::finalize(partial, sort, limit),
-            });
+            return Ok(Finalized::sorted(partial, sort, limit));
         }
         // Lines per chunk, by file and chunk offset, then each chunk's first line number.
         let mut chunk_lines: BTreeMap<(Vec<u8>, u64), u64> = BTreeMap::new();

@@ -153,10 +153,7 @@ impl Operation for Streaming {
         limit: Option<u64>,
     ) -> Result<Finalized, MapError> {
         let Reducer::Command(reducer) = &self.reducer else {
-            return Ok(Finalized {
-                keys: partial.len() as u64,
-                rows: partial::finalize(partial, sort, limit),
-            });
+            return Ok(Finalized::sorted(partial, sort, limit));
         };
         // Every key's values, grouped, keys and values sorted.
         let mut grouped: Vec<(Vec<u8>, Vec<Vec<u8>>)> = partial

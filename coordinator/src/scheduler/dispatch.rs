@@ -9,7 +9,7 @@ use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use tracing::{debug, info};
 
-use super::{Assignment, Command, Scheduler, ToWorker};
+use super::{Assignment, Command, Payload, Scheduler, ToWorker};
 
 /// Chunks of at least this many bytes are read by their worker's stream when it is ready to
 /// send them, not when they are assigned.
@@ -78,9 +78,11 @@ impl Scheduler {
             .expect("listed worker exists");
         // The job names files as its submitter gave them, relative to this process's
         // directory; the worker needs a path that means the same from its own.
-        let shared_path = worker
-            .shared_storage
-            .then(|| std::path::absolute(&path).unwrap_or_else(|_| path.clone()));
+        let payload = if worker.shared_storage {
+            Payload::Shared(std::path::absolute(&path).unwrap_or_else(|_| path.clone()))
+        } else {
+            Payload::Unread
+        };
         let assignment = Assignment {
             job: job_id,
             chunk,
@@ -89,8 +91,7 @@ impl Scheduler {
             options: job.spec.options.clone(),
             path,
             range,
-            data: None,
-            shared_path,
+            payload,
             skip_bad_records: job.spec.skip_bad_records,
         };
         worker.holding.insert((job_id, chunk, attempt));
@@ -114,7 +115,7 @@ impl Scheduler {
             .iter()
             .map(|(_, _, a)| {
                 let small = a.range.len() < READ_WHEN_SENT;
-                (a.shared_path.is_none() && small).then(|| (a.path.clone(), a.range))
+                (matches!(a.payload, Payload::Unread) && small).then(|| (a.path.clone(), a.range))
             })
             .collect();
         let commands = self.commands.clone();
@@ -124,7 +125,7 @@ impl Scheduler {
                     .iter()
                     .map(|small| match small {
                         Some((path, range)) => chunker::read(path, *range)
-                            .map(|data| Some(Bytes::from(data)))
+                            .map(|data| Some(Payload::Inline(Bytes::from(data))))
                             .map_err(|e| e.to_string()),
                         None => Ok(None),
                     })
@@ -134,8 +135,10 @@ impl Scheduler {
             .unwrap_or_else(|join| vec![Err(join.to_string()); batch.len()]);
             for ((worker, outbox, mut assignment), read) in batch.into_iter().zip(reads) {
                 match read {
-                    Ok(data) => {
-                        assignment.data = data;
+                    Ok(read) => {
+                        if let Some(payload) = read {
+                            assignment.payload = payload;
+                        }
                         // A closed outbox means the worker left; its chunks were released then.
                         let _ = outbox.send(ToWorker::Assign(assignment)).await;
                     }

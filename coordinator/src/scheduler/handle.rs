@@ -24,12 +24,20 @@ pub struct Assignment {
     pub options: Options,
     pub path: PathBuf,
     pub range: ChunkRange,
-    /// The chunk's bytes, for a worker that reads them inline; `None` until read (a large
-    /// chunk is read by its worker's stream when it is ready to send it).
-    pub data: Option<Bytes>,
-    /// For a worker on shared storage: the absolute path it reads `range` from itself.
-    pub shared_path: Option<PathBuf>,
+    pub payload: Payload,
     pub skip_bad_records: bool,
+}
+
+/// How an assignment's bytes reach its worker.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// Not read yet. The scheduler's loader reads a small chunk at once; a large one is read
+    /// by its worker's stream when that is ready to send it, and goes out in pieces.
+    Unread,
+    /// Read, and sent with the assignment.
+    Inline(Bytes),
+    /// The worker is on shared storage and reads `range` itself from this absolute path.
+    Shared(PathBuf),
 }
 
 /// What the scheduler sends a worker.

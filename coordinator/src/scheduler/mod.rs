@@ -51,7 +51,9 @@ pub struct SchedulerConfig {
 }
 
 use handle::Command;
-pub use handle::{Assignment, Handle, JobError, Report, ToWorker, WorkerHello, outbox_capacity};
+pub use handle::{
+    Assignment, Handle, JobError, Payload, Report, ToWorker, WorkerHello, outbox_capacity,
+};
 
 struct Worker {
     name: String,

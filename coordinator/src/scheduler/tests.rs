@@ -50,10 +50,9 @@ fn mapped(a: &Assignment) -> Report {
     let op = Registry::builtin().build("wordcount", &a.options).unwrap();
     let mut stats = ChunkStats::default();
     let path = a.path.display().to_string();
-    let data = a
-        .data
-        .as_ref()
-        .expect("a small chunk is read when assigned");
+    let Payload::Inline(data) = &a.payload else {
+        panic!("a small chunk is read when assigned: {:?}", a.payload);
+    };
     let chunk = fanfold_common::operation::Chunk::new(data, &path, a.range.start);
     let partial = op.map(&chunk, &mut stats).unwrap();
     let record = store::chunk_record(&partial.clone().into(), &stats.clone().into(), &[]);
@@ -208,12 +207,14 @@ async fn shared_storage_workers_get_references_until_they_cannot_read_them() {
     let mut fake = attach_with(&job.handle, 1, true).await;
     // By reference: no bytes, an absolute path to the chunk's file.
     let a = next_assignment(&mut fake).await;
-    let shared = a.shared_path.clone().expect("a reference");
-    assert!(a.data.is_none() && shared.is_absolute());
+    let Payload::Shared(shared) = a.payload.clone() else {
+        panic!("a reference, not bytes: {:?}", a.payload);
+    };
+    assert!(shared.is_absolute());
     assert_eq!(shared, std::path::absolute(&a.path).unwrap());
     let data = chunker::read(&shared, a.range).unwrap();
     let by_reference = Assignment {
-        data: Some(data.into()),
+        payload: Payload::Inline(data.into()),
         ..a
     };
     let report = mapped(&by_reference);
@@ -224,7 +225,7 @@ async fn shared_storage_workers_get_references_until_they_cannot_read_them() {
         .unwrap();
     // The worker cannot read the next one: handed back, not failed; inline from then on.
     let b = next_assignment(&mut fake).await;
-    assert!(b.shared_path.is_some());
+    assert!(matches!(b.payload, Payload::Shared(_)));
     let unreadable = Some("No such file or directory".to_owned());
     let released = Report::Released { unreadable };
     job.handle
@@ -232,7 +233,7 @@ async fn shared_storage_workers_get_references_until_they_cannot_read_them() {
         .await
         .unwrap();
     let c = next_assignment(&mut fake).await;
-    assert!(c.shared_path.is_none() && c.data.as_ref().is_some_and(|d| !d.is_empty()));
+    assert!(matches!(&c.payload, Payload::Inline(d) if !d.is_empty()));
     job.handle
         .report(fake.id, c.job, c.chunk, c.attempt, mapped(&c))
         .await

@@ -158,56 +158,85 @@ impl Client {
                     ));
                 }
                 Some(status) if !is_connection_loss(&status) => return Err(self.error(status)),
-                _ => {
-                    let since = match lost_since {
-                        Some(since) => since,
-                        None => {
-                            eprintln!(
-                                "submit-job: lost the coordinator at {}; reconnecting",
-                                self.address
-                            );
-                            *lost_since.insert(tokio::time::Instant::now())
-                        }
-                    };
-                    if since.elapsed() >= RECONNECT_FOR {
-                        return Err(anyhow!(
-                            "gave up on job {id}: the coordinator at {} has been unreachable \
-                             for {RECONNECT_FOR:?}",
-                            self.address
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    if let Ok(inner) = Self::channel(&self.address).await {
-                        self.inner = inner;
-                    }
-                }
+                _ => self.reconnect(id, &mut lost_since).await?,
             }
         }
     }
 
-    /// Streams a finished job's rows into `sink`, in output order.
+    /// Waits a moment and dials the coordinator again after the connection was lost, noting
+    /// when it was first lost; gives up once it has been gone for [`RECONNECT_FOR`].
+    async fn reconnect(
+        &mut self,
+        id: JobId,
+        lost_since: &mut Option<tokio::time::Instant>,
+    ) -> anyhow::Result<()> {
+        let since = match *lost_since {
+            Some(since) => since,
+            None => {
+                eprintln!(
+                    "submit-job: lost the coordinator at {}; reconnecting",
+                    self.address
+                );
+                *lost_since.insert(tokio::time::Instant::now())
+            }
+        };
+        if since.elapsed() >= RECONNECT_FOR {
+            return Err(anyhow!(
+                "gave up on job {id}: the coordinator at {} has been unreachable for \
+                 {RECONNECT_FOR:?}",
+                self.address
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Ok(inner) = Self::channel(&self.address).await {
+            self.inner = inner;
+        }
+        Ok(())
+    }
+
+    /// Streams a finished job's rows into `sink`, in output order. Rides through a coordinator
+    /// restart like [`Client::watch`]: a finished result is durable and its order fixed, so
+    /// after reconnecting it asks again and skips the rows it already has.
     pub async fn result(
         &mut self,
         id: JobId,
         mut sink: impl FnMut(Row) -> std::io::Result<()>,
     ) -> anyhow::Result<u64> {
-        let request = pb::GetResultRequest {
-            job_id: id.to_string(),
-        };
-        let mut batches = self
-            .inner
-            .get_result(request)
-            .await
-            .map_err(|s| self.error(s))?
-            .into_inner();
         let mut rows = 0;
-        while let Some(batch) = batches.message().await.map_err(|s| self.error(s))? {
-            for entry in batch.rows {
-                sink(Row::try_from(entry)?).context("cannot write the result")?;
-                rows += 1;
+        let mut lost_since: Option<tokio::time::Instant> = None;
+        loop {
+            let request = pb::GetResultRequest {
+                job_id: id.to_string(),
+            };
+            let lost = match self.inner.get_result(request).await {
+                Ok(batches) => {
+                    let mut batches = batches.into_inner();
+                    let mut seen = 0;
+                    loop {
+                        match batches.message().await {
+                            Ok(Some(batch)) => {
+                                for entry in batch.rows {
+                                    seen += 1;
+                                    if seen <= rows {
+                                        continue; // delivered before the connection was lost
+                                    }
+                                    sink(Row::try_from(entry)?)
+                                        .context("cannot write the result")?;
+                                    rows += 1;
+                                }
+                            }
+                            Ok(None) => return Ok(rows),
+                            Err(status) => break status,
+                        }
+                    }
+                }
+                Err(status) => status,
+            };
+            if !is_connection_loss(&lost) {
+                return Err(self.error(lost));
             }
+            self.reconnect(id, &mut lost_since).await?;
         }
-        Ok(rows)
     }
 }
 

@@ -77,7 +77,9 @@ impl Progress {
 
 fn summary(status: &JobStatus) -> String {
     let mut text = format!("chunks {}/{}", status.chunks_done, status.chunks_total);
-    if status.state == JobState::Running {
+    if status.finishing && !status.state.is_final() {
+        text.push_str(", finishing");
+    } else if status.state == JobState::Running {
         if status.workers == 0 {
             text.push_str(", waiting for workers to attach");
         } else {

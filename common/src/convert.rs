@@ -357,6 +357,7 @@ impl From<&JobStatus> for pb::JobStatus {
         pb::JobStatus {
             job_id: s.id.to_string(),
             state: pb::JobState::from(s.state) as i32,
+            finishing: s.finishing,
             spec: Some((&s.spec).into()),
             chunks_total: s.chunks_total,
             chunks_done: s.chunks_done,
@@ -406,6 +407,7 @@ impl TryFrom<pb::JobStatus> for JobStatus {
         Ok(JobStatus {
             id,
             state,
+            finishing: s.finishing,
             spec: s.spec.ok_or(ConvertError::Missing("spec"))?.try_into()?,
             chunks_total: s.chunks_total,
             chunks_done: s.chunks_done,
@@ -439,6 +441,7 @@ mod tests {
         let status = JobStatus {
             id: JobId::new(),
             state: JobState::Failed,
+            finishing: true,
             spec: JobSpec {
                 inputs: vec!["a".into(), "b/*.txt".into()],
                 operation: "wordcount".into(),

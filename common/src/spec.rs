@@ -134,6 +134,9 @@ pub struct Counters {
 pub struct JobStatus {
     pub id: JobId,
     pub state: JobState,
+    /// Every chunk is folded and the job is being finalized, its output committed or its end
+    /// made durable; `state` turns final once that is done.
+    pub finishing: bool,
     pub spec: JobSpec,
     pub chunks_total: u64,
     pub chunks_done: u64,

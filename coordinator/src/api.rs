@@ -6,6 +6,7 @@ use std::sync::Arc;
 use fanfold_common::chunker;
 use fanfold_common::ids::JobId;
 use fanfold_common::input;
+use fanfold_common::partial::Row;
 use fanfold_common::records::Compression;
 use fanfold_common::registry::Registry;
 use fanfold_common::spec::JobSpec;
@@ -40,6 +41,7 @@ fn status(e: JobError) -> Status {
     match e {
         JobError::NotFound(_) => Status::not_found(e.to_string()),
         JobError::NoResult { .. } => Status::failed_precondition(e.to_string()),
+        JobError::Finishing(_) => Status::unavailable(e.to_string()),
         JobError::ShuttingDown => Status::unavailable(e.to_string()),
     }
 }
@@ -47,6 +49,27 @@ fn status(e: JobError) -> Status {
 fn job_id(raw: &str) -> Result<JobId, Status> {
     raw.parse()
         .map_err(|e: fanfold_common::ids::BadJobId| Status::invalid_argument(e.to_string()))
+}
+
+impl Api {
+    /// A job's result; for a job that is finishing (its rows are being committed, or its end
+    /// made durable), waits until it has ended, so the answer never contradicts the end a
+    /// watcher is told.
+    async fn result_when_ended(&self, id: JobId) -> Result<Arc<Vec<Row>>, JobError> {
+        loop {
+            match self.scheduler.result(id).await {
+                Err(JobError::Finishing(_)) => {}
+                answer => return answer,
+            }
+            let mut updates = self.scheduler.watch(id).await?;
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Err(JobError::ShuttingDown),
+                ended = updates.wait_for(|s| s.state.is_final()) => {
+                    ended.map_err(|_| JobError::ShuttingDown)?;
+                }
+            }
+        }
+    }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -157,7 +180,7 @@ impl JobService for Api {
         request: Request<pb::GetResultRequest>,
     ) -> Result<Response<Self::GetResultStream>, Status> {
         let id = job_id(&request.into_inner().job_id)?;
-        let rows = self.scheduler.result(id).await.map_err(status)?;
+        let rows = self.result_when_ended(id).await.map_err(status)?;
         let batches = rows.len().div_ceil(ROWS_PER_BATCH);
         // Batches are built lazily as the client reads, from the shared finished result.
         let stream = tokio_stream::iter((0..batches).map(move |i| {

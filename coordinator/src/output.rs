@@ -4,7 +4,12 @@
 //! `_SUCCESS` marker in a temporary directory beside the target (`.NAME.tmp-JOB`), which is then
 //! renamed into place: a reader sees no directory or the whole result, never half of one. An
 //! existing target is refused unless the job asked to overwrite; then the old directory is
-//! renamed aside first and removed after the new one is in place. Input resolution skips names
+//! renamed aside first and removed after the new one is in place.
+//!
+//! `_SUCCESS` names the job that committed the directory (`job_id <ID>`). Committing is
+//! idempotent per job: a coordinator that finishes the same job again after a restart finds
+//! its own commit and leaves it as it is (a committed output is final), and clears what an
+//! interrupted attempt of its own left beside the target. Input resolution skips names
 //! starting with `_` or `.`, so an output directory can be the input of the next job.
 //!
 //! Called by the scheduler's finalize task on the blocking pool.
@@ -53,14 +58,35 @@ fn parent(target: &Path) -> Result<&Path, String> {
     }
 }
 
+/// The `_SUCCESS` marker's text for `job`.
+fn marker(job: JobId) -> String {
+    format!("job_id {job}\n")
+}
+
+/// Whether `target` is a directory `job` committed.
+fn committed_by(target: &Path, job: JobId) -> bool {
+    fs::read_to_string(target.join("_SUCCESS")).is_ok_and(|text| text == marker(job))
+}
+
 /// Writes `rows` and commits the directory; on failure leaves nothing behind but the target's
-/// previous state.
+/// previous state. A target this job committed already is kept as it is.
 pub fn commit(output: &OutputDir, job: JobId, rows: &[Row]) -> Result<(), String> {
     let target = PathBuf::from(&output.path);
     let parent = parent(&target)?;
     let name = target.file_name().expect("checked").to_string_lossy();
     let temp = parent.join(format!(".{name}.tmp-{job}"));
+    let old = parent.join(format!(".{name}.old-{job}"));
+    if committed_by(&target, job) {
+        // Committed before a restart; only the previous directory may still be beside it.
+        let _ = fs::remove_dir_all(&old);
+        return Ok(());
+    }
     let write = || -> io::Result<()> {
+        // What an attempt of this job left before a crash is this job's own to replace.
+        match fs::remove_dir_all(&temp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         fs::create_dir(&temp)?;
         let parts = rows.len().div_ceil(ROWS_PER_PART).max(1);
         for part in 0..parts {
@@ -77,14 +103,17 @@ pub fn commit(output: &OutputDir, job: JobId, rows: &[Row]) -> Result<(), String
                 .map_err(|e| e.into_error())?;
             file.sync_all()?;
         }
-        File::create(temp.join("_SUCCESS"))?.flush()
+        let mut success = File::create(temp.join("_SUCCESS"))?;
+        success.write_all(marker(job).as_bytes())?;
+        success.sync_all()?;
+        // The directory's entries, durable before the rename publishes them.
+        File::open(&temp)?.sync_all()
     };
     let describe = |e: io::Error| format!("cannot write output directory '{}': {e}", output.path);
     if let Err(e) = write() {
         let _ = fs::remove_dir_all(&temp);
         return Err(describe(e));
     }
-    let old = parent.join(format!(".{name}.old-{job}"));
     let moved_aside = if target.exists() {
         if !output.overwrite {
             let _ = fs::remove_dir_all(&temp);
@@ -105,7 +134,16 @@ pub fn commit(output: &OutputDir, job: JobId, rows: &[Row]) -> Result<(), String
         let _ = fs::remove_dir_all(&temp);
         return Err(describe(e));
     }
-    if moved_aside {
+    // The rename itself, durable before the job's success is journaled.
+    let dir = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(describe)?;
+    if moved_aside || old.exists() {
         let _ = fs::remove_dir_all(&old).or_else(|_| fs::remove_file(&old));
     }
     Ok(())
@@ -160,6 +198,43 @@ mod tests {
         names.sort();
         assert_eq!(names, ["_SUCCESS", "part-00000.tsv"]);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_job_recognises_its_own_commit_and_clears_what_a_crash_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out");
+        let output = OutputDir {
+            path: target.display().to_string(),
+            format: Format::Tsv,
+            overwrite: false,
+        };
+        let job = JobId::new();
+        // An attempt of this job that crashed while writing left its temporary directory.
+        let stale = dir.path().join(format!(".out.tmp-{job}"));
+        fs::create_dir(&stale).unwrap();
+        fs::write(stale.join("part-00000.tsv"), "half").unwrap();
+        commit(&output, job, &rows(2)).unwrap();
+        assert_eq!(
+            fs::read_to_string(target.join("_SUCCESS")).unwrap(),
+            format!("job_id {job}\n")
+        );
+        let written = fs::read_to_string(target.join("part-00000.tsv")).unwrap();
+        assert_eq!(written, "k0\t0\nk1\t1\n");
+        // Finishing the same job again (after a restart) keeps its commit as it is.
+        commit(&output, job, &rows(2)).unwrap();
+        assert_eq!(
+            fs::read_to_string(target.join("part-00000.tsv")).unwrap(),
+            written
+        );
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["out"]);
+        // Another job's directory is still refused.
+        let refused = commit(&output, JobId::new(), &rows(1)).unwrap_err();
+        assert!(refused.contains("exists; ask to overwrite"), "{refused}");
     }
 
     #[test]

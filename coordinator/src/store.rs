@@ -90,12 +90,33 @@ pub enum Op {
         finished_at: Option<SystemTime>,
         result_rows: u64,
         quarantine: Option<String>,
+        /// The result rows are kept (see [`Op::Rows`]) while the job is still running.
+        rows_kept: bool,
     },
-    /// The job ended: keep its rows (if it succeeded) and drop its chunk results.
-    Finished {
-        job: JobId,
-        rows: Option<Arc<Vec<Row>>>,
-    },
+    /// A job's finalized rows, kept before its output directory and success are committed;
+    /// acknowledged through [`Checkpoints`] once durable.
+    Rows { job: JobId, rows: Arc<Vec<Row>> },
+    /// The job ended: drop its chunk results, and its kept rows unless it `succeeded`.
+    /// Acknowledged through [`Checkpoints`] once durable.
+    Finished { job: JobId, succeeded: bool },
+}
+
+/// A step of a job's end that the journal has made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durable {
+    /// Its rows ([`Op::Rows`]).
+    Rows,
+    /// Its end ([`Op::Finished`]).
+    Ended,
+}
+
+/// What one commit made durable.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Folded chunks per job.
+    pub folded: HashMap<JobId, u64>,
+    /// Steps of jobs' ends, in the order they were journaled.
+    pub durable: Vec<(JobId, Durable)>,
 }
 
 impl Op {
@@ -178,9 +199,9 @@ impl Store {
         })
     }
 
-    /// Applies `ops` in order, in one durable transaction. Returns folded chunks per job.
-    pub fn apply(&self, ops: &[Op]) -> Result<HashMap<JobId, u64>, StoreError> {
-        let mut folded: HashMap<JobId, u64> = HashMap::new();
+    /// Applies `ops` in order, in one durable transaction.
+    pub fn apply(&self, ops: &[Op]) -> Result<Applied, StoreError> {
+        let mut applied = Applied::default();
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut plans = txn.open_table(PLANS).map_err(db)?;
@@ -215,7 +236,7 @@ impl Store {
                         chunks
                             .insert((id.as_str(), chunk.0), record.as_slice())
                             .map_err(db)?;
-                        *folded.entry(*job).or_default() += 1;
+                        *applied.folded.entry(*job).or_default() += 1;
                     }
                     Op::Progress {
                         job,
@@ -225,8 +246,10 @@ impl Store {
                         finished_at,
                         result_rows,
                         quarantine,
+                        rows_kept,
                     } => {
                         let value = record::JobProgress {
+                            rows_kept: *rows_kept,
                             state: pb::JobState::from(*state) as i32,
                             error: error.clone().unwrap_or_default(),
                             counters: Some(counters.clone().into()),
@@ -239,17 +262,28 @@ impl Store {
                             .insert(id.as_str(), value.encode_to_vec().as_slice())
                             .map_err(db)?;
                     }
-                    Op::Finished { job, rows } => {
+                    Op::Finished { job, succeeded } => {
                         let id = job.to_string();
                         let id = id.as_str();
                         chunks
                             .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                             .map_err(db)?;
-                        for (i, batch) in rows
-                            .iter()
-                            .flat_map(|r| r.chunks(ROWS_PER_BATCH))
-                            .enumerate()
-                        {
+                        if !succeeded {
+                            results
+                                .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                                .map_err(db)?;
+                        }
+                        applied.durable.push((*job, Durable::Ended));
+                    }
+                    Op::Rows { job, rows } => {
+                        let id = job.to_string();
+                        let id = id.as_str();
+                        // A job finalized again after a restart replaces what it kept before.
+                        results
+                            .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                            .map_err(db)?;
+                        applied.durable.push((*job, Durable::Rows));
+                        for (i, batch) in rows.chunks(ROWS_PER_BATCH).enumerate() {
                             let batch = pb::ResultBatch {
                                 rows: batch.iter().cloned().map(Into::into).collect(),
                             };
@@ -262,7 +296,7 @@ impl Store {
             }
         }
         txn.commit().map_err(db)?;
-        Ok(folded)
+        Ok(applied)
     }
 
     /// Every job kept, as of the last checkpoint, oldest first.
@@ -311,7 +345,7 @@ impl Store {
                 _ => JobState::Running,
             };
             let mut restored_chunks = Vec::new();
-            if job_state == JobState::Running {
+            if job_state == JobState::Running && !state.rows_kept {
                 for entry in chunks
                     .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
                     .map_err(db)?
@@ -328,7 +362,7 @@ impl Store {
                     restored_chunks.push((ChunkId(key.value().1), partial, stats, bad));
                 }
             }
-            let rows = if job_state == JobState::Succeeded {
+            let rows = if job_state == JobState::Succeeded || state.rows_kept {
                 let mut rows = Vec::new();
                 for entry in results
                     .range((id.as_str(), 0)..=(id.as_str(), u64::MAX))
@@ -382,24 +416,25 @@ pub fn chunk_record(
     buf
 }
 
-/// Folded chunks committed since the scheduler last looked, per job.
+/// What the journal made durable since the scheduler last looked.
 #[derive(Clone, Default)]
 pub struct Checkpoints {
-    committed: Arc<Mutex<HashMap<JobId, u64>>>,
+    committed: Arc<Mutex<Applied>>,
     pub notify: Arc<Notify>,
 }
 
 impl Checkpoints {
-    /// Takes the counts gathered so far.
-    pub fn take(&self) -> HashMap<JobId, u64> {
-        std::mem::take(&mut *self.committed.lock().expect("checkpoint counts"))
+    /// Takes what was gathered so far.
+    pub fn take(&self) -> Applied {
+        std::mem::take(&mut *self.committed.lock().expect("checkpoints"))
     }
 
-    fn add(&self, folded: HashMap<JobId, u64>) {
-        let mut committed = self.committed.lock().expect("checkpoint counts");
-        for (job, n) in folded {
-            *committed.entry(job).or_default() += n;
+    fn add(&self, applied: Applied) {
+        let mut committed = self.committed.lock().expect("checkpoints");
+        for (job, n) in applied.folded {
+            *committed.folded.entry(job).or_default() += n;
         }
+        committed.durable.extend(applied.durable);
         drop(committed);
         self.notify.notify_one();
     }
@@ -428,11 +463,33 @@ pub fn spawn_journal(
                 bytes += more.iter().map(Op::bytes).sum::<usize>();
                 ops.extend(more);
             }
+            // Steps of jobs' ends are acknowledged even when the commit failed: the state is
+            // then not durable (and said so), but the jobs still end rather than hang.
+            let ends: Vec<(JobId, Durable)> = ops
+                .iter()
+                .filter_map(|op| match op {
+                    Op::Rows { job, .. } => Some((*job, Durable::Rows)),
+                    Op::Finished { job, .. } => Some((*job, Durable::Ended)),
+                    _ => None,
+                })
+                .collect();
             let store = store.clone();
             match tokio::task::spawn_blocking(move || store.apply(&ops)).await {
-                Ok(Ok(folded)) => checkpoints.add(folded),
-                Ok(Err(e)) => error!(error = %e, "checkpoint failed; state is not durable"),
-                Err(e) => error!(error = %e, "checkpoint task failed"),
+                Ok(Ok(applied)) => checkpoints.add(applied),
+                Ok(Err(e)) => {
+                    error!(error = %e, "checkpoint failed; state is not durable");
+                    checkpoints.add(Applied {
+                        durable: ends,
+                        ..Applied::default()
+                    });
+                }
+                Err(e) => {
+                    error!(error = %e, "checkpoint task failed");
+                    checkpoints.add(Applied {
+                        durable: ends,
+                        ..Applied::default()
+                    });
+                }
             }
         }
     });

@@ -316,7 +316,11 @@ fn exit_for(state: JobState) -> ExitCode {
 fn print_status(s: &JobStatus) {
     let c = &s.counters;
     println!("job        {}", s.id);
-    println!("state      {}", s.state.as_str());
+    if s.finishing && !s.state.is_final() {
+        println!("state      {} (finishing)", s.state.as_str());
+    } else {
+        println!("state      {}", s.state.as_str());
+    }
     println!("operation  {}", s.spec.operation);
     println!("inputs     {}", s.spec.inputs.join(" "));
     println!(

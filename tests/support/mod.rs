@@ -136,11 +136,17 @@ pub fn assert_ok(output: &Output) {
 }
 
 /// The value of a `submit-job status` line, e.g. `field(status, "state")`.
+/// The state is its first word: `running (finishing)` reads as `running`.
 pub fn field<'a>(status: &'a str, name: &str) -> &'a str {
-    status
+    let value = status
         .lines()
         .find_map(|l| l.strip_prefix(name).map(str::trim))
-        .unwrap_or_else(|| panic!("no '{name}' in status:\n{status}"))
+        .unwrap_or_else(|| panic!("no '{name}' in status:\n{status}"));
+    if name == "state" {
+        value.split_whitespace().next().unwrap_or(value)
+    } else {
+        value
+    }
 }
 
 /// One `name=value` counter of a `submit-job status` text.
@@ -294,6 +300,14 @@ pub async fn job_status(coordinator: &str, job: &str) -> Option<HashMap<String, 
     let mut fields = HashMap::new();
     for line in text.lines() {
         let (name, value) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        if name == "state" {
+            // `running (finishing)`: the state, and whether the job is finishing.
+            let mut words = value.split_whitespace();
+            fields.insert(name.to_owned(), words.next().unwrap_or("").to_owned());
+            let finishing = words.next() == Some("(finishing)");
+            fields.insert("finishing".to_owned(), finishing.to_string());
+            continue;
+        }
         fields.insert(name.to_owned(), value.trim().to_owned());
         if name == "counters" {
             for kv in value.split_whitespace() {

@@ -14,6 +14,20 @@
 //!                       │  back), when no other attempt is live
 //!                       └─ fail (not retryable, or out of attempts) ──> the job fails
 //! ```
+//!
+//! The job's phase:
+//!
+//! ```text
+//!          all chunks folded          rows computed             output committed,
+//! Mapping ─────────────────> Finalizing ──────────> Committing ──────────────────> Ended
+//!    │                           │                      │        success journaled   ▲
+//!    └───────────────────────────┴──────────────────────┴── fail, cancel, timeout ───┘
+//! ```
+//!
+//! A job ends first internally (no more work, reports are stale) and is *announced* only once
+//! the journal holds the end ([`Job::end_durable`]): until then its status says `running`,
+//! finishing. So a client that heard a job succeed (or fail) hears the same after a crash.
+//! A success is journaled only after the rows are durable and the output directory committed.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -106,6 +120,21 @@ pub struct BackupPolicy {
     pub slowdown: u32,
 }
 
+/// Where a job is in its life; see the module's diagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Chunks are mapped and folded.
+    Mapping,
+    /// Every chunk is folded; the result is being finalized off the scheduler task.
+    Finalizing,
+    /// The rows are known (in `Job::rows`): they are being made durable, then the output
+    /// directory is committed, then the success journaled.
+    Committing { keys: u64, rows_durable: bool },
+    /// Over. `durable` once the journal holds the end (or there is no journal); only then is
+    /// the end announced.
+    Ended { state: JobState, durable: bool },
+}
+
 pub struct Job {
     pub id: JobId,
     pub spec: JobSpec,
@@ -113,9 +142,7 @@ pub struct Job {
     chunks: Vec<ChunkState>,
     pending: VecDeque<ChunkId>,
     folded: Partial,
-    state: JobState,
-    /// All chunks are folded and the result is being finalized off the scheduler task.
-    finalizing: bool,
+    phase: Phase,
     chunks_done: u64,
     running: u64,
     bytes_done: u64,
@@ -156,8 +183,7 @@ impl Job {
             pending: (0..n as u64).map(ChunkId).collect(),
             plan,
             folded: Partial::new(),
-            state: JobState::Running,
-            finalizing: false,
+            phase: Phase::Mapping,
             chunks_done: 0,
             running: 0,
             bytes_done: 0,
@@ -176,21 +202,45 @@ impl Job {
         }
     }
 
+    /// The job's state as decided, announced or not.
     pub fn state(&self) -> JobState {
-        self.state
+        match self.phase {
+            Phase::Ended { state, .. } => state,
+            _ => JobState::Running,
+        }
+    }
+
+    /// The state clients are told: a final state only once it is durable.
+    fn announced(&self) -> JobState {
+        match self.phase {
+            Phase::Ended {
+                state,
+                durable: true,
+            } => state,
+            _ => JobState::Running,
+        }
+    }
+
+    /// All chunks are folded and the job is on its way to an end, or has ended but the
+    /// journal does not hold it yet.
+    pub fn is_finishing(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Finalizing | Phase::Committing { .. } | Phase::Ended { durable: false, .. }
+        )
     }
 
     pub fn is_running(&self) -> bool {
-        self.state == JobState::Running
+        !matches!(self.phase, Phase::Ended { .. })
     }
 
     pub fn has_pending(&self) -> bool {
-        self.is_running() && !self.pending.is_empty()
+        self.phase == Phase::Mapping && !self.pending.is_empty()
     }
 
     /// Every chunk is folded and nothing has started the finalize step yet.
     pub fn ready_to_finalize(&self) -> bool {
-        self.is_running() && !self.finalizing && self.chunks_done == self.chunks.len() as u64
+        self.phase == Phase::Mapping && self.chunks_done == self.chunks.len() as u64
     }
 
     pub fn range(&self, chunk: ChunkId) -> (PathBuf, ChunkRange) {
@@ -211,7 +261,7 @@ impl Job {
 
     /// Takes the next pending chunk and marks it running on `worker`.
     pub fn assign_next(&mut self, worker: WorkerId) -> Option<(ChunkId, Attempt)> {
-        if !self.is_running() {
+        if self.phase != Phase::Mapping {
             return None;
         }
         let chunk = self.pending.pop_front()?;
@@ -249,7 +299,7 @@ impl Job {
     /// policy's bar. One pass over the chunks, so the scheduler asks once per tick, not once
     /// per idle worker.
     pub fn stragglers(&self, policy: BackupPolicy) -> Vec<(ChunkId, WorkerId)> {
-        if !self.is_running()
+        if self.phase != Phase::Mapping
             || !self.pending.is_empty()
             || self.running == 0
             || self.durations.is_empty()
@@ -396,7 +446,7 @@ impl Job {
     }
 
     fn live(&self, chunk: ChunkId, attempt: Attempt) -> Option<&Live> {
-        if !self.is_running() {
+        if self.phase != Phase::Mapping {
             return None;
         }
         match self.chunks.get(chunk.0 as usize) {
@@ -444,7 +494,8 @@ impl Job {
         }
     }
 
-    /// Restores what a checkpoint said of a job beyond its chunks.
+    /// Restores what a checkpoint said of a job beyond its chunks. A running job whose rows
+    /// were kept (`rows` given) had folded every chunk: it resumes committing them.
     pub fn restore_progress(
         &mut self,
         state: JobState,
@@ -454,7 +505,22 @@ impl Job {
         rows: Option<Vec<Row>>,
         quarantine: Option<String>,
     ) {
-        if !state.is_final() {
+        if !state.is_final()
+            && let Some(rows) = rows
+        {
+            self.counters = counters;
+            self.chunks_done = self.chunks.len() as u64;
+            self.chunks_checkpointed = self.chunks_done;
+            self.bytes_done = self.bytes_total;
+            self.pending.clear();
+            self.folded = Partial::new();
+            self.quarantine = quarantine;
+            self.rows = Some(Arc::new(rows));
+            self.phase = Phase::Committing {
+                keys: self.counters.keys_out,
+                rows_durable: true,
+            };
+        } else if !state.is_final() {
             // Input counters come from the restored chunks; the rest from the checkpoint.
             self.counters = Counters {
                 records_in: self.counters.records_in,
@@ -466,6 +532,10 @@ impl Job {
         } else {
             self.counters = counters;
             self.finish(state, error);
+            self.phase = Phase::Ended {
+                state,
+                durable: true,
+            };
             self.finished_at = finished_at;
             self.chunks_done = if state == JobState::Succeeded {
                 self.chunks.len() as u64
@@ -507,7 +577,7 @@ impl Job {
     /// Hands the folded partial, the skipped records and the operation that finalizes the
     /// result to the finalize step.
     pub fn take_for_finalize(&mut self) -> ToFinalize {
-        self.finalizing = true;
+        self.phase = Phase::Finalizing;
         ToFinalize {
             folded: std::mem::take(&mut self.folded),
             bad: std::mem::take(&mut self.bad),
@@ -515,16 +585,76 @@ impl Job {
         }
     }
 
-    /// Keeps the finalized rows and marks the job succeeded.
-    pub fn succeed(&mut self, keys: u64, rows: Vec<Row>, quarantine: Option<PathBuf>) -> bool {
-        if !self.is_running() {
+    /// Keeps the finalized rows; they are to be made durable next. `false` if the job is no
+    /// longer finalizing (cancelled or failed meanwhile).
+    pub fn finalized(&mut self, keys: u64, rows: Vec<Row>, quarantine: Option<PathBuf>) -> bool {
+        if self.phase != Phase::Finalizing {
             return false;
         }
         self.counters.keys_out = keys;
         self.rows = Some(Arc::new(rows));
         self.quarantine = quarantine.map(|q| q.display().to_string());
+        self.phase = Phase::Committing {
+            keys,
+            rows_durable: false,
+        };
+        true
+    }
+
+    /// The kept rows are durable (or there is no journal). `false` if the job is not
+    /// committing, or they were durable already.
+    pub fn rows_durable(&mut self) -> bool {
+        match &mut self.phase {
+            Phase::Committing { rows_durable, .. } if !*rows_durable => {
+                *rows_durable = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the rows are kept, to be journaled with the job's progress: a restarted
+    /// coordinator then commits them instead of finalizing again.
+    pub fn rows_kept(&self) -> bool {
+        matches!(self.phase, Phase::Committing { .. })
+    }
+
+    /// Whether the kept rows are durable and the output directory is next.
+    pub fn ready_to_commit(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Committing {
+                rows_durable: true,
+                ..
+            }
+        )
+    }
+
+    /// The output directory is committed (or there is none): the job has succeeded, to be
+    /// announced once that is journaled. `false` if the job is not committing durable rows.
+    pub fn succeed(&mut self) -> bool {
+        let Phase::Committing {
+            keys,
+            rows_durable: true,
+        } = self.phase
+        else {
+            return false;
+        };
+        self.counters.keys_out = keys;
         self.finish(JobState::Succeeded, None);
         true
+    }
+
+    /// The journal holds the job's end: it may now be announced. `false` if it was already,
+    /// or the job has not ended.
+    pub fn end_durable(&mut self) -> bool {
+        match &mut self.phase {
+            Phase::Ended { durable, .. } if !*durable => {
+                *durable = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn cancel(&mut self) {
@@ -541,7 +671,13 @@ impl Job {
     }
 
     fn finish(&mut self, state: JobState, error: Option<String>) {
-        self.state = state;
+        self.phase = Phase::Ended {
+            state,
+            durable: false,
+        };
+        if state != JobState::Succeeded {
+            self.rows = None;
+        }
         self.error = error;
         self.finished_at = Some(SystemTime::now());
         self.pending.clear();
@@ -562,7 +698,8 @@ impl Job {
     pub fn snapshot(&self, workers: u32) -> JobStatus {
         JobStatus {
             id: self.id,
-            state: self.state,
+            state: self.announced(),
+            finishing: self.is_finishing(),
             spec: self.spec.clone(),
             chunks_total: self.chunks.len() as u64,
             chunks_done: self.chunks_done,
@@ -598,6 +735,7 @@ fn placeholder_status(id: JobId) -> JobStatus {
     JobStatus {
         id,
         state: JobState::Running,
+        finishing: false,
         spec: JobSpec::default(),
         chunks_total: 0,
         chunks_done: 0,

@@ -81,8 +81,17 @@ fn failures_retry_until_the_limit_then_name_the_chunk() {
         job.fail(chunk, a2, "boom again", true, 2),
         FailOutcome::JobFailed
     );
+    assert_eq!(job.state(), JobState::Failed);
+    assert_eq!(
+        job.snapshot(0).state,
+        JobState::Running,
+        "the end is announced only once durable"
+    );
+    assert!(job.snapshot(0).finishing);
+    assert!(job.end_durable());
     let status = job.snapshot(0);
     assert_eq!(status.state, JobState::Failed);
+    assert!(!status.finishing);
     assert_eq!(
         status.error.as_deref(),
         Some("chunk 0 (in.txt bytes 0..10) failed after 2 attempts: boom again")
@@ -219,4 +228,51 @@ async fn a_job_past_its_timeout_fails_clearly() {
         job.snapshot(0).error.as_deref(),
         Some("timed out after 5s with 0/2 chunks done")
     );
+}
+
+#[test]
+fn a_success_is_announced_only_after_rows_output_and_end_are_durable() {
+    let mut job = job(1);
+    let (chunk, attempt) = job.assign_next(W1).unwrap();
+    assert!(folded(
+        job.complete(chunk, attempt, one("a"), NO_STATS, vec![])
+            .unwrap()
+    ));
+    job.take_for_finalize();
+    assert!(!job.ready_to_finalize(), "finalized once");
+    let row = Row {
+        key: b"a".to_vec(),
+        value: Value::Count(1),
+    };
+    assert!(job.finalized(1, vec![row.clone()], None));
+    assert!(job.rows_kept() && !job.ready_to_commit());
+    assert!(!job.succeed(), "not before the rows are durable");
+    assert!(job.rows_durable());
+    assert!(!job.rows_durable(), "once");
+    assert!(job.ready_to_commit());
+    // The output directory is committed: the job has succeeded, and says so once durable.
+    assert!(job.succeed());
+    assert_eq!(job.state(), JobState::Succeeded);
+    let before = job.snapshot(0);
+    assert_eq!((before.state, before.finishing), (JobState::Running, true));
+    assert!(job.end_durable());
+    let after = job.snapshot(0);
+    assert_eq!((after.state, after.finishing), (JobState::Succeeded, false));
+    assert_eq!(job.rows().as_deref(), Some(&vec![row]));
+}
+
+#[test]
+fn a_job_cancelled_while_committing_ends_cancelled_without_rows() {
+    let mut job = job(1);
+    let (chunk, attempt) = job.assign_next(W1).unwrap();
+    job.complete(chunk, attempt, one("a"), NO_STATS, vec![])
+        .unwrap();
+    job.take_for_finalize();
+    assert!(job.finalized(1, vec![], None));
+    assert!(job.rows_durable());
+    job.cancel();
+    assert!(!job.succeed(), "a late commit does not revive it");
+    assert!(job.end_durable());
+    assert_eq!(job.snapshot(0).state, JobState::Cancelled);
+    assert!(job.rows().is_none());
 }

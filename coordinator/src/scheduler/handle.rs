@@ -92,6 +92,9 @@ pub enum JobError {
     NotFound(JobId),
     #[error("job {id} has no result: it is {state}")]
     NoResult { id: JobId, state: &'static str },
+    /// Every chunk is folded and the job is finishing: its result comes once it has ended.
+    #[error("job {0} is finishing")]
+    Finishing(JobId),
     #[error("the coordinator is shutting down")]
     ShuttingDown,
 }
@@ -150,12 +153,17 @@ pub(super) enum Command {
         attempt: Attempt,
         error: String,
     },
-    /// The job's result, or why it could not be made (finalize panicked, the output directory
-    /// could not be written).
+    /// The job's rows, or why they could not be made (finalize failed or panicked, the
+    /// quarantine file could not be written).
     Finalized {
         job: JobId,
         /// Keys, rows and the quarantine file, if records were skipped.
         result: Result<(u64, Vec<Row>, Option<PathBuf>), String>,
+    },
+    /// The job's output directory is committed, or why it could not be.
+    Committed {
+        job: JobId,
+        result: Result<(), String>,
     },
 }
 

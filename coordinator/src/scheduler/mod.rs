@@ -24,14 +24,15 @@ use std::time::{Duration, SystemTime};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use fanfold_common::operation::{BadRecord, Finalized};
 use fanfold_common::registry::Registry;
-use tokio::sync::mpsc;
+use fanfold_common::spec::{JobState, JobStatus};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::job::{BackupPolicy, Completion, FailOutcome, Job, Plan, ToFinalize};
-use crate::store::{self, Checkpoints, Op, Restored, Store};
+use crate::store::{self, Checkpoints, Durable, Op, Restored, Store};
 
 /// Scheduler settings.
 #[derive(Clone, Debug)]
@@ -97,6 +98,8 @@ struct Scheduler {
     durable: bool,
     /// Assignments made and not yet handed to [`Scheduler::load`].
     loads: Vec<(WorkerId, mpsc::Sender<ToWorker>, Assignment)>,
+    /// Cancel requests answered once their job's end is durable.
+    cancels: HashMap<JobId, Vec<oneshot::Sender<Result<JobStatus, JobError>>>>,
     commands: mpsc::Sender<Command>,
     tasks: TaskTracker,
 }
@@ -121,6 +124,7 @@ pub fn spawn(
     let mut scheduler = Scheduler {
         durable: journal.is_some(),
         loads: Vec::new(),
+        cancels: HashMap::new(),
         config,
         jobs: HashMap::new(),
         order: Vec::new(),
@@ -146,12 +150,20 @@ pub fn spawn(
                 },
                 _ = ticks.tick() => scheduler.tick(),
                 _ = checkpoints.notify.notified() => {
-                    for (id, chunks) in checkpoints.take() {
+                    let applied = checkpoints.take();
+                    for (id, chunks) in applied.folded {
                         if let Some(job) = scheduler.jobs.get_mut(&id) {
                             job.checkpointed(chunks);
                         }
                         scheduler.publish(id);
                     }
+                    for (id, step) in applied.durable {
+                        match step {
+                            Durable::Rows => scheduler.rows_durable(id),
+                            Durable::Ended => scheduler.end_durable(id),
+                        }
+                    }
+                    scheduler.dispatch();
                 }
             }
             if let Some(journal) = &journal
@@ -199,6 +211,8 @@ impl Scheduler {
         self.jobs.insert(id, job);
         self.order.push(id);
         self.finalize_if_ready(id);
+        // Rows kept before the restart: commit them, as the job was about to.
+        self.commit_if_ready(id);
         self.publish(id);
     }
 
@@ -265,27 +279,36 @@ impl Scheduler {
             }
             Command::Result { id, reply } => {
                 let answer = self.job(id).and_then(|job| {
-                    job.rows().ok_or(JobError::NoResult {
-                        id,
-                        state: job.state().as_str(),
-                    })
+                    if job.is_finishing() {
+                        return Err(JobError::Finishing(id));
+                    }
+                    job.rows()
+                        .filter(|_| job.state() == JobState::Succeeded)
+                        .ok_or(JobError::NoResult {
+                            id,
+                            state: job.state().as_str(),
+                        })
                 });
                 let _ = reply.send(answer);
             }
             Command::Cancel { id, reply } => {
-                let answer = match self.jobs.get_mut(&id) {
-                    None => Err(JobError::NotFound(id)),
-                    Some(job) => {
-                        if job.is_running() {
-                            job.cancel();
-                            info!(job_id = %id, "job cancelled");
-                            self.ended(id);
-                        }
-                        Ok(self.jobs[&id].snapshot(self.worker_count()))
-                    }
+                let Some(job) = self.jobs.get_mut(&id) else {
+                    let _ = reply.send(Err(JobError::NotFound(id)));
+                    return;
                 };
+                if job.is_running() {
+                    job.cancel();
+                    info!(job_id = %id, "job cancelled");
+                    self.ended(id);
+                }
+                let job = &self.jobs[&id];
+                if job.is_finishing() {
+                    // Answered once the end is durable, like every watcher.
+                    self.cancels.entry(id).or_default().push(reply);
+                } else {
+                    let _ = reply.send(Ok(job.snapshot(self.worker_count())));
+                }
                 self.publish(id);
-                let _ = reply.send(answer);
             }
             Command::WorkerJoined {
                 hello,
@@ -356,9 +379,9 @@ impl Scheduler {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     match result {
                         Ok((keys, rows, quarantine)) => {
-                            if j.succeed(keys, rows, quarantine) {
-                                info!(job_id = %job, keys, "job succeeded");
-                                self.ended(job);
+                            if j.finalized(keys, rows, quarantine) {
+                                debug!(job_id = %job, keys, "job finalized");
+                                self.keep_rows(job);
                             }
                         }
                         Err(error) => {
@@ -370,7 +393,93 @@ impl Scheduler {
                 }
                 self.publish(job);
             }
+            Command::Committed { job, result } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    match result {
+                        Ok(()) => self.succeed(job),
+                        Err(error) => {
+                            if j.is_running() {
+                                warn!(job_id = %job, %error, "job failed at the end");
+                                j.abort(error);
+                                self.ended(job);
+                            }
+                        }
+                    }
+                }
+                self.publish(job);
+            }
         }
+    }
+
+    /// Makes a finalized job's rows durable before its output directory is committed, so a
+    /// restart commits the same rows rather than finalizing again.
+    fn keep_rows(&mut self, id: JobId) {
+        let Some(rows) = self.jobs.get(&id).and_then(Job::rows) else {
+            return;
+        };
+        if self.durable {
+            self.journal.push(Op::Rows { job: id, rows });
+            self.persist_progress(id);
+        } else {
+            self.rows_durable(id);
+        }
+    }
+
+    /// A job's rows are durable: its output directory is next.
+    fn rows_durable(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.get_mut(&id)
+            && job.rows_durable()
+        {
+            self.commit_if_ready(id);
+        }
+    }
+
+    /// Commits the output directory of a job whose rows are durable, off the scheduler task;
+    /// a job without one succeeds at once.
+    fn commit_if_ready(&mut self, id: JobId) {
+        let Some(job) = self.jobs.get(&id) else {
+            return;
+        };
+        if !job.ready_to_commit() {
+            return;
+        }
+        let (Some(output), Some(rows)) = (job.spec.output.clone(), job.rows()) else {
+            self.succeed(id);
+            return;
+        };
+        let commands = self.commands.clone();
+        self.tasks.spawn(async move {
+            let committed =
+                tokio::task::spawn_blocking(move || crate::output::commit(&output, id, &rows))
+                    .await;
+            let result = committed.unwrap_or_else(|e| Err(format!("output commit failed: {e}")));
+            let _ = commands.send(Command::Committed { job: id, result }).await;
+        });
+    }
+
+    /// The rows are durable and the output committed: the job has succeeded, announced once
+    /// the journal holds it.
+    fn succeed(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.get_mut(&id)
+            && job.succeed()
+        {
+            info!(job_id = %id, keys = job.snapshot(0).counters.keys_out, "job succeeded");
+            self.ended(id);
+        }
+    }
+
+    /// The journal holds a job's end: announce it to watchers and to cancels waiting.
+    fn end_durable(&mut self, id: JobId) {
+        let workers = self.worker_count();
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        job.end_durable();
+        let status = job.snapshot(workers);
+        for reply in self.cancels.remove(&id).unwrap_or_default() {
+            let _ = reply.send(Ok(status.clone()));
+        }
+        self.publish(id);
     }
 
     /// Periodic checks: worker leases, job timeouts, stragglers.
@@ -513,19 +622,25 @@ impl Scheduler {
         self.publish(job_id);
     }
 
-    /// Records that a job reached a final state and stops its work on every worker.
+    /// Records that a job reached a final state and stops its work on every worker. The end
+    /// is announced once the journal holds it ([`Scheduler::end_durable`]).
     fn ended(&mut self, id: JobId) {
-        let Some(rows) = self.jobs.get(&id).map(Job::rows) else {
+        let Some(state) = self.jobs.get(&id).map(Job::state) else {
             return;
         };
         self.persist_progress(id);
-        if self.durable {
-            self.journal.push(Op::Finished { job: id, rows });
-        }
         for worker in self.workers.values() {
             if worker.holding.iter().any(|(j, _, _)| *j == id) {
                 worker.tell(ToWorker::Cancel(id));
             }
+        }
+        if self.durable {
+            self.journal.push(Op::Finished {
+                job: id,
+                succeeded: state == JobState::Succeeded,
+            });
+        } else {
+            self.end_durable(id);
         }
     }
 
@@ -534,10 +649,12 @@ impl Scheduler {
             return;
         }
         if let Some(job) = self.jobs.get(&id) {
+            // The state as decided, not as announced: announcing waits for this record.
             let status = job.snapshot(0);
             self.journal.push(Op::Progress {
                 job: id,
-                state: status.state,
+                state: job.state(),
+                rows_kept: job.rows_kept(),
                 error: status.error,
                 counters: status.counters,
                 finished_at: status.finished_at,
@@ -564,7 +681,6 @@ impl Scheduler {
             return; // restored without its operation: failed when restored
         };
         let (sort, limit) = (job.spec.sort, job.spec.limit);
-        let output = job.spec.output.clone();
         let quarantine_file = self.config.quarantine_dir.join(format!("{id}.tsv"));
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
@@ -572,9 +688,6 @@ impl Scheduler {
                 let Finalized { keys, rows } = operation
                     .finalize(folded, sort, limit)
                     .map_err(|e| format!("finalize failed: {e}"))?;
-                if let Some(output) = &output {
-                    crate::output::commit(output, id, &rows)?;
-                }
                 let quarantine = if bad.is_empty() {
                     None
                 } else {

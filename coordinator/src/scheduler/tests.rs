@@ -323,11 +323,18 @@ async fn a_failing_chunk_is_retried_then_fails_the_job_naming_it() {
             .report(fake.id, a.job, a.chunk, a.attempt, report)
             .await
             .unwrap();
-        if job.handle.get(job.id).await.unwrap().state.is_final() {
+        let now = job.handle.get(job.id).await.unwrap();
+        if now.state.is_final() || now.finishing {
             break;
         }
     }
-    let status = job.handle.get(job.id).await.unwrap();
+    // The end is announced once the journal holds it.
+    let mut updates = job.handle.watch(job.id).await.unwrap();
+    let status = updates
+        .wait_for(|s| s.state.is_final())
+        .await
+        .unwrap()
+        .clone();
     assert_eq!(status.state, JobState::Failed);
     assert_eq!(failures, 3, "max_attempts");
     let error = status.error.unwrap();

@@ -136,15 +136,16 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Some("coordinator") => {
-            let listener =
-                tokio::net::TcpListener::bind(args.get(1).map_or("0.0.0.0:7077", String::as_str))
-                    .await?;
-            println!("coordinator listening on {}", listener.local_addr()?);
+            let listeners = fanfold_coordinator::Listeners::bind(
+                args.get(1).map_or("0.0.0.0:7077", String::as_str),
+            )
+            .await?;
+            println!("coordinator listening on {}", listeners.grpc.local_addr()?);
             let config = fanfold_coordinator::Config {
                 registry: registry(),
                 ..Default::default()
             };
-            fanfold_coordinator::run(listener, config, fanfold::shutdown_on_signals()).await?;
+            fanfold_coordinator::run(listeners, config, fanfold::shutdown_on_signals()).await?;
         }
         Some("worker") => {
             let address = args.get(1).map_or("http://127.0.0.1:7077", String::as_str);
@@ -211,15 +212,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "a b c\n").unwrap();
         // The coordinator knows the job, its only worker does not.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
+        let listeners = fanfold_coordinator::Listeners::bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let address = format!("http://{}", listeners.grpc.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let config = fanfold_coordinator::Config {
             registry: registry(),
             ..Default::default()
         };
-        let coordinator =
-            tokio::spawn(fanfold_coordinator::run(listener, config, shutdown.clone()));
+        let coordinator = tokio::spawn(fanfold_coordinator::run(
+            listeners,
+            config,
+            shutdown.clone(),
+        ));
         let worker = tokio::spawn(fanfold_worker::run(
             fanfold_worker::Config::new(&address, "plain", 1),
             shutdown.clone(),

@@ -7,13 +7,11 @@ use anyhow::{Context, anyhow};
 use fanfold_common::ids::JobId;
 use fanfold_common::partial::Row;
 use fanfold_common::spec::{JobSpec, JobStatus};
-use fanfold_proto::MAX_MESSAGE_BYTES;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::job_service_client::JobServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use fanfold_proto::{MAX_MESSAGE_BYTES, transport};
+use tonic::transport::Channel;
 
-/// How long to wait for the coordinator to accept a connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a watch keeps trying to reach a coordinator that went away (e.g. restarting).
 const RECONNECT_FOR: Duration = Duration::from_secs(120);
 
@@ -33,15 +31,9 @@ impl Client {
     }
 
     async fn channel(address: &str) -> anyhow::Result<JobServiceClient<Channel>> {
-        let endpoint = Endpoint::from_shared(address.to_owned())
-            .with_context(|| format!("bad coordinator address '{address}'"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_while_idle(true);
-        let channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
+        let channel = transport::dial(address)
             .await
-            .map_err(|_| anyhow!("timed out"))
-            .and_then(|connected| connected.map_err(|e| anyhow!(fanfold_common::error_chain(&e))))
+            .map_err(|e| anyhow!(fanfold_common::error_chain(&e)))
             .with_context(|| format!("cannot reach the coordinator at {address}"))?;
         Ok(JobServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

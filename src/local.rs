@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,13 +21,13 @@ impl LocalCluster {
         slots: u32,
         config: fanfold_coordinator::Config,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let address = format!("http://{}", listener.local_addr()?);
+        let listeners = fanfold_coordinator::Listeners::bind("127.0.0.1:0").await?;
+        let address = format!("http://{}", listeners.grpc.local_addr()?);
         let registry = config.registry.clone();
         let coordinator = (CancellationToken::new(), TaskTracker::new());
         let token = coordinator.0.clone();
         coordinator.1.spawn(async move {
-            if let Err(e) = fanfold_coordinator::run(listener, config, token).await {
+            if let Err(e) = fanfold_coordinator::run(listeners, config, token).await {
                 tracing::error!(error = %e, "local coordinator failed");
             }
         });

@@ -6,18 +6,14 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use fanfold_proto::MAX_MESSAGE_BYTES;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::job_service_client::JobServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use fanfold_proto::{MAX_MESSAGE_BYTES, transport};
+use tonic::transport::Channel;
 
 /// Opens one HTTP/2 connection to the coordinator at `address` (`http://host:port`).
 pub async fn channel(address: &str) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(address.to_owned())
-        .context("bad coordinator address")?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect()
+    transport::dial(address)
         .await
         .with_context(|| format!("cannot reach {address}"))
 }

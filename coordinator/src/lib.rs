@@ -2,7 +2,7 @@
 //! workers with credit-based flow control, folds their partial results exactly once, and keeps
 //! finished results for clients to fetch.
 //!
-//! [`run`] serves JobService, FleetService and the gRPC health service on one listener until
+//! [`run`] serves JobService, FleetService and the gRPC health service on its listeners until
 //! `shutdown` is cancelled. The `coordinator` binary and the tests call the same function.
 
 mod api;
@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fanfold_common::registry::Registry;
-use fanfold_proto::MAX_MESSAGE_BYTES;
 use fanfold_proto::v1::fleet_service_server::FleetServiceServer;
 use fanfold_proto::v1::job_service_server::JobServiceServer;
+use fanfold_proto::{MAX_MESSAGE_BYTES, transport};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -72,9 +72,24 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
-/// Serves on `listener` until `shutdown` is cancelled, then stops every task it started.
+/// The sockets a coordinator serves on, bound by the caller (port 0 in tests).
+pub struct Listeners {
+    /// JobService, FleetService and the gRPC health service.
+    pub grpc: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the gRPC listener to `address`.
+    pub async fn bind(address: &str) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            grpc: TcpListener::bind(address).await?,
+        })
+    }
+}
+
+/// Serves on `listeners` until `shutdown` is cancelled, then stops every task it started.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Listeners,
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -137,15 +152,10 @@ pub async fn run(
         .set_serving::<FleetServiceServer<fleet::Fleet>>()
         .await;
 
-    if let Ok(addr) = listener.local_addr() {
+    if let Ok(addr) = listeners.grpc.local_addr() {
         info!(%addr, "coordinator listening");
     }
-    // TCP_NODELAY on every accepted connection: without it, Nagle's algorithm holds a small
-    // write (an assignment, a status update) until the peer's delayed ACK, about 40 ms on
-    // Linux, and a small job pays that several times over.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+    let served = transport::server()
         .add_service(health_service)
         .add_service(
             JobServiceServer::new(api)
@@ -157,7 +167,7 @@ pub async fn run(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+        .serve_with_incoming_shutdown(transport::incoming(listeners.grpc), shutdown.cancelled())
         .await;
     tasks.close();
     tasks.wait().await;

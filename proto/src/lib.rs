@@ -1,9 +1,12 @@
 //! The wire contract: generated tonic/prost code for `fanfold.v1`.
 //!
 //! Only the gRPC adapters in `coordinator`, `worker` and the CLI touch these types; everything
-//! else speaks the domain types of `fanfold-common`.
+//! else speaks the domain types of `fanfold-common`. [`transport`] builds every channel and
+//! server.
 
 #![allow(clippy::large_enum_variant)]
+
+pub mod transport;
 
 /// Largest gRPC message either side accepts. Chunks carry whole records, so a chunk can exceed
 /// the configured chunk size by one record; partials can be as large as their chunk.

@@ -76,11 +76,11 @@ fn return_large_buffers_to_the_os() {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     fanfold_common::spec::check_chunk_size(args.chunk_size).context("--chunk-size")?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listeners = fanfold_coordinator::Listeners::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     // The bound address on stdout, for people and for scripts that listen on port 0.
-    println!("coordinator listening on {}", listener.local_addr()?);
+    println!("coordinator listening on {}", listeners.grpc.local_addr()?);
     let config = fanfold_coordinator::Config {
         default_chunk_size: args.chunk_size,
         prefetch: args.prefetch,
@@ -96,6 +96,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if config.state_dir.is_none() {
         tracing::warn!("no --state-dir: jobs and results will not survive a restart");
     }
-    fanfold_coordinator::run(listener, config, fanfold::shutdown_on_signals()).await?;
+    fanfold_coordinator::run(listeners, config, fanfold::shutdown_on_signals()).await?;
     Ok(())
 }

@@ -18,12 +18,11 @@ use fanfold_common::operation::{self, Chunk, ChunkStats};
 use fanfold_common::records;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
-use fanfold_proto::{MAX_MESSAGE_BYTES, PROTOCOL};
+use fanfold_proto::{MAX_MESSAGE_BYTES, PROTOCOL, transport};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::Endpoint;
 use tracing::{debug, error, info, warn};
 
 use crate::Config;
@@ -40,10 +39,8 @@ pub enum End {
 /// Why attaching failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    #[error("bad coordinator address: {0}")]
-    Address(#[source] tonic::transport::Error),
-    #[error("cannot connect: {0}")]
-    Connect(#[source] tonic::transport::Error),
+    #[error(transparent)]
+    Dial(#[from] transport::DialError),
     #[error("attach refused: {}", .0.message())]
     Refused(tonic::Status),
 }
@@ -112,15 +109,9 @@ struct Shared {
 }
 
 pub async fn attach(config: &Config, shutdown: &CancellationToken) -> Result<End, AttachError> {
-    let endpoint = Endpoint::from_shared(config.coordinator.clone())
-        .map_err(AttachError::Address)?
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
     let channel = tokio::select! {
         _ = shutdown.cancelled() => return Ok(End::Shutdown),
-        channel = endpoint.connect() => channel.map_err(AttachError::Connect)?,
+        channel = transport::dial(&config.coordinator) => channel?,
     };
     let mut client = FleetServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

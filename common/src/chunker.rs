@@ -7,11 +7,10 @@
 //!
 //! The coordinator plans at submission and reads each chunk's bytes when it assigns the chunk.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::io;
 
 use crate::input::InputFile;
+use crate::location::{Location, Source};
 
 /// A record-aligned byte range `[start, end)` of one input file, `file` indexing the job's files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,13 +38,13 @@ const SCAN_WINDOW: usize = 64 * 1024;
 pub fn plan(
     files: &[InputFile],
     chunk_size: u64,
-    whole_file: impl Fn(&Path) -> bool,
+    whole_file: impl Fn(&Location) -> bool,
 ) -> io::Result<Vec<ChunkRange>> {
     assert!(chunk_size > 0, "chunk size must be positive");
     let mut chunks = Vec::new();
     for (index, file) in files.iter().enumerate() {
         let index = u32::try_from(index).map_err(|_| io::Error::other("too many input files"))?;
-        if whole_file(&file.path) {
+        if whole_file(&file.location) {
             if file.len > 0 {
                 chunks.push(ChunkRange {
                     file: index,
@@ -55,14 +54,14 @@ pub fn plan(
             }
             continue;
         }
-        plan_file(&file.path, file.len, chunk_size, |start, end| {
+        plan_file(&file.location, file.len, chunk_size, |start, end| {
             chunks.push(ChunkRange {
                 file: index,
                 start,
                 end,
             })
         })
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.path.display())))?;
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.location)))?;
     }
     Ok(chunks)
 }
@@ -75,7 +74,7 @@ pub fn check_sizes(files: &[InputFile], chunks: &[ChunkRange], max: u64) -> Resu
         Some(c) => Err(format!(
             "input '{}': bytes {}..{} must be one chunk (one record, or a file that is read \
              whole) and are larger than the {max} bytes a chunk may have",
-            files[c.file as usize].path.display(),
+            files[c.file as usize].location,
             c.start,
             c.end
         )),
@@ -84,7 +83,7 @@ pub fn check_sizes(files: &[InputFile], chunks: &[ChunkRange], max: u64) -> Resu
 
 /// Calls `emit(start, end)` for each record-aligned chunk of a file of `len` bytes.
 fn plan_file(
-    path: &Path,
+    location: &Location,
     len: u64,
     chunk_size: u64,
     mut emit: impl FnMut(u64, u64),
@@ -92,7 +91,7 @@ fn plan_file(
     if len == 0 {
         return Ok(());
     }
-    let mut file = File::open(path)?;
+    let mut file = location.open()?;
     let mut window = vec![0u8; SCAN_WINDOW];
     let mut start = 0;
     while start < len {
@@ -111,11 +110,15 @@ fn plan_file(
 }
 
 /// The offset just past the first newline at or after `from`, or `len` if there is none.
-fn next_record_start(file: &mut File, from: u64, len: u64, window: &mut [u8]) -> io::Result<u64> {
+fn next_record_start(
+    file: &mut Source,
+    from: u64,
+    len: u64,
+    window: &mut [u8],
+) -> io::Result<u64> {
     let mut offset = from;
-    file.seek(SeekFrom::Start(offset))?;
     while offset < len {
-        let n = file.read(window)?;
+        let n = file.read_at(offset, window)?;
         if n == 0 {
             break; // the file shrank since planning began; treat as its end
         }
@@ -128,27 +131,15 @@ fn next_record_start(file: &mut File, from: u64, len: u64, window: &mut [u8]) ->
 }
 
 /// Reads the bytes of a planned chunk. Fails if the file changed so the range no longer exists.
-pub fn read(path: &Path, range: ChunkRange) -> io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(range.start))?;
-    let len = usize::try_from(range.len()).map_err(|_| io::Error::other("chunk too large"))?;
-    // Read into spare capacity: zeroing a 16 MiB buffer first costs a pass over it.
-    let mut data = Vec::with_capacity(len);
-    file.take(range.len()).read_to_end(&mut data)?;
-    if data.len() < len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "file is shorter than when the job was planned",
-        ));
-    }
-    Ok(data)
+pub fn read(location: &Location, range: ChunkRange) -> io::Result<Vec<u8>> {
+    location.read_range(range.start, range.end)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     fn write_files(dir: &Path, contents: &[Vec<u8>]) -> Vec<InputFile> {
         contents
@@ -158,7 +149,7 @@ mod tests {
                 let path: PathBuf = dir.join(format!("part-{i:05}"));
                 std::fs::write(&path, bytes).unwrap();
                 InputFile {
-                    path,
+                    location: Location::Local(path),
                     len: bytes.len() as u64,
                 }
             })
@@ -200,7 +191,7 @@ mod tests {
                 chunk.end as usize == bytes.len() || bytes[chunk.end as usize - 1] == b'\n',
                 "cut inside a record: {chunk:?}"
             );
-            let data = read(&files[file].path, *chunk).unwrap();
+            let data = read(&files[file].location, *chunk).unwrap();
             // A chunk is only as long as the cut forces: it ends at the first record boundary
             // at or after start + chunk_size.
             if chunk.len() > chunk_size {
@@ -264,7 +255,7 @@ mod tests {
             dir.path(),
             &[b"a\nb\nc\n".to_vec(), Vec::new(), b"d\ne\n".to_vec()],
         );
-        let chunks = plan(&files, 1, |p| !p.ends_with("part-00002")).unwrap();
+        let chunks = plan(&files, 1, |l| !l.to_string().ends_with("part-00002")).unwrap();
         let spans: Vec<_> = chunks.iter().map(|c| (c.file, c.start, c.end)).collect();
         assert_eq!(spans, [(0, 0, 6), (2, 0, 2), (2, 2, 4)]);
     }
@@ -281,7 +272,7 @@ mod tests {
             format!(
                 "input '{}': bytes 3..14 must be one chunk (one record, or a file that is read \
                  whole) and are larger than the 10 bytes a chunk may have",
-                files[0].path.display()
+                files[0].location
             )
         );
     }

@@ -1,4 +1,5 @@
-//! Resolves a job's input arguments (files, directories, glob patterns) into a list of files.
+//! Resolves a job's input arguments (files, directories, glob patterns) into a list of files:
+//! the `list` of a [`Location`]'s source.
 //!
 //! Called by the coordinator at submission, on its own filesystem. Directories are walked
 //! recursively, skipping hidden (`.`) and underscore-prefixed entries, as Hadoop's input formats
@@ -7,10 +8,12 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::location::{Location, LocationError};
+
 /// One input file and its length at planning time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputFile {
-    pub path: PathBuf,
+    pub location: Location,
     pub len: u64,
 }
 
@@ -31,6 +34,8 @@ pub enum InputError {
     NoMatch { input: String },
     #[error("input '{input}': not a regular file or directory")]
     NotAFile { input: String },
+    #[error("input {0}")]
+    Location(#[from] LocationError),
 }
 
 /// Resolves every argument; fails on the first that names nothing readable.
@@ -40,6 +45,7 @@ pub fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
     }
     let mut paths = BTreeSet::new();
     for input in inputs {
+        let Location::Local(_) = Location::parse(input)?;
         if is_pattern(input) {
             let mut matched = false;
             let entries = glob::glob(input).map_err(|e| InputError::BadPattern {
@@ -72,7 +78,10 @@ pub fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
                     source,
                 })?
                 .len();
-            Ok(InputFile { path, len })
+            Ok(InputFile {
+                location: Location::Local(path),
+                len,
+            })
         })
         .collect()
 }
@@ -145,7 +154,10 @@ mod tests {
         .unwrap();
         let names: Vec<_> = files
             .iter()
-            .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
+            .map(|f| {
+                let path = f.location.as_path().unwrap();
+                path.strip_prefix(root).unwrap().display().to_string()
+            })
             .collect();
         assert_eq!(names, ["a.txt", "b.log", "sub/c.txt", "sub/deeper/d.txt"]);
         assert_eq!(files[0].len, 5);
@@ -164,5 +176,10 @@ mod tests {
             format!("input '{pattern}': no file matches")
         );
         assert!(matches!(resolve(&[]), Err(InputError::Empty)));
+        let url = "s3://bucket/logs/".to_owned();
+        assert_eq!(
+            resolve(&[url]).unwrap_err().to_string(),
+            "input 's3://bucket/logs/': s3:// inputs are not supported (local paths are)"
+        );
     }
 }

@@ -5,8 +5,10 @@
 
 pub mod chunker;
 pub mod convert;
+pub mod fleet;
 pub mod ids;
 pub mod input;
+pub mod location;
 pub mod operation;
 pub mod ops;
 pub mod partial;

@@ -265,6 +265,25 @@ impl Partial {
         Ok(())
     }
 
+    /// Folds a chunk's partial and leaves it as it is: its entries' values are cloned (count
+    /// columns fold by borrowed key either way), so the caller can still keep the chunk.
+    pub fn fold_ref(&mut self, chunk: &ChunkPartial) -> Result<(), MergeError> {
+        for (key, value) in &chunk.entries.entries {
+            match self.entries.get_mut(key) {
+                Some(slot) => slot.merge(value.clone())?,
+                None => {
+                    self.entries.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        self.entries
+            .reserve(chunk.counts.len().saturating_sub(self.entries.len()));
+        for (key, n) in chunk.counts.iter() {
+            self.add_count(key, n)?;
+        }
+        Ok(())
+    }
+
     /// Splits off the count values into columns, for sending.
     pub fn into_columns(self) -> ChunkPartial {
         let mut entries = Partial::new();
@@ -342,6 +361,11 @@ impl Counts {
 
     pub fn len(&self) -> usize {
         self.values.len()
+    }
+
+    /// The keys' bytes, all together.
+    pub fn key_bytes(&self) -> usize {
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -477,7 +501,10 @@ mod tests {
         assert_eq!(sent.clone().into_partial().unwrap(), mixed);
         // Folding the columns adds to what is there, allocating only new keys.
         let mut folded = counts(&[("a", 10), ("z", 1)]);
+        let mut by_ref = folded.clone();
+        by_ref.fold_ref(&sent).unwrap();
         folded.fold(sent).unwrap();
+        assert_eq!(by_ref, folded, "folding by reference folds the same");
         let mut expected = counts(&[
             ("a", 11),
             ("", 7),

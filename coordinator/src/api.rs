@@ -1,13 +1,11 @@
-//! The JobService gRPC adapter: converts wire types, plans submissions, asks the scheduler.
+//! The JobService gRPC adapter: converts wire types, hands submissions to intake, asks the
+//! scheduler, and maps errors to gRPC statuses in one place each.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use fanfold_common::chunker;
 use fanfold_common::ids::JobId;
-use fanfold_common::input;
 use fanfold_common::partial::Row;
-use fanfold_common::records::Compression;
 use fanfold_common::registry::Registry;
 use fanfold_common::spec::JobSpec;
 use fanfold_proto::v1 as pb;
@@ -19,11 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
-use crate::job::Plan;
+use crate::intake::{self, IntakeError};
 use crate::scheduler::{Handle, JobError};
-
-/// The largest chunk that can be assigned: a gRPC message, less room for the rest of it.
-const MAX_CHUNK_BYTES: u64 = fanfold_proto::MAX_MESSAGE_BYTES as u64 - (1 << 20);
 
 /// Rows per `ResultBatch` message.
 const ROWS_PER_BATCH: usize = 4096;
@@ -34,6 +29,14 @@ pub struct Api {
     pub default_chunk_size: u64,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
+}
+
+/// The one mapping from refused submissions to gRPC statuses.
+fn refused(e: IntakeError) -> Status {
+    match e {
+        IntakeError::Interrupted(_) => Status::unavailable(e.to_string()),
+        _ => Status::invalid_argument(e.to_string()),
+    }
 }
 
 /// The one mapping from job errors to gRPC statuses.
@@ -80,44 +83,14 @@ impl JobService for Api {
         &self,
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
-        let mut spec: JobSpec = request
+        let spec: JobSpec = request
             .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("missing field 'spec'"))?
             .try_into()?;
-        spec.validate()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let operation = self
-            .registry
-            .build(&spec.operation, &spec.options)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if let Some(output) = &spec.output {
-            crate::output::check(output).map_err(Status::invalid_argument)?;
-        }
-        let chunk_size = *spec.chunk_size.get_or_insert(self.default_chunk_size);
-        let inputs = spec.inputs.clone();
-        let whole_files = spec.whole_file;
-        let plan = tokio::task::spawn_blocking(move || -> Result<Plan, String> {
-            let files = input::resolve(&inputs).map_err(|e| e.to_string())?;
-            // Compressed files cannot be entered mid-stream; some formats cannot be cut.
-            let whole_file = |path: &std::path::Path| {
-                let path = path.to_string_lossy();
-                whole_files
-                    || Compression::of(&path) != Compression::None
-                    || operation.whole_file(&path)
-            };
-            let chunks =
-                chunker::plan(&files, chunk_size, whole_file).map_err(|e| e.to_string())?;
-            chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES)?;
-            Ok(Plan {
-                files: files.into_iter().map(|f| f.path).collect(),
-                chunks,
-                operation: Some(operation),
-            })
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(Status::invalid_argument)?;
+        let (spec, plan) = intake::admit(spec, &self.registry, self.default_chunk_size)
+            .await
+            .map_err(refused)?;
         let status = self.scheduler.submit(spec, plan).await.map_err(status)?;
         Ok(Response::new(pb::SubmitJobResponse {
             status: Some((&status).into()),

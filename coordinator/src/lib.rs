@@ -7,8 +7,10 @@
 
 mod api;
 mod fleet;
+mod intake;
 mod job;
 mod output;
+mod reader;
 mod scheduler;
 mod store;
 
@@ -111,7 +113,6 @@ pub async fn run(
             "restored jobs from the state directory"
         );
     }
-    let durable = store.is_some();
     let tasks = TaskTracker::new();
     let scheduler = scheduler::spawn(
         scheduler::SchedulerConfig {
@@ -139,7 +140,6 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     let fleet = fleet::Fleet {
-        durable,
         scheduler,
         prefetch: config.prefetch,
         hello_timeout: config.worker_timeout,

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use fanfold_common::chunker::ChunkRange;
+use fanfold_common::fleet::ChunkOutput;
 use fanfold_common::ids::{ChunkId, JobId};
-use fanfold_common::operation::BadRecord;
-use fanfold_common::operation::ChunkStats;
+use fanfold_common::location::Location;
 use fanfold_common::partial::{ChunkPartial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState};
 use fanfold_proto::store::v1 as record;
@@ -72,15 +72,15 @@ pub enum Op {
     Submitted {
         job: JobId,
         spec: JobSpec,
-        files: Vec<PathBuf>,
+        files: Vec<Location>,
         chunks: Vec<ChunkRange>,
         submitted_at: SystemTime,
     },
-    /// A chunk's result was folded; `record` is its encoded [`record::ChunkResult`].
+    /// A chunk's result was folded; kept (as a [`record::ChunkResult`]) until its job ends.
     ChunkFolded {
         job: JobId,
         chunk: ChunkId,
-        record: Vec<u8>,
+        output: ChunkOutput,
     },
     Progress {
         job: JobId,
@@ -120,27 +120,40 @@ pub struct Applied {
 }
 
 impl Op {
-    /// The bytes of chunk results it writes.
+    /// About the bytes of chunk results it writes.
     fn bytes(&self) -> usize {
         match self {
-            Op::ChunkFolded { record, .. } => record.len(),
+            Op::ChunkFolded { output, .. } => {
+                let counts = &output.partial.counts;
+                counts.key_bytes() + 12 * counts.len() + 48 * output.partial.entries.len()
+            }
             _ => 0,
         }
     }
+}
+
+/// A folded chunk's output as its stored record.
+fn chunk_record(output: ChunkOutput) -> Vec<u8> {
+    record::ChunkResult {
+        partial: Some(output.partial.into()),
+        counters: Some(output.stats.into()),
+        bad_records: output.bad.into_iter().map(Into::into).collect(),
+    }
+    .encode_to_vec()
 }
 
 /// A job as it was at the last checkpoint.
 pub struct Restored {
     pub job: JobId,
     pub spec: JobSpec,
-    pub files: Vec<PathBuf>,
+    pub files: Vec<Location>,
     pub chunks_planned: Vec<ChunkRange>,
     pub submitted_at: SystemTime,
     pub state: JobState,
     pub error: Option<String>,
     pub counters: Counters,
     pub finished_at: Option<SystemTime>,
-    pub chunks: Vec<(ChunkId, ChunkPartial, ChunkStats, Vec<BadRecord>)>,
+    pub chunks: Vec<(ChunkId, ChunkOutput)>,
     pub quarantine: Option<String>,
     pub rows: Option<Vec<Row>>,
 }
@@ -200,7 +213,7 @@ impl Store {
     }
 
     /// Applies `ops` in order, in one durable transaction.
-    pub fn apply(&self, ops: &[Op]) -> Result<Applied, StoreError> {
+    pub fn apply(&self, ops: Vec<Op>) -> Result<Applied, StoreError> {
         let mut applied = Applied::default();
         let txn = self.db.begin_write().map_err(db)?;
         {
@@ -218,25 +231,25 @@ impl Store {
                         submitted_at,
                     } => {
                         let plan = record::JobPlan {
-                            spec: Some(spec.into()),
-                            files: files.iter().map(|f| f.display().to_string()).collect(),
+                            spec: Some((&spec).into()),
+                            files: files.iter().map(ToString::to_string).collect(),
                             chunks: ranges
                                 .iter()
                                 .flat_map(|r| [u64::from(r.file), r.start, r.end])
                                 .collect(),
-                            submitted_at: Some((*submitted_at).into()),
+                            submitted_at: Some(submitted_at.into()),
                         };
                         let id = job.to_string();
                         plans
                             .insert(id.as_str(), plan.encode_to_vec().as_slice())
                             .map_err(db)?;
                     }
-                    Op::ChunkFolded { job, chunk, record } => {
+                    Op::ChunkFolded { job, chunk, output } => {
                         let id = job.to_string();
                         chunks
-                            .insert((id.as_str(), chunk.0), record.as_slice())
+                            .insert((id.as_str(), chunk.0), chunk_record(output).as_slice())
                             .map_err(db)?;
-                        *applied.folded.entry(*job).or_default() += 1;
+                        *applied.folded.entry(job).or_default() += 1;
                     }
                     Op::Progress {
                         job,
@@ -249,13 +262,13 @@ impl Store {
                         rows_kept,
                     } => {
                         let value = record::JobProgress {
-                            rows_kept: *rows_kept,
-                            state: pb::JobState::from(*state) as i32,
-                            error: error.clone().unwrap_or_default(),
-                            counters: Some(counters.clone().into()),
+                            rows_kept,
+                            state: pb::JobState::from(state) as i32,
+                            error: error.unwrap_or_default(),
+                            counters: Some(counters.into()),
                             finished_at: finished_at.map(Into::into),
-                            result_rows: *result_rows,
-                            quarantine: quarantine.clone().unwrap_or_default(),
+                            result_rows,
+                            quarantine: quarantine.unwrap_or_default(),
                         };
                         let id = job.to_string();
                         progress
@@ -273,7 +286,7 @@ impl Store {
                                 .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                                 .map_err(db)?;
                         }
-                        applied.durable.push((*job, Durable::Ended));
+                        applied.durable.push((job, Durable::Ended));
                     }
                     Op::Rows { job, rows } => {
                         let id = job.to_string();
@@ -282,7 +295,7 @@ impl Store {
                         results
                             .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                             .map_err(db)?;
-                        applied.durable.push((*job, Durable::Rows));
+                        applied.durable.push((job, Durable::Rows));
                         for (i, batch) in rows.chunks(ROWS_PER_BATCH).enumerate() {
                             let batch = pb::ResultBatch {
                                 rows: batch.iter().cloned().map(Into::into).collect(),
@@ -357,9 +370,12 @@ impl Store {
                         .unwrap_or_default()
                         .try_into()
                         .map_err(corrupt)?;
-                    let stats = result.counters.unwrap_or_default().into();
-                    let bad = result.bad_records.into_iter().map(Into::into).collect();
-                    restored_chunks.push((ChunkId(key.value().1), partial, stats, bad));
+                    let output = ChunkOutput {
+                        partial,
+                        stats: result.counters.unwrap_or_default().into(),
+                        bad: result.bad_records.into_iter().map(Into::into).collect(),
+                    };
+                    restored_chunks.push((ChunkId(key.value().1), output));
                 }
             }
             let rows = if job_state == JobState::Succeeded || state.rows_kept {
@@ -381,7 +397,11 @@ impl Store {
             jobs.push(Restored {
                 job,
                 spec,
-                files: plan.files.into_iter().map(PathBuf::from).collect(),
+                files: plan
+                    .files
+                    .iter()
+                    .map(|f| Location::parse(f).map_err(corrupt))
+                    .collect::<Result<_, _>>()?,
                 chunks_planned: ranges,
                 submitted_at,
                 state: job_state,
@@ -400,20 +420,6 @@ impl Store {
         jobs.sort_by_key(|j| j.submitted_at);
         Ok(jobs)
     }
-}
-
-/// Encodes a chunk's result for [`Op::ChunkFolded`] as a [`record::ChunkResult`], without
-/// copying the partial first.
-pub fn chunk_record(
-    partial: &pb::Partial,
-    counters: &pb::ChunkCounters,
-    bad: &[pb::BadRecord],
-) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(partial.encoded_len() + counters.encoded_len() + 16);
-    prost::encoding::message::encode(1, partial, &mut buf);
-    prost::encoding::message::encode(2, counters, &mut buf);
-    prost::encoding::message::encode_repeated(3, bad, &mut buf);
-    buf
 }
 
 /// What the journal made durable since the scheduler last looked.
@@ -474,7 +480,7 @@ pub fn spawn_journal(
                 })
                 .collect();
             let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.apply(&ops)).await {
+            match tokio::task::spawn_blocking(move || store.apply(ops)).await {
                 Ok(Ok(applied)) => checkpoints.add(applied),
                 Ok(Err(e)) => {
                     error!(error = %e, "checkpoint failed; state is not durable");

@@ -1,19 +1,8 @@
-//! One job's state: its plan, each chunk's lifecycle, the folded partial and its status.
+//! One job's state: its plan, its chunk table ([`chunks`]), the folded partial, its phase and
+//! its status.
 //!
 //! Owned by the scheduler task alone; every method is synchronous and does no I/O, so the
 //! exactly-once rules are unit-tested here without sockets.
-//!
-//! A chunk's lifecycle:
-//!
-//! ```text
-//!            assign                   complete (a live attempt)
-//! Pending ──────────> Running{live} ─────────────────────────> Done   (other live attempts
-//!    ^                  │   │ backup: a second live attempt            are cancelled)
-//!    │                  │   └──────┘
-//!    └──────────────────┘ fail (retryable, failures left) / release (worker gone, handed
-//!                       │  back), when no other attempt is live
-//!                       └─ fail (not retryable, or out of attempts) ──> the job fails
-//! ```
 //!
 //! The job's phase:
 //!
@@ -29,22 +18,28 @@
 //! finishing. So a client that heard a job succeed (or fail) hears the same after a crash.
 //! A success is journaled only after the rows are durable and the output directory committed.
 
-use std::collections::VecDeque;
+mod chunks;
+
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use fanfold_common::chunker::ChunkRange;
+use fanfold_common::fleet::ChunkOutput;
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
+use fanfold_common::location::Location;
 use fanfold_common::operation::{BadRecord, ChunkStats, Operation};
-use fanfold_common::partial::{ChunkPartial, MergeError, Partial, Row};
+use fanfold_common::partial::{MergeError, Partial, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState, JobStatus};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub use chunks::BackupPolicy;
+use chunks::{ChunkTable, Failed};
+
 /// The chunks of a job, planned at submission, and the operation that finalizes its result.
 pub struct Plan {
-    pub files: Vec<PathBuf>,
+    pub files: Vec<Location>,
     pub chunks: Vec<ChunkRange>,
     /// `None` for a job restored after a restart whose operation this coordinator no longer
     /// knows: it cannot be finalized.
@@ -61,32 +56,8 @@ impl Plan {
 pub struct ToFinalize {
     pub folded: Partial,
     /// Records skipped as bad, with their files.
-    pub bad: Vec<(PathBuf, BadRecord)>,
+    pub bad: Vec<(Location, BadRecord)>,
     pub operation: Option<Arc<dyn Operation>>,
-}
-
-/// One running attempt of a chunk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Live {
-    worker: WorkerId,
-    attempt: Attempt,
-    started: Instant,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum ChunkState {
-    /// Waiting for a worker. `issued` attempts were handed out so far, `failures` of them failed.
-    Pending {
-        issued: u32,
-        failures: u32,
-    },
-    /// Assigned; usually one live attempt, two while a backup runs.
-    Running {
-        issued: u32,
-        failures: u32,
-        live: Vec<Live>,
-    },
-    Done,
 }
 
 /// What a reported failure leads to.
@@ -103,21 +74,16 @@ pub enum FailOutcome {
 }
 
 /// What a result report leads to.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Completion {
-    /// Folded. `losers` are other live attempts of the chunk, now to be cancelled.
-    Folded { losers: Vec<(WorkerId, Attempt)> },
+    /// Folded. `losers` are other live attempts of the chunk, now to be cancelled; `kept` is
+    /// the chunk's output when the caller asked to keep it (for the journal).
+    Folded {
+        losers: Vec<(WorkerId, Attempt)>,
+        kept: Option<ChunkOutput>,
+    },
     /// Late, duplicate or for a job that is over: dropped.
     Stale,
-}
-
-/// When a running chunk counts as a straggler worth a backup attempt.
-#[derive(Clone, Copy, Debug)]
-pub struct BackupPolicy {
-    /// A chunk must have run at least this long...
-    pub min_age: Duration,
-    /// ...and this many times the median time of the job's finished chunks.
-    pub slowdown: u32,
 }
 
 /// Where a job is in its life; see the module's diagram.
@@ -139,21 +105,16 @@ pub struct Job {
     pub id: JobId,
     pub spec: JobSpec,
     plan: Plan,
-    chunks: Vec<ChunkState>,
-    pending: VecDeque<ChunkId>,
+    chunks: ChunkTable,
     folded: Partial,
     phase: Phase,
-    chunks_done: u64,
-    running: u64,
     bytes_done: u64,
     chunks_checkpointed: u64,
     /// The plan's bytes, summed once: a status is taken after every report, and summing a
     /// plan of a million chunks each time made the scheduler quadratic in the chunk count.
     bytes_total: u64,
-    /// How long each finished chunk's winning attempt took, for straggler detection.
-    durations: Vec<Duration>,
     /// Records skipped as bad by folded chunks (skip mode), with their files.
-    bad: Vec<(PathBuf, BadRecord)>,
+    bad: Vec<(Location, BadRecord)>,
     /// Where those records were written when the job finished.
     quarantine: Option<String>,
     counters: Counters,
@@ -173,23 +134,13 @@ impl Job {
         Job {
             id,
             spec,
-            chunks: vec![
-                ChunkState::Pending {
-                    issued: 0,
-                    failures: 0
-                };
-                n
-            ],
-            pending: (0..n as u64).map(ChunkId).collect(),
+            chunks: ChunkTable::new(n),
             plan,
             folded: Partial::new(),
             phase: Phase::Mapping,
-            chunks_done: 0,
-            running: 0,
             bytes_done: 0,
             chunks_checkpointed: 0,
             bytes_total,
-            durations: Vec::new(),
             bad: Vec::new(),
             quarantine: None,
             counters: Counters::default(),
@@ -235,27 +186,25 @@ impl Job {
     }
 
     pub fn has_pending(&self) -> bool {
-        self.phase == Phase::Mapping && !self.pending.is_empty()
+        self.phase == Phase::Mapping && self.chunks.has_pending()
     }
 
     /// Every chunk is folded and nothing has started the finalize step yet.
     pub fn ready_to_finalize(&self) -> bool {
-        self.phase == Phase::Mapping && self.chunks_done == self.chunks.len() as u64
+        self.phase == Phase::Mapping && self.chunks.done() == self.chunks.len()
     }
 
-    pub fn range(&self, chunk: ChunkId) -> (PathBuf, ChunkRange) {
+    pub fn range(&self, chunk: ChunkId) -> (Location, ChunkRange) {
         let range = self.plan.chunks[chunk.0 as usize];
         (self.plan.files[range.file as usize].clone(), range)
     }
 
     /// Where a chunk comes from, for messages: `path bytes start..end`.
     pub fn describe(&self, chunk: ChunkId) -> String {
-        let (path, range) = self.range(chunk);
+        let (location, range) = self.range(chunk);
         format!(
-            "chunk {chunk} ({} bytes {}..{})",
-            path.display(),
-            range.start,
-            range.end
+            "chunk {chunk} ({location} bytes {}..{})",
+            range.start, range.end
         )
     }
 
@@ -264,24 +213,9 @@ impl Job {
         if self.phase != Phase::Mapping {
             return None;
         }
-        let chunk = self.pending.pop_front()?;
-        let state = &mut self.chunks[chunk.0 as usize];
-        let ChunkState::Pending { issued, failures } = *state else {
-            unreachable!("queued chunk {chunk} is not pending: {state:?}");
-        };
-        let attempt = Attempt(issued + 1);
-        *state = ChunkState::Running {
-            issued: attempt.0,
-            failures,
-            live: vec![Live {
-                worker,
-                attempt,
-                started: Instant::now(),
-            }],
-        };
-        self.running += 1;
+        let assigned = self.chunks.assign_next(worker)?;
         self.counters.attempts += 1;
-        Some((chunk, attempt))
+        Some(assigned)
     }
 
     /// The chunk most overdue for a backup attempt on `worker`, if any: only once nothing is
@@ -295,86 +229,54 @@ impl Job {
     }
 
     /// Every chunk overdue for a backup attempt, most overdue first, with the worker running
-    /// it: only once nothing is pending, only chunks with a single live attempt, only past the
-    /// policy's bar. One pass over the chunks, so the scheduler asks once per tick, not once
-    /// per idle worker.
+    /// it (see [`ChunkTable::stragglers`]).
     pub fn stragglers(&self, policy: BackupPolicy) -> Vec<(ChunkId, WorkerId)> {
-        if self.phase != Phase::Mapping
-            || !self.pending.is_empty()
-            || self.running == 0
-            || self.durations.is_empty()
-        {
+        if self.phase != Phase::Mapping {
             return Vec::new();
         }
-        let mut durations = self.durations.clone();
-        let middle = durations.len() / 2;
-        let median = *durations.select_nth_unstable(middle).1;
-        let bar = policy.min_age.max(median * policy.slowdown);
-        let mut found: Vec<(Duration, ChunkId, WorkerId)> = self
-            .chunks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, state)| match state {
-                ChunkState::Running { live, .. } if live.len() == 1 => {
-                    let age = live[0].started.elapsed();
-                    (age >= bar).then_some((age, ChunkId(i as u64), live[0].worker))
-                }
-                _ => None,
-            })
-            .collect();
-        found.sort_unstable_by(|a, b| b.cmp(a));
-        found
-            .into_iter()
-            .map(|(_, chunk, worker)| (chunk, worker))
-            .collect()
+        self.chunks.stragglers(policy)
     }
 
     /// Starts a backup attempt of a running chunk on `worker`.
     pub fn assign_backup(&mut self, chunk: ChunkId, worker: WorkerId) -> Option<Attempt> {
-        let ChunkState::Running { issued, live, .. } = &mut self.chunks[chunk.0 as usize] else {
+        if self.phase != Phase::Mapping {
             return None;
-        };
-        *issued += 1;
-        let attempt = Attempt(*issued);
-        live.push(Live {
-            worker,
-            attempt,
-            started: Instant::now(),
-        });
+        }
+        let attempt = self.chunks.assign_backup(chunk, worker)?;
         self.counters.attempts += 1;
         self.counters.backups += 1;
         Some(attempt)
     }
 
-    /// Folds a chunk's partial if `attempt` is one of its live attempts. Any other result
-    /// (stale attempt, chunk already done, job over) is dropped.
+    /// Folds a chunk's output if `attempt` is one of its live attempts; any other result
+    /// (stale attempt, chunk already done, job over) is dropped. With `keep`, the output is
+    /// folded by reference and handed back in the completion, for the journal.
     pub fn complete(
         &mut self,
         chunk: ChunkId,
         attempt: Attempt,
-        partial: ChunkPartial,
-        stats: ChunkStats,
-        bad: Vec<BadRecord>,
+        output: ChunkOutput,
+        keep: bool,
     ) -> Result<Completion, MergeError> {
-        let Some(winner) = self.live(chunk, attempt).cloned() else {
+        if self.phase != Phase::Mapping || !self.chunks.is_live(chunk, attempt) {
             return Ok(Completion::Stale);
+        }
+        let kept = if keep {
+            self.folded.fold_ref(&output.partial)?;
+            self.keep_bad(chunk, output.bad.clone());
+            self.count_folded(chunk, output.stats.clone());
+            Some(output)
+        } else {
+            self.folded.fold(output.partial)?;
+            self.keep_bad(chunk, output.bad);
+            self.count_folded(chunk, output.stats);
+            None
         };
-        self.folded.fold(partial)?;
-        self.keep_bad(chunk, bad);
-        let ChunkState::Running { live, .. } =
-            std::mem::replace(&mut self.chunks[chunk.0 as usize], ChunkState::Done)
-        else {
-            unreachable!("a live attempt belongs to a running chunk");
-        };
-        self.durations.push(winner.started.elapsed());
-        self.running -= 1;
-        self.count_folded(chunk, stats);
-        let losers = live
-            .into_iter()
-            .filter(|l| l.attempt != attempt)
-            .map(|l| (l.worker, l.attempt))
-            .collect();
-        Ok(Completion::Folded { losers })
+        let losers = self
+            .chunks
+            .complete(chunk, attempt)
+            .expect("checked live above");
+        Ok(Completion::Folded { losers, kept })
     }
 
     /// Handles a failed attempt: retries the chunk while attempts remain and the error is
@@ -387,17 +289,22 @@ impl Job {
         retryable: bool,
         max_attempts: u32,
     ) -> FailOutcome {
-        let Some((issued, failures, others_run)) = self.end_attempt(chunk, attempt, true) else {
+        if self.phase != Phase::Mapping {
             return FailOutcome::Stale;
+        }
+        let issued = match self.chunks.fail(chunk, attempt, retryable, max_attempts) {
+            Failed::Stale => return FailOutcome::Stale,
+            Failed::OtherAttemptRuns => {
+                self.counters.chunks_failed += 1;
+                return FailOutcome::OtherAttemptRuns;
+            }
+            Failed::Retry => {
+                self.counters.chunks_failed += 1;
+                return FailOutcome::Retry;
+            }
+            Failed::Exhausted { issued } => issued,
         };
         self.counters.chunks_failed += 1;
-        if others_run && retryable {
-            return FailOutcome::OtherAttemptRuns;
-        }
-        if retryable && failures < max_attempts {
-            self.requeue(chunk, issued, failures);
-            return FailOutcome::Retry;
-        }
         let message = format!(
             "{} failed after {issued} attempt{}: {error}",
             self.describe(chunk),
@@ -410,74 +317,25 @@ impl Job {
     /// Drops an attempt whose worker is gone or handed it back; with no other attempt left, the
     /// chunk returns to the front of the queue. Not a failure.
     pub fn release(&mut self, chunk: ChunkId, attempt: Attempt) {
-        if let Some((issued, failures, false)) = self.end_attempt(chunk, attempt, false) {
-            self.requeue(chunk, issued, failures);
-        }
-    }
-
-    /// Removes a live attempt, counting it as a failure if `failed`. Returns the chunk's issued
-    /// attempts, its failures, and whether another attempt still runs; `None` if the attempt
-    /// is not live.
-    fn end_attempt(
-        &mut self,
-        chunk: ChunkId,
-        attempt: Attempt,
-        failed: bool,
-    ) -> Option<(u32, u32, bool)> {
-        self.live(chunk, attempt)?;
-        let ChunkState::Running {
-            issued,
-            failures,
-            live,
-        } = &mut self.chunks[chunk.0 as usize]
-        else {
-            unreachable!("a live attempt belongs to a running chunk");
-        };
-        *failures += u32::from(failed);
-        live.retain(|l| l.attempt != attempt);
-        Some((*issued, *failures, !live.is_empty()))
-    }
-
-    /// Puts a chunk with no live attempt back at the front of the queue.
-    fn requeue(&mut self, chunk: ChunkId, issued: u32, failures: u32) {
-        self.chunks[chunk.0 as usize] = ChunkState::Pending { issued, failures };
-        self.pending.push_front(chunk);
-        self.running -= 1;
-    }
-
-    fn live(&self, chunk: ChunkId, attempt: Attempt) -> Option<&Live> {
-        if self.phase != Phase::Mapping {
-            return None;
-        }
-        match self.chunks.get(chunk.0 as usize) {
-            Some(ChunkState::Running { live, .. }) => live.iter().find(|l| l.attempt == attempt),
-            _ => None,
+        if self.phase == Phase::Mapping {
+            self.chunks.release(chunk, attempt);
         }
     }
 
     /// Marks a chunk folded from a checkpoint taken before a restart.
-    pub fn restore_chunk(
-        &mut self,
-        chunk: ChunkId,
-        partial: ChunkPartial,
-        stats: ChunkStats,
-        bad: Vec<BadRecord>,
-    ) -> Result<(), MergeError> {
-        let Some(state @ ChunkState::Pending { .. }) = self.chunks.get_mut(chunk.0 as usize) else {
+    pub fn restore_chunk(&mut self, chunk: ChunkId, output: ChunkOutput) -> Result<(), MergeError> {
+        if !self.chunks.restore(chunk) {
             return Ok(()); // unknown or already restored: never fold twice
-        };
-        *state = ChunkState::Done;
-        self.folded.fold(partial)?;
-        self.keep_bad(chunk, bad);
-        self.pending.retain(|c| *c != chunk);
+        }
+        self.folded.fold(output.partial)?;
+        self.keep_bad(chunk, output.bad);
         self.chunks_checkpointed += 1;
-        self.count_folded(chunk, stats);
+        self.count_folded(chunk, output.stats);
         Ok(())
     }
 
     /// Adds a folded chunk's size and counters to the job's: once per chunk, whatever retried.
     fn count_folded(&mut self, chunk: ChunkId, stats: ChunkStats) {
-        self.chunks_done += 1;
         self.bytes_done += self.plan.chunks[chunk.0 as usize].len();
         self.counters.records_in += stats.records_in;
         self.counters.bytes_in += stats.bytes_in;
@@ -489,8 +347,8 @@ impl Job {
 
     fn keep_bad(&mut self, chunk: ChunkId, bad: Vec<BadRecord>) {
         if !bad.is_empty() {
-            let (path, _) = self.range(chunk);
-            self.bad.extend(bad.into_iter().map(|b| (path.clone(), b)));
+            let (location, _) = self.range(chunk);
+            self.bad.extend(bad.into_iter().map(|b| (location.clone(), b)));
         }
     }
 
@@ -509,10 +367,9 @@ impl Job {
             && let Some(rows) = rows
         {
             self.counters = counters;
-            self.chunks_done = self.chunks.len() as u64;
-            self.chunks_checkpointed = self.chunks_done;
+            self.chunks.all_done();
+            self.chunks_checkpointed = self.chunks.len();
             self.bytes_done = self.bytes_total;
-            self.pending.clear();
             self.folded = Partial::new();
             self.quarantine = quarantine;
             self.rows = Some(Arc::new(rows));
@@ -537,12 +394,8 @@ impl Job {
                 durable: true,
             };
             self.finished_at = finished_at;
-            self.chunks_done = if state == JobState::Succeeded {
-                self.chunks.len() as u64
-            } else {
-                self.chunks_done
-            };
             if state == JobState::Succeeded {
+                self.chunks.all_done();
                 self.bytes_done = self.bytes_total;
             }
             self.rows = rows.map(Arc::new);
@@ -564,7 +417,7 @@ impl Job {
                     Some(format!(
                         "timed out after {:?} with {}/{} chunks done",
                         limit,
-                        self.chunks_done,
+                        self.chunks.done(),
                         self.chunks.len()
                     )),
                 );
@@ -680,11 +533,9 @@ impl Job {
         }
         self.error = error;
         self.finished_at = Some(SystemTime::now());
-        self.pending.clear();
+        self.chunks.stop();
         self.folded = Partial::new();
-        self.durations = Vec::new();
         self.bad = Vec::new();
-        self.running = 0;
     }
 
     pub fn rows(&self) -> Option<Arc<Vec<Row>>> {
@@ -701,9 +552,9 @@ impl Job {
             state: self.announced(),
             finishing: self.is_finishing(),
             spec: self.spec.clone(),
-            chunks_total: self.chunks.len() as u64,
-            chunks_done: self.chunks_done,
-            chunks_running: self.running,
+            chunks_total: self.chunks.len(),
+            chunks_done: self.chunks.done(),
+            chunks_running: self.chunks.running(),
             chunks_checkpointed: self.chunks_checkpointed,
             bytes_total: self.bytes_total,
             bytes_done: self.bytes_done,

@@ -1,19 +1,14 @@
 //! Assignment: which worker gets which chunk (and which idle worker gets a backup attempt of a
-//! straggler), and loading and sending the chunks.
+//! straggler), and handing the assignments to the chunk reader and the workers' outboxes.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
-use bytes::Bytes;
-use fanfold_common::chunker::{self, ChunkRange};
+use fanfold_common::fleet::{Assignment, AttemptKey, ToWorker};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use tracing::{debug, info};
 
-use super::{Assignment, Command, Payload, Scheduler, ToWorker};
-
-/// Chunks of at least this many bytes are read by their worker's stream when it is ready to
-/// send them, not when they are assigned.
-const READ_WHEN_SENT: u64 = 1 << 20;
+use super::{Command, Scheduler};
+use crate::reader;
 
 impl Scheduler {
     /// Hands pending chunks to workers with free credits, oldest job first, one chunk per
@@ -23,24 +18,15 @@ impl Scheduler {
     /// fleet, most commands free one credit on one worker, and scanning and sorting every
     /// worker each time made dispatch the scheduler's main cost.
     pub(super) fn dispatch(&mut self) {
-        let mut ids: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.free() > 0)
-            .map(|(id, _)| *id)
-            .collect();
+        let ids = self.workers.with_credit();
         if ids.is_empty() {
             return;
         }
-        ids.sort_unstable();
-        let start = (self.turn as usize) % ids.len();
-        ids.rotate_left(start);
-        self.turn = self.turn.wrapping_add(1);
         let mut touched = HashSet::new();
         'rounds: loop {
             let mut assigned_any = false;
             for &worker_id in &ids {
-                if self.workers[&worker_id].free() == 0 {
+                if self.workers.get(worker_id).is_none_or(|w| w.free() == 0) {
                     continue;
                 }
                 let Some(job_id) = self
@@ -71,86 +57,62 @@ impl Scheduler {
     /// bytes and sends it.
     fn send(&mut self, worker_id: WorkerId, job_id: JobId, chunk: ChunkId, attempt: Attempt) {
         let job = &self.jobs[&job_id];
-        let (path, range) = job.range(chunk);
+        let (location, range) = job.range(chunk);
         let worker = self
             .workers
-            .get_mut(&worker_id)
+            .get_mut(worker_id)
             .expect("listed worker exists");
-        // The job names files as its submitter gave them, relative to this process's
-        // directory; the worker needs a path that means the same from its own.
-        let payload = if worker.shared_storage {
-            Payload::Shared(std::path::absolute(&path).unwrap_or_else(|_| path.clone()))
-        } else {
-            Payload::Unread
-        };
         let assignment = Assignment {
             job: job_id,
             chunk,
             attempt,
             operation: job.spec.operation.clone(),
             options: job.spec.options.clone(),
-            path,
+            payload: reader::payload(worker.shared_storage, &location),
+            location,
             range,
-            payload,
             skip_bad_records: job.spec.skip_bad_records,
         };
-        worker.holding.insert((job_id, chunk, attempt));
+        worker.holding.insert(assignment.key());
         debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id, "assign");
         let outbox = worker.outbox.clone();
         self.loads.push((worker_id, outbox, assignment));
     }
 
-    /// Reads the bytes of the small assignments made since the last call, in one blocking call
-    /// off the scheduler task, then queues each assignment on its worker's outbox. One batch
-    /// per dispatch round: a blocking call per tiny chunk cost more in thread handoffs than the
-    /// reads. Large chunks are left to the worker's stream, which reads each when it is ready
-    /// to send it, so a chunk's bytes are not held for as long as it waits behind the one
-    /// before. Assignments by reference are not read: their workers read them.
+    /// Hands the assignments made since the last call to the chunk reader, which reads the
+    /// small ones in one blocking call off the scheduler task ([`reader::fill_small`]), then
+    /// queues each on its worker's outbox. Large chunks are read by their worker's stream, and
+    /// assignments by reference not at all.
     fn load(&mut self) {
         if self.loads.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut self.loads);
-        let ranges: Vec<Option<(PathBuf, ChunkRange)>> = batch
-            .iter()
-            .map(|(_, _, a)| {
-                let small = a.range.len() < READ_WHEN_SENT;
-                (matches!(a.payload, Payload::Unread) && small).then(|| (a.path.clone(), a.range))
-            })
-            .collect();
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
-            let reads = tokio::task::spawn_blocking(move || {
-                ranges
-                    .iter()
-                    .map(|small| match small {
-                        Some((path, range)) => chunker::read(path, *range)
-                            .map(|data| Some(Payload::Inline(Bytes::from(data))))
-                            .map_err(|e| e.to_string()),
-                        None => Ok(None),
+            let filled = tokio::task::spawn_blocking(move || {
+                batch
+                    .into_iter()
+                    .map(|(worker, outbox, mut assignment)| {
+                        let read = reader::fill_small(&mut assignment);
+                        (worker, outbox, assignment, read)
                     })
                     .collect::<Vec<_>>()
             })
-            .await
-            .unwrap_or_else(|join| vec![Err(join.to_string()); batch.len()]);
-            for ((worker, outbox, mut assignment), read) in batch.into_iter().zip(reads) {
+            .await;
+            let Ok(filled) = filled else {
+                return; // the blocking pool is shutting down with the coordinator
+            };
+            for (worker, outbox, assignment, read) in filled {
                 match read {
-                    Ok(read) => {
-                        if let Some(payload) = read {
-                            assignment.payload = payload;
-                        }
-                        // A closed outbox means the worker left; its chunks were released then.
+                    // A closed outbox means the worker left; its chunks were released then.
+                    Ok(()) => {
                         let _ = outbox.send(ToWorker::Assign(assignment)).await;
                     }
                     Err(error) => {
+                        let key: AttemptKey = assignment.key();
                         let _ = commands
-                            .send(Command::LoadFailed {
-                                worker,
-                                job: assignment.job,
-                                chunk: assignment.chunk,
-                                attempt: assignment.attempt,
-                                error,
-                            })
+                            .send(Command::LoadFailed { worker, key, error })
                             .await;
                     }
                 }
@@ -166,13 +128,7 @@ impl Scheduler {
         let Some(policy) = self.config.backups else {
             return;
         };
-        let mut idle: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.holding.is_empty() && w.free() > 0)
-            .map(|(id, _)| *id)
-            .collect();
-        idle.sort_unstable();
+        let mut idle = self.workers.idle();
         let mut touched = Vec::new();
         for job_id in self.order.clone() {
             if idle.is_empty() {

@@ -1,89 +1,17 @@
 //! How the rest of the coordinator talks to the scheduler task: the [`Handle`] and its
-//! commands, and the messages the scheduler exchanges with workers.
+//! commands. The messages the scheduler exchanges with workers are the fleet vocabulary of
+//! `fanfold_common::fleet`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use fanfold_common::chunker::ChunkRange;
-use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
-use fanfold_common::operation::{BadRecord, ChunkStats, Options};
-use fanfold_common::partial::{ChunkPartial, Row};
+use fanfold_common::fleet::{AttemptKey, Report, ToWorker, WorkerHello};
+use fanfold_common::ids::{JobId, WorkerId};
+use fanfold_common::partial::Row;
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::job::Plan;
-
-/// One unit of work for a worker.
-#[derive(Clone, Debug)]
-pub struct Assignment {
-    pub job: JobId,
-    pub chunk: ChunkId,
-    pub attempt: Attempt,
-    pub operation: String,
-    pub options: Options,
-    pub path: PathBuf,
-    pub range: ChunkRange,
-    pub payload: Payload,
-    pub skip_bad_records: bool,
-}
-
-/// How an assignment's bytes reach its worker.
-#[derive(Clone, Debug)]
-pub enum Payload {
-    /// Not read yet. The scheduler's loader reads a small chunk at once; a large one is read
-    /// by its worker's stream when that is ready to send it, and goes out in pieces.
-    Unread,
-    /// Read, and sent with the assignment.
-    Inline(Bytes),
-    /// The worker is on shared storage and reads `range` itself from this absolute path.
-    Shared(PathBuf),
-}
-
-/// What the scheduler sends a worker.
-#[derive(Clone, Debug)]
-pub enum ToWorker {
-    Assign(Assignment),
-    /// Drop queued chunks of this job and report running ones as they end.
-    Cancel(JobId),
-    /// Another attempt of this chunk won; drop this one.
-    CancelAttempt {
-        job: JobId,
-        chunk: ChunkId,
-        attempt: Attempt,
-    },
-}
-
-/// A worker's introduction.
-#[derive(Clone, Debug)]
-pub struct WorkerHello {
-    pub name: String,
-    pub slots: u32,
-    /// The worker reads input paths as this coordinator names them.
-    pub shared_storage: bool,
-}
-
-/// What a worker reported about one assignment.
-#[derive(Debug)]
-pub enum Report {
-    Done {
-        partial: ChunkPartial,
-        stats: ChunkStats,
-        /// The result encoded for the journal ([`store::chunk_record`]).
-        record: Vec<u8>,
-        /// Records skipped as bad (skip mode).
-        bad: Vec<BadRecord>,
-    },
-    Failed {
-        error: String,
-        retryable: bool,
-    },
-    /// Handed back unstarted: by a draining worker, or by one that could not read the chunk
-    /// by reference (`unreadable` says why).
-    Released {
-        unreadable: Option<String>,
-    },
-}
 
 /// Why a request about a job cannot be answered.
 #[derive(Debug, thiserror::Error)]
@@ -140,17 +68,13 @@ pub(super) enum Command {
     },
     Report {
         worker: WorkerId,
-        job: JobId,
-        chunk: ChunkId,
-        attempt: Attempt,
+        key: AttemptKey,
         report: Report,
     },
     /// The chunk's bytes could not be read for an assignment.
     LoadFailed {
         worker: WorkerId,
-        job: JobId,
-        chunk: ChunkId,
-        attempt: Attempt,
+        key: AttemptKey,
         error: String,
     },
     /// The job's rows, or why they could not be made (finalize failed or panicked, the
@@ -190,19 +114,11 @@ impl Handle {
     pub async fn load_failed(
         &self,
         worker: WorkerId,
-        job: JobId,
-        chunk: ChunkId,
-        attempt: Attempt,
+        key: AttemptKey,
         error: String,
     ) -> Result<(), JobError> {
-        self.tell(Command::LoadFailed {
-            worker,
-            job,
-            chunk,
-            attempt,
-            error,
-        })
-        .await
+        self.tell(Command::LoadFailed { worker, key, error })
+            .await
     }
 
     async fn tell(&self, command: Command) -> Result<(), JobError> {
@@ -268,16 +184,12 @@ impl Handle {
     pub async fn report(
         &self,
         worker: WorkerId,
-        job: JobId,
-        chunk: ChunkId,
-        attempt: Attempt,
+        key: AttemptKey,
         report: Report,
     ) -> Result<(), JobError> {
         self.tell(Command::Report {
             worker,
-            job,
-            chunk,
-            attempt,
+            key,
             report,
         })
         .await

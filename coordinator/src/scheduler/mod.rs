@@ -14,25 +14,30 @@
 
 mod dispatch;
 mod handle;
+mod journal;
 #[cfg(test)]
 mod tests;
+mod workers;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
+use fanfold_common::fleet::{Assignment, AttemptKey, Report, ToWorker};
+use fanfold_common::ids::{JobId, WorkerId};
+use fanfold_common::location::Location;
 use fanfold_common::operation::{BadRecord, Finalized};
 use fanfold_common::registry::Registry;
 use fanfold_common::spec::{JobState, JobStatus};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::job::{BackupPolicy, Completion, FailOutcome, Job, Plan, ToFinalize};
-use crate::store::{self, Checkpoints, Durable, Op, Restored, Store};
+use crate::job::{BackupPolicy, Completion, FailOutcome, Job, ToFinalize};
+use crate::store::{self, Checkpoints, Durable, Restored, Store};
+use journal::{Ack, Journal};
+use workers::Workers;
 
 /// Scheduler settings.
 #[derive(Clone, Debug)]
@@ -52,50 +57,16 @@ pub struct SchedulerConfig {
 }
 
 use handle::Command;
-pub use handle::{
-    Assignment, Handle, JobError, Payload, Report, ToWorker, WorkerHello, outbox_capacity,
-};
-
-struct Worker {
-    name: String,
-    credits: u32,
-    /// Assignments sent and not yet reported.
-    holding: HashSet<(JobId, ChunkId, Attempt)>,
-    outbox: mpsc::Sender<ToWorker>,
-    last_seen: Instant,
-    draining: bool,
-    /// Chunks go to it by reference (it reads shared storage) instead of inline.
-    shared_storage: bool,
-}
-
-impl Worker {
-    fn free(&self) -> u32 {
-        if self.draining {
-            return 0;
-        }
-        self.credits.saturating_sub(self.holding.len() as u32)
-    }
-
-    /// Sends a control message; the outbox keeps room beyond credits for these, and a full or
-    /// closed one means the worker is going away, its chunks released when it does.
-    fn tell(&self, message: ToWorker) {
-        let _ = self.outbox.try_send(message);
-    }
-}
+pub use handle::{Handle, JobError, outbox_capacity};
 
 struct Scheduler {
     config: SchedulerConfig,
     jobs: HashMap<JobId, Job>,
     /// Job ids in submission order: older jobs are served first.
     order: Vec<JobId>,
-    workers: HashMap<WorkerId, Worker>,
-    next_worker: u64,
-    /// Round-robin cursor over workers, so chunks spread evenly.
-    turn: u64,
-    /// Decisions to make durable, sent to the journal after each command.
-    journal: Vec<Op>,
-    /// Whether there is a journal; without one, no ops are made.
-    durable: bool,
+    workers: Workers,
+    /// Decisions to make durable, handed to the journal after each command.
+    journal: Journal,
     /// Assignments made and not yet handed to [`Scheduler::load`].
     loads: Vec<(WorkerId, mpsc::Sender<ToWorker>, Assignment)>,
     /// Cancel requests answered once their job's end is durable.
@@ -105,11 +76,8 @@ struct Scheduler {
 }
 
 /// Starts the scheduler task on `tasks`, resuming the jobs `store` kept; it stops when
-/// `shutdown` is cancelled, after the journal has written everything decided.
-///
-/// Without a store nothing is journaled: state that cannot outlive the process needs no
-/// checkpoints, and keeping every folded chunk's partial until its job ends would make memory
-/// grow with the input.
+/// `shutdown` is cancelled, after the journal has written everything decided. Without a store
+/// nothing is journaled ([`journal`]).
 pub fn spawn(
     config: SchedulerConfig,
     store: Option<Store>,
@@ -122,16 +90,13 @@ pub fn spawn(
     let checkpoints = Checkpoints::default();
     let journal = store.map(|store| store::spawn_journal(store, tasks, checkpoints.clone()));
     let mut scheduler = Scheduler {
-        durable: journal.is_some(),
         loads: Vec::new(),
         cancels: HashMap::new(),
         config,
         jobs: HashMap::new(),
         order: Vec::new(),
-        workers: HashMap::new(),
-        next_worker: 1,
-        turn: 0,
-        journal: Vec::new(),
+        workers: Workers::default(),
+        journal: Journal::new(journal),
         commands: commands.clone(),
         tasks: tasks.clone(),
     };
@@ -166,15 +131,7 @@ pub fn spawn(
                     scheduler.dispatch();
                 }
             }
-            if let Some(journal) = &journal
-                && !scheduler.journal.is_empty()
-            {
-                let ops = std::mem::take(&mut scheduler.journal);
-                // Waiting here is the backpressure of a slow disk on the whole scheduler.
-                if journal.send(ops).await.is_err() {
-                    warn!("journal stopped; state is no longer durable");
-                }
-            }
+            scheduler.journal.flush().await;
         }
         debug!("scheduler stopped");
     });
@@ -184,16 +141,11 @@ pub fn spawn(
 impl Scheduler {
     fn restore(&mut self, r: Restored, registry: &Registry) {
         let id = r.job;
-        let operation = registry.build(&r.spec.operation, &r.spec.options);
-        let plan = Plan {
-            files: r.files,
-            chunks: r.chunks_planned,
-            operation: operation.as_ref().ok().cloned(),
-        };
+        let plan = crate::intake::replan(&r.spec, r.files, r.chunks_planned, registry);
         let mut job = Job::new(id, r.spec, plan, r.submitted_at);
         let restored = r.chunks.len();
-        for (chunk, partial, stats, bad) in r.chunks {
-            if let Err(e) = job.restore_chunk(chunk, partial, stats, bad) {
+        for (chunk, output) in r.chunks {
+            if let Err(e) = job.restore_chunk(chunk, output) {
                 job.abort(format!("cannot fold restored {}: {e}", job.describe(chunk)));
             }
         }
@@ -242,15 +194,8 @@ impl Scheduler {
             Command::Submit { spec, plan, reply } => {
                 let id = JobId::new();
                 let submitted_at = SystemTime::now();
-                if self.durable {
-                    self.journal.push(Op::Submitted {
-                        job: id,
-                        spec: spec.clone(),
-                        files: plan.files.clone(),
-                        chunks: plan.chunks.clone(),
-                        submitted_at,
-                    });
-                }
+                self.journal
+                    .submitted(id, &spec, &plan.files, &plan.chunks, submitted_at);
                 let job = Job::new(id, spec, plan, submitted_at);
                 let status = job.snapshot(self.worker_count());
                 info!(job_id = %id, chunks = status.chunks_total, bytes = status.bytes_total,
@@ -315,60 +260,39 @@ impl Scheduler {
                 outbox,
                 reply,
             } => {
-                let id = WorkerId(self.next_worker);
-                self.next_worker += 1;
-                let credits = hello.slots + self.config.prefetch;
-                info!(worker_id = %id, name = %hello.name, slots = hello.slots,
-                    shared_storage = hello.shared_storage, "worker attached");
-                self.workers.insert(
-                    id,
-                    Worker {
-                        name: hello.name,
-                        credits,
-                        holding: HashSet::new(),
-                        outbox,
-                        last_seen: Instant::now(),
-                        draining: false,
-                        shared_storage: hello.shared_storage,
-                    },
-                );
+                info!(name = %hello.name, slots = hello.slots,
+                    shared_storage = hello.shared_storage, "worker attaching");
+                let id = self.workers.join(hello, self.config.prefetch, outbox);
+                info!(worker_id = %id, "worker attached");
                 let _ = reply.send(id);
                 self.publish_all();
             }
             Command::WorkerLeft { worker } => self.worker_left(worker, "stream ended"),
             Command::Heartbeat { worker } => {
-                if let Some(w) = self.workers.get_mut(&worker) {
-                    w.last_seen = Instant::now();
+                if let Some(w) = self.workers.get_mut(worker) {
+                    w.seen();
                 }
             }
             Command::Draining { worker } => {
-                if let Some(w) = self.workers.get_mut(&worker) {
+                if let Some(w) = self.workers.get_mut(worker) {
                     info!(worker_id = %worker, name = %w.name, "worker draining");
-                    w.last_seen = Instant::now();
-                    w.draining = true;
+                    w.drain();
                 }
             }
             Command::Report {
                 worker,
-                job,
-                chunk,
-                attempt,
+                key,
                 report,
-            } => self.report(worker, job, chunk, attempt, report),
-            Command::LoadFailed {
-                worker,
-                job,
-                chunk,
-                attempt,
-                error,
-            } => {
-                if let Some(w) = self.workers.get_mut(&worker) {
-                    w.holding.remove(&(job, chunk, attempt));
+            } => self.report(worker, key, report),
+            Command::LoadFailed { worker, key, error } => {
+                if let Some(w) = self.workers.get_mut(worker) {
+                    w.holding.remove(&key);
                 }
+                let job = key.job;
                 if let Some(j) = self.jobs.get_mut(&job)
                     && j.is_running()
                 {
-                    let message = format!("cannot read {}: {error}", j.describe(chunk));
+                    let message = format!("cannot read {}: {error}", j.describe(key.chunk));
                     warn!(job_id = %job, %message, "job failed");
                     j.abort(message);
                     self.ended(job);
@@ -414,13 +338,13 @@ impl Scheduler {
     /// Makes a finalized job's rows durable before its output directory is committed, so a
     /// restart commits the same rows rather than finalizing again.
     fn keep_rows(&mut self, id: JobId) {
-        let Some(rows) = self.jobs.get(&id).and_then(Job::rows) else {
+        let Some(job) = self.jobs.get(&id) else {
             return;
         };
-        if self.durable {
-            self.journal.push(Op::Rows { job: id, rows });
-            self.persist_progress(id);
-        } else {
+        let Some(rows) = job.rows() else {
+            return;
+        };
+        if self.journal.rows(job, rows) == Ack::Now {
             self.rows_durable(id);
         }
     }
@@ -484,14 +408,7 @@ impl Scheduler {
 
     /// Periodic checks: worker leases, job timeouts, stragglers.
     fn tick(&mut self) {
-        let timeout = self.config.worker_timeout;
-        let expired: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.last_seen.elapsed() > timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for worker in expired {
+        for worker in self.workers.expired(self.config.worker_timeout) {
             self.worker_left(worker, "lease expired: no heartbeat");
         }
         let timed_out: Vec<JobId> = self
@@ -513,36 +430,34 @@ impl Scheduler {
     }
 
     fn worker_count(&self) -> u32 {
-        self.workers.len() as u32
+        self.workers.count()
     }
 
     /// Forgets a worker: its chunks go back to the queue, and closing its outbox ends its stream.
     fn worker_left(&mut self, worker: WorkerId, why: &str) {
-        let Some(gone) = self.workers.remove(&worker) else {
+        let Some(gone) = self.workers.remove(worker) else {
             return;
         };
         info!(worker_id = %worker, name = %gone.name, requeued = gone.holding.len(), reason = why,
             "worker detached");
-        for (job, chunk, attempt) in gone.holding {
-            if let Some(j) = self.jobs.get_mut(&job) {
-                j.release(chunk, attempt);
+        for key in gone.holding {
+            if let Some(j) = self.jobs.get_mut(&key.job) {
+                j.release(key.chunk, key.attempt);
             }
         }
         self.publish_all();
     }
 
-    fn report(
-        &mut self,
-        worker: WorkerId,
-        job_id: JobId,
-        chunk: ChunkId,
-        attempt: Attempt,
-        report: Report,
-    ) {
-        let held = match self.workers.get_mut(&worker) {
+    fn report(&mut self, worker: WorkerId, key: AttemptKey, report: Report) {
+        let AttemptKey {
+            job: job_id,
+            chunk,
+            attempt,
+        } = key;
+        let held = match self.workers.get_mut(worker) {
             Some(w) => {
-                w.last_seen = Instant::now();
-                w.holding.remove(&(job_id, chunk, attempt))
+                w.seen();
+                w.holding.remove(&key)
             }
             None => false,
         };
@@ -557,40 +472,34 @@ impl Scheduler {
             return;
         }
         match report {
-            Report::Done {
-                partial,
-                stats,
-                record,
-                bad,
-            } => match job.complete(chunk, attempt, partial, stats, bad) {
-                Ok(Completion::Folded { losers }) => {
-                    if self.durable {
-                        self.journal.push(Op::ChunkFolded {
-                            job: job_id,
-                            chunk,
-                            record,
-                        });
-                    }
-                    self.persist_progress(job_id);
-                    for (loser, attempt) in losers {
-                        if let Some(w) = self.workers.get(&loser) {
-                            w.tell(ToWorker::CancelAttempt {
-                                job: job_id,
-                                chunk,
-                                attempt,
-                            });
+            Report::Done(output) => {
+                let keep = self.journal.keeps_chunks();
+                match job.complete(chunk, attempt, output, keep) {
+                    Ok(Completion::Folded { losers, kept }) => {
+                        if let Some(output) = kept {
+                            self.journal.chunk_folded(job_id, chunk, output);
+                        }
+                        self.persist_progress(job_id);
+                        for (loser, attempt) in losers {
+                            if let Some(w) = self.workers.get(loser) {
+                                w.tell(ToWorker::CancelAttempt(AttemptKey {
+                                    job: job_id,
+                                    chunk,
+                                    attempt,
+                                }));
+                            }
                         }
                     }
+                    Ok(Completion::Stale) => {
+                        debug!(job_id = %job_id, chunk_id = %chunk, %attempt, "dropped stale result")
+                    }
+                    Err(e) => {
+                        let message = format!("cannot fold {}: {e}", job.describe(chunk));
+                        job.abort(message);
+                        self.ended(job_id);
+                    }
                 }
-                Ok(Completion::Stale) => {
-                    debug!(job_id = %job_id, chunk_id = %chunk, %attempt, "dropped stale result")
-                }
-                Err(e) => {
-                    let message = format!("cannot fold {}: {e}", job.describe(chunk));
-                    job.abort(message);
-                    self.ended(job_id);
-                }
-            },
+            }
             Report::Failed { error, retryable } => {
                 let max = self.config.max_attempts;
                 match job.fail(chunk, attempt, &error, retryable, max) {
@@ -608,7 +517,7 @@ impl Scheduler {
             }
             Report::Released { unreadable } => {
                 if let Some(error) = unreadable
-                    && let Some(w) = self.workers.get_mut(&worker)
+                    && let Some(w) = self.workers.get_mut(worker)
                     && w.shared_storage
                 {
                     warn!(worker_id = %worker, name = %w.name, %error,
@@ -625,42 +534,22 @@ impl Scheduler {
     /// Records that a job reached a final state and stops its work on every worker. The end
     /// is announced once the journal holds it ([`Scheduler::end_durable`]).
     fn ended(&mut self, id: JobId) {
-        let Some(state) = self.jobs.get(&id).map(Job::state) else {
+        let Some(job) = self.jobs.get(&id) else {
             return;
         };
-        self.persist_progress(id);
-        for worker in self.workers.values() {
-            if worker.holding.iter().any(|(j, _, _)| *j == id) {
+        for worker in self.workers.iter() {
+            if worker.holds_job(id) {
                 worker.tell(ToWorker::Cancel(id));
             }
         }
-        if self.durable {
-            self.journal.push(Op::Finished {
-                job: id,
-                succeeded: state == JobState::Succeeded,
-            });
-        } else {
+        if self.journal.finished(job) == Ack::Now {
             self.end_durable(id);
         }
     }
 
     fn persist_progress(&mut self, id: JobId) {
-        if !self.durable {
-            return;
-        }
         if let Some(job) = self.jobs.get(&id) {
-            // The state as decided, not as announced: announcing waits for this record.
-            let status = job.snapshot(0);
-            self.journal.push(Op::Progress {
-                job: id,
-                state: job.state(),
-                rows_kept: job.rows_kept(),
-                error: status.error,
-                counters: status.counters,
-                finished_at: status.finished_at,
-                result_rows: status.result_rows,
-                quarantine: status.quarantine,
-            });
+            self.journal.progress(job);
         }
     }
 
@@ -718,7 +607,7 @@ impl Scheduler {
 
 /// Writes skipped records as `path<TAB>offset<TAB>error<TAB>record` lines, atomically: under a
 /// temporary name first, then renamed.
-fn write_quarantine(path: &std::path::Path, bad: &[(PathBuf, BadRecord)]) -> std::io::Result<()> {
+fn write_quarantine(path: &std::path::Path, bad: &[(Location, BadRecord)]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -727,7 +616,7 @@ fn write_quarantine(path: &std::path::Path, bad: &[(PathBuf, BadRecord)]) -> std
     let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
     for (file, record) in bad {
         let error = record.error.replace(['\t', '\n', '\r'], " ");
-        write!(out, "{}\t{}\t{error}\t", file.display(), record.offset)?;
+        write!(out, "{file}\t{}\t{error}\t", record.offset)?;
         out.write_all(record.record.strip_suffix(b"\n").unwrap_or(&record.record))?;
         out.write_all(b"\n")?;
     }

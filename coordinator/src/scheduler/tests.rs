@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use fanfold_common::input;
 use fanfold_common::partial::Value;
 use fanfold_common::registry::Registry;
 use fanfold_common::spec::JobState;
@@ -11,11 +10,14 @@ use fanfold_common::spec::JobState;
 use std::sync::Arc;
 
 use fanfold_common::chunker;
+use fanfold_common::fleet::{ChunkOutput, Payload, WorkerHello};
 use fanfold_common::operation::ChunkStats;
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::job::Plan;
+use fanfold_common::ids::ChunkId;
 
 struct Fake {
     id: WorkerId,
@@ -31,7 +33,10 @@ async fn attach_with(handle: &Handle, slots: u32, shared_storage: bool) -> Fake 
     let hello = WorkerHello {
         name: format!("fake-{slots}"),
         slots,
+        version: fanfold_common::VERSION.into(),
+        operations: Vec::new(),
         shared_storage,
+        protocol: fanfold_proto::PROTOCOL,
     };
     let id = handle.worker_joined(hello, outbox).await.unwrap();
     Fake { id, inbox }
@@ -49,19 +54,17 @@ async fn next_assignment(fake: &mut Fake) -> Assignment {
 fn mapped(a: &Assignment) -> Report {
     let op = Registry::builtin().build("wordcount", &a.options).unwrap();
     let mut stats = ChunkStats::default();
-    let path = a.path.display().to_string();
+    let path = a.location.to_string();
     let Payload::Inline(data) = &a.payload else {
         panic!("a small chunk is read when assigned: {:?}", a.payload);
     };
     let chunk = fanfold_common::operation::Chunk::new(data, &path, a.range.start);
     let partial = op.map(&chunk, &mut stats).unwrap();
-    let record = store::chunk_record(&partial.clone().into(), &stats.clone().into(), &[]);
-    Report::Done {
+    Report::Done(ChunkOutput {
         partial: partial.into_columns(),
         stats,
-        record,
         bad: Vec::new(),
-    }
+    })
 }
 
 /// A fake worker that maps everything it is given, until its outbox closes.
@@ -82,7 +85,7 @@ fn recording(
                 handed.lock().unwrap().push(a.chunk);
                 let report = mapped(&a);
                 let _ = handle
-                    .report(fake.id, a.job, a.chunk, a.attempt, report)
+                    .report(fake.id, a.key(), report)
                     .await;
             }
         }
@@ -102,7 +105,7 @@ fn config() -> SchedulerConfig {
 
 /// Writes three small files; returns a spec and plan over them and their word counts,
 /// computed independently.
-fn inputs(dir: &std::path::Path, chunk_size: u64) -> (JobSpec, Plan, HashMap<Vec<u8>, u64>) {
+async fn inputs(dir: &std::path::Path, chunk_size: u64) -> (JobSpec, Plan, HashMap<Vec<u8>, u64>) {
     let mut expected: HashMap<Vec<u8>, u64> = HashMap::new();
     for f in 0..3 {
         let text: String = (0..400)
@@ -113,22 +116,15 @@ fn inputs(dir: &std::path::Path, chunk_size: u64) -> (JobSpec, Plan, HashMap<Vec
         }
         std::fs::write(dir.join(format!("{f}.txt")), text).unwrap();
     }
-    let files = input::resolve(&[dir.display().to_string()]).unwrap();
-    let plan = Plan {
-        chunks: chunker::plan(&files, chunk_size, |_| false).unwrap(),
-        files: files.into_iter().map(|f| f.path).collect(),
-        operation: Some(
-            Registry::builtin()
-                .build("wordcount", &Default::default())
-                .unwrap(),
-        ),
-    };
     let spec = JobSpec {
         inputs: vec![dir.display().to_string()],
         operation: "wordcount".into(),
         chunk_size: Some(chunk_size),
         ..Default::default()
     };
+    let (spec, plan) = crate::intake::admit(spec, &Registry::builtin(), 1 << 20)
+        .await
+        .unwrap();
     (spec, plan, expected)
 }
 
@@ -141,7 +137,7 @@ struct Running {
 }
 
 async fn start(dir: &std::path::Path, chunk_size: u64, config: SchedulerConfig) -> Running {
-    let (spec, plan, expected) = inputs(dir, chunk_size);
+    let (spec, plan, expected) = inputs(dir, chunk_size).await;
     let stop = CancellationToken::new();
     let store = Store::in_memory().unwrap();
     let handle = spawn(
@@ -193,7 +189,7 @@ async fn credits_bound_what_a_worker_holds() {
     // Answering one frees exactly one credit.
     let a = next_assignment(&mut fake).await;
     job.handle
-        .report(fake.id, a.job, a.chunk, a.attempt, mapped(&a))
+        .report(fake.id, a.key(), mapped(&a))
         .await
         .unwrap();
     let status = job.handle.get(job.id).await.unwrap();
@@ -210,17 +206,16 @@ async fn shared_storage_workers_get_references_until_they_cannot_read_them() {
     let Payload::Shared(shared) = a.payload.clone() else {
         panic!("a reference, not bytes: {:?}", a.payload);
     };
-    assert!(shared.is_absolute());
-    assert_eq!(shared, std::path::absolute(&a.path).unwrap());
+    assert!(shared.as_path().unwrap().is_absolute());
+    assert_eq!(shared, a.location.absolute());
     let data = chunker::read(&shared, a.range).unwrap();
     let by_reference = Assignment {
         payload: Payload::Inline(data.into()),
         ..a
     };
     let report = mapped(&by_reference);
-    let (chunk, attempt) = (by_reference.chunk, by_reference.attempt);
     job.handle
-        .report(fake.id, job.id, chunk, attempt, report)
+        .report(fake.id, by_reference.key(), report)
         .await
         .unwrap();
     // The worker cannot read the next one: handed back, not failed; inline from then on.
@@ -229,13 +224,13 @@ async fn shared_storage_workers_get_references_until_they_cannot_read_them() {
     let unreadable = Some("No such file or directory".to_owned());
     let released = Report::Released { unreadable };
     job.handle
-        .report(fake.id, b.job, b.chunk, b.attempt, released)
+        .report(fake.id, b.key(), released)
         .await
         .unwrap();
     let c = next_assignment(&mut fake).await;
     assert!(matches!(&c.payload, Payload::Inline(d) if !d.is_empty()));
     job.handle
-        .report(fake.id, c.job, c.chunk, c.attempt, mapped(&c))
+        .report(fake.id, c.key(), mapped(&c))
         .await
         .unwrap();
     let _worker = diligent(&job.handle, fake);
@@ -263,7 +258,7 @@ async fn a_vanished_workers_chunks_are_redone_and_its_late_results_dropped() {
     // The departed worker's results arrive late: they must not count twice.
     for a in &held {
         job.handle
-            .report(doomed.id, a.job, a.chunk, a.attempt, mapped(a))
+            .report(doomed.id, a.key(), mapped(a))
             .await
             .unwrap();
     }
@@ -294,7 +289,7 @@ async fn a_silent_workers_lease_expires_and_its_chunks_move() {
     let got = result(&job.handle, job.id).await;
     // The silent worker wakes up and reports: fenced off.
     job.handle
-        .report(silent.id, held.job, held.chunk, held.attempt, mapped(&held))
+        .report(silent.id, held.key(), mapped(&held))
         .await
         .unwrap();
     assert_eq!(got, job.expected);
@@ -310,7 +305,7 @@ async fn a_failing_chunk_is_retried_then_fails_the_job_naming_it() {
     let mut failures = 0;
     loop {
         let a = next_assignment(&mut fake).await;
-        let report = if a.path.ends_with("1.txt") {
+        let report = if a.location.to_string().ends_with("1.txt") {
             failures += 1;
             Report::Failed {
                 error: "disk on fire".into(),
@@ -320,7 +315,7 @@ async fn a_failing_chunk_is_retried_then_fails_the_job_naming_it() {
             mapped(&a)
         };
         job.handle
-            .report(fake.id, a.job, a.chunk, a.attempt, report)
+            .report(fake.id, a.key(), report)
             .await
             .unwrap();
         let now = job.handle.get(job.id).await.unwrap();
@@ -361,12 +356,9 @@ async fn skipped_records_of_folded_chunks_are_quarantined_once() {
         else {
             continue; // the job is finalizing
         };
-        let Report::Done {
-            partial,
-            mut stats,
-            record,
-            ..
-        } = mapped(&a)
+        let Report::Done(ChunkOutput {
+            partial, mut stats, ..
+        }) = mapped(&a)
         else {
             unreachable!()
         };
@@ -379,28 +371,25 @@ async fn skipped_records_of_folded_chunks_are_quarantined_once() {
         stats.bad_records += 1;
         expected_lines.push(format!(
             "{}\t{}\tcannot parse\tw0 x0",
-            a.path.display(),
-            a.range.start
+            a.location, a.range.start
         ));
-        let report = Report::Done {
+        let report = Report::Done(ChunkOutput {
             partial,
             stats: stats.clone(),
-            record,
             bad: vec![bad.clone()],
-        };
+        });
         job.handle
-            .report(fake.id, a.job, a.chunk, a.attempt, report)
+            .report(fake.id, a.key(), report)
             .await
             .unwrap();
         // A duplicate report of the same attempt must not add the records again.
-        let again = Report::Done {
+        let again = Report::Done(ChunkOutput {
             partial: Default::default(),
             stats,
-            record: Vec::new(),
             bad: vec![bad],
-        };
+        });
         job.handle
-            .report(fake.id, a.job, a.chunk, a.attempt, again)
+            .report(fake.id, a.key(), again)
             .await
             .unwrap();
     }
@@ -448,12 +437,12 @@ async fn a_straggler_gets_a_backup_on_an_idle_worker_and_the_first_result_wins()
                         None => {
                             let report = mapped(&a);
                             let _ = handle
-                                .report(slow.id, a.job, a.chunk, a.attempt, report)
+                                .report(slow.id, a.key(), report)
                                 .await;
                         }
                     },
-                    ToWorker::CancelAttempt { chunk, attempt, .. } => {
-                        let _ = cancels_tx.send((chunk, attempt));
+                    ToWorker::CancelAttempt(key) => {
+                        let _ = cancels_tx.send((key.chunk, key.attempt));
                     }
                     ToWorker::Cancel(_) => {}
                 }
@@ -482,13 +471,7 @@ async fn a_straggler_gets_a_backup_on_an_idle_worker_and_the_first_result_wins()
     // The original attempt is told to stop, and its late result changes nothing.
     assert_eq!(cancels.recv().await.unwrap(), (stuck.chunk, stuck.attempt));
     job.handle
-        .report(
-            slow_id,
-            stuck.job,
-            stuck.chunk,
-            stuck.attempt,
-            mapped(&stuck),
-        )
+        .report(slow_id, stuck.key(), mapped(&stuck))
         .await
         .unwrap();
     assert_eq!(result(&job.handle, job.id).await, job.expected);
@@ -522,7 +505,7 @@ async fn a_run_without_stragglers_makes_no_backups() {
 async fn a_restarted_scheduler_resumes_from_its_checkpoints_without_redoing_them() {
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let (spec, plan, expected) = inputs(dir.path(), 1024);
+    let (spec, plan, expected) = inputs(dir.path(), 1024).await;
     let total = plan.chunks.len() as u64;
     let store = Store::open(state.path()).unwrap();
     let (tasks, stop) = (TaskTracker::new(), CancellationToken::new());
@@ -540,7 +523,7 @@ async fn a_restarted_scheduler_resumes_from_its_checkpoints_without_redoing_them
     for _ in 0..5 {
         let a = next_assignment(&mut fake).await;
         handle
-            .report(fake.id, a.job, a.chunk, a.attempt, mapped(&a))
+            .report(fake.id, a.key(), mapped(&a))
             .await
             .unwrap();
     }

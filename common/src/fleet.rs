@@ -1,0 +1,122 @@
+//! The fleet's vocabulary: what a coordinator and its workers say to each other, as domain
+//! types both ends share. The wire forms (`fanfold.v1` `Assign`, `ChunkDone`, ...) live in
+//! `fanfold_proto`; the conversions both ways are in [`crate::convert`]; only the two gRPC
+//! adapters (the coordinator's fleet service and the worker's attachment) use them.
+//!
+//! Large inline chunks travel in pieces, a matter of the transport: the adapters cut and
+//! gather them, and an [`Assignment`] always holds its whole payload.
+
+use bytes::Bytes;
+
+use crate::chunker::ChunkRange;
+use crate::ids::{Attempt, ChunkId, JobId};
+use crate::location::Location;
+use crate::operation::{BadRecord, ChunkStats, Options};
+use crate::partial::ChunkPartial;
+
+/// One unit of work for a worker: a chunk of a job, one attempt of it.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    pub job: JobId,
+    pub chunk: ChunkId,
+    pub attempt: Attempt,
+    pub operation: String,
+    pub options: Options,
+    /// The chunk's file, as the job names it (for keys, messages and decompression).
+    pub location: Location,
+    pub range: ChunkRange,
+    pub payload: Payload,
+    /// Isolate and report failing records instead of failing the chunk.
+    pub skip_bad_records: bool,
+}
+
+impl Assignment {
+    /// The assignment's job, chunk and attempt.
+    pub fn key(&self) -> AttemptKey {
+        AttemptKey {
+            job: self.job,
+            chunk: self.chunk,
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// One attempt of one chunk of one job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AttemptKey {
+    pub job: JobId,
+    pub chunk: ChunkId,
+    pub attempt: Attempt,
+}
+
+/// How an assignment's bytes reach its worker.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// Not read yet: the coordinator reads it before sending (never seen by a worker).
+    Unread,
+    /// The chunk's bytes, sent with the assignment.
+    Inline(Bytes),
+    /// The worker is on shared storage and reads the range itself from this location, valid
+    /// from any working directory.
+    Shared(Location),
+}
+
+/// What a coordinator sends a worker.
+#[derive(Clone, Debug)]
+pub enum ToWorker {
+    Assign(Assignment),
+    /// Drop queued chunks of this job and stop running ones.
+    Cancel(JobId),
+    /// Another attempt of this chunk won; drop this one.
+    CancelAttempt(AttemptKey),
+}
+
+/// A worker's introduction, its first message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerHello {
+    pub name: String,
+    /// Chunks it maps at once.
+    pub slots: u32,
+    /// Its fanfold release.
+    pub version: String,
+    /// The operations it can run.
+    pub operations: Vec<String>,
+    /// It reads input locations as the coordinator names them (the same machine, or a shared
+    /// volume mounted alike), so its chunks come by reference.
+    pub shared_storage: bool,
+    /// The fleet protocol revision it speaks (`fanfold_proto::PROTOCOL`).
+    pub protocol: u32,
+}
+
+/// A chunk's result: its partial, its counters and the records it skipped as bad.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChunkOutput {
+    pub partial: ChunkPartial,
+    pub stats: ChunkStats,
+    /// Records skipped because mapping them failed (skip mode only).
+    pub bad: Vec<BadRecord>,
+}
+
+/// What a worker reports about one assignment.
+#[derive(Debug, PartialEq)]
+pub enum Report {
+    Done(ChunkOutput),
+    Failed {
+        error: String,
+        /// False when running it again cannot help (an unknown operation, a cancelled job).
+        retryable: bool,
+    },
+    /// Handed back unstarted: by a draining worker, or by one that could not read the chunk
+    /// by reference (`unreadable` says why).
+    Released { unreadable: Option<String> },
+}
+
+/// What a worker sends its coordinator.
+#[derive(Debug, PartialEq)]
+pub enum FromWorker {
+    Hello(WorkerHello),
+    Heartbeat,
+    /// It takes no more chunks; it finishes or hands back what it holds, then detaches.
+    Draining,
+    Report { key: AttemptKey, report: Report },
+}

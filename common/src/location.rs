@@ -1,0 +1,189 @@
+//! Where input bytes live: [`Location`], the one type every input, plan, assignment, chunk and
+//! bad record names its file by, with the three things fanfold asks of a source: list what an
+//! input argument names ([`crate::input::resolve`]), a file's length, and a ranged read.
+//!
+//! Today a location is a path on the local filesystem (the coordinator's, or a worker's on
+//! shared storage). An input written as a URL (`s3://bucket/key`) is recognised as one, and
+//! refused clearly until a source for its scheme exists, instead of being taken for a relative
+//! path.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// One input file: where its bytes are.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Location {
+    /// A file on the local filesystem, named as the job named it.
+    Local(PathBuf),
+}
+
+/// A location that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LocationError {
+    #[error("'{text}': {scheme}:// inputs are not supported (local paths are)")]
+    UnsupportedScheme { text: String, scheme: String },
+    #[error("an empty location")]
+    Empty,
+}
+
+/// The scheme of a URL-like text (`s3` of `s3://b/k`), if it is one.
+pub fn scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(scheme)
+}
+
+impl Location {
+    /// Reads an input argument or a stored location: `file:///p` and plain paths are local;
+    /// any other `scheme://` is refused, naming it.
+    pub fn parse(text: &str) -> Result<Location, LocationError> {
+        if text.is_empty() {
+            return Err(LocationError::Empty);
+        }
+        match scheme(text) {
+            None => Ok(Location::Local(PathBuf::from(text))),
+            Some("file") => Ok(Location::Local(PathBuf::from(&text["file://".len()..]))),
+            Some(scheme) => Err(LocationError::UnsupportedScheme {
+                text: text.to_owned(),
+                scheme: scheme.to_owned(),
+            }),
+        }
+    }
+
+    pub fn local(path: impl Into<PathBuf>) -> Location {
+        Location::Local(path.into())
+    }
+
+    /// The local path, if the location is one.
+    pub fn as_path(&self) -> Option<&Path> {
+        match self {
+            Location::Local(path) => Some(path),
+        }
+    }
+
+    /// The same location as seen from any working directory: a worker reading shared storage
+    /// must not resolve a relative path against its own.
+    pub fn absolute(&self) -> Location {
+        match self {
+            Location::Local(path) => {
+                Location::Local(std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+            }
+        }
+    }
+
+    /// The file's length now.
+    pub fn len(&self) -> io::Result<u64> {
+        match self {
+            Location::Local(path) => Ok(std::fs::metadata(path)?.len()),
+        }
+    }
+
+    /// Opens the file for ranged reads.
+    pub fn open(&self) -> io::Result<Source> {
+        match self {
+            Location::Local(path) => Ok(Source::Local(File::open(path)?)),
+        }
+    }
+
+    /// Reads bytes `start..end`. Fails if the file is shorter than that (it changed since the
+    /// job was planned).
+    pub fn read_range(&self, start: u64, end: u64) -> io::Result<Vec<u8>> {
+        self.open()?.read_range(start, end)
+    }
+}
+
+impl fmt::Display for Location {
+    /// The job's own name for the file: what keys, messages and bad records show.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Local(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// An opened location, read by range.
+pub enum Source {
+    Local(File),
+}
+
+impl Source {
+    /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Local(file) => {
+                file.seek(SeekFrom::Start(offset))?;
+                file.read(buf)
+            }
+        }
+    }
+
+    /// Reads bytes `start..end`, failing if the file ends before `end`.
+    pub fn read_range(&mut self, start: u64, end: u64) -> io::Result<Vec<u8>> {
+        let len = usize::try_from(end.saturating_sub(start))
+            .map_err(|_| io::Error::other("range too large"))?;
+        match self {
+            Source::Local(file) => {
+                file.seek(SeekFrom::Start(start))?;
+                // Read into spare capacity: zeroing a 16 MiB buffer first costs a pass over it.
+                let mut data = Vec::with_capacity(len);
+                file.take(len as u64).read_to_end(&mut data)?;
+                if data.len() < len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file is shorter than when the job was planned",
+                    ));
+                }
+                Ok(data)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_local_and_urls_are_recognised() {
+        assert_eq!(
+            Location::parse("/data/a.txt"),
+            Ok(Location::local("/data/a.txt"))
+        );
+        assert_eq!(
+            Location::parse("rel/a.txt"),
+            Ok(Location::local("rel/a.txt"))
+        );
+        assert_eq!(
+            Location::parse("file:///data/a.txt"),
+            Ok(Location::local("/data/a.txt"))
+        );
+        assert_eq!(
+            Location::parse("s3://bucket/key").unwrap_err().to_string(),
+            "'s3://bucket/key': s3:// inputs are not supported (local paths are)"
+        );
+        assert_eq!(scheme("s3://b/k"), Some("s3"));
+        assert_eq!(scheme("/a/b://c"), None);
+        assert_eq!(scheme("dir/x"), None);
+        assert_eq!(Location::parse(""), Err(LocationError::Empty));
+    }
+
+    #[test]
+    fn ranges_read_exactly_or_fail_when_the_file_shrank() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        let location = Location::local(&path);
+        assert_eq!(location.len().unwrap(), 10);
+        assert_eq!(location.read_range(2, 5).unwrap(), b"234");
+        let short = location.read_range(8, 12).unwrap_err();
+        assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
+        let mut buf = [0u8; 4];
+        assert_eq!(location.open().unwrap().read_at(8, &mut buf).unwrap(), 2);
+        assert_eq!(location.to_string(), path.display().to_string());
+    }
+}

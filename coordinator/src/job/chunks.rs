@@ -1,0 +1,297 @@
+//! A job's chunk table: each chunk's lifecycle, the queue of pending chunks, the live attempts
+//! with their workers and start times, and the finished chunks' durations for straggler
+//! detection. Owned by its [`super::Job`]; knows nothing of partials, counters or the job's
+//! phase, so a second stage (reduce tasks) can have a table of its own beside it.
+//!
+//! ```text
+//!            assign                   complete (a live attempt)
+//! Pending ──────────> Running{live} ─────────────────────────> Done   (other live attempts
+//!    ^                  │   │ backup: a second live attempt            are the losers)
+//!    │                  │   └──────┘
+//!    └──────────────────┘ fail (retryable, failures left) / release (worker gone, handed
+//!                       │  back), when no other attempt is live
+//!                       └─ fail (not retryable, or out of attempts) ──> Exhausted
+//! ```
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use fanfold_common::ids::{Attempt, ChunkId, WorkerId};
+use tokio::time::Instant;
+
+/// One running attempt of a chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Live {
+    worker: WorkerId,
+    attempt: Attempt,
+    started: Instant,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ChunkState {
+    /// Waiting for a worker. `issued` attempts were handed out so far, `failures` of them failed.
+    Pending { issued: u32, failures: u32 },
+    /// Assigned; usually one live attempt, two while a backup runs.
+    Running {
+        issued: u32,
+        failures: u32,
+        live: Vec<Live>,
+    },
+    Done,
+}
+
+/// When a running chunk counts as a straggler worth a backup attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupPolicy {
+    /// A chunk must have run at least this long...
+    pub min_age: Duration,
+    /// ...and this many times the median time of the job's finished chunks.
+    pub slowdown: u32,
+}
+
+/// What a failed attempt leads to, for the table.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failed {
+    /// Not a live attempt of the chunk.
+    Stale,
+    /// Another attempt of the chunk is still running.
+    OtherAttemptRuns,
+    /// Back in the queue.
+    Retry,
+    /// No more attempts: `issued` were made.
+    Exhausted { issued: u32 },
+}
+
+pub struct ChunkTable {
+    chunks: Vec<ChunkState>,
+    pending: VecDeque<ChunkId>,
+    running: u64,
+    done: u64,
+    /// How long each finished chunk's winning attempt took.
+    durations: Vec<Duration>,
+}
+
+impl ChunkTable {
+    /// `n` chunks, all pending, in order.
+    pub fn new(n: usize) -> Self {
+        ChunkTable {
+            chunks: vec![
+                ChunkState::Pending {
+                    issued: 0,
+                    failures: 0
+                };
+                n
+            ],
+            pending: (0..n as u64).map(ChunkId).collect(),
+            running: 0,
+            done: 0,
+            durations: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.chunks.len() as u64
+    }
+
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
+    pub fn running(&self) -> u64 {
+        self.running
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Every chunk counts as done (a job whose result was kept before a restart).
+    pub fn all_done(&mut self) {
+        self.chunks.fill(ChunkState::Done);
+        self.pending.clear();
+        self.running = 0;
+        self.done = self.len();
+    }
+
+    /// Nothing more runs or waits (the job is over).
+    pub fn stop(&mut self) {
+        self.pending.clear();
+        self.durations = Vec::new();
+        self.running = 0;
+    }
+
+    /// Takes the next pending chunk and marks it running on `worker`.
+    pub fn assign_next(&mut self, worker: WorkerId) -> Option<(ChunkId, Attempt)> {
+        let chunk = self.pending.pop_front()?;
+        let state = &mut self.chunks[chunk.0 as usize];
+        let ChunkState::Pending { issued, failures } = *state else {
+            unreachable!("queued chunk {chunk} is not pending: {state:?}");
+        };
+        let attempt = Attempt(issued + 1);
+        *state = ChunkState::Running {
+            issued: attempt.0,
+            failures,
+            live: vec![Live {
+                worker,
+                attempt,
+                started: Instant::now(),
+            }],
+        };
+        self.running += 1;
+        Some((chunk, attempt))
+    }
+
+    /// Every chunk overdue for a backup attempt, most overdue first, with the worker running
+    /// it: only once nothing is pending, only chunks with a single live attempt, only past the
+    /// policy's bar. One pass over the chunks, so the scheduler asks once per tick, not once
+    /// per idle worker.
+    pub fn stragglers(&self, policy: BackupPolicy) -> Vec<(ChunkId, WorkerId)> {
+        if !self.pending.is_empty() || self.running == 0 || self.durations.is_empty() {
+            return Vec::new();
+        }
+        let mut durations = self.durations.clone();
+        let middle = durations.len() / 2;
+        let median = *durations.select_nth_unstable(middle).1;
+        let bar = policy.min_age.max(median * policy.slowdown);
+        let mut found: Vec<(Duration, ChunkId, WorkerId)> = self
+            .chunks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, state)| match state {
+                ChunkState::Running { live, .. } if live.len() == 1 => {
+                    let age = live[0].started.elapsed();
+                    (age >= bar).then_some((age, ChunkId(i as u64), live[0].worker))
+                }
+                _ => None,
+            })
+            .collect();
+        found.sort_unstable_by(|a, b| b.cmp(a));
+        found
+            .into_iter()
+            .map(|(_, chunk, worker)| (chunk, worker))
+            .collect()
+    }
+
+    /// Starts a backup attempt of a running chunk on `worker`.
+    pub fn assign_backup(&mut self, chunk: ChunkId, worker: WorkerId) -> Option<Attempt> {
+        let ChunkState::Running { issued, live, .. } = &mut self.chunks[chunk.0 as usize] else {
+            return None;
+        };
+        *issued += 1;
+        let attempt = Attempt(*issued);
+        live.push(Live {
+            worker,
+            attempt,
+            started: Instant::now(),
+        });
+        Some(attempt)
+    }
+
+    /// Whether `attempt` is a live attempt of `chunk`.
+    pub fn is_live(&self, chunk: ChunkId, attempt: Attempt) -> bool {
+        self.live(chunk, attempt).is_some()
+    }
+
+    /// Marks a chunk done by its live `attempt`; returns the other live attempts (the losers,
+    /// to cancel), or `None` if `attempt` is not live.
+    pub fn complete(
+        &mut self,
+        chunk: ChunkId,
+        attempt: Attempt,
+    ) -> Option<Vec<(WorkerId, Attempt)>> {
+        let started = self.live(chunk, attempt)?.started;
+        let ChunkState::Running { live, .. } =
+            std::mem::replace(&mut self.chunks[chunk.0 as usize], ChunkState::Done)
+        else {
+            unreachable!("a live attempt belongs to a running chunk");
+        };
+        self.durations.push(started.elapsed());
+        self.running -= 1;
+        self.done += 1;
+        Some(
+            live.into_iter()
+                .filter(|l| l.attempt != attempt)
+                .map(|l| (l.worker, l.attempt))
+                .collect(),
+        )
+    }
+
+    /// A failed attempt: retried while attempts remain and the error is retryable, unless
+    /// another attempt of it still runs.
+    pub fn fail(
+        &mut self,
+        chunk: ChunkId,
+        attempt: Attempt,
+        retryable: bool,
+        max_attempts: u32,
+    ) -> Failed {
+        let Some((issued, failures, others_run)) = self.end_attempt(chunk, attempt, true) else {
+            return Failed::Stale;
+        };
+        if others_run && retryable {
+            return Failed::OtherAttemptRuns;
+        }
+        if retryable && failures < max_attempts {
+            self.requeue(chunk, issued, failures);
+            return Failed::Retry;
+        }
+        Failed::Exhausted { issued }
+    }
+
+    /// Drops an attempt whose worker is gone or handed it back; with no other attempt left, the
+    /// chunk returns to the front of the queue. Not a failure.
+    pub fn release(&mut self, chunk: ChunkId, attempt: Attempt) {
+        if let Some((issued, failures, false)) = self.end_attempt(chunk, attempt, false) {
+            self.requeue(chunk, issued, failures);
+        }
+    }
+
+    /// Marks a pending chunk done (restored from a checkpoint); `false` if it is unknown or
+    /// not pending, so a chunk is never restored twice.
+    pub fn restore(&mut self, chunk: ChunkId) -> bool {
+        let Some(state @ ChunkState::Pending { .. }) = self.chunks.get_mut(chunk.0 as usize) else {
+            return false;
+        };
+        *state = ChunkState::Done;
+        self.pending.retain(|c| *c != chunk);
+        self.done += 1;
+        true
+    }
+
+    /// Removes a live attempt, counting it as a failure if `failed`. Returns the chunk's issued
+    /// attempts, its failures, and whether another attempt still runs; `None` if the attempt
+    /// is not live.
+    fn end_attempt(
+        &mut self,
+        chunk: ChunkId,
+        attempt: Attempt,
+        failed: bool,
+    ) -> Option<(u32, u32, bool)> {
+        self.live(chunk, attempt)?;
+        let ChunkState::Running {
+            issued,
+            failures,
+            live,
+        } = &mut self.chunks[chunk.0 as usize]
+        else {
+            unreachable!("a live attempt belongs to a running chunk");
+        };
+        *failures += u32::from(failed);
+        live.retain(|l| l.attempt != attempt);
+        Some((*issued, *failures, !live.is_empty()))
+    }
+
+    /// Puts a chunk with no live attempt back at the front of the queue.
+    fn requeue(&mut self, chunk: ChunkId, issued: u32, failures: u32) {
+        self.chunks[chunk.0 as usize] = ChunkState::Pending { issued, failures };
+        self.pending.push_front(chunk);
+        self.running -= 1;
+    }
+
+    fn live(&self, chunk: ChunkId, attempt: Attempt) -> Option<&Live> {
+        match self.chunks.get(chunk.0 as usize) {
+            Some(ChunkState::Running { live, .. }) => live.iter().find(|l| l.attempt == attempt),
+            _ => None,
+        }
+    }
+}

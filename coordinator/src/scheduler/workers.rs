@@ -1,0 +1,145 @@
+//! The worker registry: every attached worker with its credits (slots plus prefetch, computed
+//! once when it joins), the assignments it holds, its lease (when it was last heard from), its
+//! outbox, and whether its chunks go by reference (shared storage) or inline.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use fanfold_common::fleet::{AttemptKey, ToWorker, WorkerHello};
+use fanfold_common::ids::{JobId, WorkerId};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub struct Worker {
+    pub name: String,
+    credits: u32,
+    /// Assignments sent and not yet reported.
+    pub holding: HashSet<AttemptKey>,
+    pub outbox: mpsc::Sender<ToWorker>,
+    last_seen: Instant,
+    draining: bool,
+    /// Chunks go to it by reference (it reads shared storage) instead of inline.
+    pub shared_storage: bool,
+}
+
+impl Worker {
+    /// Assignments it may still be given.
+    pub fn free(&self) -> u32 {
+        if self.draining {
+            return 0;
+        }
+        self.credits.saturating_sub(self.holding.len() as u32)
+    }
+
+    pub fn seen(&mut self) {
+        self.last_seen = Instant::now();
+    }
+
+    pub fn drain(&mut self) {
+        self.seen();
+        self.draining = true;
+    }
+
+    /// Sends a control message; the outbox keeps room beyond credits for these, and a full or
+    /// closed one means the worker is going away, its chunks released when it does.
+    pub fn tell(&self, message: ToWorker) {
+        let _ = self.outbox.try_send(message);
+    }
+
+    pub fn holds_job(&self, job: JobId) -> bool {
+        self.holding.iter().any(|k| k.job == job)
+    }
+}
+
+#[derive(Default)]
+pub struct Workers {
+    workers: HashMap<WorkerId, Worker>,
+    next: u64,
+    /// Round-robin cursor, so chunks spread evenly.
+    turn: u64,
+}
+
+impl Workers {
+    /// Registers a worker that holds at most `slots + prefetch` assignments.
+    pub fn join(
+        &mut self,
+        hello: WorkerHello,
+        prefetch: u32,
+        outbox: mpsc::Sender<ToWorker>,
+    ) -> WorkerId {
+        self.next += 1;
+        let id = WorkerId(self.next);
+        self.workers.insert(
+            id,
+            Worker {
+                name: hello.name,
+                credits: hello.slots + prefetch,
+                holding: HashSet::new(),
+                outbox,
+                last_seen: Instant::now(),
+                draining: false,
+                shared_storage: hello.shared_storage,
+            },
+        );
+        id
+    }
+
+    pub fn remove(&mut self, id: WorkerId) -> Option<Worker> {
+        self.workers.remove(&id)
+    }
+
+    pub fn get(&self, id: WorkerId) -> Option<&Worker> {
+        self.workers.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: WorkerId) -> Option<&mut Worker> {
+        self.workers.get_mut(&id)
+    }
+
+    pub fn count(&self) -> u32 {
+        self.workers.len() as u32
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Worker> {
+        self.workers.values()
+    }
+
+    /// Workers silent for longer than `timeout`.
+    pub fn expired(&self, timeout: Duration) -> Vec<WorkerId> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.last_seen.elapsed() > timeout)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Workers with a free credit, in a round-robin order that starts one further each call.
+    pub fn with_credit(&mut self) -> Vec<WorkerId> {
+        let mut ids: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.free() > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return ids;
+        }
+        ids.sort_unstable();
+        let start = (self.turn as usize) % ids.len();
+        ids.rotate_left(start);
+        self.turn = self.turn.wrapping_add(1);
+        ids
+    }
+
+    /// Workers holding nothing with a free credit, by id.
+    pub fn idle(&self) -> Vec<WorkerId> {
+        let mut idle: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.holding.is_empty() && w.free() > 0)
+            .map(|(id, _)| *id)
+            .collect();
+        idle.sort_unstable();
+        idle
+    }
+}

@@ -74,9 +74,7 @@ pub fn check_sizes(files: &[InputFile], chunks: &[ChunkRange], max: u64) -> Resu
         Some(c) => Err(format!(
             "input '{}': bytes {}..{} must be one chunk (one record, or a file that is read \
              whole) and are larger than the {max} bytes a chunk may have",
-            files[c.file as usize].location,
-            c.start,
-            c.end
+            files[c.file as usize].location, c.start, c.end
         )),
     }
 }
@@ -110,12 +108,7 @@ fn plan_file(
 }
 
 /// The offset just past the first newline at or after `from`, or `len` if there is none.
-fn next_record_start(
-    file: &mut Source,
-    from: u64,
-    len: u64,
-    window: &mut [u8],
-) -> io::Result<u64> {
+fn next_record_start(file: &mut Source, from: u64, len: u64, window: &mut [u8]) -> io::Result<u64> {
     let mut offset = from;
     while offset < len {
         let n = file.read_at(offset, window)?;

@@ -769,7 +769,9 @@ mod tests {
         assert_eq!(back.key(), assignment.key());
         assert_eq!(back.location, assignment.location);
         assert_eq!((back.range.start, back.range.end), (10, 20));
-        assert!(matches!(back.payload, Payload::Shared(l) if l == Location::local("/abs/logs/a.txt")));
+        assert!(
+            matches!(back.payload, Payload::Shared(l) if l == Location::local("/abs/logs/a.txt"))
+        );
         let inline = Assignment {
             payload: Payload::Inline(Bytes::from_static(b"x y\n")),
             ..assignment.clone()
@@ -828,7 +830,9 @@ mod tests {
         let Some(pb::coordinator_message::Kind::CancelAttempt(c)) = cancel.kind else {
             panic!("{cancel:?}");
         };
-        assert!(matches!(ToWorker::try_from(c).unwrap(), ToWorker::CancelAttempt(k) if k == assignment.key()));
+        assert!(
+            matches!(ToWorker::try_from(c).unwrap(), ToWorker::CancelAttempt(k) if k == assignment.key())
+        );
         let bad = pb::Assign {
             job_id: "not-an-id".into(),
             ..Default::default()

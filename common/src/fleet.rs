@@ -108,7 +108,9 @@ pub enum Report {
     },
     /// Handed back unstarted: by a draining worker, or by one that could not read the chunk
     /// by reference (`unreadable` says why).
-    Released { unreadable: Option<String> },
+    Released {
+        unreadable: Option<String>,
+    },
 }
 
 /// What a worker sends its coordinator.
@@ -118,5 +120,8 @@ pub enum FromWorker {
     Heartbeat,
     /// It takes no more chunks; it finishes or hands back what it holds, then detaches.
     Draining,
-    Report { key: AttemptKey, report: Report },
+    Report {
+        key: AttemptKey,
+        report: Report,
+    },
 }

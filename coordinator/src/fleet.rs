@@ -125,9 +125,7 @@ async fn ready_to_send(
     };
     let sent_whole = !matches!(assignment.payload, Payload::Unread);
     if let Err(error) = reader::fill_when_sent(&mut assignment).await {
-        let _ = scheduler
-            .load_failed(worker, assignment.key(), error)
-            .await;
+        let _ = scheduler.load_failed(worker, assignment.key(), error).await;
         return Vec::new();
     }
     if sent_whole {

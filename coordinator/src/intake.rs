@@ -62,7 +62,9 @@ pub async fn admit(
         // Compressed files cannot be entered mid-stream; some formats cannot be cut.
         let whole_file = |location: &Location| {
             let name = location.to_string();
-            whole_files || Compression::of(&name) != Compression::None || operation.whole_file(&name)
+            whole_files
+                || Compression::of(&name) != Compression::None
+                || operation.whole_file(&name)
         };
         let chunks = chunker::plan(&files, chunk_size, whole_file).map_err(IntakeError::Plan)?;
         chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES).map_err(IntakeError::TooLarge)?;

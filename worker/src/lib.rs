@@ -3,9 +3,21 @@
 //!
 //! [`run`] keeps one attachment alive until `shutdown` is cancelled: it retries with capped
 //! exponential backoff while the coordinator is unreachable and reattaches after a disconnect.
-//! Heartbeats go out on their own task, so CPU work never delays them.
+//!
+//! The rooms: `attachment` (the Attach stream and the wire, hello and welcome, chunk pieces,
+//! heartbeats: the only file that speaks `fanfold_proto`), `executor` (slots, queue, drain,
+//! what is in flight), `task` (one assignment to its report: read, decompress, map or isolate
+//! bad records, catch a panic), `stops` (cancelled jobs and attempts) and `jobs` (what a job's
+//! chunks share on this worker, built once per job). Heartbeats go out on their own task, so
+//! CPU work never delays them.
 
-mod session;
+mod attachment;
+mod executor;
+mod jobs;
+mod stops;
+mod task;
+
+use std::sync::Arc;
 
 use std::time::Duration;
 
@@ -55,10 +67,12 @@ impl Config {
 pub async fn run(config: Config, shutdown: CancellationToken) {
     let first_backoff = Duration::from_millis(100);
     let mut backoff = first_backoff;
+    // Job contexts outlive an attachment: a coordinator that comes back resumes its jobs.
+    let jobs = Arc::new(jobs::Jobs::new(config.registry.clone()));
     while !shutdown.is_cancelled() {
-        match session::attach(&config, &shutdown).await {
-            Ok(session::End::Shutdown) => break,
-            Ok(session::End::Detached { worked }) => {
+        match attachment::attach(&config, &jobs, &shutdown).await {
+            Ok(attachment::End::Shutdown) => break,
+            Ok(attachment::End::Detached { worked }) => {
                 info!(coordinator = %config.coordinator, "detached from coordinator; reattaching");
                 if worked {
                     backoff = first_backoff;

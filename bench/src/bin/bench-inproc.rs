@@ -49,9 +49,9 @@ fn main() -> anyhow::Result<()> {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&range) = chunks.get(i) else { break };
-                        let path = &files[range.file as usize].path;
-                        let data = chunker::read(path, range)?;
-                        let name = path.to_string_lossy();
+                        let location = &files[range.file as usize].location;
+                        let data = chunker::read(location, range)?;
+                        let name = location.to_string();
                         let chunk = Chunk::new(&data, &name, range.start);
                         folded.merge(operation.map(&chunk, &mut stats)?)?;
                     }

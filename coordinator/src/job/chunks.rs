@@ -30,7 +30,10 @@ struct Live {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ChunkState {
     /// Waiting for a worker. `issued` attempts were handed out so far, `failures` of them failed.
-    Pending { issued: u32, failures: u32 },
+    Pending {
+        issued: u32,
+        failures: u32,
+    },
     /// Assigned; usually one live attempt, two while a backup runs.
     Running {
         issued: u32,

@@ -80,7 +80,7 @@ pub enum Completion {
     /// the chunk's output when the caller asked to keep it (for the journal).
     Folded {
         losers: Vec<(WorkerId, Attempt)>,
-        kept: Option<ChunkOutput>,
+        kept: Option<Box<ChunkOutput>>,
     },
     /// Late, duplicate or for a job that is over: dropped.
     Stale,
@@ -265,7 +265,7 @@ impl Job {
             self.folded.fold_ref(&output.partial)?;
             self.keep_bad(chunk, output.bad.clone());
             self.count_folded(chunk, output.stats.clone());
-            Some(output)
+            Some(Box::new(output))
         } else {
             self.folded.fold(output.partial)?;
             self.keep_bad(chunk, output.bad);
@@ -348,7 +348,8 @@ impl Job {
     fn keep_bad(&mut self, chunk: ChunkId, bad: Vec<BadRecord>) {
         if !bad.is_empty() {
             let (location, _) = self.range(chunk);
-            self.bad.extend(bad.into_iter().map(|b| (location.clone(), b)));
+            self.bad
+                .extend(bad.into_iter().map(|b| (location.clone(), b)));
         }
     }
 

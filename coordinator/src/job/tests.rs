@@ -1,10 +1,10 @@
 //! The chunk lifecycle and exactly-once rules of one job, without a scheduler or sockets.
 
 use super::*;
-use std::time::Duration;
 use fanfold_common::partial::ChunkPartial;
 use fanfold_common::partial::Value;
 use fanfold_common::registry::Registry;
+use std::time::Duration;
 
 fn job(chunks: u64) -> Job {
     let plan = Plan {
@@ -61,17 +61,14 @@ fn a_chunk_folds_exactly_once_and_stale_attempts_are_dropped() {
     assert_eq!((again, second), (chunk, Attempt(2)));
     // W1's late result for attempt 1 must not fold.
     assert!(!folded(
-        job.complete(chunk, first, out(one("late")), false)
-            .unwrap()
+        job.complete(chunk, first, out(one("late")), false).unwrap()
     ));
     assert!(folded(
-        job.complete(chunk, second, out(one("x")), false)
-            .unwrap()
+        job.complete(chunk, second, out(one("x")), false).unwrap()
     ));
     // A duplicate of the winning result must not fold either.
     assert!(!folded(
-        job.complete(chunk, second, out(one("x")), false)
-            .unwrap()
+        job.complete(chunk, second, out(one("x")), false).unwrap()
     ));
     assert!(job.ready_to_finalize());
     let folded = job.take_for_finalize().folded;
@@ -145,12 +142,8 @@ async fn a_straggler_gets_one_backup_and_the_first_result_wins() {
         "no finished chunk to compare with yet"
     );
     tokio::time::advance(Duration::from_millis(500)).await;
-    assert!(folded(
-        job.complete(c0, a0, out(one("a")), false).unwrap()
-    ));
-    assert!(folded(
-        job.complete(c1, a1, out(one("b")), false).unwrap()
-    ));
+    assert!(folded(job.complete(c0, a0, out(one("a")), false).unwrap()));
+    assert!(folded(job.complete(c1, a1, out(one("b")), false).unwrap()));
     // Median 500ms: the bar is max(1s, 3 x 500ms) = 1.5s of running.
     tokio::time::advance(Duration::from_millis(900)).await;
     assert_eq!(job.straggler(W1, policy), None);
@@ -164,9 +157,7 @@ async fn a_straggler_gets_one_backup_and_the_first_result_wins() {
     let backup = job.assign_backup(slow, W1).unwrap();
     assert_eq!(job.straggler(W1, policy), None, "one backup per chunk");
     // The backup wins; the original is the loser to cancel, and its late result is dropped.
-    let won = job
-        .complete(slow, backup, out(one("c")), false)
-        .unwrap();
+    let won = job.complete(slow, backup, out(one("c")), false).unwrap();
     assert_eq!(
         won,
         Completion::Folded {
@@ -196,9 +187,7 @@ async fn a_failed_backup_leaves_the_original_running() {
     let (c0, a0) = job.assign_next(W1).unwrap();
     let (slow, original) = job.assign_next(W2).unwrap();
     tokio::time::advance(Duration::from_millis(10)).await;
-    assert!(folded(
-        job.complete(c0, a0, out(one("a")), false).unwrap()
-    ));
+    assert!(folded(job.complete(c0, a0, out(one("a")), false).unwrap()));
     tokio::time::advance(Duration::from_millis(20)).await;
     let backup = job
         .assign_backup(job.straggler(W1, policy).unwrap(), W1)
@@ -208,8 +197,7 @@ async fn a_failed_backup_leaves_the_original_running() {
         FailOutcome::OtherAttemptRuns
     );
     assert!(folded(
-        job.complete(slow, original, out(one("b")), false)
-            .unwrap()
+        job.complete(slow, original, out(one("b")), false).unwrap()
     ));
     assert!(job.ready_to_finalize());
 }
@@ -217,10 +205,8 @@ async fn a_failed_backup_leaves_the_original_running() {
 #[test]
 fn restored_chunks_are_not_handed_out_again() {
     let mut job = job(3);
-    job.restore_chunk(ChunkId(1), out(one("r")))
-        .unwrap();
-    job.restore_chunk(ChunkId(1), out(one("r")))
-        .unwrap(); // twice: folded once
+    job.restore_chunk(ChunkId(1), out(one("r"))).unwrap();
+    job.restore_chunk(ChunkId(1), out(one("r"))).unwrap(); // twice: folded once
     let handed: Vec<ChunkId> = std::iter::from_fn(|| job.assign_next(W1).map(|(c, _)| c)).collect();
     assert_eq!(handed, [ChunkId(0), ChunkId(2)]);
     let status = job.snapshot(0);
@@ -246,8 +232,7 @@ fn a_success_is_announced_only_after_rows_output_and_end_are_durable() {
     let mut job = job(1);
     let (chunk, attempt) = job.assign_next(W1).unwrap();
     assert!(folded(
-        job.complete(chunk, attempt, out(one("a")), false)
-            .unwrap()
+        job.complete(chunk, attempt, out(one("a")), false).unwrap()
     ));
     job.take_for_finalize();
     assert!(!job.ready_to_finalize(), "finalized once");
@@ -276,8 +261,7 @@ fn a_success_is_announced_only_after_rows_output_and_end_are_durable() {
 fn a_job_cancelled_while_committing_ends_cancelled_without_rows() {
     let mut job = job(1);
     let (chunk, attempt) = job.assign_next(W1).unwrap();
-    job.complete(chunk, attempt, out(one("a")), false)
-        .unwrap();
+    job.complete(chunk, attempt, out(one("a")), false).unwrap();
     job.take_for_finalize();
     assert!(job.finalized(1, vec![], None));
     assert!(job.rows_durable());

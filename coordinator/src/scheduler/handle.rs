@@ -117,8 +117,7 @@ impl Handle {
         key: AttemptKey,
         error: String,
     ) -> Result<(), JobError> {
-        self.tell(Command::LoadFailed { worker, key, error })
-            .await
+        self.tell(Command::LoadFailed { worker, key, error }).await
     }
 
     async fn tell(&self, command: Command) -> Result<(), JobError> {

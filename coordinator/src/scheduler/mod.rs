@@ -477,7 +477,7 @@ impl Scheduler {
                 match job.complete(chunk, attempt, output, keep) {
                     Ok(Completion::Folded { losers, kept }) => {
                         if let Some(output) = kept {
-                            self.journal.chunk_folded(job_id, chunk, output);
+                            self.journal.chunk_folded(job_id, chunk, *output);
                         }
                         self.persist_progress(job_id);
                         for (loser, attempt) in losers {

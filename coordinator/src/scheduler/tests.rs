@@ -84,9 +84,7 @@ fn recording(
             if let ToWorker::Assign(a) = message {
                 handed.lock().unwrap().push(a.chunk);
                 let report = mapped(&a);
-                let _ = handle
-                    .report(fake.id, a.key(), report)
-                    .await;
+                let _ = handle.report(fake.id, a.key(), report).await;
             }
         }
     })
@@ -223,10 +221,7 @@ async fn shared_storage_workers_get_references_until_they_cannot_read_them() {
     assert!(matches!(b.payload, Payload::Shared(_)));
     let unreadable = Some("No such file or directory".to_owned());
     let released = Report::Released { unreadable };
-    job.handle
-        .report(fake.id, b.key(), released)
-        .await
-        .unwrap();
+    job.handle.report(fake.id, b.key(), released).await.unwrap();
     let c = next_assignment(&mut fake).await;
     assert!(matches!(&c.payload, Payload::Inline(d) if !d.is_empty()));
     job.handle
@@ -314,10 +309,7 @@ async fn a_failing_chunk_is_retried_then_fails_the_job_naming_it() {
         } else {
             mapped(&a)
         };
-        job.handle
-            .report(fake.id, a.key(), report)
-            .await
-            .unwrap();
+        job.handle.report(fake.id, a.key(), report).await.unwrap();
         let now = job.handle.get(job.id).await.unwrap();
         if now.state.is_final() || now.finishing {
             break;
@@ -378,20 +370,14 @@ async fn skipped_records_of_folded_chunks_are_quarantined_once() {
             stats: stats.clone(),
             bad: vec![bad.clone()],
         });
-        job.handle
-            .report(fake.id, a.key(), report)
-            .await
-            .unwrap();
+        job.handle.report(fake.id, a.key(), report).await.unwrap();
         // A duplicate report of the same attempt must not add the records again.
         let again = Report::Done(ChunkOutput {
             partial: Default::default(),
             stats,
             bad: vec![bad],
         });
-        job.handle
-            .report(fake.id, a.key(), again)
-            .await
-            .unwrap();
+        job.handle.report(fake.id, a.key(), again).await.unwrap();
     }
     let status = finished(&job.handle, job.id).await;
     assert_eq!(status.state, JobState::Succeeded);
@@ -436,9 +422,7 @@ async fn a_straggler_gets_a_backup_on_an_idle_worker_and_the_first_result_wins()
                         }
                         None => {
                             let report = mapped(&a);
-                            let _ = handle
-                                .report(slow.id, a.key(), report)
-                                .await;
+                            let _ = handle.report(slow.id, a.key(), report).await;
                         }
                     },
                     ToWorker::CancelAttempt(key) => {
@@ -522,10 +506,7 @@ async fn a_restarted_scheduler_resumes_from_its_checkpoints_without_redoing_them
     // Fold five chunks, wait until they are durable, then leave one assignment unanswered.
     for _ in 0..5 {
         let a = next_assignment(&mut fake).await;
-        handle
-            .report(fake.id, a.key(), mapped(&a))
-            .await
-            .unwrap();
+        handle.report(fake.id, a.key(), mapped(&a)).await.unwrap();
     }
     let mut updates = handle.watch(id).await.unwrap();
     updates

@@ -1,0 +1,62 @@
+//! Per-job context on a worker: what a job's chunks share, built once for the job rather
+//! than for every chunk. Today that is the operation (options parsed, regexes compiled);
+//! a job's map-output store for the shuffle will live here too.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use fanfold_common::fleet::Assignment;
+use fanfold_common::ids::JobId;
+use fanfold_common::operation::{Operation, SpecError};
+use fanfold_common::registry::Registry;
+
+/// Contexts kept at once; the oldest goes first. Jobs run one after another far more often
+/// than dozens at once, and a context is rebuilt cheaply if a job comes back.
+const KEPT: usize = 32;
+
+/// What a job's chunks share on this worker.
+pub struct JobContext {
+    pub operation: Arc<dyn Operation>,
+}
+
+/// The contexts of the jobs this worker has run lately.
+pub struct Jobs {
+    registry: Registry,
+    contexts: Mutex<VecDeque<(JobId, Arc<JobContext>)>>,
+}
+
+impl Jobs {
+    pub fn new(registry: Registry) -> Self {
+        Jobs {
+            registry,
+            contexts: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The assignment's job context, built from its operation and options if this is the
+    /// job's first chunk here. A job whose operation cannot be built is not kept: each of its
+    /// chunks fails with the reason.
+    pub fn context(&self, assignment: &Assignment) -> Result<Arc<JobContext>, SpecError> {
+        let mut contexts = self.contexts.lock().expect("job contexts");
+        if let Some((_, context)) = contexts.iter().find(|(id, _)| *id == assignment.job) {
+            return Ok(Arc::clone(context));
+        }
+        let operation = self
+            .registry
+            .build(&assignment.operation, &assignment.options)?;
+        let context = Arc::new(JobContext { operation });
+        if contexts.len() == KEPT {
+            contexts.pop_front();
+        }
+        contexts.push_back((assignment.job, Arc::clone(&context)));
+        Ok(context)
+    }
+
+    /// Drops a job's context (it was cancelled or is over).
+    pub fn forget(&self, job: JobId) {
+        self.contexts
+            .lock()
+            .expect("job contexts")
+            .retain(|(id, _)| *id != job);
+    }
+}

@@ -1,0 +1,108 @@
+//! One assignment to its outcome, as a domain [`Report`]: get the chunk's bytes (inline, or
+//! read from shared storage), decompress them, map them (or, in skip mode, isolate the records
+//! that fail), catching a panic as the chunk's failure. Runs on the blocking pool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use fanfold_common::chunker;
+use fanfold_common::fleet::{Assignment, ChunkOutput, Payload, Report};
+use fanfold_common::operation::{self, Chunk, ChunkStats};
+use fanfold_common::records;
+use tracing::{debug, warn};
+
+use crate::jobs::Jobs;
+
+/// Why a chunk was not mapped.
+enum Failure {
+    /// Its bytes could not be read by reference: the coordinator sends them inline instead.
+    Unreadable(String),
+    /// Decompressing or mapping it failed.
+    Map(String),
+}
+
+/// Runs `assignment` and says how it went. `stop` is set when the result is no longer
+/// wanted; a map stopped that way fails as retryable (the coordinator drops the report if the
+/// job was cancelled). `worker` names this worker in errors.
+pub async fn run(
+    jobs: &Jobs,
+    worker: &str,
+    mut assignment: Assignment,
+    stop: Arc<AtomicBool>,
+) -> Report {
+    let context = match jobs.context(&assignment) {
+        Ok(context) => context,
+        Err(e) => return failed(format!("worker {worker}: {e}"), false),
+    };
+    let payload = std::mem::replace(&mut assignment.payload, Payload::Unread);
+    let started = std::time::Instant::now();
+    let flag = Arc::clone(&stop);
+    let (location, range, skip) = (
+        assignment.location.clone(),
+        assignment.range,
+        assignment.skip_bad_records,
+    );
+    let mapped = tokio::task::spawn_blocking(move || {
+        let data = match payload {
+            Payload::Inline(data) => data,
+            Payload::Shared(shared) => match chunker::read(&shared, range) {
+                Ok(data) => Bytes::from(data),
+                Err(e) => return Err(Failure::Unreadable(format!("{shared}: {e}"))),
+            },
+            Payload::Unread => return Err(Failure::Map("an assignment without its bytes".into())),
+        };
+        let name = location.to_string();
+        let data = records::decompress(&name, &data).map_err(Failure::Map)?;
+        let mut stats = ChunkStats::default();
+        let chunk = Chunk::new(&data, &name, range.start).with_stop(&flag);
+        let operation = context.operation.as_ref();
+        let (partial, bad) = if skip {
+            operation::map_isolating(operation, &chunk, &mut stats)
+                .map_err(|e| Failure::Map(e.to_string()))?
+        } else {
+            let partial = operation
+                .map(&chunk, &mut stats)
+                .map_err(|e| Failure::Map(e.to_string()))?;
+            (partial, Vec::new())
+        };
+        Ok(ChunkOutput {
+            partial: partial.into_columns(),
+            stats,
+            bad,
+        })
+    })
+    .await;
+    debug!(job_id = %assignment.job, chunk_id = %assignment.chunk, attempt = %assignment.attempt,
+        elapsed = ?started.elapsed(), "chunk mapped");
+    if stop.load(Ordering::Relaxed) {
+        // Stopped on purpose, not by its input: another attempt may run it.
+        return failed(
+            format!("worker {worker}: stopped (job cancelled or worker stopping)"),
+            true,
+        );
+    }
+    match mapped {
+        Ok(Ok(output)) => Report::Done(output),
+        // Retried, on another worker where possible: the cause may be local to this one.
+        Ok(Err(Failure::Map(e))) => failed(format!("worker {worker}: {e}"), true),
+        Ok(Err(Failure::Unreadable(e))) => {
+            warn!(job_id = %assignment.job, chunk_id = %assignment.chunk, error = %e,
+                "cannot read a chunk on shared storage; handing it back");
+            Report::Released {
+                unreadable: Some(format!("worker {worker}: cannot read {e}")),
+            }
+        }
+        Err(join) => {
+            let why = match join.try_into_panic() {
+                Ok(panic) => operation::panic_message(panic.as_ref()),
+                Err(e) => e.to_string(),
+            };
+            failed(format!("worker {worker}: map panicked: {why}"), true)
+        }
+    }
+}
+
+pub fn failed(error: String, retryable: bool) -> Report {
+    Report::Failed { error, retryable }
+}

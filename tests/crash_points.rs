@@ -17,7 +17,7 @@ use support::*;
 const TRIES: u64 = 30;
 
 /// The spread of delays after the last chunk is folded: 0, STEP, 2 STEP, ...
-const STEP: Duration = Duration::from_millis(15);
+const STEP: Duration = Duration::from_millis(20);
 
 /// A corpus with a large vocabulary, so finalizing, keeping the rows and writing the output
 /// take a while: about 60,000 distinct words in 256 KiB chunks.
@@ -54,14 +54,27 @@ async fn crash_every_try(name: &str, with_output_dir: bool) {
     let test = format!("crash_points_{name}");
     let scratch = tempfile::tempdir().unwrap();
     let (input, expected) = corpus(scratch.path());
-    let state = scratch.path().join("state");
-    let state_dir = state.to_str().unwrap().to_owned();
-    let flags = ["--state-dir", state_dir.as_str(), "--no-backups"];
+    let state_dir = |try_no: u64| {
+        let dir = scratch.path().join(format!("state-{try_no}"));
+        dir.to_str().unwrap().to_owned()
+    };
+    let first = state_dir(0);
+    let flags = ["--state-dir", first.as_str(), "--no-backups"];
     let (mut coordinator_proc, addr) = coordinator(&test, "127.0.0.1:0", &flags).await;
     let _worker = worker(&test, &addr, 2, "w");
     let mut known: HashSet<String> = HashSet::new();
     let (mut inside, mut after_success) = (0, 0);
     for try_no in 0..TRIES {
+        // Each try on a state directory of its own, so a restart restores one job's state.
+        let state = state_dir(try_no);
+        let flags = ["--state-dir", state.as_str(), "--no-backups"];
+        if try_no > 0 {
+            coordinator_proc.child.start_kill().unwrap();
+            coordinator_proc.child.wait().await.unwrap();
+            let (fresh, again) = coordinator(&test, &addr, &flags).await;
+            assert_eq!(again, addr);
+            coordinator_proc = fresh;
+        }
         let out_file = scratch.path().join(format!("result-{try_no}.tsv"));
         let out_dir = scratch.path().join(format!("out-{try_no}"));
         let mut args: Vec<String> = [

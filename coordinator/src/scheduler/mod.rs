@@ -13,6 +13,7 @@
 //! and its chunks go back to the queue; whatever it reports later is dropped.
 
 mod dispatch;
+mod ending;
 mod handle;
 mod journal;
 #[cfg(test)]
@@ -25,8 +26,6 @@ use std::time::{Duration, SystemTime};
 
 use fanfold_common::fleet::{Assignment, AttemptKey, Report, ToWorker};
 use fanfold_common::ids::{JobId, WorkerId};
-use fanfold_common::location::Location;
-use fanfold_common::operation::{BadRecord, Finalized};
 use fanfold_common::registry::Registry;
 use fanfold_common::spec::{JobState, JobStatus};
 use tokio::sync::{mpsc, oneshot};
@@ -34,9 +33,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::job::{BackupPolicy, Completion, FailOutcome, Job, ToFinalize};
+use crate::job::{BackupPolicy, Completion, FailOutcome, Job};
 use crate::store::{self, Checkpoints, Durable, Restored, Store};
-use journal::{Ack, Journal};
+use journal::Journal;
 use workers::Workers;
 
 /// Scheduler settings.
@@ -335,77 +334,6 @@ impl Scheduler {
         }
     }
 
-    /// Makes a finalized job's rows durable before its output directory is committed, so a
-    /// restart commits the same rows rather than finalizing again.
-    fn keep_rows(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
-        let Some(rows) = job.rows() else {
-            return;
-        };
-        if self.journal.rows(job, rows) == Ack::Now {
-            self.rows_durable(id);
-        }
-    }
-
-    /// A job's rows are durable: its output directory is next.
-    fn rows_durable(&mut self, id: JobId) {
-        if let Some(job) = self.jobs.get_mut(&id)
-            && job.rows_durable()
-        {
-            self.commit_if_ready(id);
-        }
-    }
-
-    /// Commits the output directory of a job whose rows are durable, off the scheduler task;
-    /// a job without one succeeds at once.
-    fn commit_if_ready(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
-        if !job.ready_to_commit() {
-            return;
-        }
-        let (Some(output), Some(rows)) = (job.spec.output.clone(), job.rows()) else {
-            self.succeed(id);
-            return;
-        };
-        let commands = self.commands.clone();
-        self.tasks.spawn(async move {
-            let committed =
-                tokio::task::spawn_blocking(move || crate::output::commit(&output, id, &rows))
-                    .await;
-            let result = committed.unwrap_or_else(|e| Err(format!("output commit failed: {e}")));
-            let _ = commands.send(Command::Committed { job: id, result }).await;
-        });
-    }
-
-    /// The rows are durable and the output committed: the job has succeeded, announced once
-    /// the journal holds it.
-    fn succeed(&mut self, id: JobId) {
-        if let Some(job) = self.jobs.get_mut(&id)
-            && job.succeed()
-        {
-            info!(job_id = %id, keys = job.snapshot(0).counters.keys_out, "job succeeded");
-            self.ended(id);
-        }
-    }
-
-    /// The journal holds a job's end: announce it to watchers and to cancels waiting.
-    fn end_durable(&mut self, id: JobId) {
-        let workers = self.worker_count();
-        let Some(job) = self.jobs.get_mut(&id) else {
-            return;
-        };
-        job.end_durable();
-        let status = job.snapshot(workers);
-        for reply in self.cancels.remove(&id).unwrap_or_default() {
-            let _ = reply.send(Ok(status.clone()));
-        }
-        self.publish(id);
-    }
-
     /// Periodic checks: worker leases, job timeouts, stragglers.
     fn tick(&mut self) {
         for worker in self.workers.expired(self.config.worker_timeout) {
@@ -531,67 +459,6 @@ impl Scheduler {
         self.publish(job_id);
     }
 
-    /// Records that a job reached a final state and stops its work on every worker. The end
-    /// is announced once the journal holds it ([`Scheduler::end_durable`]).
-    fn ended(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
-        for worker in self.workers.iter() {
-            if worker.holds_job(id) {
-                worker.tell(ToWorker::Cancel(id));
-            }
-        }
-        if self.journal.finished(job) == Ack::Now {
-            self.end_durable(id);
-        }
-    }
-
-    fn persist_progress(&mut self, id: JobId) {
-        if let Some(job) = self.jobs.get(&id) {
-            self.journal.progress(job);
-        }
-    }
-
-    /// Finalizes (sorts, limits) a job whose chunks are all folded, off the scheduler task.
-    fn finalize_if_ready(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get_mut(&id) else {
-            return;
-        };
-        if !job.ready_to_finalize() {
-            return;
-        }
-        let ToFinalize {
-            folded,
-            bad,
-            operation,
-        } = job.take_for_finalize();
-        let Some(operation) = operation else {
-            return; // restored without its operation: failed when restored
-        };
-        let (sort, limit) = (job.spec.sort, job.spec.limit);
-        let quarantine_file = self.config.quarantine_dir.join(format!("{id}.tsv"));
-        let commands = self.commands.clone();
-        self.tasks.spawn(async move {
-            let finalized = tokio::task::spawn_blocking(move || {
-                let Finalized { keys, rows } = operation
-                    .finalize(folded, sort, limit)
-                    .map_err(|e| format!("finalize failed: {e}"))?;
-                let quarantine = if bad.is_empty() {
-                    None
-                } else {
-                    write_quarantine(&quarantine_file, &bad)
-                        .map_err(|e| format!("cannot write the quarantine file: {e}"))?;
-                    Some(quarantine_file)
-                };
-                Ok((keys, rows, quarantine))
-            })
-            .await;
-            let result = finalized.unwrap_or_else(|e| Err(format!("finalize failed: {e}")));
-            let _ = commands.send(Command::Finalized { job: id, result }).await;
-        });
-    }
-
     fn publish(&self, id: JobId) {
         if let Some(job) = self.jobs.get(&id) {
             job.publish(self.worker_count());
@@ -603,23 +470,4 @@ impl Scheduler {
             job.publish(self.worker_count());
         }
     }
-}
-
-/// Writes skipped records as `path<TAB>offset<TAB>error<TAB>record` lines, atomically: under a
-/// temporary name first, then renamed.
-fn write_quarantine(path: &std::path::Path, bad: &[(Location, BadRecord)]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let temp = path.with_extension("tsv.tmp");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
-    for (file, record) in bad {
-        let error = record.error.replace(['\t', '\n', '\r'], " ");
-        write!(out, "{file}\t{}\t{error}\t", record.offset)?;
-        out.write_all(record.record.strip_suffix(b"\n").unwrap_or(&record.record))?;
-        out.write_all(b"\n")?;
-    }
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(temp, path)
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use fanfold_common::chunker;
 use fanfold_common::fleet::{ChunkOutput, Payload, WorkerHello};
-use fanfold_common::operation::ChunkStats;
+use fanfold_common::operation::{BadRecord, ChunkStats};
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::oneshot;
 

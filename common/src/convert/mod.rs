@@ -1,4 +1,5 @@
-//! Conversions between wire types (`fanfold_proto::v1`) and domain types, in one place:
+//! Conversions between wire types (`fanfold_proto::v1`) and domain types, in one place (the
+//! fleet's messages in [`fleet`]):
 //! `From` outward, `TryFrom` inward. A missing or malformed field is a [`ConvertError`], which
 //! becomes `InvalidArgument` at the gRPC edge; nothing here unwraps.
 
@@ -7,14 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use fanfold_proto::v1 as pb;
 
-use bytes::Bytes;
+mod fleet;
 
-use crate::chunker::ChunkRange;
-use crate::fleet::{
-    Assignment, AttemptKey, ChunkOutput, FromWorker, Payload, Report, ToWorker, WorkerHello,
-};
-use crate::ids::{Attempt, ChunkId, JobId};
-use crate::location::Location;
+use crate::ids::JobId;
 use crate::operation::{BadRecord, ChunkStats};
 use crate::partial::{ChunkPartial, Counts, Partial, Row, SortOrder, Value};
 use crate::render::Format;
@@ -31,6 +27,14 @@ pub enum ConvertError {
         field: &'static str,
         message: String,
     },
+}
+
+pub(crate) fn job_id(raw: &str) -> Result<JobId, ConvertError> {
+    raw.parse()
+        .map_err(|e: crate::ids::BadJobId| ConvertError::Invalid {
+            field: "job_id",
+            message: e.to_string(),
+        })
 }
 
 impl From<ConvertError> for tonic::Status {
@@ -431,223 +435,6 @@ impl TryFrom<pb::JobStatus> for JobStatus {
     }
 }
 
-fn job_id(raw: &str) -> Result<JobId, ConvertError> {
-    raw.parse()
-        .map_err(|e: crate::ids::BadJobId| ConvertError::Invalid {
-            field: "job_id",
-            message: e.to_string(),
-        })
-}
-
-fn location(raw: &str, field: &'static str) -> Result<Location, ConvertError> {
-    Location::parse(raw).map_err(|e| ConvertError::Invalid {
-        field,
-        message: e.to_string(),
-    })
-}
-
-fn key(job: &str, chunk: u64, attempt: u32) -> Result<AttemptKey, ConvertError> {
-    Ok(AttemptKey {
-        job: job_id(job)?,
-        chunk: ChunkId(chunk),
-        attempt: Attempt(attempt),
-    })
-}
-
-impl From<WorkerHello> for pb::Hello {
-    fn from(h: WorkerHello) -> Self {
-        pb::Hello {
-            name: h.name,
-            slots: h.slots,
-            version: h.version,
-            operations: h.operations,
-            shared_storage: h.shared_storage,
-            protocol: h.protocol,
-        }
-    }
-}
-
-impl From<pb::Hello> for WorkerHello {
-    fn from(h: pb::Hello) -> Self {
-        WorkerHello {
-            name: h.name,
-            slots: h.slots,
-            version: h.version,
-            operations: h.operations,
-            shared_storage: h.shared_storage,
-            protocol: h.protocol,
-        }
-    }
-}
-
-/// An assignment as sent: inline bytes in `data` (empty for a large chunk, whose pieces the
-/// sender announces in `piece_bytes`), or a shared location in `shared_path`.
-impl From<Assignment> for pb::Assign {
-    fn from(a: Assignment) -> Self {
-        let (data, shared_path) = match a.payload {
-            Payload::Inline(data) => (data, String::new()),
-            Payload::Shared(location) => (Bytes::new(), location.to_string()),
-            Payload::Unread => (Bytes::new(), String::new()),
-        };
-        pb::Assign {
-            job_id: a.job.to_string(),
-            chunk: a.chunk.0,
-            attempt: a.attempt.0,
-            operation: a.operation,
-            options: a.options.into_iter().collect(),
-            location: Some(pb::ChunkLocation {
-                path: a.location.to_string(),
-                start: a.range.start,
-                end: a.range.end,
-            }),
-            data,
-            piece_bytes: 0,
-            skip_bad_records: a.skip_bad_records,
-            shared_path,
-        }
-    }
-}
-
-/// An assignment as received, its pieces (if any) already gathered into `data`.
-impl TryFrom<pb::Assign> for Assignment {
-    type Error = ConvertError;
-    fn try_from(a: pb::Assign) -> Result<Self, Self::Error> {
-        let key = key(&a.job_id, a.chunk, a.attempt)?;
-        let place = a.location.ok_or(ConvertError::Missing("location"))?;
-        if place.end < place.start {
-            return Err(ConvertError::Invalid {
-                field: "location",
-                message: format!("range {}..{} ends before it starts", place.start, place.end),
-            });
-        }
-        let payload = if a.shared_path.is_empty() {
-            Payload::Inline(a.data)
-        } else {
-            Payload::Shared(location(&a.shared_path, "shared_path")?)
-        };
-        Ok(Assignment {
-            job: key.job,
-            chunk: key.chunk,
-            attempt: key.attempt,
-            operation: a.operation,
-            options: a.options.into_iter().collect(),
-            location: location(&place.path, "location.path")?,
-            range: ChunkRange {
-                file: 0,
-                start: place.start,
-                end: place.end,
-            },
-            payload,
-            skip_bad_records: a.skip_bad_records,
-        })
-    }
-}
-
-/// Cancels as sent; an assignment through [`pb::Assign`] (whose pieces the sender adds).
-impl From<ToWorker> for pb::CoordinatorMessage {
-    fn from(message: ToWorker) -> Self {
-        let kind = match message {
-            ToWorker::Assign(a) => pb::coordinator_message::Kind::Assign(a.into()),
-            ToWorker::Cancel(job) => pb::coordinator_message::Kind::Cancel(pb::CancelJob {
-                job_id: job.to_string(),
-            }),
-            ToWorker::CancelAttempt(k) => {
-                pb::coordinator_message::Kind::CancelAttempt(pb::CancelAttempt {
-                    job_id: k.job.to_string(),
-                    chunk: k.chunk.0,
-                    attempt: k.attempt.0,
-                })
-            }
-        };
-        pb::CoordinatorMessage { kind: Some(kind) }
-    }
-}
-
-impl TryFrom<pb::CancelJob> for ToWorker {
-    type Error = ConvertError;
-    fn try_from(c: pb::CancelJob) -> Result<Self, Self::Error> {
-        Ok(ToWorker::Cancel(job_id(&c.job_id)?))
-    }
-}
-
-impl TryFrom<pb::CancelAttempt> for ToWorker {
-    type Error = ConvertError;
-    fn try_from(c: pb::CancelAttempt) -> Result<Self, Self::Error> {
-        Ok(ToWorker::CancelAttempt(key(&c.job_id, c.chunk, c.attempt)?))
-    }
-}
-
-impl From<FromWorker> for pb::WorkerMessage {
-    fn from(message: FromWorker) -> Self {
-        use pb::worker_message::Kind;
-        let kind = match message {
-            FromWorker::Hello(hello) => Kind::Hello(hello.into()),
-            FromWorker::Heartbeat => Kind::Heartbeat(pb::Heartbeat {}),
-            FromWorker::Draining => Kind::Draining(pb::Draining {}),
-            FromWorker::Report { key, report } => {
-                let (job_id, chunk, attempt) = (key.job.to_string(), key.chunk.0, key.attempt.0);
-                match report {
-                    Report::Done(output) => Kind::Done(pb::ChunkDone {
-                        job_id,
-                        chunk,
-                        attempt,
-                        partial: Some(output.partial.into()),
-                        counters: Some(output.stats.into()),
-                        bad_records: output.bad.into_iter().map(Into::into).collect(),
-                    }),
-                    Report::Failed { error, retryable } => Kind::Failed(pb::ChunkFailed {
-                        job_id,
-                        chunk,
-                        attempt,
-                        error,
-                        retryable,
-                    }),
-                    Report::Released { unreadable } => Kind::Released(pb::ChunkReleased {
-                        job_id,
-                        chunk,
-                        attempt,
-                        unreadable: unreadable.unwrap_or_default(),
-                    }),
-                }
-            }
-        };
-        pb::WorkerMessage { kind: Some(kind) }
-    }
-}
-
-impl TryFrom<pb::WorkerMessage> for FromWorker {
-    type Error = ConvertError;
-    fn try_from(message: pb::WorkerMessage) -> Result<Self, Self::Error> {
-        use pb::worker_message::Kind;
-        Ok(match message.kind.ok_or(ConvertError::Missing("kind"))? {
-            Kind::Hello(hello) => FromWorker::Hello(hello.into()),
-            Kind::Heartbeat(_) => FromWorker::Heartbeat,
-            Kind::Draining(_) => FromWorker::Draining,
-            Kind::Done(done) => FromWorker::Report {
-                key: key(&done.job_id, done.chunk, done.attempt)?,
-                report: Report::Done(ChunkOutput {
-                    partial: done.partial.unwrap_or_default().try_into()?,
-                    stats: done.counters.unwrap_or_default().into(),
-                    bad: done.bad_records.into_iter().map(Into::into).collect(),
-                }),
-            },
-            Kind::Failed(failed) => FromWorker::Report {
-                key: key(&failed.job_id, failed.chunk, failed.attempt)?,
-                report: Report::Failed {
-                    error: failed.error,
-                    retryable: failed.retryable,
-                },
-            },
-            Kind::Released(released) => FromWorker::Report {
-                key: key(&released.job_id, released.chunk, released.attempt)?,
-                report: Report::Released {
-                    unreadable: (!released.unreadable.is_empty()).then_some(released.unreadable),
-                },
-            },
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -746,118 +533,5 @@ mod tests {
             Row::try_from(entry),
             Err(ConvertError::Missing("entry.value"))
         ));
-    }
-
-    #[test]
-    fn fleet_messages_round_trip() {
-        let assignment = Assignment {
-            job: JobId::new(),
-            chunk: ChunkId(7),
-            attempt: Attempt(2),
-            operation: "wordcount".into(),
-            options: [("k".to_string(), "v".to_string())].into(),
-            location: Location::local("logs/a.txt"),
-            range: ChunkRange {
-                file: 3,
-                start: 10,
-                end: 20,
-            },
-            payload: Payload::Shared(Location::local("/abs/logs/a.txt")),
-            skip_bad_records: true,
-        };
-        let back = Assignment::try_from(pb::Assign::from(assignment.clone())).unwrap();
-        assert_eq!(back.key(), assignment.key());
-        assert_eq!(back.location, assignment.location);
-        assert_eq!((back.range.start, back.range.end), (10, 20));
-        assert!(
-            matches!(back.payload, Payload::Shared(l) if l == Location::local("/abs/logs/a.txt"))
-        );
-        let inline = Assignment {
-            payload: Payload::Inline(Bytes::from_static(b"x y\n")),
-            ..assignment.clone()
-        };
-        let back = Assignment::try_from(pb::Assign::from(inline)).unwrap();
-        assert!(matches!(back.payload, Payload::Inline(d) if &d[..] == b"x y\n"));
-
-        let mut partial = Partial::new();
-        partial.add(b"a".to_vec(), Value::Count(2)).unwrap();
-        partial.add(b"m".to_vec(), Value::Max(1.5)).unwrap();
-        let messages = [
-            FromWorker::Hello(WorkerHello {
-                name: "w".into(),
-                slots: 2,
-                version: "0.1.0".into(),
-                operations: vec!["grep".into()],
-                shared_storage: true,
-                protocol: 9,
-            }),
-            FromWorker::Heartbeat,
-            FromWorker::Draining,
-            FromWorker::Report {
-                key: assignment.key(),
-                report: Report::Done(ChunkOutput {
-                    partial: partial.into_columns(),
-                    stats: ChunkStats {
-                        records_in: 3,
-                        ..Default::default()
-                    },
-                    bad: vec![BadRecord {
-                        offset: 4,
-                        record: b"bad".to_vec(),
-                        error: "no".into(),
-                    }],
-                }),
-            },
-            FromWorker::Report {
-                key: assignment.key(),
-                report: Report::Failed {
-                    error: "boom".into(),
-                    retryable: false,
-                },
-            },
-            FromWorker::Report {
-                key: assignment.key(),
-                report: Report::Released {
-                    unreadable: Some("gone".into()),
-                },
-            },
-        ];
-        for message in messages {
-            let wire = pb::WorkerMessage::from(clone_message(&message));
-            assert_eq!(FromWorker::try_from(wire).unwrap(), message);
-        }
-        let cancel = pb::CoordinatorMessage::from(ToWorker::CancelAttempt(assignment.key()));
-        let Some(pb::coordinator_message::Kind::CancelAttempt(c)) = cancel.kind else {
-            panic!("{cancel:?}");
-        };
-        assert!(
-            matches!(ToWorker::try_from(c).unwrap(), ToWorker::CancelAttempt(k) if k == assignment.key())
-        );
-        let bad = pb::Assign {
-            job_id: "not-an-id".into(),
-            ..Default::default()
-        };
-        assert!(Assignment::try_from(bad).is_err());
-    }
-
-    fn clone_message(m: &FromWorker) -> FromWorker {
-        match m {
-            FromWorker::Hello(h) => FromWorker::Hello(h.clone()),
-            FromWorker::Heartbeat => FromWorker::Heartbeat,
-            FromWorker::Draining => FromWorker::Draining,
-            FromWorker::Report { key, report } => FromWorker::Report {
-                key: *key,
-                report: match report {
-                    Report::Done(o) => Report::Done(o.clone()),
-                    Report::Failed { error, retryable } => Report::Failed {
-                        error: error.clone(),
-                        retryable: *retryable,
-                    },
-                    Report::Released { unreadable } => Report::Released {
-                        unreadable: unreadable.clone(),
-                    },
-                },
-            },
-        }
     }
 }

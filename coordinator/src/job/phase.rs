@@ -1,0 +1,220 @@
+//! A job's phase, and the moves that end it.
+//!
+//! ```text
+//!          all chunks folded          rows computed             output committed,
+//! Mapping ─────────────────> Finalizing ──────────> Committing ──────────────────> Ended
+//!    │                           │                      │        success journaled   ▲
+//!    └───────────────────────────┴──────────────────────┴── fail, cancel, timeout ───┘
+//! ```
+//!
+//! A job ends first internally (no more work, reports are stale) and is *announced* only once
+//! the journal holds the end ([`Job::end_durable`]): until then its status says `running`,
+//! finishing. So a client that heard a job succeed (or fail) hears the same after a crash.
+//! A success is journaled only after the rows are durable and the output directory committed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fanfold_common::partial::{Partial, Row};
+use fanfold_common::spec::{Counters, JobState};
+
+use super::{Job, ToFinalize};
+
+/// Where a job is in its life; see the module's diagram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Chunks are mapped and folded.
+    Mapping,
+    /// Every chunk is folded; the result is being finalized off the scheduler task.
+    Finalizing,
+    /// The rows are known (in `Job::rows`): they are being made durable, then the output
+    /// directory is committed, then the success journaled.
+    Committing { keys: u64, rows_durable: bool },
+    /// Over. `durable` once the journal holds the end (or there is no journal); only then is
+    /// the end announced.
+    Ended { state: JobState, durable: bool },
+}
+
+impl Job {
+    /// Restores what a checkpoint said of a job beyond its chunks. A running job whose rows
+    /// were kept (`rows` given) had folded every chunk: it resumes committing them.
+    pub fn restore_progress(
+        &mut self,
+        state: JobState,
+        error: Option<String>,
+        counters: Counters,
+        finished_at: Option<SystemTime>,
+        rows: Option<Vec<Row>>,
+        quarantine: Option<String>,
+    ) {
+        if !state.is_final()
+            && let Some(rows) = rows
+        {
+            self.counters = counters;
+            self.chunks.all_done();
+            self.chunks_checkpointed = self.chunks.len();
+            self.bytes_done = self.bytes_total;
+            self.folded = Partial::new();
+            self.quarantine = quarantine;
+            self.rows = Some(Arc::new(rows));
+            self.phase = Phase::Committing {
+                keys: self.counters.keys_out,
+                rows_durable: true,
+            };
+        } else if !state.is_final() {
+            // Input counters come from the restored chunks; the rest from the checkpoint.
+            self.counters = Counters {
+                records_in: self.counters.records_in,
+                bytes_in: self.counters.bytes_in,
+                bad_records: self.counters.bad_records,
+                user: std::mem::take(&mut self.counters.user),
+                ..counters
+            };
+        } else {
+            self.counters = counters;
+            self.finish(state, error);
+            self.phase = Phase::Ended {
+                state,
+                durable: true,
+            };
+            self.finished_at = finished_at;
+            if state == JobState::Succeeded {
+                self.chunks.all_done();
+                self.bytes_done = self.bytes_total;
+            }
+            self.rows = rows.map(Arc::new);
+            self.quarantine = quarantine;
+        }
+    }
+
+    /// Fails the job if it has run past its timeout.
+    pub fn check_timeout(&mut self) -> bool {
+        match self.spec.timeout {
+            Some(limit) if self.is_running() && self.started.elapsed() >= limit => {
+                self.finish(
+                    JobState::Failed,
+                    Some(format!(
+                        "timed out after {:?} with {}/{} chunks done",
+                        limit,
+                        self.chunks.done(),
+                        self.chunks.len()
+                    )),
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Hands the folded partial, the skipped records and the operation that finalizes the
+    /// result to the finalize step.
+    pub fn take_for_finalize(&mut self) -> ToFinalize {
+        self.phase = Phase::Finalizing;
+        ToFinalize {
+            folded: std::mem::take(&mut self.folded),
+            bad: std::mem::take(&mut self.bad),
+            operation: self.plan.operation.clone(),
+        }
+    }
+
+    /// Keeps the finalized rows; they are to be made durable next. `false` if the job is no
+    /// longer finalizing (cancelled or failed meanwhile).
+    pub fn finalized(&mut self, keys: u64, rows: Vec<Row>, quarantine: Option<PathBuf>) -> bool {
+        if self.phase != Phase::Finalizing {
+            return false;
+        }
+        self.counters.keys_out = keys;
+        self.rows = Some(Arc::new(rows));
+        self.quarantine = quarantine.map(|q| q.display().to_string());
+        self.phase = Phase::Committing {
+            keys,
+            rows_durable: false,
+        };
+        true
+    }
+
+    /// The kept rows are durable (or there is no journal). `false` if the job is not
+    /// committing, or they were durable already.
+    pub fn rows_durable(&mut self) -> bool {
+        match &mut self.phase {
+            Phase::Committing { rows_durable, .. } if !*rows_durable => {
+                *rows_durable = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the rows are kept, to be journaled with the job's progress: a restarted
+    /// coordinator then commits them instead of finalizing again.
+    pub fn rows_kept(&self) -> bool {
+        matches!(self.phase, Phase::Committing { .. })
+    }
+
+    /// Whether the kept rows are durable and the output directory is next.
+    pub fn ready_to_commit(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Committing {
+                rows_durable: true,
+                ..
+            }
+        )
+    }
+
+    /// The output directory is committed (or there is none): the job has succeeded, to be
+    /// announced once that is journaled. `false` if the job is not committing durable rows.
+    pub fn succeed(&mut self) -> bool {
+        let Phase::Committing {
+            keys,
+            rows_durable: true,
+        } = self.phase
+        else {
+            return false;
+        };
+        self.counters.keys_out = keys;
+        self.finish(JobState::Succeeded, None);
+        true
+    }
+
+    /// The journal holds the job's end: it may now be announced. `false` if it was already,
+    /// or the job has not ended.
+    pub fn end_durable(&mut self) -> bool {
+        match &mut self.phase {
+            Phase::Ended { durable, .. } if !*durable => {
+                *durable = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn cancel(&mut self) {
+        if self.is_running() {
+            self.finish(JobState::Cancelled, Some("cancelled by request".into()));
+        }
+    }
+
+    /// Fails a running job with a message, e.g. when a chunk cannot be read or merged.
+    pub fn abort(&mut self, message: String) {
+        if self.is_running() {
+            self.finish(JobState::Failed, Some(message));
+        }
+    }
+
+    pub(super) fn finish(&mut self, state: JobState, error: Option<String>) {
+        self.phase = Phase::Ended {
+            state,
+            durable: false,
+        };
+        if state != JobState::Succeeded {
+            self.rows = None;
+        }
+        self.error = error;
+        self.finished_at = Some(SystemTime::now());
+        self.chunks.stop();
+        self.folded = Partial::new();
+        self.bad = Vec::new();
+    }
+}

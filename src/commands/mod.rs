@@ -16,7 +16,7 @@ use crate::client::Client;
 use crate::flags;
 use crate::local::LocalCluster;
 pub use run::{OutputArgs, RunArgs, Sort};
-pub use status::{list_text, status_text};
+pub use status::{CountersView, OutputDirView, StatusView, list_text, status_text};
 
 /// Run map-reduce jobs on a fanfold cluster, or on this machine alone with `local`.
 ///
@@ -52,9 +52,18 @@ pub enum Command {
         allow_streaming: bool,
     },
     /// Show a job's state, progress and counters.
-    Status { job: JobId },
+    Status {
+        job: JobId,
+        /// Print the status as one JSON object (its fields are listed in README.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// List the coordinator's jobs.
-    List,
+    List {
+        /// Print a JSON array of job statuses, each as `status --json` prints one.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a running job.
     Cancel { job: JobId },
     /// Print (or write) a finished job's result.
@@ -96,13 +105,24 @@ impl Cli {
                 let mut client = Client::connect(&self.coordinator).await?;
                 match command {
                     Command::Run(run) => run::run_job(&mut client, run).await,
-                    Command::Status { job } => {
+                    Command::Status { job, json } => {
                         let status = client.status(job).await?;
-                        print!("{}", status_text(&status));
+                        if json {
+                            println!("{}", serde_json::to_string(&StatusView::from(&status))?);
+                        } else {
+                            print!("{}", status_text(&status));
+                        }
                         Ok(exit_for(status.state))
                     }
-                    Command::List => {
-                        print!("{}", list_text(&client.list().await?));
+                    Command::List { json } => {
+                        let jobs = client.list().await?;
+                        if json {
+                            let views: Vec<StatusView> =
+                                jobs.iter().map(StatusView::from).collect();
+                            println!("{}", serde_json::to_string(&views)?);
+                        } else {
+                            print!("{}", list_text(&jobs));
+                        }
                         Ok(ExitCode::SUCCESS)
                     }
                     Command::Cancel { job } => {

@@ -9,15 +9,19 @@
 //! ```sh
 //! # everything in one process, on this machine
 //! cargo run --release --example custom_job -- local samples/
-//! # or a real cluster: a coordinator and workers that know "bigrams"
-//! cargo run --release --example custom_job -- coordinator 0.0.0.0:7077
-//! cargo run --release --example custom_job -- worker http://coord-host:7077
+//! # or a real cluster: a coordinator and workers that know "bigrams", taking every flag and
+//! # FANFOLD_* variable of the `coordinator` and `worker` binaries
+//! cargo run --release --example custom_job -- coordinator --listen 0.0.0.0:7077
+//! cargo run --release --example custom_job -- worker --coordinator coord-host:7077
 //! submit-job --coordinator coord-host:7077 run /data --op bigrams --option lowercase=true
 //! ```
 
 use std::sync::Arc;
 
+use anyhow::Context;
+use clap::Parser;
 use fanfold::client::Client;
+use fanfold::config::{CoordinatorFlags, WorkerFlags};
 use fanfold::local::LocalCluster;
 use fanfold_common::operation::{
     Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options,
@@ -118,14 +122,28 @@ async fn run_locally(
     outcome
 }
 
+/// Word bigram counts on fanfold: on this machine alone, or as a coordinator and workers that
+/// know the `bigrams` operation.
+#[derive(Parser, Debug)]
+enum Cli {
+    /// Count the bigrams of INPUT... on an in-process cluster and print the ten most frequent.
+    Local {
+        #[arg(required = true)]
+        inputs: Vec<String>,
+    },
+    /// A coordinator that also knows `bigrams`; the flags of the `coordinator` binary.
+    Coordinator(CoordinatorFlags),
+    /// A worker that also knows `bigrams`; the flags of the `worker` binary.
+    Worker(WorkerFlags),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    fanfold_common::telemetry::init(false, "warn");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("local") if args.len() > 1 => {
+    match Cli::parse() {
+        Cli::Local { inputs } => {
+            fanfold_common::telemetry::init(false, "warn");
             let cwd = std::env::current_dir()?;
-            let inputs = args[1..]
+            let inputs = inputs
                 .iter()
                 .map(|a| cwd.join(a).display().to_string())
                 .collect();
@@ -135,26 +153,21 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Some("coordinator") => {
-            let listeners = fanfold_coordinator::Listeners::bind(
-                args.get(1).map_or("0.0.0.0:7077", String::as_str),
-            )
-            .await?;
+        Cli::Coordinator(flags) => {
+            fanfold_common::telemetry::init(flags.log_json, "info");
+            // The same flags as the `coordinator` binary; only the registry is this build's.
+            let config = flags.config(registry())?;
+            let listeners = fanfold_coordinator::Listeners::bind(&flags.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", flags.listen))?;
             println!("coordinator listening on {}", listeners.grpc.local_addr()?);
-            let config = fanfold_coordinator::Config {
-                registry: registry(),
-                ..Default::default()
-            };
             fanfold_coordinator::run(listeners, config, fanfold::shutdown_on_signals()).await?;
         }
-        Some("worker") => {
-            let address = args.get(1).map_or("http://127.0.0.1:7077", String::as_str);
-            let mut config =
-                fanfold_worker::Config::new(address, format!("bigrams-{}", std::process::id()), 2);
-            config.registry = registry();
+        Cli::Worker(flags) => {
+            fanfold_common::telemetry::init(flags.log_json, "info");
+            let config = flags.config(registry());
             fanfold_worker::run(config, fanfold::shutdown_on_signals()).await;
         }
-        _ => anyhow::bail!("usage: custom_job local INPUT... | coordinator [ADDR] | worker [URL]"),
     }
     Ok(())
 }
@@ -205,6 +218,47 @@ mod tests {
             })
             .collect();
         assert_eq!(got, sequential(&[&a, &b]));
+    }
+
+    #[test]
+    fn its_coordinator_and_worker_take_the_binaries_flags_and_know_bigrams() {
+        let cli = Cli::try_parse_from([
+            "custom_job",
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--chunk-size",
+            "1MiB",
+            "--no-backups",
+        ])
+        .unwrap();
+        let Cli::Coordinator(flags) = cli else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(flags.listen, "127.0.0.1:0");
+        let config = flags.config(registry()).unwrap();
+        assert_eq!(config.default_chunk_size, 1 << 20);
+        assert!(config.backups.is_none());
+        assert!(config.registry.names().contains(&NAME.to_owned()));
+
+        let cli = Cli::try_parse_from([
+            "custom_job",
+            "worker",
+            "--coordinator",
+            "coord-host:7077",
+            "--slots",
+            "2",
+            "--name",
+            "bigrams-1",
+        ])
+        .unwrap();
+        let Cli::Worker(flags) = cli else {
+            panic!("{cli:?}")
+        };
+        let config = flags.config(registry());
+        assert_eq!(config.coordinator, "http://coord-host:7077");
+        assert_eq!((config.name.as_str(), config.slots), ("bigrams-1", 2));
+        assert!(config.registry.names().contains(&NAME.to_owned()));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,11 @@
-//! What the `coordinator`, `worker` and `submit-job` binaries share: flag parsing helpers,
-//! shutdown on signals, the job client, result output and local mode.
+//! What the `coordinator`, `worker` and `submit-job` binaries are made of, so a custom build can
+//! reuse it: the coordinator's and worker's flags (`config`), `submit-job`'s commands
+//! (`commands`), flag parsing helpers, shutdown on signals, the job client, result output and
+//! local mode.
 
 pub mod client;
+pub mod commands;
+pub mod config;
 pub mod flags;
 pub mod local;
 pub mod output;

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use support::*;
 
@@ -36,6 +36,7 @@ async fn word_count_matches_with(
     let out = tempfile::tempdir().unwrap();
     let result = out.path().join("counts.tsv");
     let root = corpus.root();
+    let submitted = SystemTime::now();
     let run = submit_job(
         &addr,
         &[
@@ -67,29 +68,24 @@ async fn word_count_matches_with(
         .nth(1)
         .unwrap_or_else(|| panic!("no job id in {err}"))
         .to_owned();
-    let status = submit_job(&addr, &["status", &job]).await;
-    assert_ok(&status);
-    let status = stdout(&status);
-    assert_eq!(field(&status, "state"), "succeeded");
-    let chunks: Vec<u64> = field(&status, "chunks")
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let out = submit_job(&addr, &["status", &job, "--json"]).await;
+    assert_ok(&out);
+    let status: Status = parse_json(&out);
+    assert_eq!(status.state, "succeeded");
     // Every chunk but a file's last is at least the chunk size; and the test wants many.
     let most = corpus.bytes / chunk_bytes(chunk_size) + corpus.files.len() as u64;
     assert!(
-        chunks[0] == chunks[1] && (30..=most).contains(&chunks[1]),
-        "{status}"
+        status.chunks_done == status.chunks_total && (30..=most).contains(&status.chunks_total),
+        "{status:?}"
     );
-    assert_eq!(counter(&status, "bytes_in"), corpus.bytes);
-    assert_eq!(counter(&status, "records_in"), corpus.lines);
-    assert_eq!(counter(&status, "keys_out"), corpus.counts.len() as u64);
+    assert_eq!(status.counters.bytes_in, corpus.bytes);
+    assert_eq!(status.counters.records_in, corpus.lines);
+    assert_eq!(status.counters.keys_out, corpus.counts.len() as u64);
     assert_eq!(
-        counter(&status, "attempts"),
-        chunks[1],
+        status.counters.attempts, status.chunks_total,
         "no fault, no retry"
     );
+    assert_status_json(&out, &status, corpus, chunk_size, submitted);
 
     // The kept result can be fetched again, in JSON Lines too.
     let again = submit_job(&addr, &["result", &job]).await;
@@ -105,12 +101,110 @@ async fn word_count_matches_with(
         "{first}"
     );
 
-    let list = submit_job(&addr, &["list"]).await;
+    let list = submit_job(&addr, &["list", "--json"]).await;
     assert_ok(&list);
+    let jobs: Vec<Status> = parse_json(&list);
     assert!(
-        stdout(&list)
-            .lines()
-            .any(|l| l.starts_with(&job) && l.contains("succeeded"))
+        jobs.iter()
+            .any(|j| j.job_id == job && j.state == "succeeded"),
+        "{jobs:?}"
+    );
+}
+
+/// The rest of a finished word count's `status --json`: every documented field is there, and
+/// those known without fanfold have their values.
+fn assert_status_json(
+    out: &std::process::Output,
+    status: &Status,
+    corpus: &Corpus,
+    chunk_size: &str,
+    submitted: SystemTime,
+) {
+    let raw: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut fields: Vec<&str> = raw
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    let mut documented = vec![
+        "job_id",
+        "state",
+        "finishing",
+        "operation",
+        "options",
+        "inputs",
+        "chunk_size",
+        "sort",
+        "limit",
+        "whole_file",
+        "skip_bad_records",
+        "timeout_seconds",
+        "output_dir",
+        "chunks_total",
+        "chunks_done",
+        "chunks_running",
+        "chunks_checkpointed",
+        "bytes_total",
+        "bytes_done",
+        "workers",
+        "counters",
+        "error",
+        "submitted_at",
+        "finished_at",
+        "result_rows",
+        "quarantine",
+    ];
+    documented.sort_unstable();
+    assert_eq!(fields, documented);
+    let mut counters: Vec<&str> = raw["counters"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    counters.sort_unstable();
+    assert_eq!(
+        counters,
+        [
+            "attempts",
+            "backups",
+            "bad_records",
+            "bytes_in",
+            "chunks_failed",
+            "keys_out",
+            "records_in",
+            "user"
+        ]
+    );
+    assert!(!status.finishing && status.error.is_none() && status.quarantine.is_none());
+    assert_eq!(status.operation, "wordcount");
+    assert_eq!(status.inputs, [corpus.root()]);
+    assert_eq!(status.chunk_size, Some(chunk_bytes(chunk_size)));
+    assert_eq!(
+        (raw["sort"].as_str(), raw["limit"].as_u64()),
+        (Some("key"), None)
+    );
+    assert_eq!(
+        (status.bytes_done, status.bytes_total),
+        (corpus.bytes, corpus.bytes)
+    );
+    assert_eq!(status.chunks_running, 0);
+    assert_eq!(status.result_rows, corpus.counts.len() as u64);
+    assert!(status.counters.user.is_empty());
+    // Submitted after this test asked and finished before it looked (to the millisecond).
+    let time = |field: &Option<String>| {
+        let text = field
+            .as_deref()
+            .unwrap_or_else(|| panic!("no time in {status:?}"));
+        humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let (start, end) = (time(&status.submitted_at), time(&status.finished_at));
+    let millisecond = Duration::from_millis(1);
+    assert!(
+        submitted <= start + millisecond && start <= end && end <= SystemTime::now(),
+        "{status:?}"
     );
 }
 
@@ -212,11 +306,11 @@ async fn a_job_without_workers_waits_visibly_and_can_be_cancelled() {
     let submitted = submit_job(&addr, &["run", input.to_str().unwrap(), "--detach"]).await;
     assert_ok(&submitted);
     let job = stdout(&submitted).trim().to_owned();
-    let status = submit_job(&addr, &["status", &job]).await;
+    let status = submit_job(&addr, &["status", &job, "--json"]).await;
     assert_ok(&status);
-    let text = stdout(&status);
-    assert_eq!(field(&text, "state"), "running");
-    assert_eq!(field(&text, "workers"), "0");
+    let status: Status = parse_json(&status);
+    assert_eq!(status.state, "running");
+    assert_eq!(status.workers, 0);
     let early = submit_job(&addr, &["result", &job]).await;
     assert_eq!(early.status.code(), Some(1));
     assert!(stderr(&early).contains("is running"), "{}", stderr(&early));
@@ -229,7 +323,9 @@ async fn a_job_without_workers_waits_visibly_and_can_be_cancelled() {
         Some(1),
         "a cancelled job's status exits 1"
     );
-    assert_eq!(field(&stdout(&status), "state"), "cancelled");
+    let status = submit_job(&addr, &["status", &job, "--json"]).await;
+    assert_eq!(status.status.code(), Some(1), "with --json too");
+    assert_eq!(parse_json::<Status>(&status).state, "cancelled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,6 +344,9 @@ async fn submit_job_reports_errors_in_one_line_with_exit_codes() {
 
     let unknown = "0b5e6c1e-8d4f-4d5e-9a45-3f1c2b7d9e10";
     one_line_error(&submit_job(&addr, &["status", unknown]).await, "not found");
+    let json = submit_job(&addr, &["status", unknown, "--json"]).await;
+    one_line_error(&json, "not found");
+    assert!(json.stdout.is_empty(), "no JSON for an unknown job");
     one_line_error(&submit_job(&addr, &["result", unknown]).await, "not found");
     one_line_error(&submit_job(&addr, &["cancel", unknown]).await, "not found");
 
@@ -306,11 +405,14 @@ async fn a_file_cut_short_after_planning_fails_its_job_naming_the_chunk() {
         let status = until("the job to end", Duration::from_secs(60), || async {
             job_status(&addr, &job)
                 .await
-                .filter(|s| s["state"] != "running")
+                .filter(|s| s.state != "running")
         })
         .await;
-        assert_eq!(status["state"], "failed", "{test}: {status:?}");
-        let error = &status["error"];
+        assert_eq!(status.state, "failed", "{test}: {status:?}");
+        let error = status
+            .error
+            .as_deref()
+            .unwrap_or_else(|| panic!("{test}: no error in {status:?}"));
         assert!(
             error.contains("cannot read chunk")
                 && error.contains(input)

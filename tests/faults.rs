@@ -39,11 +39,9 @@ async fn submit_chunked(addr: &str, chunk_size: &str) -> String {
     stdout(&out).trim().to_owned()
 }
 
-async fn wait_final(addr: &str, job: &str) -> HashMap<String, String> {
+async fn wait_final(addr: &str, job: &str) -> Status {
     until("the job to end", Duration::from_secs(240), || async {
-        job_status(addr, job)
-            .await
-            .filter(|s| s["state"] != "running")
+        job_status(addr, job).await.filter(|s| s.state != "running")
     })
     .await
 }
@@ -61,9 +59,9 @@ async fn assert_exact(addr: &str, job: &str) {
 }
 
 /// Input counters count each chunk once, whatever was retried.
-fn assert_counted_once(status: &HashMap<String, String>) {
-    assert_eq!(num(status, "bytes_in"), corpus().bytes, "{status:?}");
-    assert_eq!(num(status, "chunks_done"), num(status, "chunks_total"));
+fn assert_counted_once(status: &Status) {
+    assert_eq!(status.counters.bytes_in, corpus().bytes, "{status:?}");
+    assert_eq!(status.chunks_done, status.chunks_total);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +82,7 @@ async fn crash_storm_kills_workers_and_the_answer_stays_exact() {
         loop {
             tokio::time::sleep(Duration::from_millis(150 + rng.below(300))).await;
             let status = job_status(&addr, &job).await.expect("coordinator up");
-            if status["state"] != "running" {
+            if status.state != "running" {
                 break;
             }
             let victim = rng.below(workers.len() as u64) as usize;
@@ -100,9 +98,9 @@ async fn crash_storm_kills_workers_and_the_answer_stays_exact() {
             "round {round}: only {kills_mid_job} kills landed mid-job"
         );
         let status = wait_final(&addr, &job).await;
-        assert_eq!(status["state"], "succeeded", "{status:?}");
+        assert_eq!(status.state, "succeeded", "{status:?}");
         assert_counted_once(&status);
-        assert!(num(&status, "attempts") >= num(&status, "chunks_total"));
+        assert!(status.counters.attempts >= status.chunks_total);
         assert_exact(&addr, &job).await;
     }
 }
@@ -116,19 +114,15 @@ async fn a_stopped_workers_chunks_move_and_its_late_results_are_not_folded() {
     until(
         "the first worker to fold some chunks",
         Duration::from_secs(60),
-        || async {
-            job_status(&addr, &job)
-                .await
-                .filter(|s| num(s, "chunks_done") >= 3)
-        },
+        || async { job_status(&addr, &job).await.filter(|s| s.chunks_done >= 3) },
     )
     .await;
     signal(frozen.pid(), "STOP");
     let _rescuer = worker(test, &addr, 2, "rescuer");
     let status = wait_final(&addr, &job).await;
-    assert_eq!(status["state"], "succeeded", "{status:?}");
+    assert_eq!(status.state, "succeeded", "{status:?}");
     assert!(
-        num(&status, "attempts") > num(&status, "chunks_total"),
+        status.counters.attempts > status.chunks_total,
         "the frozen worker's chunks were reassigned: {status:?}"
     );
     assert_counted_once(&status);
@@ -139,15 +133,11 @@ async fn a_stopped_workers_chunks_move_and_its_late_results_are_not_folded() {
     until(
         "the thawed worker to reattach",
         Duration::from_secs(30),
-        || async {
-            job_status(&addr, &job)
-                .await
-                .filter(|s| s["workers"] == "2")
-        },
+        || async { job_status(&addr, &job).await.filter(|s| s.workers == 2) },
     )
     .await;
     let after = job_status(&addr, &job).await.unwrap();
-    assert_eq!(after["counters"], status["counters"]);
+    assert_eq!(after.counters, status.counters);
     assert_exact(&addr, &job).await;
 }
 
@@ -190,14 +180,15 @@ async fn the_coordinator_is_killed_twice_and_the_job_resumes_from_its_checkpoint
         "the job to be submitted",
         Duration::from_secs(60),
         || async {
-            let list = stdout(&submit_job(&addr, &["list"]).await);
-            list.lines()
-                .find(|l| l.contains("running"))
-                .map(|l| l.split_whitespace().next().unwrap().to_owned())
+            list_jobs(&addr)
+                .await?
+                .into_iter()
+                .find(|j| j.state == "running")
+                .map(|j| j.job_id)
         },
     )
     .await;
-    let total = num(&job_status(&addr, &job).await.unwrap(), "chunks_total");
+    let total = job_status(&addr, &job).await.unwrap().chunks_total;
     for kill in 1..=2u64 {
         let target = kill * total / 3;
         let before = until(
@@ -206,15 +197,12 @@ async fn the_coordinator_is_killed_twice_and_the_job_resumes_from_its_checkpoint
             || async {
                 job_status(&addr, &job)
                     .await
-                    .filter(|s| num(s, "chunks_checkpointed") >= target)
+                    .filter(|s| s.chunks_checkpointed >= target)
             },
         )
         .await;
-        assert_eq!(
-            before["state"], "running",
-            "the job ended before kill {kill}"
-        );
-        let checkpointed = num(&before, "chunks_checkpointed");
+        assert_eq!(before.state, "running", "the job ended before kill {kill}");
+        let checkpointed = before.chunks_checkpointed;
         coordinator_proc.child.start_kill().unwrap(); // SIGKILL
         coordinator_proc.child.wait().await.unwrap();
         let (restarted, again) = coordinator(test, &addr, &flags).await;
@@ -224,7 +212,7 @@ async fn the_coordinator_is_killed_twice_and_the_job_resumes_from_its_checkpoint
             .await
             .expect("restarted coordinator answers");
         assert!(
-            num(&resumed, "chunks_done") >= checkpointed,
+            resumed.chunks_done >= checkpointed,
             "kill {kill}: {checkpointed} chunks were checkpointed, {resumed:?} resumed"
         );
     }
@@ -241,11 +229,11 @@ async fn the_coordinator_is_killed_twice_and_the_job_resumes_from_its_checkpoint
         "word counts differ from the sequential count"
     );
     let status = job_status(&addr, &job).await.unwrap();
-    assert_eq!(status["state"], "succeeded");
+    assert_eq!(status.state, "succeeded");
     assert_counted_once(&status);
     // Only chunks in flight at each kill's last checkpoint are redone: at most the fleet's
     // credits (2 workers x (1 slot + 1 prefetch)) per kill.
-    let redone = num(&status, "attempts") - num(&status, "chunks_total");
+    let redone = status.counters.attempts - status.chunks_total;
     assert!(redone <= 2 * 4, "{redone} chunks redone: {status:?}");
     // SIGTERM stops the coordinator cleanly, and the finished result is still there after it
     // starts again.
@@ -278,18 +266,14 @@ async fn cancel_stops_the_work_on_every_worker_promptly() {
     until(
         "some chunks to be done",
         Duration::from_secs(60),
-        || async {
-            job_status(&addr, &job)
-                .await
-                .filter(|s| num(s, "chunks_done") >= 2)
-        },
+        || async { job_status(&addr, &job).await.filter(|s| s.chunks_done >= 2) },
     )
     .await;
     let cancel = submit_job(&addr, &["cancel", &job]).await;
     assert_ok(&cancel);
     let status = job_status(&addr, &job).await.unwrap();
-    assert_eq!(status["state"], "cancelled");
-    assert_eq!(num(&status, "chunks_running"), 0);
+    assert_eq!(status.state, "cancelled");
+    assert_eq!(status.chunks_running, 0);
     // Idle means at most 2 clock ticks (20 ms: heartbeats) of CPU over half a second, where
     // mapping would use all of it; it must come within two seconds.
     until("workers to go idle", Duration::from_secs(2), || async {
@@ -317,9 +301,7 @@ async fn sigterm_drains_a_worker_which_exits_zero_and_nothing_is_lost() {
     let mut leaving = worker(test, &addr, 2, "leaving");
     let job = submit(&addr).await;
     until("the worker to be busy", Duration::from_secs(60), || async {
-        job_status(&addr, &job)
-            .await
-            .filter(|s| num(s, "chunks_done") >= 3)
+        job_status(&addr, &job).await.filter(|s| s.chunks_done >= 3)
     })
     .await;
     let _staying = worker(test, &addr, 2, "staying");
@@ -330,10 +312,9 @@ async fn sigterm_drains_a_worker_which_exits_zero_and_nothing_is_lost() {
         .unwrap();
     assert_eq!(exit.code(), Some(0), "a drained worker exits 0");
     let status = wait_final(&addr, &job).await;
-    assert_eq!(status["state"], "succeeded", "{status:?}");
+    assert_eq!(status.state, "succeeded", "{status:?}");
     assert_eq!(
-        num(&status, "chunks_failed"),
-        0,
+        status.counters.chunks_failed, 0,
         "handing back is not failing"
     );
     assert_counted_once(&status);
@@ -414,17 +395,17 @@ async fn a_poison_record_fails_the_job_clearly_or_is_quarantined_in_skip_mode() 
         parse_tsv(&out.stdout) == expected,
         "counts differ from the independent count"
     );
-    let id = stdout(&submit_job(&addr, &["list"]).await)
-        .lines()
-        .rfind(|l| l.contains("succeeded"))
+    let id = list_jobs(&addr)
+        .await
+        .expect("coordinator up")
+        .into_iter()
+        .rfind(|j| j.state == "succeeded")
         .expect("the skip-mode job")
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+        .job_id;
     let status = job_status(&addr, &id).await.unwrap();
-    assert_eq!(num(&status, "bad_records"), 1);
-    let quarantine = std::fs::read_to_string(&status["quarantine"]).unwrap();
+    assert_eq!(status.counters.bad_records, 1);
+    let quarantine =
+        std::fs::read_to_string(status.quarantine.expect("a quarantine file")).unwrap();
     let fields: Vec<&str> = quarantine.trim_end().split('\t').collect();
     assert_eq!(quarantine.lines().count(), 1, "{quarantine}");
     assert_eq!(fields[0], input);

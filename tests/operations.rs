@@ -70,10 +70,10 @@ fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| b as char).collect()
 }
 
-/// A finished run: its result rows (TSV or JSONL as asked) and its counters.
+/// A finished run: its result rows (TSV or JSONL as asked) and its status.
 struct Ran {
     stdout: Vec<u8>,
-    status: String,
+    status: Status,
 }
 
 impl Ran {
@@ -102,25 +102,6 @@ impl Ran {
             })
             .collect()
     }
-
-    fn counter(&self, name: &str) -> u64 {
-        self.status
-            .lines()
-            .find_map(|l| l.strip_prefix("counters"))
-            .unwrap_or_else(|| panic!("no counters in {}", self.status))
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("no counter {name} in {}", self.status))
-            .parse()
-            .unwrap()
-    }
-
-    fn field(&self, name: &str) -> &str {
-        self.status
-            .lines()
-            .find_map(|l| l.strip_prefix(name).map(str::trim))
-            .unwrap_or_else(|| panic!("no {name} in {}", self.status))
-    }
 }
 
 /// Runs `submit-job run` with `args`, asserts success, and fetches the job's status.
@@ -135,11 +116,11 @@ async fn run(addr: &str, args: &[&str]) -> Ran {
         .nth(1)
         .unwrap_or_else(|| panic!("no job id in {err}"))
         .to_owned();
-    let status = submit_job(addr, &["status", &job]).await;
+    let status = submit_job(addr, &["status", &job, "--json"]).await;
     assert_ok(&status);
     Ran {
         stdout: out.stdout,
-        status: stdout(&status),
+        status: parse_json(&status),
     }
 }
 
@@ -201,17 +182,15 @@ async fn check(
         );
     }
     assert_eq!(
-        ran.counter("records_in"),
-        expected.records,
+        ran.status.counters.records_in, expected.records,
         "{what}: records_in"
     );
     assert_eq!(
-        ran.counter("bad_records"),
-        expected.bad,
+        ran.status.counters.bad_records, expected.bad,
         "{what}: bad_records"
     );
     assert_eq!(
-        ran.counter("keys_out"),
+        ran.status.counters.keys_out,
         expected.rows.len() as u64,
         "{what}: keys_out"
     );
@@ -604,17 +583,17 @@ async fn whole_files_compression_and_bad_input() {
         .filter(|f| std::fs::metadata(f).unwrap().len() > 0)
         .count();
     assert_eq!(
-        done_and_running(ran.field("chunks")),
-        format!("{non_empty}/{non_empty} done, 0 running")
+        done_and_running(&ran.status),
+        (non_empty as u64, non_empty as u64, 0)
     );
     let expected = oracle("wordcount", &[], &files);
     assert_eq!(ran.tsv().len(), expected.rows.len());
-    assert_eq!(ran.counter("records_in"), expected.records);
+    assert_eq!(ran.status.counters.records_in, expected.records);
 
     // Compressed files are one chunk each even when chunks are small.
     let gz = dir.path().join("text-copy.txt.gz").display().to_string();
     let ran = run(&c.addr, &[&gz, "--chunk-size", "1KiB"]).await;
-    assert_eq!(done_and_running(ran.field("chunks")), "1/1 done, 0 running");
+    assert_eq!(done_and_running(&ran.status), (1, 1, 0));
 
     // A file that claims to be gzip but is not: the job fails naming the file.
     let broken = dir.path().join("broken.log.gz");
@@ -761,7 +740,11 @@ impl TapMkdir for PathBuf {
     }
 }
 
-/// The "D/T done, R running" part of a status's chunks line (checkpoints are not checked here).
-fn done_and_running(chunks: &str) -> String {
-    chunks.split(", ").take(2).collect::<Vec<_>>().join(", ")
+/// Chunks done, in total and running (checkpoints are not checked here).
+fn done_and_running(status: &Status) -> (u64, u64, u64) {
+    (
+        status.chunks_done,
+        status.chunks_total,
+        status.chunks_running,
+    )
 }

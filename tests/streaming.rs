@@ -59,22 +59,15 @@ const MAPPER: &str = "awk '{ for (i = 1; i <= NF; i++) print $i \"\\t1\" } \
 const REDUCER: &str = "awk -F'\\t' '$1 != k { if (NR > 1) print k \"\\t\" n; k = $1; n = 0 } \
     { n += $2 } END { if (NR > 0) print k \"\\t\" n }'";
 
-fn counter(status: &str, name: &str) -> u64 {
-    status
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("counter")
-                .and_then(|r| r.trim().strip_prefix(&format!("{name}=")))
-        })
-        .unwrap_or_else(|| panic!("no counter {name} in:\n{status}"))
-        .parse()
-        .unwrap()
+/// The user counter `GROUP.NAME` of a status, if it has one.
+fn counter(status: &Status, name: &str) -> Option<u64> {
+    status.counters.user.get(name).copied()
 }
 
-async fn status_of(addr: &str, run: &std::process::Output) -> String {
+async fn status_of(addr: &str, run: &std::process::Output) -> Status {
     let err = stderr(run);
     let job = err.split_whitespace().nth(1).unwrap().to_owned();
-    stdout(&submit_job(addr, &["status", &job]).await)
+    job_status(addr, &job).await.expect("coordinator up")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +100,7 @@ async fn shell_mapper_with_builtin_and_shell_reducers() {
         assert_ok(&run);
         assert_eq!(parse_tsv(&run.stdout), expected, "reducer {reducer}");
         let status = status_of(&addr, &run).await;
-        assert_eq!(counter(&status, "fanfold.lines"), lines, "{status}");
+        assert_eq!(counter(&status, "fanfold.lines"), Some(lines), "{status:?}");
     }
 }
 
@@ -222,21 +215,11 @@ async fn a_worker_killed_mid_job_leaves_no_child_and_counters_count_once() {
     assert_ok(&run);
     assert_eq!(parse_tsv(&run.stdout), expected);
     let status = status_of(&addr, &run).await;
-    assert_eq!(counter(&status, "fanfold.lines"), lines, "{status}");
-    let attempts: u64 = status
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("attempts="))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let chunks: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("chunks"))
-        .and_then(|c| c.trim().split('/').next())
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(attempts > chunks, "some chunks were retried: {status}");
+    assert_eq!(counter(&status, "fanfold.lines"), Some(lines), "{status:?}");
+    assert!(
+        status.counters.attempts > status.chunks_done,
+        "some chunks were retried: {status:?}"
+    );
     // The killed worker's mapper shells died with it.
     let started = std::time::Instant::now();
     while !processes_with(&marker).is_empty() {

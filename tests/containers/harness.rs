@@ -419,24 +419,24 @@ impl Cluster {
         support::submit_job(&self.address, args).await
     }
 
-    /// Polls `status` until `ready` holds for the job's status text, or fails after `limit`.
+    /// Polls `status --json` until `ready` holds for the job's status, or fails after `limit`.
     pub async fn wait_for_status(
         &self,
         job: &str,
         limit: Duration,
         what: &str,
-        ready: impl Fn(&str) -> bool,
-    ) -> String {
+        ready: impl Fn(&support::Status) -> bool,
+    ) -> support::Status {
         let deadline = Instant::now() + limit;
         loop {
-            let out = self.submit_job(&["status", job]).await;
-            let text = support::stdout(&out);
-            if ready(&text) {
-                return text;
+            let out = self.submit_job(&["status", job, "--json"]).await;
+            let status: support::Status = support::parse_json(&out);
+            if ready(&status) {
+                return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "[{}] waited {limit:?} for {what}; last status:\n{text}{}",
+                "[{}] waited {limit:?} for {what}; last status:\n{status:?}{}",
                 self.test,
                 support::stderr(&out)
             );

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use harness::{Cluster, WorkerSpec, docker};
 use support::{
-    assert_ok, count_words, counter, field, generate_corpus, job_status, num, parse_tsv, stdout,
+    Status, assert_ok, count_words, generate_corpus, job_status, parse_json, parse_tsv, stdout,
     until,
 };
 
@@ -86,42 +86,35 @@ async fn submit(cluster: &Cluster) -> String {
     stdout(&out).trim().to_owned()
 }
 
-/// `(done, total)` chunks from a status text.
-fn chunks(status: &str) -> (u64, u64) {
-    let numbers: Vec<u64> = field(status, "chunks")
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    (numbers[0], numbers[1])
+/// `(done, total)` chunks of a status.
+fn chunks(status: &Status) -> (u64, u64) {
+    (status.chunks_done, status.chunks_total)
 }
 
 /// Waits until at least `fraction` of the job's chunks are done while it still runs, so that
 /// what the test does next happens mid-job; returns that status.
-async fn wait_until_partly_done(cluster: &Cluster, job: &str, fraction: f64) -> String {
+async fn wait_until_partly_done(cluster: &Cluster, job: &str, fraction: f64) -> Status {
     let status = cluster
         .wait_for_status(job, JOB_LIMIT, "the job to get going", |s| {
             let (done, total) = chunks(s);
-            field(s, "state") != "running" || done as f64 >= fraction * total as f64
+            s.state != "running" || done as f64 >= fraction * total as f64
         })
         .await;
     let (done, total) = chunks(&status);
     assert!(
-        field(&status, "state") == "running" && done < total,
-        "the job finished before the test could break anything; it needs to run longer:\n{status}"
+        status.state == "running" && done < total,
+        "the job finished before the test could break anything; it needs to run longer:\n{status:?}"
     );
     status
 }
 
 /// Waits for the job to end, checks it succeeded with the exact sequential answer, and returns
 /// its final status.
-async fn expect_exact_result(cluster: &Cluster, job: &str) -> String {
+async fn expect_exact_result(cluster: &Cluster, job: &str) -> Status {
     let status = cluster
-        .wait_for_status(job, JOB_LIMIT, "the job to end", |s| {
-            field(s, "state") != "running"
-        })
+        .wait_for_status(job, JOB_LIMIT, "the job to end", |s| s.state != "running")
         .await;
-    assert_eq!(field(&status, "state"), "succeeded", "{status}");
+    assert_eq!(status.state, "succeeded", "{status:?}");
     let result = cluster.submit_job(&["result", job]).await;
     assert_ok(&result);
     let got = parse_tsv(&result.stdout);
@@ -132,9 +125,9 @@ async fn expect_exact_result(cluster: &Cluster, job: &str) -> String {
         "word counts differ from the sequential count"
     );
     assert_eq!(
-        counter(&status, "keys_out"),
+        status.counters.keys_out,
         expected.len() as u64,
-        "{status}"
+        "{status:?}"
     );
     status
 }
@@ -149,8 +142,8 @@ async fn three_worker_containers_count_words_exactly() {
     let job = submit(&cluster).await;
     let status = expect_exact_result(&cluster, &job).await;
     let (done, total) = chunks(&status);
-    assert!(done == total && total >= 100, "{status}");
-    assert_eq!(counter(&status, "attempts"), total, "no fault, no retry");
+    assert!(done == total && total >= 100, "{status:?}");
+    assert_eq!(status.counters.attempts, total, "no fault, no retry");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,8 +167,7 @@ async fn workers_on_a_shared_volume_read_chunks_themselves_and_one_without_it_ge
     let job = submit(&cluster).await;
     let status = expect_exact_result(&cluster, &job).await;
     assert_eq!(
-        counter(&status, "chunks_failed"),
-        0,
+        status.counters.chunks_failed, 0,
         "a hand-back is not a failure"
     );
     // The misconfigured worker handed back the one chunk it could not read, then mapped chunks
@@ -223,8 +215,8 @@ async fn a_worker_container_killed_mid_job_leaves_the_answer_exact() {
     let status = expect_exact_result(&cluster, &job).await;
     let (_, total) = chunks(&status);
     assert!(
-        counter(&status, "attempts") > total,
-        "the killed worker's chunks were attempted again:\n{status}"
+        status.counters.attempts > total,
+        "the killed worker's chunks were attempted again:\n{status:?}"
     );
     // The coordinator let the dead worker go. (Its chunks may have gone back to the queue
     // before that, when their leases expired: the attempts above are the proof they ran again.)
@@ -266,8 +258,8 @@ async fn a_partitioned_worker_container_comes_back_and_its_late_results_are_not_
     let status = expect_exact_result(&cluster, &job).await;
     let (_, total) = chunks(&status);
     assert!(
-        counter(&status, "attempts") > total,
-        "the partitioned worker's chunks were handed to others:\n{status}"
+        status.counters.attempts > total,
+        "the partitioned worker's chunks were handed to others:\n{status:?}"
     );
     cluster
         .wait_until_attached(victim, 2, Duration::from_secs(30))
@@ -290,7 +282,7 @@ async fn a_worker_container_added_mid_job_receives_chunks() {
 
     let status = expect_exact_result(&cluster, &job).await;
     assert_eq!(
-        counter(&status, "attempts"),
+        status.counters.attempts,
         chunks(&status).1,
         "no fault, no retry"
     );
@@ -325,9 +317,9 @@ async fn workers_reattach_to_a_restarted_coordinator_container_and_jobs_run_agai
     }
     let second = submit(&cluster).await;
     let status = expect_exact_result(&cluster, &second).await;
-    assert_eq!(field(&status, "workers"), "2", "{status}");
+    assert_eq!(status.workers, 2, "{status:?}");
     assert_eq!(
-        counter(&status, "attempts"),
+        status.counters.attempts,
         chunks(&status).1,
         "no fault, no retry"
     );
@@ -349,12 +341,12 @@ async fn a_job_resumes_when_its_coordinator_container_restarts_mid_job() {
     // there, with every chunk folded before the stop (a clean stop writes its last
     // checkpoint), and the workers come back.
     cluster.restart_coordinator(Duration::from_secs(10)).await;
-    let resumed = cluster.submit_job(&["status", &job]).await;
+    let resumed = cluster.submit_job(&["status", &job, "--json"]).await;
     assert_ok(&resumed);
-    let resumed = stdout(&resumed);
+    let resumed: Status = parse_json(&resumed);
     assert!(
         chunks(&resumed).0 >= done_before,
-        "{done_before} chunks were done before the restart:\n{resumed}"
+        "{done_before} chunks were done before the restart:\n{resumed:?}"
     );
     for name in &names {
         cluster
@@ -364,8 +356,8 @@ async fn a_job_resumes_when_its_coordinator_container_restarts_mid_job() {
     let status = expect_exact_result(&cluster, &job).await;
     // Only chunks in flight at the restart ran again: at most the workers' credits
     // (3 workers x (1 slot + 1 prefetch)).
-    let redone = counter(&status, "attempts") - chunks(&status).1;
-    assert!(redone <= 6, "{redone} chunks redone:\n{status}");
+    let redone = status.counters.attempts - chunks(&status).1;
+    assert!(redone <= 6, "{redone} chunks redone:\n{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,22 +369,22 @@ async fn a_job_resumes_from_its_checkpoints_when_its_coordinator_container_is_ki
         cluster.add_worker(SLOW_WORKER).await;
     }
     let job = submit(&cluster).await;
-    let total = num(
-        &job_status(&cluster.address, &job).await.unwrap(),
-        "chunks_total",
-    );
+    let total = job_status(&cluster.address, &job)
+        .await
+        .unwrap()
+        .chunks_total;
     let before = until(
         "a third of the chunks to be checkpointed",
         JOB_LIMIT,
         || async {
             job_status(&cluster.address, &job)
                 .await
-                .filter(|s| s["state"] != "running" || num(s, "chunks_checkpointed") >= total / 3)
+                .filter(|s| s.state != "running" || s.chunks_checkpointed >= total / 3)
         },
     )
     .await;
-    assert_eq!(before["state"], "running", "the job ended before the kill");
-    let checkpointed = num(&before, "chunks_checkpointed");
+    assert_eq!(before.state, "running", "the job ended before the kill");
+    let checkpointed = before.chunks_checkpointed;
 
     // SIGKILL: nothing is flushed on the way out; only what the volume holds survives.
     cluster.restart_coordinator(Duration::ZERO).await;
@@ -401,17 +393,17 @@ async fn a_job_resumes_from_its_checkpoints_when_its_coordinator_container_is_ki
     })
     .await;
     assert!(
-        num(&resumed, "chunks_done") >= checkpointed,
+        resumed.chunks_done >= checkpointed,
         "{checkpointed} chunks were checkpointed before the kill, {resumed:?} after it"
     );
 
     let status = expect_exact_result(&cluster, &job).await;
-    assert_eq!(counter(&status, "bytes_in"), corpus().bytes, "{status}");
+    assert_eq!(status.counters.bytes_in, corpus().bytes, "{status:?}");
     // Only chunks in flight since the last checkpoint are run again: at most the fleet's
     // credits.
-    let redone = counter(&status, "attempts") - total;
+    let redone = status.counters.attempts - total;
     assert!(
         redone <= workers * CREDITS_PER_WORKER,
-        "{redone} chunks redone after one restart:\n{status}"
+        "{redone} chunks redone after one restart:\n{status:?}"
     );
 }

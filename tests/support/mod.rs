@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -135,28 +135,56 @@ pub fn assert_ok(output: &Output) {
     );
 }
 
-/// The value of a `submit-job status` line, e.g. `field(status, "state")`.
-/// The state is its first word: `running (finishing)` reads as `running`.
-pub fn field<'a>(status: &'a str, name: &str) -> &'a str {
-    let value = status
-        .lines()
-        .find_map(|l| l.strip_prefix(name).map(str::trim))
-        .unwrap_or_else(|| panic!("no '{name}' in status:\n{status}"));
-    if name == "state" {
-        value.split_whitespace().next().unwrap_or(value)
-    } else {
-        value
-    }
+/// A job's status as `submit-job status JOB --json` prints it (and `list --json` each job): the
+/// fields tests read, by their documented names.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct Status {
+    pub job_id: String,
+    pub state: String,
+    pub finishing: bool,
+    pub operation: String,
+    pub inputs: Vec<String>,
+    pub chunk_size: Option<u64>,
+    pub chunks_total: u64,
+    pub chunks_done: u64,
+    pub chunks_running: u64,
+    pub chunks_checkpointed: u64,
+    pub bytes_total: u64,
+    pub bytes_done: u64,
+    pub workers: u64,
+    pub counters: Counters,
+    pub error: Option<String>,
+    pub submitted_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub result_rows: u64,
+    pub quarantine: Option<String>,
 }
 
-/// One `name=value` counter of a `submit-job status` text.
-pub fn counter(status: &str, name: &str) -> u64 {
-    field(status, "counters")
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no counter {name} in:\n{status}"))
-        .parse()
-        .unwrap()
+/// The `counters` of a [`Status`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct Counters {
+    pub records_in: u64,
+    pub bytes_in: u64,
+    pub bad_records: u64,
+    pub keys_out: u64,
+    pub attempts: u64,
+    pub chunks_failed: u64,
+    pub backups: u64,
+    /// `GROUP.NAME` -> amount.
+    pub user: BTreeMap<String, u64>,
+}
+
+/// The JSON a command printed on stdout, e.g. `parse_json::<Status>(&out)` after
+/// `status JOB --json`; fails the test, showing the exit code and stderr, if it is not that.
+pub fn parse_json<T: serde::de::DeserializeOwned>(output: &Output) -> T {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "unexpected output ({e}): exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            output.status.code(),
+            stdout(output),
+            stderr(output)
+        )
+    })
 }
 
 /// Word counts computed directly, sharing no code with fanfold: split on the bytes Python's
@@ -289,62 +317,22 @@ where
     }
 }
 
-/// `submit-job status JOB` parsed into its `name value` lines and counters; `None` if the
-/// coordinator cannot be reached.
-pub async fn job_status(coordinator: &str, job: &str) -> Option<HashMap<String, String>> {
-    let out = submit_job(coordinator, &["status", job]).await;
-    let text = stdout(&out);
-    if text.is_empty() {
+/// `submit-job status JOB --json`, parsed; `None` if the coordinator cannot be reached.
+pub async fn job_status(coordinator: &str, job: &str) -> Option<Status> {
+    let out = submit_job(coordinator, &["status", job, "--json"]).await;
+    if out.stdout.is_empty() {
         return None;
     }
-    let mut fields = HashMap::new();
-    for line in text.lines() {
-        let (name, value) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
-        if name == "state" {
-            // `running (finishing)`: the state, and whether the job is finishing.
-            let mut words = value.split_whitespace();
-            fields.insert(name.to_owned(), words.next().unwrap_or("").to_owned());
-            let finishing = words.next() == Some("(finishing)");
-            fields.insert("finishing".to_owned(), finishing.to_string());
-            continue;
-        }
-        fields.insert(name.to_owned(), value.trim().to_owned());
-        if name == "counters" {
-            for kv in value.split_whitespace() {
-                if let Some((k, v)) = kv.split_once('=') {
-                    fields.insert(k.to_owned(), v.to_owned());
-                }
-            }
-        }
-        if name == "chunks" {
-            // "D/T done, R running, C checkpointed"
-            let numbers: Vec<&str> = value
-                .split(|c: char| !c.is_ascii_digit())
-                .filter(|s| !s.is_empty())
-                .collect();
-            for (k, v) in [
-                "chunks_done",
-                "chunks_total",
-                "chunks_running",
-                "chunks_checkpointed",
-            ]
-            .iter()
-            .zip(numbers)
-            {
-                fields.insert((*k).to_owned(), v.to_owned());
-            }
-        }
-    }
-    Some(fields)
+    Some(parse_json(&out))
 }
 
-/// A numeric field of a parsed status.
-pub fn num(status: &HashMap<String, String>, name: &str) -> u64 {
-    status
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} in {status:?}"))
-        .parse()
-        .unwrap()
+/// `submit-job list --json`, parsed; `None` if the coordinator cannot be reached.
+pub async fn list_jobs(coordinator: &str) -> Option<Vec<Status>> {
+    let out = submit_job(coordinator, &["list", "--json"]).await;
+    if out.stdout.is_empty() {
+        return None;
+    }
+    Some(parse_json(&out))
 }
 
 /// Sends a signal by name (`STOP`, `CONT`, `TERM`) to a process.

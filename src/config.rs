@@ -1,0 +1,283 @@
+//! The flags of the `coordinator` and `worker` binaries, each with its `FANFOLD_*` variable, and
+//! their validation into the configs `fanfold_coordinator::run` and `fanfold_worker::run` take.
+//! The binaries flatten [`CoordinatorFlags`] and [`WorkerFlags`] into their command lines; a
+//! custom build does the same and swaps in its own registry (see `examples/custom_job.rs`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fanfold_common::registry::Registry;
+use fanfold_common::spec::SpecInvalid;
+
+use crate::flags;
+
+/// Everything a coordinator is started with.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CoordinatorFlags {
+    /// Address to listen on for clients, workers and health probes.
+    #[arg(long, env = "FANFOLD_LISTEN", default_value = "0.0.0.0:7077")]
+    pub listen: String,
+    /// Chunk size for jobs that do not set one (e.g. 8MiB).
+    #[arg(long, env = "FANFOLD_CHUNK_SIZE", default_value = "16MiB", value_parser = flags::size)]
+    pub chunk_size: u64,
+    /// Chunks a worker may hold beyond its slots, so it never waits between chunks.
+    #[arg(long, env = "FANFOLD_PREFETCH", default_value_t = 1)]
+    pub prefetch: u32,
+    /// Failed attempts per chunk before its failure fails the job.
+    #[arg(long, env = "FANFOLD_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Silence after which a worker counts as gone and its chunks are re-queued.
+    #[arg(long, env = "FANFOLD_WORKER_TIMEOUT", default_value = "10s", value_parser = flags::duration)]
+    pub worker_timeout: Duration,
+    /// Directory for durable state (jobs, checkpoints, results); jobs resume from it after a
+    /// restart. Without it, state lives in memory only.
+    #[arg(long, env = "FANFOLD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// A chunk running this long, and 4 times the job's median chunk time, gets a backup
+    /// attempt on an idle worker once nothing else is pending.
+    #[arg(long, env = "FANFOLD_BACKUP_AFTER", default_value = "10s", value_parser = flags::duration)]
+    pub backup_after: Duration,
+    /// Never start backup attempts of straggling chunks.
+    #[arg(long, env = "FANFOLD_NO_BACKUPS")]
+    pub no_backups: bool,
+    /// Accept streaming jobs, whose reducer command runs here: they run arbitrary programs.
+    #[arg(long, env = "FANFOLD_ALLOW_STREAMING")]
+    pub allow_streaming: bool,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "FANFOLD_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Everything a worker is started with.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WorkerFlags {
+    /// Coordinator address, `host:port` or a URL.
+    #[arg(long, env = "FANFOLD_COORDINATOR", default_value = "127.0.0.1:7077", value_parser = flags::endpoint)]
+    pub coordinator: String,
+    /// Chunks mapped at once [default: available cores].
+    #[arg(long, env = "FANFOLD_SLOTS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub slots: Option<u32>,
+    /// Name in the coordinator's logs [default: HOSTNAME-PID].
+    #[arg(long, env = "FANFOLD_WORKER_NAME")]
+    pub name: Option<String>,
+    /// Interval between heartbeats; keep it well under the coordinator's worker timeout.
+    #[arg(long, env = "FANFOLD_HEARTBEAT", default_value = "2s", value_parser = flags::duration)]
+    pub heartbeat: Duration,
+    /// On SIGTERM or SIGINT, how long running chunks may take to finish before detaching.
+    #[arg(long, env = "FANFOLD_DRAIN_TIMEOUT", default_value = "30s", value_parser = flags::duration)]
+    pub drain_timeout: Duration,
+    /// Run streaming jobs' mapper commands: they run arbitrary programs as this user. Without
+    /// it, such chunks fail (not retried) with an error that says so.
+    #[arg(long, env = "FANFOLD_ALLOW_STREAMING")]
+    pub allow_streaming: bool,
+    /// This worker sees the coordinator's input files at the same paths (the same machine, or
+    /// a shared volume mounted at the same path): it reads its chunks itself instead of
+    /// receiving their bytes. A chunk it cannot read is handed back and sent inline.
+    #[arg(long, env = "FANFOLD_SHARED_STORAGE")]
+    pub shared_storage: bool,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "FANFOLD_LOG_JSON")]
+    pub log_json: bool,
+}
+
+/// Flags that parsed but cannot run together.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FlagError {
+    #[error("--chunk-size: {0}")]
+    ChunkSize(SpecInvalid),
+}
+
+/// How many times a job's median chunk time a chunk must run before it gets a backup.
+const BACKUP_SLOWDOWN: u32 = 4;
+
+impl CoordinatorFlags {
+    /// The coordinator's config, serving the operations of `registry` (programs only with
+    /// `--allow-streaming`). The listen address and log format are the caller's to apply.
+    pub fn config(&self, registry: Registry) -> Result<fanfold_coordinator::Config, FlagError> {
+        fanfold_common::spec::check_chunk_size(self.chunk_size).map_err(FlagError::ChunkSize)?;
+        Ok(fanfold_coordinator::Config {
+            default_chunk_size: self.chunk_size,
+            prefetch: self.prefetch,
+            max_attempts: self.max_attempts,
+            worker_timeout: self.worker_timeout,
+            backups: (!self.no_backups).then_some(fanfold_coordinator::BackupPolicy {
+                min_age: self.backup_after,
+                slowdown: BACKUP_SLOWDOWN,
+            }),
+            state_dir: self.state_dir.clone(),
+            registry: registry.allow_programs(self.allow_streaming),
+        })
+    }
+}
+
+impl WorkerFlags {
+    /// The worker's config, running the operations of `registry` (programs only with
+    /// `--allow-streaming`); slots default to the available cores, the name to HOSTNAME-PID.
+    /// The log format is the caller's to apply.
+    pub fn config(&self, registry: Registry) -> fanfold_worker::Config {
+        let slots = self
+            .slots
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        let name = self.name.clone().unwrap_or_else(default_worker_name);
+        let mut config = fanfold_worker::Config::new(&self.coordinator, name, slots);
+        config.heartbeat = self.heartbeat;
+        config.drain_timeout = self.drain_timeout;
+        config.shared_storage = self.shared_storage;
+        config.registry = registry.allow_programs(self.allow_streaming);
+        config
+    }
+}
+
+/// `HOSTNAME-PID`, or `worker-PID` where the host name cannot be read.
+fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use fanfold_common::operation::{Options, SpecError};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Coordinator {
+        #[command(flatten)]
+        flags: CoordinatorFlags,
+    }
+
+    #[derive(Parser)]
+    struct Worker {
+        #[command(flatten)]
+        flags: WorkerFlags,
+    }
+
+    /// Whether `registry` lets a streaming job (a program) run.
+    fn runs_programs(registry: &Registry) -> bool {
+        let options: Options = [("mapper".to_owned(), "cat".to_owned())].into();
+        match registry.build("streaming", &options) {
+            Ok(_) => true,
+            Err(SpecError::ProgramsNotAllowed(_)) => false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn coordinator_defaults_are_the_documented_ones() {
+        let flags = Coordinator::try_parse_from(["coordinator"]).unwrap().flags;
+        assert_eq!(flags.listen, "0.0.0.0:7077");
+        assert!(!flags.log_json);
+        let config = flags.config(Registry::builtin()).unwrap();
+        assert_eq!(config.default_chunk_size, 16 << 20);
+        assert_eq!(config.prefetch, 1);
+        assert_eq!(config.max_attempts, 4);
+        assert_eq!(config.worker_timeout, Duration::from_secs(10));
+        let backups = config.backups.expect("backups on by default");
+        assert_eq!(
+            (backups.min_age, backups.slowdown),
+            (Duration::from_secs(10), 4)
+        );
+        assert_eq!(config.state_dir, None);
+        assert!(!runs_programs(&config.registry));
+    }
+
+    #[test]
+    fn coordinator_flags_reach_its_config() {
+        let flags = Coordinator::try_parse_from([
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--chunk-size",
+            "8MiB",
+            "--prefetch",
+            "3",
+            "--max-attempts",
+            "2",
+            "--worker-timeout",
+            "1500ms",
+            "--state-dir",
+            "/var/lib/fanfold",
+            "--no-backups",
+            "--allow-streaming",
+            "--log-json",
+        ])
+        .unwrap()
+        .flags;
+        assert_eq!(flags.listen, "127.0.0.1:0");
+        assert!(flags.log_json);
+        let config = flags.config(Registry::builtin()).unwrap();
+        assert_eq!(config.default_chunk_size, 8 << 20);
+        assert_eq!(config.prefetch, 3);
+        assert_eq!(config.max_attempts, 2);
+        assert_eq!(config.worker_timeout, Duration::from_millis(1500));
+        assert!(config.backups.is_none());
+        assert_eq!(config.state_dir, Some(PathBuf::from("/var/lib/fanfold")));
+        assert!(runs_programs(&config.registry));
+
+        let later = Coordinator::try_parse_from(["coordinator", "--backup-after", "1m"])
+            .unwrap()
+            .flags;
+        let backups = later.config(Registry::builtin()).unwrap().backups.unwrap();
+        assert_eq!(backups.min_age, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_chunk_size_out_of_range_is_refused_naming_the_flag() {
+        let flags = Coordinator::try_parse_from(["coordinator", "--chunk-size", "10"])
+            .unwrap()
+            .flags;
+        let error = flags.config(Registry::builtin()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--chunk-size: chunk size 10 is outside 1024..=268435456 bytes"
+        );
+        assert!(Coordinator::try_parse_from(["coordinator", "--max-attempts", "0"]).is_err());
+    }
+
+    #[test]
+    fn worker_flags_reach_its_config_and_defaults_fill_the_rest() {
+        let flags = Worker::try_parse_from([
+            "worker",
+            "--coordinator",
+            "coord:7077",
+            "--slots",
+            "3",
+            "--name",
+            "w1",
+            "--heartbeat",
+            "500ms",
+            "--drain-timeout",
+            "5s",
+            "--shared-storage",
+            "--allow-streaming",
+        ])
+        .unwrap()
+        .flags;
+        let config = flags.config(Registry::builtin());
+        assert_eq!(config.coordinator, "http://coord:7077");
+        assert_eq!((config.name.as_str(), config.slots), ("w1", 3));
+        assert_eq!(config.heartbeat, Duration::from_millis(500));
+        assert_eq!(config.drain_timeout, Duration::from_secs(5));
+        assert!(config.shared_storage);
+        assert!(runs_programs(&config.registry));
+
+        let flags = Worker::try_parse_from(["worker"]).unwrap().flags;
+        let config = flags.config(Registry::builtin());
+        assert_eq!(config.coordinator, "http://127.0.0.1:7077");
+        let cores = std::thread::available_parallelism().unwrap().get() as u32;
+        assert_eq!(config.slots, cores);
+        assert!(
+            config.name.ends_with(&format!("-{}", std::process::id())),
+            "{}",
+            config.name
+        );
+        assert_eq!(config.heartbeat, Duration::from_secs(2));
+        assert_eq!(config.drain_timeout, Duration::from_secs(30));
+        assert!(!config.shared_storage);
+        assert!(!runs_programs(&config.registry));
+        assert!(Worker::try_parse_from(["worker", "--slots", "0"]).is_err());
+    }
+}

@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(flags.listen, "127.0.0.1:0");
         let config = flags.config(registry()).unwrap();
         assert_eq!(config.default_chunk_size, 1 << 20);
-        assert!(config.backups.is_none());
+        assert!(config.scheduling.backups.is_none());
         assert!(config.registry.names().contains(&NAME.to_owned()));
 
         let cli = Cli::try_parse_from([

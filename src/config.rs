@@ -97,13 +97,15 @@ impl CoordinatorFlags {
         fanfold_common::spec::check_chunk_size(self.chunk_size).map_err(FlagError::ChunkSize)?;
         Ok(fanfold_coordinator::Config {
             default_chunk_size: self.chunk_size,
-            prefetch: self.prefetch,
-            max_attempts: self.max_attempts,
-            worker_timeout: self.worker_timeout,
-            backups: (!self.no_backups).then_some(fanfold_coordinator::BackupPolicy {
-                min_age: self.backup_after,
-                slowdown: BACKUP_SLOWDOWN,
-            }),
+            scheduling: fanfold_coordinator::Scheduling {
+                prefetch: self.prefetch,
+                max_attempts: self.max_attempts,
+                worker_timeout: self.worker_timeout,
+                backups: (!self.no_backups).then_some(fanfold_coordinator::BackupPolicy {
+                    min_age: self.backup_after,
+                    slowdown: BACKUP_SLOWDOWN,
+                }),
+            },
             state_dir: self.state_dir.clone(),
             registry: registry.allow_programs(self.allow_streaming),
         })
@@ -172,10 +174,10 @@ mod tests {
         assert!(!flags.log_json);
         let config = flags.config(Registry::builtin()).unwrap();
         assert_eq!(config.default_chunk_size, 16 << 20);
-        assert_eq!(config.prefetch, 1);
-        assert_eq!(config.max_attempts, 4);
-        assert_eq!(config.worker_timeout, Duration::from_secs(10));
-        let backups = config.backups.expect("backups on by default");
+        assert_eq!(config.scheduling.prefetch, 1);
+        assert_eq!(config.scheduling.max_attempts, 4);
+        assert_eq!(config.scheduling.worker_timeout, Duration::from_secs(10));
+        let backups = config.scheduling.backups.expect("backups on by default");
         assert_eq!(
             (backups.min_age, backups.slowdown),
             (Duration::from_secs(10), 4)
@@ -210,17 +212,25 @@ mod tests {
         assert!(flags.log_json);
         let config = flags.config(Registry::builtin()).unwrap();
         assert_eq!(config.default_chunk_size, 8 << 20);
-        assert_eq!(config.prefetch, 3);
-        assert_eq!(config.max_attempts, 2);
-        assert_eq!(config.worker_timeout, Duration::from_millis(1500));
-        assert!(config.backups.is_none());
+        assert_eq!(config.scheduling.prefetch, 3);
+        assert_eq!(config.scheduling.max_attempts, 2);
+        assert_eq!(
+            config.scheduling.worker_timeout,
+            Duration::from_millis(1500)
+        );
+        assert!(config.scheduling.backups.is_none());
         assert_eq!(config.state_dir, Some(PathBuf::from("/var/lib/fanfold")));
         assert!(runs_programs(&config.registry));
 
         let later = Coordinator::try_parse_from(["coordinator", "--backup-after", "1m"])
             .unwrap()
             .flags;
-        let backups = later.config(Registry::builtin()).unwrap().backups.unwrap();
+        let backups = later
+            .config(Registry::builtin())
+            .unwrap()
+            .scheduling
+            .backups
+            .unwrap();
         assert_eq!(backups.min_age, Duration::from_secs(60));
     }
 

@@ -355,6 +355,11 @@ async fn submit_job_reports_errors_in_one_line_with_exit_codes() {
         &submit_job(&addr, &["run", missing.to_str().unwrap()]).await,
         "input '/nonexistent/fanfold/input.txt'",
     );
+    // A URL is a location of its own, not a relative path under the client's directory.
+    one_line_error(
+        &submit_job(&addr, &["run", "s3://bucket/logs/"]).await,
+        "input 's3://bucket/logs/': s3:// inputs are not supported (local paths are)",
+    );
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "x\n").unwrap();

@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 pub use job::BackupPolicy;
+pub use scheduler::Scheduling;
 pub use store::StoreError;
 
 /// Coordinator settings, validated by the binary (or a test) before [`run`].
@@ -34,14 +35,8 @@ pub use store::StoreError;
 pub struct Config {
     /// Chunk size for jobs that do not ask for one.
     pub default_chunk_size: u64,
-    /// Assignments a worker may hold beyond its slots.
-    pub prefetch: u32,
-    /// Failed attempts per chunk before its failure fails the job.
-    pub max_attempts: u32,
-    /// Silence after which a worker counts as gone and its chunks are re-queued.
-    pub worker_timeout: Duration,
-    /// When straggling chunks get a backup attempt; `None` turns backups off.
-    pub backups: Option<BackupPolicy>,
+    /// How workers and chunks are scheduled.
+    pub scheduling: Scheduling,
     /// Where jobs, checkpoints and results are kept; `None` keeps them in memory only.
     pub state_dir: Option<PathBuf>,
     /// Operations jobs may name.
@@ -52,13 +47,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             default_chunk_size: fanfold_common::spec::DEFAULT_CHUNK_SIZE,
-            prefetch: 1,
-            max_attempts: 4,
-            worker_timeout: Duration::from_secs(10),
-            backups: Some(BackupPolicy {
-                min_age: Duration::from_secs(10),
-                slowdown: 4,
-            }),
+            scheduling: Scheduling::default(),
             state_dir: None,
             registry: Registry::builtin(),
         }
@@ -116,10 +105,7 @@ pub async fn run(
     let tasks = TaskTracker::new();
     let scheduler = scheduler::spawn(
         scheduler::SchedulerConfig {
-            prefetch: config.prefetch,
-            max_attempts: config.max_attempts,
-            worker_timeout: config.worker_timeout,
-            backups: config.backups,
+            scheduling: config.scheduling.clone(),
             tick: Duration::from_millis(250),
             quarantine_dir: match &config.state_dir {
                 Some(dir) => dir.join("quarantine"),
@@ -141,8 +127,8 @@ pub async fn run(
     };
     let fleet = fleet::Fleet {
         scheduler,
-        prefetch: config.prefetch,
-        hello_timeout: config.worker_timeout,
+        prefetch: config.scheduling.prefetch,
+        hello_timeout: config.scheduling.worker_timeout,
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
     };

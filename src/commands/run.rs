@@ -187,8 +187,10 @@ pub(super) async fn write_result(
     Ok(())
 }
 
+/// A relative path made absolute against the client's directory; an absolute path or a URL
+/// (`s3://bucket/key`: the coordinator says whether it can read it) as it is.
 fn absolute(cwd: &Path, input: &str) -> String {
-    if Path::new(input).is_absolute() {
+    if Path::new(input).is_absolute() || fanfold_common::location::scheme(input).is_some() {
         input.to_owned()
     } else {
         cwd.join(input).display().to_string()
@@ -271,6 +273,11 @@ mod tests {
                 operation: "wordcount".into(),
                 ..Default::default()
             }
+        );
+        assert_eq!(
+            spec(&["s3://bucket/logs/", "file:///data/x"]).inputs,
+            ["s3://bucket/logs/", "file:///data/x"],
+            "URLs are not taken for relative paths"
         );
         assert!(Run::try_parse_from(["run", "x", "--option", "novalue"]).is_err());
         assert!(Run::try_parse_from(["run", "x", "--overwrite"]).is_err());

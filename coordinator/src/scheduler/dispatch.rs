@@ -125,7 +125,7 @@ impl Scheduler {
     /// after seconds, and finding them takes a pass over a job's chunks, too costly to repeat
     /// after every command of a large job.
     pub(super) fn start_backups(&mut self) {
-        let Some(policy) = self.config.backups else {
+        let Some(policy) = self.config.scheduling.backups else {
             return;
         };
         let mut idle = self.workers.idle();

@@ -38,17 +38,37 @@ use crate::store::{self, Checkpoints, Durable, Restored, Store};
 use journal::Journal;
 use workers::Workers;
 
-/// Scheduler settings.
+/// How the scheduler treats workers and chunks: the settings a coordinator is started with.
 #[derive(Clone, Debug)]
-pub struct SchedulerConfig {
+pub struct Scheduling {
     /// Assignments a worker may hold beyond its slots, so it never idles between chunks.
     pub prefetch: u32,
     /// Failed attempts per chunk before its failure fails the job.
     pub max_attempts: u32,
-    /// Silence after which a worker counts as gone.
+    /// Silence after which a worker counts as gone and its chunks are re-queued.
     pub worker_timeout: Duration,
-    /// When to start backup attempts of straggling chunks; `None` turns backups off.
+    /// When straggling chunks get a backup attempt; `None` turns backups off.
     pub backups: Option<BackupPolicy>,
+}
+
+impl Default for Scheduling {
+    fn default() -> Self {
+        Scheduling {
+            prefetch: 1,
+            max_attempts: 4,
+            worker_timeout: Duration::from_secs(10),
+            backups: Some(BackupPolicy {
+                min_age: Duration::from_secs(10),
+                slowdown: 4,
+            }),
+        }
+    }
+}
+
+/// Scheduler settings: the coordinator's [`Scheduling`] and what the coordinator derives.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    pub scheduling: Scheduling,
     /// How often leases, timeouts and stragglers are checked.
     pub tick: Duration,
     /// Where the records a job skipped as bad are written, one file per job.
@@ -259,10 +279,11 @@ impl Scheduler {
                 outbox,
                 reply,
             } => {
-                info!(name = %hello.name, slots = hello.slots,
-                    shared_storage = hello.shared_storage, "worker attaching");
-                let id = self.workers.join(hello, self.config.prefetch, outbox);
-                info!(worker_id = %id, "worker attached");
+                let (name, slots, shared) = (hello.name.clone(), hello.slots, hello.shared_storage);
+                let id = self
+                    .workers
+                    .join(hello, self.config.scheduling.prefetch, outbox);
+                info!(worker_id = %id, %name, slots, shared_storage = shared, "worker attached");
                 let _ = reply.send(id);
                 self.publish_all();
             }
@@ -336,7 +357,7 @@ impl Scheduler {
 
     /// Periodic checks: worker leases, job timeouts, stragglers.
     fn tick(&mut self) {
-        for worker in self.workers.expired(self.config.worker_timeout) {
+        for worker in self.workers.expired(self.config.scheduling.worker_timeout) {
             self.worker_left(worker, "lease expired: no heartbeat");
         }
         let timed_out: Vec<JobId> = self
@@ -429,7 +450,7 @@ impl Scheduler {
                 }
             }
             Report::Failed { error, retryable } => {
-                let max = self.config.max_attempts;
+                let max = self.config.scheduling.max_attempts;
                 match job.fail(chunk, attempt, &error, retryable, max) {
                     FailOutcome::Stale => {}
                     FailOutcome::Retry | FailOutcome::OtherAttemptRuns => {

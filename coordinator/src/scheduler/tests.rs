@@ -92,10 +92,12 @@ fn recording(
 
 fn config() -> SchedulerConfig {
     SchedulerConfig {
-        prefetch: 1,
-        max_attempts: 3,
-        worker_timeout: Duration::from_secs(5),
-        backups: None,
+        scheduling: Scheduling {
+            prefetch: 1,
+            max_attempts: 3,
+            worker_timeout: Duration::from_secs(5),
+            backups: None,
+        },
         tick: Duration::from_millis(100),
         quarantine_dir: std::env::temp_dir(),
     }
@@ -400,10 +402,8 @@ async fn a_straggler_gets_a_backup_on_an_idle_worker_and_the_first_result_wins()
         min_age: Duration::from_secs(2),
         slowdown: 3,
     };
-    let config = SchedulerConfig {
-        backups: Some(policy),
-        ..config()
-    };
+    let mut config = config();
+    config.scheduling.backups = Some(policy);
     let job = start(dir.path(), 4096, config).await;
     // The slow worker sits on its first chunk and does all the others it gets.
     let slow = attach(&job.handle, 1).await;
@@ -467,13 +467,11 @@ async fn a_straggler_gets_a_backup_on_an_idle_worker_and_the_first_result_wins()
 #[tokio::test(start_paused = true)]
 async fn a_run_without_stragglers_makes_no_backups() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SchedulerConfig {
-        backups: Some(BackupPolicy {
-            min_age: Duration::from_secs(2),
-            slowdown: 3,
-        }),
-        ..config()
-    };
+    let mut config = config();
+    config.scheduling.backups = Some(BackupPolicy {
+        min_age: Duration::from_secs(2),
+        slowdown: 3,
+    });
     let job = start(dir.path(), 1024, config).await;
     let a = diligent(&job.handle, attach(&job.handle, 2).await);
     let b = diligent(&job.handle, attach(&job.handle, 1).await);

@@ -1,6 +1,8 @@
 //! Cross-process tests of the built-in operations: real coordinator and worker processes, the
 //! real `submit-job`, every result compared with an independent sequential computation in
 //! Python (`tests/support/oracle.py`), counters included.
+//!
+//! Over 500 lines: a test per operation and input format, all on the one shared cluster.
 
 mod support;
 

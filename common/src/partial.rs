@@ -3,6 +3,9 @@
 //! A chunk maps to a [`Partial`]; workers' partials fold into the job's partial at the
 //! coordinator in whatever order they arrive; [`finalize`] makes the output order deterministic
 //! only at the end. Keys are raw bytes: input need not be UTF-8.
+//!
+//! Over 500 lines: the value kinds, their one merge and their settling into output belong
+//! together, since every new kind must be added to all three.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};

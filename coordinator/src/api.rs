@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use fanfold_common::ids::JobId;
-use fanfold_common::partial::Row;
 use fanfold_common::registry::Registry;
 use fanfold_common::spec::JobSpec;
 use fanfold_proto::v1 as pb;
@@ -52,27 +51,6 @@ fn status(e: JobError) -> Status {
 fn job_id(raw: &str) -> Result<JobId, Status> {
     raw.parse()
         .map_err(|e: fanfold_common::ids::BadJobId| Status::invalid_argument(e.to_string()))
-}
-
-impl Api {
-    /// A job's result; for a job that is finishing (its rows are being committed, or its end
-    /// made durable), waits until it has ended, so the answer never contradicts the end a
-    /// watcher is told.
-    async fn result_when_ended(&self, id: JobId) -> Result<Arc<Vec<Row>>, JobError> {
-        loop {
-            match self.scheduler.result(id).await {
-                Err(JobError::Finishing(_)) => {}
-                answer => return answer,
-            }
-            let mut updates = self.scheduler.watch(id).await?;
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return Err(JobError::ShuttingDown),
-                ended = updates.wait_for(|s| s.state.is_final()) => {
-                    ended.map_err(|_| JobError::ShuttingDown)?;
-                }
-            }
-        }
-    }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -153,7 +131,11 @@ impl JobService for Api {
         request: Request<pb::GetResultRequest>,
     ) -> Result<Response<Self::GetResultStream>, Status> {
         let id = job_id(&request.into_inner().job_id)?;
-        let rows = self.result_when_ended(id).await.map_err(status)?;
+        let rows = self
+            .scheduler
+            .result_when_ended(id, &self.shutdown)
+            .await
+            .map_err(status)?;
         let batches = rows.len().div_ceil(ROWS_PER_BATCH);
         // Batches are built lazily as the client reads, from the shared finished result.
         let stream = tokio_stream::iter((0..batches).map(move |i| {

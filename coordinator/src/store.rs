@@ -8,6 +8,9 @@
 //! transaction, so checkpoints come as fast as the disk allows and a chunk's partial is durable
 //! together with the counters that include it. After a crash, [`Store::load`] gives back every
 //! job: checkpointed chunks are folded again from their stored partials and not recomputed.
+//!
+//! Over 500 lines because the write side (`apply`) and the read side (`load`) of each table
+//! must be read together: splitting them would put a record's two halves in two files.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

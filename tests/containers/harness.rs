@@ -4,6 +4,9 @@
 //!
 //! Docker policy: with no reachable engine the tests skip with a message on stderr, unless
 //! `FANFOLD_REQUIRE_DOCKER=1` (set by `.ci/run`), which turns that into a failure.
+//!
+//! Over 500 lines: the cluster guard, the image build and the old-engine relay are one
+//! harness that every container test starts the same way.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

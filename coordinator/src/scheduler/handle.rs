@@ -10,6 +10,7 @@ use fanfold_common::ids::{JobId, WorkerId};
 use fanfold_common::partial::Row;
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::job::Plan;
 
@@ -147,6 +148,29 @@ impl Handle {
 
     pub async fn result(&self, id: JobId) -> Result<Arc<Vec<Row>>, JobError> {
         self.ask(|reply| Command::Result { id, reply }).await?
+    }
+
+    /// A job's result; for a job that is finishing (its rows are being committed, or its end
+    /// made durable), waits until it has ended, so the answer never contradicts the end a
+    /// watcher is told.
+    pub async fn result_when_ended(
+        &self,
+        id: JobId,
+        shutdown: &CancellationToken,
+    ) -> Result<Arc<Vec<Row>>, JobError> {
+        loop {
+            match self.result(id).await {
+                Err(JobError::Finishing(_)) => {}
+                answer => return answer,
+            }
+            let mut updates = self.watch(id).await?;
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(JobError::ShuttingDown),
+                ended = updates.wait_for(|s| s.state.is_final()) => {
+                    ended.map_err(|_| JobError::ShuttingDown)?;
+                }
+            }
+        }
     }
 
     pub async fn cancel(&self, id: JobId) -> Result<JobStatus, JobError> {

@@ -1,5 +1,7 @@
 //! Whole jobs through the scheduler with in-memory fake workers and the in-memory store:
 //! no sockets. Tests that need time use tokio's paused clock.
+//!
+//! Over 500 lines: one file of whole-job scenarios sharing the fake workers at its top.
 
 use std::collections::HashMap;
 
@@ -554,4 +556,43 @@ async fn a_restarted_scheduler_resumes_from_its_checkpoints_without_redoing_them
     );
     assert_eq!(result(&handle, id).await, expected);
     stop.cancel();
+}
+
+#[tokio::test]
+async fn a_result_asked_for_while_its_job_finishes_waits_for_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(dir.path(), 1 << 20, config()).await;
+    let mut fake = attach(&job.handle, 1).await;
+    let total = job.handle.get(job.id).await.unwrap().chunks_total;
+    for _ in 0..total {
+        let a = next_assignment(&mut fake).await;
+        job.handle
+            .report(fake.id, a.key(), mapped(&a))
+            .await
+            .unwrap();
+    }
+    // Every chunk is folded: the job is finishing (or, on a fast machine, over). A plain
+    // result says so rather than "running"; one that waits gets the rows.
+    match job.handle.result(job.id).await {
+        Err(JobError::Finishing(_)) | Ok(_) => {}
+        Err(other) => panic!("{other}"),
+    }
+    let rows = job
+        .handle
+        .result_when_ended(job.id, &CancellationToken::new())
+        .await
+        .unwrap();
+    let got: HashMap<Vec<u8>, u64> = rows
+        .iter()
+        .map(|r| match r.value {
+            Value::Count(n) => (r.key.clone(), n),
+            ref other => panic!("word count gave {other:?}"),
+        })
+        .collect();
+    assert_eq!(got, job.expected);
+    let status = job.handle.get(job.id).await.unwrap();
+    assert_eq!(
+        (status.state, status.finishing),
+        (JobState::Succeeded, false)
+    );
 }

@@ -18,7 +18,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Parser;
 use fanfold::client::Client;
 use fanfold::config::{CoordinatorFlags, WorkerFlags};
@@ -157,9 +156,10 @@ async fn main() -> anyhow::Result<()> {
             fanfold_common::telemetry::init(flags.log_json, "info");
             // The same flags as the `coordinator` binary; only the registry is this build's.
             let config = flags.config(registry())?;
-            let listeners = fanfold_coordinator::Listeners::bind(&flags.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", flags.listen))?;
+            let (listeners, exposure) = flags.listen().await?;
+            if exposure == fanfold::config::Exposure::Insecure {
+                tracing::warn!("listening with no authentication (--insecure)");
+            }
             println!("coordinator listening on {}", listeners.grpc.local_addr()?);
             fanfold_coordinator::run(listeners, config, fanfold::shutdown_on_signals()).await?;
         }

@@ -14,9 +14,15 @@ use crate::flags;
 /// Everything a coordinator is started with.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CoordinatorFlags {
-    /// Address to listen on for clients, workers and health probes.
-    #[arg(long, env = "FANFOLD_LISTEN", default_value = "0.0.0.0:7077")]
+    /// Address to listen on for clients, workers and health probes. An address other machines
+    /// can reach needs --insecure: without authentication, anyone who reaches the port can run
+    /// jobs over any file the coordinator can read.
+    #[arg(long, env = "FANFOLD_LISTEN", default_value = "127.0.0.1:7077")]
     pub listen: String,
+    /// Listen on a non-loopback address with no authentication, accepting every client and
+    /// worker that reaches the port (a warning is logged at every start).
+    #[arg(long, env = "FANFOLD_INSECURE")]
+    pub insecure: bool,
     /// Chunk size for jobs that do not set one (e.g. 8MiB).
     #[arg(long, env = "FANFOLD_CHUNK_SIZE", default_value = "16MiB", value_parser = flags::size)]
     pub chunk_size: u64,
@@ -80,17 +86,65 @@ pub struct WorkerFlags {
     pub log_json: bool,
 }
 
-/// Flags that parsed but cannot run together.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Flags that parsed but cannot run together, or a listener they ask for.
+#[derive(Debug, thiserror::Error)]
 pub enum FlagError {
     #[error("--chunk-size: {0}")]
     ChunkSize(SpecInvalid),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to listen on {0} with no authentication: anyone who reaches it could run jobs \
+         over any file this coordinator can read. Listen on a loopback address (the default \
+         127.0.0.1:7077), or pass --insecure (FANFOLD_INSECURE=true) to accept every client \
+         that reaches the port"
+    )]
+    Exposed(std::net::SocketAddr),
+}
+
+/// Who can reach a coordinator's listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposure {
+    /// Only this machine.
+    Loopback,
+    /// Other machines, with no authentication: asked for with --insecure.
+    Insecure,
 }
 
 /// How many times a job's median chunk time a chunk must run before it gets a backup.
 const BACKUP_SLOWDOWN: u32 = 4;
 
 impl CoordinatorFlags {
+    /// Binds the listeners, refusing an address other machines can reach unless `--insecure`
+    /// says so; the caller logs a warning for [`Exposure::Insecure`] at every start.
+    pub async fn listen(&self) -> Result<(fanfold_coordinator::Listeners, Exposure), FlagError> {
+        let listen = |source| FlagError::Listen {
+            address: self.listen.clone(),
+            source,
+        };
+        let listeners = fanfold_coordinator::Listeners::bind(&self.listen)
+            .await
+            .map_err(listen)?;
+        let bound = listeners.grpc.local_addr().map_err(listen)?;
+        let exposure = self.exposure(bound)?;
+        Ok((listeners, exposure))
+    }
+
+    /// Who can reach a listener bound to `bound`, if these flags allow it.
+    pub fn exposure(&self, bound: std::net::SocketAddr) -> Result<Exposure, FlagError> {
+        if bound.ip().is_loopback() {
+            Ok(Exposure::Loopback)
+        } else if self.insecure {
+            Ok(Exposure::Insecure)
+        } else {
+            Err(FlagError::Exposed(bound))
+        }
+    }
+
     /// The coordinator's config, serving the operations of `registry` (programs only with
     /// `--allow-streaming`). The listen address and log format are the caller's to apply.
     pub fn config(&self, registry: Registry) -> Result<fanfold_coordinator::Config, FlagError> {
@@ -168,9 +222,39 @@ mod tests {
     }
 
     #[test]
+    fn only_loopback_is_served_without_insecure() {
+        let safe = Coordinator::try_parse_from(["coordinator"]).unwrap().flags;
+        let addr = |text: &str| text.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(
+            safe.exposure(addr("127.0.0.1:7077")).unwrap(),
+            Exposure::Loopback
+        );
+        assert_eq!(
+            safe.exposure(addr("[::1]:7077")).unwrap(),
+            Exposure::Loopback
+        );
+        for open in ["0.0.0.0:7077", "[::]:7077", "10.1.2.3:7077"] {
+            let refused = safe.exposure(addr(open)).unwrap_err().to_string();
+            assert!(
+                refused.starts_with(&format!("refusing to listen on {open}"))
+                    && refused.contains("--insecure"),
+                "{refused}"
+            );
+        }
+        let open = Coordinator::try_parse_from(["coordinator", "--insecure"])
+            .unwrap()
+            .flags;
+        assert_eq!(
+            open.exposure(addr("0.0.0.0:7077")).unwrap(),
+            Exposure::Insecure
+        );
+    }
+
+    #[test]
     fn coordinator_defaults_are_the_documented_ones() {
         let flags = Coordinator::try_parse_from(["coordinator"]).unwrap().flags;
-        assert_eq!(flags.listen, "0.0.0.0:7077");
+        assert_eq!(flags.listen, "127.0.0.1:7077");
+        assert!(!flags.insecure);
         assert!(!flags.log_json);
         let config = flags.config(Registry::builtin()).unwrap();
         assert_eq!(config.default_chunk_size, 16 << 20);

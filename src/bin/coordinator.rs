@@ -3,9 +3,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
-use fanfold::config::CoordinatorFlags;
+use fanfold::config::{CoordinatorFlags, Exposure};
 use fanfold_common::registry::Registry;
 
 /// The fanfold coordinator: splits jobs into chunks, fans them out to workers, folds results.
@@ -45,11 +44,14 @@ fn return_large_buffers_to_the_os() {
 
 async fn serve(flags: CoordinatorFlags) -> anyhow::Result<()> {
     let config = flags.config(Registry::builtin())?;
-    let listeners = fanfold_coordinator::Listeners::bind(&flags.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", flags.listen))?;
+    let (listeners, exposure) = flags.listen().await?;
+    let bound = listeners.grpc.local_addr()?;
+    if exposure == Exposure::Insecure {
+        tracing::warn!(addr = %bound, "listening with no authentication (--insecure): anyone \
+            who reaches this port can run jobs over any file this coordinator can read");
+    }
     // The bound address on stdout, for people and for scripts that listen on port 0.
-    println!("coordinator listening on {}", listeners.grpc.local_addr()?);
+    println!("coordinator listening on {bound}");
     if config.state_dir.is_none() {
         tracing::warn!("no --state-dir: jobs and results will not survive a restart");
     }

@@ -283,6 +283,9 @@ impl Cluster {
             .with_cmd(["coordinator"])
             .with_network(&network)
             .with_container_name(&name)
+            // Reached by workers on the test network: no authentication yet, so explicitly.
+            .with_env_var("FANFOLD_LISTEN", "0.0.0.0:7077")
+            .with_env_var("FANFOLD_INSECURE", "true")
             .with_env_var("FANFOLD_WORKER_TIMEOUT", WORKER_TIMEOUT)
             // Attempts then count only what the tests break: no straggler backups.
             .with_env_var("FANFOLD_NO_BACKUPS", "true")

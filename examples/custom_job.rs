@@ -11,7 +11,7 @@
 //! cargo run --release --example custom_job -- local samples/
 //! # or a real cluster: a coordinator and workers that know "bigrams", taking every flag and
 //! # FANFOLD_* variable of the `coordinator` and `worker` binaries
-//! cargo run --release --example custom_job -- coordinator --listen 0.0.0.0:7077
+//! cargo run --release --example custom_job -- coordinator --listen 0.0.0.0:7077 --insecure
 //! cargo run --release --example custom_job -- worker --coordinator coord-host:7077
 //! submit-job --coordinator coord-host:7077 run /data --op bigrams --option lowercase=true
 //! ```

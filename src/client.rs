@@ -207,6 +207,11 @@ impl Client {
                     loop {
                         match batches.message().await {
                             Ok(Some(batch)) => {
+                                if lost_since.take().is_some() {
+                                    eprintln!(
+                                        "submit-job: reconnected; fetching job {id}'s result"
+                                    );
+                                }
                                 for entry in batch.rows {
                                     seen += 1;
                                     if seen <= rows {

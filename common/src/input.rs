@@ -45,10 +45,15 @@ pub fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
     }
     let mut paths = BTreeSet::new();
     for input in inputs {
-        let Location::Local(_) = Location::parse(input)?;
-        if is_pattern(input) {
+        let Location::Local(local) = Location::parse(input)?;
+        let Some(local) = local.to_str() else {
+            return Err(InputError::NotAFile {
+                input: input.clone(),
+            });
+        };
+        if is_pattern(local) {
             let mut matched = false;
-            let entries = glob::glob(input).map_err(|e| InputError::BadPattern {
+            let entries = glob::glob(local).map_err(|e| InputError::BadPattern {
                 input: input.clone(),
                 message: e.to_string(),
             })?;
@@ -66,7 +71,7 @@ pub fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
                 });
             }
         } else {
-            add(input, Path::new(input), &mut paths)?;
+            add(input, Path::new(local), &mut paths)?;
         }
     }
     paths
@@ -160,6 +165,10 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["a.txt", "b.log", "sub/c.txt", "sub/deeper/d.txt"]);
+        // A file:// URL names the same local files.
+        let url = format!("file://{}", s(&root.join("sub")));
+        let by_url = resolve(&[url]).unwrap();
+        assert_eq!(by_url, resolve(&[s(&root.join("sub"))]).unwrap());
         assert_eq!(files[0].len, 5);
     }
 
@@ -176,6 +185,13 @@ mod tests {
             format!("input '{pattern}': no file matches")
         );
         assert!(matches!(resolve(&[]), Err(InputError::Empty)));
+        let as_url = format!("file://{}", s(&dir.path().join("nope.txt")));
+        assert!(
+            resolve(std::slice::from_ref(&as_url))
+                .unwrap_err()
+                .to_string()
+                .contains(&missing)
+        );
         let url = "s3://bucket/logs/".to_owned();
         assert_eq!(
             resolve(&[url]).unwrap_err().to_string(),

@@ -81,6 +81,12 @@ pub fn commit(output: &OutputDir, job: JobId, rows: &[Row]) -> Result<(), String
         let _ = fs::remove_dir_all(&old);
         return Ok(());
     }
+    if !target.exists() && old.exists() {
+        // A crash came between moving the previous directory aside and renaming the new one
+        // in: put it back first, so a failure now leaves the target as it was.
+        fs::rename(&old, &target)
+            .map_err(|e| format!("cannot write output directory '{}': {e}", output.path))?;
+    }
     let write = || -> io::Result<()> {
         // What an attempt of this job left before a crash is this job's own to replace.
         match fs::remove_dir_all(&temp) {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fanfold_common::fleet::{Assignment, FromWorker, ToWorker, WorkerHello};
+use fanfold_common::fleet::{Assignment, AttemptKey, FromWorker, Report, ToWorker, WorkerHello};
+use fanfold_common::ids::{Attempt, ChunkId};
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
 use fanfold_proto::{MAX_MESSAGE_BYTES, PROTOCOL, transport};
@@ -182,12 +183,31 @@ pub async fn attach(
             }
         };
         if let Some(assign) = ready {
+            let named = (assign.job_id.parse(), assign.chunk, assign.attempt);
             let assignment = match Assignment::try_from(assign) {
                 Ok(assignment) => assignment,
-                Err(e) => {
-                    warn!(error = %e, "bad chunk assignment; reattaching");
-                    break End::Detached { worked: welcomed };
-                }
+                Err(e) => match named {
+                    // One bad assignment fails its attempt, not the attachment.
+                    (Ok(job), chunk, attempt) => {
+                        warn!(error = %e, "bad chunk assignment; failing it");
+                        let key = AttemptKey {
+                            job,
+                            chunk: ChunkId(chunk),
+                            attempt: Attempt(attempt),
+                        };
+                        let error = format!("worker {}: bad assignment: {e}", config.name);
+                        let report = Report::Failed {
+                            error,
+                            retryable: false,
+                        };
+                        let _ = outbox.send(FromWorker::Report { key, report }).await;
+                        continue;
+                    }
+                    (Err(_), _, _) => {
+                        warn!(error = %e, "bad chunk assignment; reattaching");
+                        break End::Detached { worked: welcomed };
+                    }
+                },
             };
             // Credits keep the queue short; a full one pushes back on the stream.
             if !executor.submit(assignment).await {

@@ -211,6 +211,16 @@ impl Job {
         self.chunks.stragglers(policy)
     }
 
+    /// Whether this coordinator can finalize the job (it knows its operation).
+    pub fn has_operation(&self) -> bool {
+        self.plan.operation.is_some()
+    }
+
+    /// Whether `attempt` of `chunk` is live: its result or its failure still counts.
+    pub fn is_live(&self, chunk: ChunkId, attempt: Attempt) -> bool {
+        self.phase == Phase::Mapping && self.chunks.is_live(chunk, attempt)
+    }
+
     /// Starts a backup attempt of a running chunk on `worker`.
     pub fn assign_backup(&mut self, chunk: ChunkId, worker: WorkerId) -> Option<Attempt> {
         if self.phase != Phase::Mapping {

@@ -91,7 +91,7 @@ impl Job {
     /// Fails the job if it has run past its timeout.
     pub fn check_timeout(&mut self) -> bool {
         match self.spec.timeout {
-            Some(limit) if self.is_running() && self.started.elapsed() >= limit => {
+            Some(limit) if self.may_stop() && self.started.elapsed() >= limit => {
                 self.finish(
                     JobState::Failed,
                     Some(format!(
@@ -190,10 +190,17 @@ impl Job {
         }
     }
 
+    /// Cancels the job, unless it is committing its result: past that point it finishes (a
+    /// commit stopped halfway would leave an output directory that names a cancelled job).
     pub fn cancel(&mut self) {
-        if self.is_running() {
+        if self.may_stop() {
             self.finish(JobState::Cancelled, Some("cancelled by request".into()));
         }
+    }
+
+    /// Whether a cancel or a timeout may still end the job: it is running and not committing.
+    fn may_stop(&self) -> bool {
+        matches!(self.phase, Phase::Mapping | Phase::Finalizing)
     }
 
     /// Fails a running job with a message, e.g. when a chunk cannot be read or merged.

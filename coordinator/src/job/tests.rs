@@ -258,15 +258,34 @@ fn a_success_is_announced_only_after_rows_output_and_end_are_durable() {
 }
 
 #[test]
-fn a_job_cancelled_while_committing_ends_cancelled_without_rows() {
+fn a_job_committing_its_result_finishes_whatever_is_asked() {
     let mut job = job(1);
+    job.spec.timeout = Some(std::time::Duration::ZERO);
     let (chunk, attempt) = job.assign_next(W1).unwrap();
     job.complete(chunk, attempt, out(one("a")), false).unwrap();
     job.take_for_finalize();
     assert!(job.finalized(1, vec![], None));
     assert!(job.rows_durable());
+    // Its output directory may be half committed: a cancel or a timeout must not end it now.
     job.cancel();
-    assert!(!job.succeed(), "a late commit does not revive it");
+    assert!(!job.check_timeout());
+    assert!(job.succeed());
+    assert!(job.end_durable());
+    assert_eq!(job.snapshot(0).state, JobState::Succeeded);
+}
+
+#[test]
+fn a_job_cancelled_while_finalizing_ends_cancelled_without_rows() {
+    let mut job = job(1);
+    let (chunk, attempt) = job.assign_next(W1).unwrap();
+    job.complete(chunk, attempt, out(one("a")), false).unwrap();
+    job.take_for_finalize();
+    job.cancel();
+    assert!(
+        !job.finalized(1, vec![], None),
+        "late rows do not revive it"
+    );
+    assert!(!job.succeed());
     assert!(job.end_durable());
     assert_eq!(job.snapshot(0).state, JobState::Cancelled);
     assert!(job.rows().is_none());

@@ -88,6 +88,8 @@ impl Scheduler {
             return;
         }
         let batch = std::mem::take(&mut self.loads);
+        let keys: Vec<(WorkerId, AttemptKey)> =
+            batch.iter().map(|(w, _, a)| (*w, a.key())).collect();
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let filled = tokio::task::spawn_blocking(move || {
@@ -100,8 +102,18 @@ impl Scheduler {
                     .collect::<Vec<_>>()
             })
             .await;
-            let Ok(filled) = filled else {
-                return; // the blocking pool is shutting down with the coordinator
+            let filled = match filled {
+                Ok(filled) => filled,
+                Err(join) => {
+                    // Every assignment of the batch fails its job, rather than wait unsent.
+                    for (worker, key) in keys {
+                        let error = format!("reading the chunk failed: {join}");
+                        let _ = commands
+                            .send(Command::LoadFailed { worker, key, error })
+                            .await;
+                    }
+                    return;
+                }
             };
             for (worker, outbox, assignment, read) in filled {
                 match read {
@@ -110,7 +122,7 @@ impl Scheduler {
                         let _ = outbox.send(ToWorker::Assign(assignment)).await;
                     }
                     Err(error) => {
-                        let key: AttemptKey = assignment.key();
+                        let key = assignment.key();
                         let _ = commands
                             .send(Command::LoadFailed { worker, key, error })
                             .await;

@@ -163,11 +163,15 @@ impl Scheduler {
         let plan = crate::intake::replan(&r.spec, r.files, r.chunks_planned, registry);
         let mut job = Job::new(id, r.spec, plan, r.submitted_at);
         let restored = r.chunks.len();
+        let unknown = job.spec.operation.clone();
+        let known = registry.names();
+        let mut broken = None;
         for (chunk, output) in r.chunks {
             if let Err(e) = job.restore_chunk(chunk, output) {
-                job.abort(format!("cannot fold restored {}: {e}", job.describe(chunk)));
+                broken.get_or_insert(format!("cannot fold restored {}: {e}", job.describe(chunk)));
             }
         }
+        let rows_kept = r.rows.is_some();
         job.restore_progress(
             r.state,
             r.error,
@@ -176,11 +180,24 @@ impl Scheduler {
             r.rows,
             r.quarantine,
         );
-        if job.is_running() {
+        if job.is_running() && !rows_kept && !job.has_operation() {
+            broken = Some(format!(
+                "this coordinator does not know the operation '{unknown}' (known: {})",
+                known.join(", ")
+            ));
+        }
+        let failed = job.is_running() && broken.is_some();
+        if let Some(message) = broken.filter(|_| failed) {
+            warn!(job_id = %id, %message, "a restored job cannot go on");
+            job.abort(message);
+        } else if job.is_running() {
             info!(job_id = %id, chunks_restored = restored, "job resumed");
         }
         self.jobs.insert(id, job);
         self.order.push(id);
+        if failed {
+            self.ended(id);
+        }
         self.finalize_if_ready(id);
         // Rows kept before the restart: commit them, as the job was about to.
         self.commit_if_ready(id);
@@ -309,8 +326,10 @@ impl Scheduler {
                     w.holding.remove(&key);
                 }
                 let job = key.job;
+                // Only a live attempt's unreadable chunk fails its job (a backup's may come
+                // after the chunk was done).
                 if let Some(j) = self.jobs.get_mut(&job)
-                    && j.is_running()
+                    && j.is_live(key.chunk, key.attempt)
                 {
                     let message = format!("cannot read {}: {error}", j.describe(key.chunk));
                     warn!(job_id = %job, %message, "job failed");

@@ -596,3 +596,58 @@ async fn a_result_asked_for_while_its_job_finishes_waits_for_the_end() {
         (JobState::Succeeded, false)
     );
 }
+
+#[tokio::test]
+async fn a_job_that_cannot_be_restored_fails_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, plan, _) = inputs(dir.path(), 1024).await;
+    assert!(plan.chunks.len() >= 2);
+    let output = |value: Value| {
+        let mut partial = fanfold_common::partial::Partial::new();
+        partial.add(b"a".to_vec(), value).unwrap();
+        ChunkOutput {
+            partial: partial.into_columns(),
+            stats: ChunkStats::default(),
+            bad: Vec::new(),
+        }
+    };
+    // Two stored chunks whose values cannot merge (a count and a maximum under one key).
+    let id = JobId::new();
+    let restored = crate::store::Restored {
+        job: id,
+        spec,
+        files: plan.files,
+        chunks_planned: plan.chunks,
+        submitted_at: SystemTime::now(),
+        state: JobState::Running,
+        error: None,
+        counters: Default::default(),
+        finished_at: None,
+        chunks: vec![
+            (ChunkId(0), output(Value::Count(1))),
+            (ChunkId(1), output(Value::Max(1.5))),
+        ],
+        quarantine: None,
+        rows: None,
+    };
+    let stop = CancellationToken::new();
+    let handle = spawn(
+        config(),
+        Some(Store::in_memory().unwrap()),
+        vec![restored],
+        &Registry::builtin(),
+        &TaskTracker::new(),
+        stop.clone(),
+    );
+    let status = finished(&handle, id).await;
+    assert_eq!(status.state, JobState::Failed);
+    let error = status.error.unwrap();
+    assert!(error.contains("cannot fold restored chunk 1"), "{error}");
+    // Nothing waits on it: a cancel and a result are answered at once.
+    assert_eq!(handle.cancel(id).await.unwrap().state, JobState::Failed);
+    assert!(matches!(
+        handle.result_when_ended(id, &stop).await,
+        Err(JobError::NoResult { .. })
+    ));
+    stop.cancel();
+}

@@ -123,6 +123,15 @@ pub struct Applied {
 }
 
 impl Op {
+    /// The step of a job's end it makes durable, if any.
+    fn durable(&self) -> Option<(JobId, Durable)> {
+        match self {
+            Op::Rows { job, .. } => Some((*job, Durable::Rows)),
+            Op::Finished { job, .. } => Some((*job, Durable::Ended)),
+            _ => None,
+        }
+    }
+
     /// About the bytes of chunk results it writes.
     fn bytes(&self) -> usize {
         match self {
@@ -216,8 +225,9 @@ impl Store {
     }
 
     /// Applies `ops` in order, in one durable transaction.
-    pub fn apply(&self, ops: Vec<Op>) -> Result<Applied, StoreError> {
-        let mut applied = Applied::default();
+    /// Returns the chunks folded per job it made durable.
+    pub fn apply(&self, ops: Vec<Op>) -> Result<HashMap<JobId, u64>, StoreError> {
+        let mut folded: HashMap<JobId, u64> = HashMap::new();
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut plans = txn.open_table(PLANS).map_err(db)?;
@@ -252,7 +262,7 @@ impl Store {
                         chunks
                             .insert((id.as_str(), chunk.0), chunk_record(output).as_slice())
                             .map_err(db)?;
-                        *applied.folded.entry(job).or_default() += 1;
+                        *folded.entry(job).or_default() += 1;
                     }
                     Op::Progress {
                         job,
@@ -289,7 +299,6 @@ impl Store {
                                 .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                                 .map_err(db)?;
                         }
-                        applied.durable.push((job, Durable::Ended));
                     }
                     Op::Rows { job, rows } => {
                         let id = job.to_string();
@@ -298,7 +307,6 @@ impl Store {
                         results
                             .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                             .map_err(db)?;
-                        applied.durable.push((job, Durable::Rows));
                         for (i, batch) in rows.chunks(ROWS_PER_BATCH).enumerate() {
                             let batch = pb::ResultBatch {
                                 rows: batch.iter().cloned().map(Into::into).collect(),
@@ -312,7 +320,7 @@ impl Store {
             }
         }
         txn.commit().map_err(db)?;
-        Ok(applied)
+        Ok(folded)
     }
 
     /// Every job kept, as of the last checkpoint, oldest first.
@@ -449,14 +457,14 @@ impl Checkpoints {
     }
 }
 
-/// Starts the journal task: it commits queued batches of ops together and reports durable
-/// chunks through `checkpoints`. It ends, after writing everything queued, when every sender
-/// is dropped.
 /// Chunk records per commit, at most. redb keeps a transaction's new pages in memory until it
 /// commits, so committing everything queued made memory grow with how far the journal had
 /// fallen behind, which grew with the input.
 const COMMIT_BYTES: usize = 4 << 20;
 
+/// Starts the journal task: it commits queued batches of ops together and reports what became
+/// durable through `checkpoints`. It ends, after writing everything queued, when every sender
+/// is dropped.
 pub fn spawn_journal(
     store: Store,
     tasks: &TaskTracker,
@@ -474,32 +482,20 @@ pub fn spawn_journal(
             }
             // Steps of jobs' ends are acknowledged even when the commit failed: the state is
             // then not durable (and said so), but the jobs still end rather than hang.
-            let ends: Vec<(JobId, Durable)> = ops
-                .iter()
-                .filter_map(|op| match op {
-                    Op::Rows { job, .. } => Some((*job, Durable::Rows)),
-                    Op::Finished { job, .. } => Some((*job, Durable::Ended)),
-                    _ => None,
-                })
-                .collect();
+            let durable = ops.iter().filter_map(Op::durable).collect();
             let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.apply(ops)).await {
-                Ok(Ok(applied)) => checkpoints.add(applied),
+            let folded = match tokio::task::spawn_blocking(move || store.apply(ops)).await {
+                Ok(Ok(folded)) => folded,
                 Ok(Err(e)) => {
                     error!(error = %e, "checkpoint failed; state is not durable");
-                    checkpoints.add(Applied {
-                        durable: ends,
-                        ..Applied::default()
-                    });
+                    HashMap::new()
                 }
                 Err(e) => {
                     error!(error = %e, "checkpoint task failed");
-                    checkpoints.add(Applied {
-                        durable: ends,
-                        ..Applied::default()
-                    });
+                    HashMap::new()
                 }
-            }
+            };
+            checkpoints.add(Applied { folded, durable });
         }
     });
     tx

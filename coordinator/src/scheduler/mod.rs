@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use fanfold_common::fleet::{Assignment, AttemptKey, Report, ToWorker};
 use fanfold_common::ids::{JobId, WorkerId};
 use fanfold_common::registry::Registry;
-use fanfold_common::spec::{JobState, JobStatus};
+use fanfold_common::spec::JobStatus;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -163,8 +163,6 @@ impl Scheduler {
         let plan = crate::intake::replan(&r.spec, r.files, r.chunks_planned, registry);
         let mut job = Job::new(id, r.spec, plan, r.submitted_at);
         let restored = r.chunks.len();
-        let unknown = job.spec.operation.clone();
-        let known = registry.names();
         let mut broken = None;
         for (chunk, output) in r.chunks {
             if let Err(e) = job.restore_chunk(chunk, output) {
@@ -182,8 +180,9 @@ impl Scheduler {
         );
         if job.is_running() && !rows_kept && !job.has_operation() {
             broken = Some(format!(
-                "this coordinator does not know the operation '{unknown}' (known: {})",
-                known.join(", ")
+                "this coordinator does not know the operation '{}' (known: {})",
+                job.spec.operation,
+                registry.names().join(", ")
             ));
         }
         let failed = job.is_running() && broken.is_some();
@@ -263,12 +262,11 @@ impl Scheduler {
                     if job.is_finishing() {
                         return Err(JobError::Finishing(id));
                     }
-                    job.rows()
-                        .filter(|_| job.state() == JobState::Succeeded)
-                        .ok_or(JobError::NoResult {
-                            id,
-                            state: job.state().as_str(),
-                        })
+                    // Only a succeeded job keeps rows once it is past finishing.
+                    job.rows().ok_or(JobError::NoResult {
+                        id,
+                        state: job.state().as_str(),
+                    })
                 });
                 let _ = reply.send(answer);
             }

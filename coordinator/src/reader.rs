@@ -11,7 +11,7 @@
 //! The fleet adapter only encodes what this gives it and cuts large chunks into pieces.
 
 use bytes::Bytes;
-use fanfold_common::chunker;
+use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::fleet::{Assignment, Payload};
 use fanfold_common::location::Location;
 
@@ -32,7 +32,7 @@ pub fn payload(shared_storage: bool, location: &Location) -> Payload {
 /// Reads a small unread chunk's bytes into its payload; leaves others as they are. Blocking.
 pub fn fill_small(assignment: &mut Assignment) -> Result<(), String> {
     if matches!(assignment.payload, Payload::Unread) && assignment.range.len() < READ_WHEN_SENT {
-        assignment.payload = read(assignment)?;
+        assignment.payload = read(&assignment.location, assignment.range)?;
     }
     Ok(())
 }
@@ -44,16 +44,14 @@ pub async fn fill_when_sent(assignment: &mut Assignment) -> Result<(), String> {
         return Ok(());
     }
     let (location, range) = (assignment.location.clone(), assignment.range);
-    let data = tokio::task::spawn_blocking(move || chunker::read(&location, range))
+    assignment.payload = tokio::task::spawn_blocking(move || read(&location, range))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    assignment.payload = Payload::Inline(Bytes::from(data));
+        .map_err(|e| e.to_string())??;
     Ok(())
 }
 
-fn read(assignment: &Assignment) -> Result<Payload, String> {
-    chunker::read(&assignment.location, assignment.range)
+fn read(location: &Location, range: ChunkRange) -> Result<Payload, String> {
+    chunker::read(location, range)
         .map(|data| Payload::Inline(Bytes::from(data)))
         .map_err(|e| e.to_string())
 }

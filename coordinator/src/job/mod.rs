@@ -245,17 +245,24 @@ impl Job {
         if self.phase != Phase::Mapping || !self.chunks.is_live(chunk, attempt) {
             return Ok(Completion::Stale);
         }
-        let kept = if keep {
+        let (stats, bad, kept) = if keep {
             self.folded.fold_ref(&output.partial)?;
-            self.keep_bad(chunk, output.bad.clone());
-            self.count_folded(chunk, output.stats.clone());
-            Some(Box::new(output))
+            (
+                output.stats.clone(),
+                output.bad.clone(),
+                Some(Box::new(output)),
+            )
         } else {
-            self.folded.fold(output.partial)?;
-            self.keep_bad(chunk, output.bad);
-            self.count_folded(chunk, output.stats);
-            None
+            let ChunkOutput {
+                partial,
+                stats,
+                bad,
+            } = output;
+            self.folded.fold(partial)?;
+            (stats, bad, None)
         };
+        self.keep_bad(chunk, bad);
+        self.count_folded(chunk, stats);
         let losers = self
             .chunks
             .complete(chunk, attempt)

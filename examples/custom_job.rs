@@ -165,8 +165,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Cli::Worker(flags) => {
             fanfold_common::telemetry::init(flags.log_json, "info");
-            let config = flags.config(registry());
-            fanfold_worker::run(config, fanfold::shutdown_on_signals()).await;
+            let config = flags.config(registry())?;
+            fanfold_worker::run(config, fanfold::shutdown_on_signals()).await?;
         }
     }
     Ok(())
@@ -255,7 +255,7 @@ mod tests {
         let Cli::Worker(flags) = cli else {
             panic!("{cli:?}")
         };
-        let config = flags.config(registry());
+        let config = flags.config(registry()).unwrap();
         assert_eq!(config.coordinator, "http://coord-host:7077");
         assert_eq!((config.name.as_str(), config.slots), ("bigrams-1", 2));
         assert!(config.registry.names().contains(&NAME.to_owned()));
@@ -312,7 +312,7 @@ mod tests {
         );
         drop(client);
         shutdown.cancel();
-        worker.await.unwrap();
+        worker.await.unwrap().unwrap();
         coordinator.await.unwrap().unwrap();
     }
 }

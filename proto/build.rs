@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".fanfold.v1.Assign.data")
         .bytes(".fanfold.v1.Counts.keys")
         .bytes(".fanfold.v1.ChunkPiece.data")
+        .bytes(".fanfold.v1.FetchPiece.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

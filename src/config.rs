@@ -81,6 +81,22 @@ pub struct WorkerFlags {
     /// receiving their bytes. A chunk it cannot read is handed back and sent inline.
     #[arg(long, env = "FANFOLD_SHARED_STORAGE")]
     pub shared_storage: bool,
+    /// Where this worker serves the map outputs of partitioned jobs (--reducers) to other
+    /// workers. Loopback by default (a one-machine fleet); an address other machines can reach
+    /// needs --insecure, since anyone who reaches it can read those outputs.
+    #[arg(long, env = "FANFOLD_SHUFFLE_LISTEN", default_value = "127.0.0.1:0")]
+    pub shuffle_listen: std::net::SocketAddr,
+    /// The `host:port` other workers reach the shuffle address at [default: the bound address],
+    /// e.g. the pod IP and port on Kubernetes.
+    #[arg(long, env = "FANFOLD_SHUFFLE_ADVERTISE")]
+    pub shuffle_advertise: Option<String>,
+    /// Directory for partitioned jobs' map outputs [default: the system temp dir]; each
+    /// worker keeps its own directory there and removes it when it stops.
+    #[arg(long, env = "FANFOLD_SPILL_DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// Serve map outputs on an address other machines can reach, with no authentication.
+    #[arg(long, env = "FANFOLD_INSECURE")]
+    pub insecure: bool,
     /// Log JSON lines instead of text.
     #[arg(long, env = "FANFOLD_LOG_JSON")]
     pub log_json: bool,
@@ -104,6 +120,12 @@ pub enum FlagError {
          that reaches the port"
     )]
     Exposed(std::net::SocketAddr),
+    #[error(
+        "refusing to serve map outputs on {0} with no authentication: anyone who reaches it \
+         could read them. Keep --shuffle-listen on a loopback address (the default), or pass \
+         --insecure (FANFOLD_INSECURE=true)"
+    )]
+    ShuffleExposed(std::net::SocketAddr),
 }
 
 /// Who can reach a coordinator's listener.
@@ -170,7 +192,10 @@ impl WorkerFlags {
     /// The worker's config, running the operations of `registry` (programs only with
     /// `--allow-streaming`); slots default to the available cores, the name to HOSTNAME-PID.
     /// The log format is the caller's to apply.
-    pub fn config(&self, registry: Registry) -> fanfold_worker::Config {
+    pub fn config(&self, registry: Registry) -> Result<fanfold_worker::Config, FlagError> {
+        if !self.shuffle_listen.ip().is_loopback() && !self.insecure {
+            return Err(FlagError::ShuffleExposed(self.shuffle_listen));
+        }
         let slots = self
             .slots
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
@@ -180,7 +205,12 @@ impl WorkerFlags {
         config.drain_timeout = self.drain_timeout;
         config.shared_storage = self.shared_storage;
         config.registry = registry.allow_programs(self.allow_streaming);
-        config
+        config.shuffle_listen = self.shuffle_listen;
+        config.shuffle_advertise = self.shuffle_advertise.clone();
+        if let Some(dir) = &self.spill_dir {
+            config.spill_dir = dir.clone();
+        }
+        Ok(config)
     }
 }
 
@@ -347,10 +377,19 @@ mod tests {
             "5s",
             "--shared-storage",
             "--allow-streaming",
+            "--shuffle-listen",
+            "127.0.0.1:7078",
+            "--shuffle-advertise",
+            "w1.local:7078",
+            "--spill-dir",
+            "/var/spill",
         ])
         .unwrap()
         .flags;
-        let config = flags.config(Registry::builtin());
+        let config = flags.config(Registry::builtin()).unwrap();
+        assert_eq!(config.shuffle_listen.to_string(), "127.0.0.1:7078");
+        assert_eq!(config.shuffle_advertise.as_deref(), Some("w1.local:7078"));
+        assert_eq!(config.spill_dir, PathBuf::from("/var/spill"));
         assert_eq!(config.coordinator, "http://coord:7077");
         assert_eq!((config.name.as_str(), config.slots), ("w1", 3));
         assert_eq!(config.heartbeat, Duration::from_millis(500));
@@ -359,7 +398,9 @@ mod tests {
         assert!(runs_programs(&config.registry));
 
         let flags = Worker::try_parse_from(["worker"]).unwrap().flags;
-        let config = flags.config(Registry::builtin());
+        let config = flags.config(Registry::builtin()).unwrap();
+        assert!(config.shuffle_listen.ip().is_loopback());
+        assert_eq!(config.spill_dir, std::env::temp_dir());
         assert_eq!(config.coordinator, "http://127.0.0.1:7077");
         let cores = std::thread::available_parallelism().unwrap().get() as u32;
         assert_eq!(config.slots, cores);
@@ -373,5 +414,14 @@ mod tests {
         assert!(!config.shared_storage);
         assert!(!runs_programs(&config.registry));
         assert!(Worker::try_parse_from(["worker", "--slots", "0"]).is_err());
+        let open = ["worker", "--shuffle-listen", "0.0.0.0:7078"];
+        let refused = Worker::try_parse_from(open).unwrap().flags;
+        let error = refused.config(Registry::builtin()).unwrap_err().to_string();
+        assert!(
+            error.contains("0.0.0.0:7078") && error.contains("--insecure"),
+            "{error}"
+        );
+        let allowed = Worker::try_parse_from([&open[..], &["--insecure"]].concat()).unwrap();
+        assert!(allowed.flags.config(Registry::builtin()).is_ok());
     }
 }

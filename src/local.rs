@@ -38,7 +38,12 @@ impl LocalCluster {
             worker.registry = registry.clone();
             // Same machine, same files: workers read their chunks themselves.
             worker.shared_storage = true;
-            fleet.1.spawn(fanfold_worker::run(worker, fleet.0.clone()));
+            let token = fleet.0.clone();
+            fleet.1.spawn(async move {
+                if let Err(e) = fanfold_worker::run(worker, token).await {
+                    tracing::error!(error = %fanfold_common::error_chain(&e), "local worker failed");
+                }
+            });
         }
         Ok(LocalCluster {
             address,

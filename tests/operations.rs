@@ -196,12 +196,36 @@ async fn check(
         expected.rows.len() as u64,
         "{what}: keys_out"
     );
+    // A partitioned job ran its reduce tasks on the workers.
+    let reducers = extra
+        .iter()
+        .position(|a| *a == "--reducers")
+        .map(|i| extra[i + 1].parse::<u64>().unwrap());
+    if let Some(r) = reducers {
+        let s = &ran.status;
+        assert_eq!(
+            (s.reduces_total, s.reduces_done),
+            (r, r),
+            "{what}: reduce tasks"
+        );
+        assert_eq!(s.partition_bytes.len() as u64, r, "{what}: partitions");
+        assert_eq!(
+            s.partition_bytes.iter().sum::<u64>(),
+            s.counters.shuffle_bytes,
+            "{what}: shuffle bytes"
+        );
+    } else {
+        assert_eq!(ran.status.reduces_total, 0, "{what}: not partitioned");
+    }
 }
 
 /// Reads a TSV value in the shape the oracle uses: a number, a list, or text.
 fn tsv_value(text: &str, sample: &BTreeMap<String, Json>) -> Json {
     match sample.values().next() {
-        Some(Json::Number(_)) => Json::from(text.parse::<f64>().unwrap()),
+        Some(Json::Number(_)) => Json::from(
+            text.parse::<f64>()
+                .unwrap_or_else(|e| panic!("{text:?}: {e}")),
+        ),
         Some(Json::Array(_)) => text.split(',').map(Json::from).collect(),
         _ => Json::from(text),
     }
@@ -530,6 +554,55 @@ async fn csv_and_jsonl_operations_match_python() {
     .await;
 }
 
+/// Every built-in operation, reduced on the workers in 1, 3 and 7 partitions, gives the
+/// oracle's answer: the same as the unpartitioned runs of the tests above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_operations_match_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = text_fixtures(&dir.path().join("text").tap_mkdir());
+    let csv = csv_fixtures(&dir.path().join("csv").tap_mkdir());
+    let jsonl = jsonl_fixtures(&dir.path().join("jsonl").tap_mkdir(), 11);
+    let roots = |name: &str| vec![dir.path().join(name)];
+    let c = cluster("ops_partitioned", 3, 2).await;
+    let lines = [("pattern", "^(beta|gamma)\\b"), ("output", "lines")];
+    let count = [("pattern", "alpha.*(GAMMA|Zürich)")];
+    let mean = [("key", "user.id"), ("agg", "mean"), ("value", "amount")];
+    let distinct = [("key", "region"), ("agg", "distinct"), ("value", "product")];
+    let topk = [
+        ("key", "region"),
+        ("agg", "topk"),
+        ("value", "product"),
+        ("k", "3"),
+    ];
+    let histogram = [("field", "amount"), ("edges", "-100,0,10.5,500,1000")];
+    for reducers in ["1", "3", "7"] {
+        let extra = ["--chunk-size", "1KiB", "--reducers", reducers];
+        let t = (&roots("text"), &text);
+        check(&c.addr, "wordcount", &[], t.0, t.1, &extra, false).await;
+        check(&c.addr, "index", &[], t.0, t.1, &extra, false).await;
+        check(&c.addr, "grep", &count, t.0, t.1, &extra, false).await;
+        check(&c.addr, "grep", &lines, t.0, t.1, &extra, false).await;
+        let j = (&roots("jsonl"), &jsonl);
+        check(&c.addr, "groupby", &mean, j.0, j.1, &extra, true).await;
+        check(&c.addr, "histogram", &histogram, j.0, j.1, &extra, true).await;
+        let country = [("field", "user.country")];
+        check(&c.addr, "distinct", &country, j.0, j.1, &extra, true).await;
+        let v = (&roots("csv"), &csv);
+        check(&c.addr, "groupby", &distinct, v.0, v.1, &extra, true).await;
+        check(&c.addr, "groupby", &topk, v.0, v.1, &extra, true).await;
+        check(
+            &c.addr,
+            "distinct",
+            &[("field", "product")],
+            v.0,
+            v.1,
+            &extra,
+            true,
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_do_not_depend_on_chunk_size_workers_or_slots() {
     let dir = tempfile::tempdir().unwrap();
@@ -561,13 +634,18 @@ async fn results_do_not_depend_on_chunk_size_workers_or_slots() {
     for (i, (chunk_size, workers, slots)) in configs.into_iter().enumerate() {
         let c = cluster(&format!("ops_sweep_{i}"), workers as u32, slots as u32).await;
         let size = chunk_size.to_string();
-        let extra = ["--chunk-size", &size];
-        let what =
-            format!("seed {seed}: chunk size {chunk_size}, {workers} workers x {slots} slots");
+        let plain = ["--chunk-size", &size];
+        // Every other run reduces on the workers, in 1 to 7 partitions.
+        let reducers = (1 + rng.below(7)).to_string();
+        let partitioned = ["--chunk-size", &size, "--reducers", &reducers];
+        let extra: &[&str] = if i % 2 == 1 { &partitioned } else { &plain };
+        let what = format!(
+            "seed {seed}: chunk size {chunk_size}, {workers} workers x {slots} slots, {extra:?}"
+        );
         eprintln!("{what}");
-        check(&c.addr, "groupby", &mean, &root, &jsonl, &extra, true).await;
-        check(&c.addr, "grep", &lines, &root, &jsonl, &extra, false).await;
-        check(&c.addr, "histogram", &edges, &root, &jsonl, &extra, true).await;
+        check(&c.addr, "groupby", &mean, &root, &jsonl, extra, true).await;
+        check(&c.addr, "grep", &lines, &root, &jsonl, extra, false).await;
+        check(&c.addr, "histogram", &edges, &root, &jsonl, extra, true).await;
     }
 }
 

@@ -12,7 +12,7 @@ use crate::chunker::ChunkRange;
 use crate::ids::{Attempt, ChunkId, JobId};
 use crate::location::Location;
 use crate::operation::{BadRecord, ChunkStats, Options};
-use crate::partial::ChunkPartial;
+use crate::partial::{ChunkPartial, Row, SortOrder};
 
 /// One unit of work for a worker: a chunk of a job, one attempt of it.
 #[derive(Clone, Debug)]
@@ -28,6 +28,9 @@ pub struct Assignment {
     pub payload: Payload,
     /// Isolate and report failing records instead of failing the chunk.
     pub skip_bad_records: bool,
+    /// A partitioned job's map (at least 1): the output is cut into this many partitions and
+    /// kept on the worker for the reducers. 0 sends the partial back.
+    pub reducers: u32,
 }
 
 impl Assignment {
@@ -61,10 +64,42 @@ pub enum Payload {
     Shared(Location),
 }
 
+/// One attempt of one reduce task (a partition) of a partitioned job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReduceKey {
+    pub job: JobId,
+    pub partition: u32,
+    pub attempt: Attempt,
+}
+
+/// A map output a reducer fetches its partition from: the chunk, the attempt whose output
+/// is in use, and the shuffle address of the worker that keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapSource {
+    pub chunk: ChunkId,
+    pub attempt: Attempt,
+    pub address: String,
+}
+
+/// A reduce task: fetch one partition from every map output, merge, finalize, send the rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReduceAssignment {
+    pub key: ReduceKey,
+    pub operation: String,
+    pub options: Options,
+    pub sort: SortOrder,
+    pub limit: Option<u64>,
+    /// The job's partitions in all.
+    pub reducers: u32,
+    /// Every map output of the job, by chunk.
+    pub sources: Vec<MapSource>,
+}
+
 /// What a coordinator sends a worker.
 #[derive(Clone, Debug)]
 pub enum ToWorker {
     Assign(Assignment),
+    Reduce(ReduceAssignment),
     /// Drop queued chunks of this job and stop running ones.
     Cancel(JobId),
     /// Another attempt of this chunk won; drop this one.
@@ -86,6 +121,8 @@ pub struct WorkerHello {
     pub shared_storage: bool,
     /// The fleet protocol revision it speaks (`fanfold_proto::PROTOCOL`).
     pub protocol: u32,
+    /// `host:port` where reducers fetch the map outputs it keeps.
+    pub shuffle_address: String,
 }
 
 /// A chunk's result: its partial, its counters and the records it skipped as bad.
@@ -95,6 +132,33 @@ pub struct ChunkOutput {
     pub stats: ChunkStats,
     /// Records skipped because mapping them failed (skip mode only).
     pub bad: Vec<BadRecord>,
+    /// A partitioned job's map: its output stays on the worker (`partial` is then empty).
+    pub map_output: Option<MapOutput>,
+}
+
+/// A map output kept on its worker for the reducers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapOutput {
+    /// Each partition's bytes.
+    pub partition_bytes: Vec<u64>,
+}
+
+/// How a reduce task went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReduceReport {
+    /// Its part's rows were all sent (in [`FromWorker::PartRows`], before this).
+    Done {
+        /// Keys in the part before any limit.
+        keys: u64,
+        rows: u64,
+        fetched_bytes: u64,
+    },
+    Failed {
+        error: String,
+        retryable: bool,
+        /// The map output that could not be fetched, if that was why: it is lost.
+        lost: Option<(ChunkId, Attempt)>,
+    },
 }
 
 /// What a worker reports about one assignment.
@@ -123,5 +187,14 @@ pub enum FromWorker {
     Report {
         key: AttemptKey,
         report: Report,
+    },
+    /// Rows of a reduce task's part, in order.
+    PartRows {
+        key: ReduceKey,
+        rows: Vec<Row>,
+    },
+    Reduced {
+        key: ReduceKey,
+        report: ReduceReport,
     },
 }

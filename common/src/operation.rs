@@ -135,6 +135,14 @@ pub trait Operation: Send + Sync + 'static {
         Ok(Finalized::sorted(partial, sort, limit))
     }
 
+    /// What a partitioned job routes a key by: keys with the same partition key meet in one
+    /// reduce task, whose [`Operation::finalize`] sees them together (it runs once per
+    /// partition there). The whole key by default; an operation whose finalize relates keys
+    /// to each other routes them by what they share (grep's matched lines, by file).
+    fn partition_key<'k>(&self, key: &'k [u8]) -> &'k [u8] {
+        key
+    }
+
     /// Whether a file must be mapped as one chunk because a record boundary cannot be found
     /// from an arbitrary offset (CSV, whose quoted fields may hold newlines). Compressed files
     /// and whole-file jobs are one chunk per file anyway.

@@ -33,7 +33,13 @@ pub struct JobSpec {
     pub whole_file: bool,
     /// Where the coordinator also writes the result, if anywhere.
     pub output: Option<OutputDir>,
+    /// Reduce on the workers in this many partitions; `None` folds at the coordinator.
+    pub reducers: Option<u32>,
 }
+
+/// Most partitions a job may ask for: each map output has an index entry per partition, and
+/// each reduce task fetches from every map output.
+pub const MAX_REDUCERS: u32 = 4096;
 
 /// A result directory on the coordinator's filesystem, written as part files.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,6 +62,13 @@ pub enum SpecInvalid {
     ChunkSize(u64),
     #[error("output directory '{0}' must be an absolute path")]
     RelativeOutput(String),
+    #[error("--reducers {0} is outside 1..={MAX_REDUCERS}")]
+    Reducers(u32),
+    #[error(
+        "--sort value needs --limit in a partitioned job (--reducers): each part is sorted on \
+         its own, so only a top N can be merged across parts"
+    )]
+    UnlimitedValueSort,
 }
 
 impl JobSpec {
@@ -71,6 +84,14 @@ impl JobSpec {
             && !std::path::Path::new(&output.path).is_absolute()
         {
             return Err(SpecInvalid::RelativeOutput(output.path.clone()));
+        }
+        if let Some(r) = self.reducers {
+            if !(1..=MAX_REDUCERS).contains(&r) {
+                return Err(SpecInvalid::Reducers(r));
+            }
+            if self.sort == SortOrder::ValueDesc && self.limit.is_none() {
+                return Err(SpecInvalid::UnlimitedValueSort);
+            }
         }
         self.chunk_size.map_or(Ok(()), check_chunk_size)
     }
@@ -127,6 +148,14 @@ pub struct Counters {
     pub backups: u64,
     /// Counters the job defines itself (`GROUP.NAME`), from folded chunks only.
     pub user: std::collections::BTreeMap<String, u64>,
+    /// Partitioned jobs: map outputs lost (their worker left, or a reducer could not fetch
+    /// them) and mapped again.
+    pub map_outputs_lost: u64,
+    /// Partitioned jobs: reduce task attempts made.
+    pub reduce_attempts: u64,
+    /// Partitioned jobs: bytes of map output kept for the reducers (the shuffle), of the map
+    /// outputs in use.
+    pub shuffle_bytes: u64,
 }
 
 /// A snapshot of a job, as `GetJob` and `WatchJob` report it.
@@ -153,6 +182,26 @@ pub struct JobStatus {
     pub result_rows: u64,
     /// The file holding records skipped as bad, on the coordinator's filesystem.
     pub quarantine: Option<String>,
+    /// Partitioned jobs: reduce tasks in all, done and running (all 0 otherwise).
+    pub reduces_total: u64,
+    pub reduces_done: u64,
+    pub reduces_running: u64,
+    /// Partitioned jobs: each partition's bytes of map output so far (skew shows here).
+    pub partition_bytes: Vec<u64>,
+}
+
+impl JobStatus {
+    /// The stage a running partitioned job is in: `map` until every chunk is mapped, then
+    /// `reduce`; `None` for other jobs and once the job has ended.
+    pub fn stage(&self) -> Option<&'static str> {
+        if self.reduces_total == 0 || self.state.is_final() {
+            None
+        } else if self.chunks_done < self.chunks_total {
+            Some("map")
+        } else {
+            Some("reduce")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -177,5 +226,27 @@ mod tests {
             ..ok
         };
         assert_eq!(none.validate(), Err(SpecInvalid::NoInput));
+        let partitioned = JobSpec {
+            inputs: vec!["x".into()],
+            operation: "wordcount".into(),
+            reducers: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(partitioned.validate(), Ok(()));
+        let zero = JobSpec {
+            reducers: Some(0),
+            ..partitioned.clone()
+        };
+        assert_eq!(zero.validate(), Err(SpecInvalid::Reducers(0)));
+        let by_value = JobSpec {
+            sort: SortOrder::ValueDesc,
+            ..partitioned.clone()
+        };
+        assert_eq!(by_value.validate(), Err(SpecInvalid::UnlimitedValueSort));
+        let top = JobSpec {
+            limit: Some(10),
+            ..by_value
+        };
+        assert_eq!(top.validate(), Ok(()));
     }
 }

@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use crate::intake::{self, IntakeError};
+use crate::job::JobResult;
+use crate::parts::{Part, PartReader};
 use crate::scheduler::{Handle, JobError};
 
 /// Rows per `ResultBatch` message.
@@ -131,11 +133,15 @@ impl JobService for Api {
         request: Request<pb::GetResultRequest>,
     ) -> Result<Response<Self::GetResultStream>, Status> {
         let id = job_id(&request.into_inner().job_id)?;
-        let rows = self
+        let result = self
             .scheduler
             .result_when_ended(id, &self.shutdown)
             .await
             .map_err(status)?;
+        let rows = match result {
+            JobResult::Rows(rows) => rows,
+            JobResult::Parts(parts) => return Ok(Response::new(stream_parts(parts))),
+        };
         let batches = rows.len().div_ceil(ROWS_PER_BATCH);
         // Batches are built lazily as the client reads, from the shared finished result.
         let stream = tokio_stream::iter((0..batches).map(move |i| {
@@ -160,4 +166,42 @@ impl JobService for Api {
         let job = self.scheduler.cancel(id).await.map_err(status)?;
         Ok(Response::new((&job).into()))
     }
+}
+
+/// A partitioned job's rows, read from its part files in partition order as the client reads;
+/// at most one batch is in memory.
+fn stream_parts(parts: Arc<Vec<Part>>) -> BoxStream<pb::ResultBatch> {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        for part in parts.iter() {
+            let mut reader = match PartReader::open(&part.path) {
+                Ok(reader) => reader,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(Status::internal(format!(
+                        "cannot read part {}: {e}",
+                        part.path.display()
+                    ))));
+                    return;
+                }
+            };
+            loop {
+                match reader.batch(ROWS_PER_BATCH) {
+                    Ok(rows) if rows.is_empty() => break,
+                    Ok(rows) => {
+                        if tx.blocking_send(Ok(pb::ResultBatch { rows })).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::internal(format!(
+                            "cannot read part {}: {e}",
+                            part.path.display()
+                        ))));
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
 }

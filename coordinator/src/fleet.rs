@@ -5,12 +5,16 @@
 //! task, not the scheduler's) until the stream ends or errors; the worker then counts as gone
 //! and its chunks go back to the queue. Heartbeats go to the scheduler, which owns leases.
 //! Outgoing, it encodes what the scheduler sends, after the chunk reader has filled a large
-//! chunk's bytes, and cuts those into pieces.
+//! chunk's bytes, and cuts those into pieces. A reduce task's rows are written to its part
+//! file here, as they arrive (`crate::parts`); the scheduler hears of the part once it is
+//! whole and synced.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use fanfold_common::fleet::{FromWorker, Payload, ToWorker, WorkerHello};
+use fanfold_common::fleet::{FromWorker, Payload, ReduceKey, ReduceReport, ToWorker, WorkerHello};
 use fanfold_common::ids::WorkerId;
 use fanfold_proto::PROTOCOL;
 use fanfold_proto::v1 as pb;
@@ -22,11 +26,14 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use crate::parts::{self, Part, PartWriter};
 use crate::reader;
 use crate::scheduler::{self, Handle};
 
 pub struct Fleet {
     pub scheduler: Handle,
+    /// Where reduce tasks' part files are written.
+    pub parts_dir: PathBuf,
     pub prefetch: u32,
     /// How long a new stream may take to say hello.
     pub hello_timeout: Duration,
@@ -80,8 +87,14 @@ impl FleetService for Fleet {
 
         let scheduler = self.scheduler.clone();
         let shutdown = self.shutdown.clone();
+        let parts_dir = self.parts_dir.clone();
         self.tasks.spawn(async move {
-            let why = read_reports(worker, &mut inbound, &scheduler, &shutdown).await;
+            let mut parts = Parts {
+                dir: parts_dir,
+                writing: HashMap::new(),
+            };
+            let why = read_reports(worker, &mut inbound, &scheduler, &mut parts, &shutdown).await;
+            parts.abandon();
             info!(worker_id = %worker, %name, reason = why, "worker stream ended");
             scheduler.worker_left(worker).await;
         });
@@ -155,6 +168,7 @@ async fn read_reports(
     worker: WorkerId,
     inbound: &mut Streaming<pb::WorkerMessage>,
     scheduler: &Handle,
+    parts: &mut Parts,
     shutdown: &CancellationToken,
 ) -> &'static str {
     loop {
@@ -175,6 +189,25 @@ async fn read_reports(
             Ok(FromWorker::Heartbeat) => scheduler.heartbeat(worker).await,
             Ok(FromWorker::Draining) => scheduler.draining(worker).await,
             Ok(FromWorker::Report { key, report }) => scheduler.report(worker, key, report).await,
+            Ok(FromWorker::PartRows { key, rows }) => match parts.append(worker, key, rows).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // The task cannot succeed now; its end says so.
+                    warn!(worker_id = %worker, partition = key.partition, error = %e,
+                        "cannot write a part file");
+                    Ok(())
+                }
+            },
+            Ok(FromWorker::Reduced { key, report }) => {
+                let part = match &report {
+                    ReduceReport::Done { keys, .. } => Some(parts.finish(worker, key, *keys).await),
+                    ReduceReport::Failed { .. } => {
+                        parts.discard(key);
+                        None
+                    }
+                };
+                scheduler.reduced(worker, key, report, part).await
+            }
             Ok(FromWorker::Hello(_)) => {
                 warn!(worker_id = %worker, "ignored a second hello");
                 Ok(())
@@ -186,6 +219,80 @@ async fn read_reports(
         };
         if forwarded.is_err() {
             return "scheduler stopped";
+        }
+    }
+}
+
+/// The part files this worker's stream is writing, by reduce attempt.
+struct Parts {
+    dir: PathBuf,
+    /// `Err` once writing failed: the rest of that part is dropped and its end fails.
+    writing: HashMap<ReduceKey, Result<PartWriter, String>>,
+}
+
+impl Parts {
+    /// Appends rows to the attempt's part, off the async runtime.
+    async fn append(
+        &mut self,
+        worker: WorkerId,
+        key: ReduceKey,
+        rows: Vec<fanfold_common::partial::Row>,
+    ) -> Result<(), String> {
+        let writer = match self.writing.remove(&key) {
+            Some(Ok(writer)) => Ok(writer),
+            Some(Err(e)) => Err(e),
+            None => {
+                PartWriter::create(parts::path(&self.dir, key, worker)).map_err(|e| e.to_string())
+            }
+        };
+        let written = match writer {
+            Ok(mut writer) => tokio::task::spawn_blocking(move || {
+                writer.append(rows).map_err(|e| e.to_string())?;
+                Ok(writer)
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
+            Err(e) => Err(e),
+        };
+        let failed = written.as_ref().err().cloned();
+        self.writing.insert(key, written);
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The attempt's whole part, synced (an empty one if it sent no rows).
+    async fn finish(
+        &mut self,
+        worker: WorkerId,
+        key: ReduceKey,
+        keys: u64,
+    ) -> Result<Part, String> {
+        let writer = match self.writing.remove(&key) {
+            Some(writer) => writer,
+            None => {
+                PartWriter::create(parts::path(&self.dir, key, worker)).map_err(|e| e.to_string())
+            }
+        }?;
+        tokio::task::spawn_blocking(move || {
+            let (path, rows) = writer.finish().map_err(|e| e.to_string())?;
+            Ok(Part { path, rows, keys })
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+    }
+
+    /// Drops a failed attempt's part.
+    fn discard(&mut self, key: ReduceKey) {
+        if let Some(Ok(writer)) = self.writing.remove(&key) {
+            let _ = std::fs::remove_file(&writer.path);
+        }
+    }
+
+    /// The stream ended: parts still being written are incomplete.
+    fn abandon(&mut self) {
+        for (_, writer) in self.writing.drain() {
+            if let Ok(writer) = writer {
+                let _ = std::fs::remove_file(&writer.path);
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ mod fleet;
 mod intake;
 mod job;
 mod output;
+mod parts;
 mod reader;
 mod scheduler;
 mod store;
@@ -102,6 +103,12 @@ pub async fn run(
             "restored jobs from the state directory"
         );
     }
+    // Part files of partitioned jobs: kept with the state when there is a state directory,
+    // else this process's own, gone with it.
+    let parts_dir = match &config.state_dir {
+        Some(dir) => dir.join("parts"),
+        None => std::env::temp_dir().join(format!("fanfold-parts-{}", std::process::id())),
+    };
     let tasks = TaskTracker::new();
     let scheduler = scheduler::spawn(
         scheduler::SchedulerConfig {
@@ -111,6 +118,7 @@ pub async fn run(
                 Some(dir) => dir.join("quarantine"),
                 None => std::env::temp_dir().join("fanfold-quarantine"),
             },
+            parts_dir: parts_dir.clone(),
         },
         store,
         restored,
@@ -127,6 +135,7 @@ pub async fn run(
     };
     let fleet = fleet::Fleet {
         scheduler,
+        parts_dir: parts_dir.clone(),
         prefetch: config.scheduling.prefetch,
         hello_timeout: config.scheduling.worker_timeout,
         tasks: tasks.clone(),
@@ -157,6 +166,9 @@ pub async fn run(
         .await;
     tasks.close();
     tasks.wait().await;
+    if config.state_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&parts_dir);
+    }
     info!("coordinator stopped");
     Ok(served?)
 }

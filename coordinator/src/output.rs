@@ -1,6 +1,7 @@
 //! Writes a finished job's rows to its output directory, atomically.
 //!
-//! The rows go to part files (`part-00000.tsv`, ... of at most [`ROWS_PER_PART`] rows) and a
+//! The rows go to part files (`part-00000.tsv`, ... of at most [`ROWS_PER_PART`] rows; a
+//! partitioned job's part N holds partition N, read from its part file as it goes) and a
 //! `_SUCCESS` marker in a temporary directory beside the target (`.NAME.tmp-JOB`), which is then
 //! renamed into place: a reader sees no directory or the whole result, never half of one. An
 //! existing target is refused unless the job asked to overwrite; then the old directory is
@@ -22,6 +23,9 @@ use fanfold_common::ids::JobId;
 use fanfold_common::partial::Row;
 use fanfold_common::render::RowWriter;
 use fanfold_common::spec::OutputDir;
+
+use crate::job::JobResult;
+use crate::parts::PartReader;
 
 /// Rows per part file.
 pub const ROWS_PER_PART: usize = 1_000_000;
@@ -70,7 +74,7 @@ fn committed_by(target: &Path, job: JobId) -> bool {
 
 /// Writes `rows` and commits the directory; on failure leaves nothing behind but the target's
 /// previous state. A target this job committed already is kept as it is.
-pub fn commit(output: &OutputDir, job: JobId, rows: &[Row]) -> Result<(), String> {
+pub fn commit(output: &OutputDir, job: JobId, result: &JobResult) -> Result<(), String> {
     let target = PathBuf::from(&output.path);
     let parent = parent(&target)?;
     let name = target.file_name().expect("checked").to_string_lossy();
@@ -94,20 +98,31 @@ pub fn commit(output: &OutputDir, job: JobId, rows: &[Row]) -> Result<(), String
             _ => {}
         }
         fs::create_dir(&temp)?;
-        let parts = rows.len().div_ceil(ROWS_PER_PART).max(1);
-        for part in 0..parts {
-            let path = temp.join(format!("part-{part:05}.{}", output.format.extension()));
-            let mut writer = RowWriter::new(output.format, BufWriter::new(File::create(path)?));
-            writer.header()?;
-            let end = rows.len().min((part + 1) * ROWS_PER_PART);
-            for row in &rows[part * ROWS_PER_PART..end] {
-                writer.write(row)?;
+        match result {
+            JobResult::Rows(rows) => {
+                let parts = rows.len().div_ceil(ROWS_PER_PART).max(1);
+                for part in 0..parts {
+                    let end = rows.len().min((part + 1) * ROWS_PER_PART);
+                    write_part(&temp, part, output, |writer| {
+                        rows[part * ROWS_PER_PART..end]
+                            .iter()
+                            .try_for_each(|row| writer.write(row))
+                    })?;
+                }
             }
-            let file = writer
-                .into_inner()
-                .into_inner()
-                .map_err(|e| e.into_error())?;
-            file.sync_all()?;
+            JobResult::Parts(parts) => {
+                for (n, part) in parts.iter().enumerate() {
+                    let mut reader = PartReader::open(&part.path)?;
+                    write_part(&temp, n, output, |writer| {
+                        while let Some(entry) = reader.next_entry()? {
+                            let row = Row::try_from(entry)
+                                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                            writer.write(&row)?;
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
         }
         let mut success = File::create(temp.join("_SUCCESS"))?;
         success.write_all(marker(job).as_bytes())?;
@@ -155,19 +170,39 @@ pub fn commit(output: &OutputDir, job: JobId, rows: &[Row]) -> Result<(), String
     Ok(())
 }
 
+/// Writes part file `part` of `dir` in the output's format, its rows from `rows`, synced.
+fn write_part(
+    dir: &Path,
+    part: usize,
+    output: &OutputDir,
+    rows: impl FnOnce(&mut RowWriter<BufWriter<File>>) -> io::Result<()>,
+) -> io::Result<()> {
+    let path = dir.join(format!("part-{part:05}.{}", output.format.extension()));
+    let mut writer = RowWriter::new(output.format, BufWriter::new(File::create(path)?));
+    writer.header()?;
+    rows(&mut writer)?;
+    let file = writer
+        .into_inner()
+        .into_inner()
+        .map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use fanfold_common::partial::Value;
     use fanfold_common::render::Format;
 
-    fn rows(n: u64) -> Vec<Row> {
-        (0..n)
-            .map(|i| Row {
-                key: format!("k{i}").into_bytes(),
-                value: Value::Count(i),
-            })
-            .collect()
+    fn rows(n: u64) -> JobResult {
+        JobResult::Rows(std::sync::Arc::new(
+            (0..n)
+                .map(|i| Row {
+                    key: format!("k{i}").into_bytes(),
+                    value: Value::Count(i),
+                })
+                .collect(),
+        ))
     }
 
     #[test]

@@ -31,6 +31,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::error;
 
+use crate::parts::Part;
+
 const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_plans");
 const PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_progress");
 const CHUNKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chunk_results");
@@ -95,6 +97,8 @@ pub enum Op {
         quarantine: Option<String>,
         /// The result rows are kept (see [`Op::Rows`]) while the job is still running.
         rows_kept: bool,
+        /// A partitioned job's kept result: its part files.
+        parts: Vec<Part>,
     },
     /// A job's finalized rows, kept before its output directory and success are committed;
     /// acknowledged through [`Checkpoints`] once durable.
@@ -168,6 +172,8 @@ pub struct Restored {
     pub chunks: Vec<(ChunkId, ChunkOutput)>,
     pub quarantine: Option<String>,
     pub rows: Option<Vec<Row>>,
+    /// A partitioned job's kept result, instead of rows.
+    pub parts: Option<Vec<Part>>,
 }
 
 #[derive(Clone)]
@@ -273,9 +279,18 @@ impl Store {
                         result_rows,
                         quarantine,
                         rows_kept,
+                        parts,
                     } => {
                         let value = record::JobProgress {
                             rows_kept,
+                            parts: parts
+                                .into_iter()
+                                .map(|p| record::PartFile {
+                                    path: p.path.display().to_string(),
+                                    rows: p.rows,
+                                    keys: p.keys,
+                                })
+                                .collect(),
                             state: pb::JobState::from(state) as i32,
                             error: error.unwrap_or_default(),
                             counters: Some(counters.into()),
@@ -385,6 +400,7 @@ impl Store {
                         partial,
                         stats: result.counters.unwrap_or_default().into(),
                         bad: result.bad_records.into_iter().map(Into::into).collect(),
+                        map_output: None,
                     };
                     restored_chunks.push((ChunkId(key.value().1), output));
                 }
@@ -426,6 +442,17 @@ impl Store {
                 chunks: restored_chunks,
                 quarantine: (!state.quarantine.is_empty()).then_some(state.quarantine),
                 rows,
+                parts: (!state.parts.is_empty()).then(|| {
+                    state
+                        .parts
+                        .iter()
+                        .map(|p| Part {
+                            path: PathBuf::from(&p.path),
+                            rows: p.rows,
+                            keys: p.keys,
+                        })
+                        .collect()
+                }),
             });
         }
         jobs.sort_by_key(|j| j.submitted_at);

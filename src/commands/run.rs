@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// One chunk per input file: each file is mapped whole (per-document jobs).
     #[arg(long)]
     whole_file: bool,
+    /// Reduce on the workers in R partitions (for many keys): map outputs stay on the workers,
+    /// each of R reduce tasks merges one partition and the result comes as R parts. Without
+    /// it, the coordinator folds every chunk's partial.
+    #[arg(long, value_name = "R")]
+    reducers: Option<u32>,
     /// Have the coordinator also write the result to DIR (on its filesystem) as part files in
     /// the --format, committed atomically.
     #[arg(long, value_name = "DIR")]
@@ -132,6 +137,7 @@ impl RunArgs {
             }),
             timeout: self.timeout,
             skip_bad_records: self.skip_bad_records,
+            reducers: self.reducers,
         }
     }
 }
@@ -243,6 +249,8 @@ mod tests {
             "--skip-bad-records",
             "--timeout",
             "30m",
+            "--reducers",
+            "4",
         ]);
         let options = [("k", "v=w"), ("mapper", "cut -f1"), ("reducer", "sum")]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -264,6 +272,7 @@ mod tests {
                     format: render::Format::Csv,
                     overwrite: true,
                 }),
+                reducers: Some(4),
             }
         );
         assert_eq!(

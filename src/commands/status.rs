@@ -44,6 +44,15 @@ pub struct StatusView<'a> {
     pub finished_at: Option<String>,
     pub result_rows: u64,
     pub quarantine: Option<&'a str>,
+    /// Partitions of a partitioned job (`--reducers`), else null.
+    pub reducers: Option<u32>,
+    /// A running partitioned job's stage: `map` or `reduce`; null otherwise.
+    pub stage: Option<&'static str>,
+    pub reduces_total: u64,
+    pub reduces_done: u64,
+    pub reduces_running: u64,
+    /// Each partition's bytes of map output (skew shows here).
+    pub partition_bytes: &'a [u64],
 }
 
 /// The `output_dir` of a [`StatusView`].
@@ -65,6 +74,9 @@ pub struct CountersView<'a> {
     pub attempts: u64,
     pub chunks_failed: u64,
     pub backups: u64,
+    pub map_outputs_lost: u64,
+    pub reduce_attempts: u64,
+    pub shuffle_bytes: u64,
     /// `GROUP.NAME` -> amount.
     pub user: &'a std::collections::BTreeMap<String, u64>,
 }
@@ -106,6 +118,12 @@ impl<'a> From<&'a JobStatus> for StatusView<'a> {
             finished_at: s.finished_at.and_then(rfc3339),
             result_rows: s.result_rows,
             quarantine: s.quarantine.as_deref(),
+            reducers: spec.reducers,
+            stage: s.stage(),
+            reduces_total: s.reduces_total,
+            reduces_done: s.reduces_done,
+            reduces_running: s.reduces_running,
+            partition_bytes: &s.partition_bytes,
         }
     }
 }
@@ -120,6 +138,9 @@ impl<'a> From<&'a Counters> for CountersView<'a> {
             attempts: c.attempts,
             chunks_failed: c.chunks_failed,
             backups: c.backups,
+            map_outputs_lost: c.map_outputs_lost,
+            reduce_attempts: c.reduce_attempts,
+            shuffle_bytes: c.shuffle_bytes,
             user: &c.user,
         }
     }
@@ -166,6 +187,30 @@ fn write_status(out: &mut String, s: &JobStatus) -> fmt::Result {
         bytesize::ByteSize(s.bytes_done),
         bytesize::ByteSize(s.bytes_total)
     )?;
+    if s.reduces_total > 0 {
+        if let Some(stage) = s.stage() {
+            writeln!(out, "stage      {stage}")?;
+        }
+        writeln!(
+            out,
+            "reduces    {}/{} done, {} running",
+            s.reduces_done, s.reduces_total, s.reduces_running
+        )?;
+        let (low, high) = (
+            s.partition_bytes.iter().min().copied().unwrap_or(0),
+            s.partition_bytes.iter().max().copied().unwrap_or(0),
+        );
+        writeln!(
+            out,
+            "shuffle    {} in {} partitions ({} to {} each), {} map outputs lost, {} reduce attempts",
+            bytesize::ByteSize(c.shuffle_bytes),
+            s.partition_bytes.len(),
+            bytesize::ByteSize(low),
+            bytesize::ByteSize(high),
+            c.map_outputs_lost,
+            c.reduce_attempts
+        )?;
+    }
     writeln!(out, "workers    {}", s.workers)?;
     writeln!(
         out,
@@ -247,6 +292,7 @@ mod tests {
                     format: Format::Jsonl,
                     overwrite: true,
                 }),
+                reducers: Some(3),
             },
             chunks_total: 12,
             chunks_done: 11,
@@ -264,6 +310,9 @@ mod tests {
                 chunks_failed: 1,
                 backups: 4,
                 user: [("fanfold.lines".to_owned(), 42)].into(),
+                map_outputs_lost: 2,
+                reduce_attempts: 5,
+                shuffle_bytes: 3072,
             },
             error: None,
             // 2026-01-01T00:00:00Z is 1,767,225,600 s after the epoch.
@@ -271,6 +320,10 @@ mod tests {
             finished_at: Some(UNIX_EPOCH + Duration::from_secs(1_767_225_600 + 86_400 + 61)),
             result_rows: 7,
             quarantine: Some("/state/q.tsv".into()),
+            reduces_total: 3,
+            reduces_done: 2,
+            reduces_running: 1,
+            partition_bytes: vec![1024, 512, 1536],
         }
     }
 
@@ -306,6 +359,9 @@ mod tests {
                 "attempts": 13,
                 "chunks_failed": 1,
                 "backups": 4,
+                "map_outputs_lost": 2,
+                "reduce_attempts": 5,
+                "shuffle_bytes": 3072,
                 "user": {"fanfold.lines": 42},
             },
             "error": null,
@@ -313,6 +369,12 @@ mod tests {
             "finished_at": "2026-01-02T00:01:01.000Z",
             "result_rows": 7,
             "quarantine": "/state/q.tsv",
+            "reducers": 3,
+            "stage": null,
+            "reduces_total": 3,
+            "reduces_done": 2,
+            "reduces_running": 1,
+            "partition_bytes": [1024, 512, 1536],
         });
         assert_eq!(view, expected);
     }
@@ -343,6 +405,7 @@ mod tests {
             "submitted_at",
             "finished_at",
             "quarantine",
+            "reducers",
         ] {
             assert!(view[null].is_null(), "{null}: {view}");
         }
@@ -350,6 +413,11 @@ mod tests {
         assert_eq!(view["options"], json!({}));
         assert_eq!(view["error"], "it broke");
         assert!(status_text(&running).contains("\nstate      running (finishing)\n"));
+        assert_eq!(view["stage"], "map", "11 of 12 chunks mapped");
+        running.chunks_done = 12;
+        let view = serde_json::to_value(StatusView::from(&running)).unwrap();
+        assert_eq!(view["stage"], "reduce");
+        assert!(status_text(&running).contains("\nstage      reduce\n"));
 
         running.state = JobState::Failed;
         let view = serde_json::to_value(StatusView::from(&running)).unwrap();
@@ -370,6 +438,8 @@ mod tests {
              inputs     /data/a /data/b*.txt\n\
              chunks     11/12 done, 1 running, 9 checkpointed\n\
              bytes      1.0 MiB/3.0 MiB\n\
+             reduces    2/3 done, 1 running\n\
+             shuffle    3.0 KiB in 3 partitions (512 B to 1.5 KiB each), 2 map outputs lost, 5 reduce attempts\n\
              workers    3\n\
              counters   records_in=100 bytes_in=2000 bad_records=2 keys_out=7 attempts=13 chunks_failed=1 backups=4\n\
              counter    fanfold.lines=42\n\

@@ -158,6 +158,12 @@ pub struct Status {
     pub finished_at: Option<String>,
     pub result_rows: u64,
     pub quarantine: Option<String>,
+    pub reducers: Option<u32>,
+    pub stage: Option<String>,
+    pub reduces_total: u64,
+    pub reduces_done: u64,
+    pub reduces_running: u64,
+    pub partition_bytes: Vec<u64>,
 }
 
 /// The `counters` of a [`Status`].
@@ -170,6 +176,9 @@ pub struct Counters {
     pub attempts: u64,
     pub chunks_failed: u64,
     pub backups: u64,
+    pub map_outputs_lost: u64,
+    pub reduce_attempts: u64,
+    pub shuffle_bytes: u64,
     /// `GROUP.NAME` -> amount.
     pub user: BTreeMap<String, u64>,
 }

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fanfold_common::fleet::{Assignment, AttemptKey, FromWorker, Report, ToWorker, WorkerHello};
+use fanfold_common::fleet::{
+    Assignment, AttemptKey, FromWorker, ReduceAssignment, ReduceReport, Report, ToWorker,
+    WorkerHello,
+};
 use fanfold_common::ids::{Attempt, ChunkId};
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
@@ -24,9 +27,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::Config;
-use crate::executor::Executor;
+use crate::executor::{Executor, Work};
 use crate::jobs::Jobs;
+use crate::{Config, Shuffle};
 
 /// Why an attachment ended without an error.
 pub enum End {
@@ -52,6 +55,7 @@ const OUTBOX_SPARE: usize = 8;
 pub async fn attach(
     config: &Config,
     jobs: &Arc<Jobs>,
+    shuffle: &Shuffle,
     shutdown: &CancellationToken,
 ) -> Result<End, AttachError> {
     let channel = tokio::select! {
@@ -70,6 +74,7 @@ pub async fn attach(
         operations: config.registry.names(),
         shared_storage: config.shared_storage,
         protocol: PROTOCOL,
+        shuffle_address: shuffle.address.clone(),
     };
     let _ = outbox.try_send(FromWorker::Hello(hello));
     let outgoing = ReceiverStream::new(outgoing).map(pb::WorkerMessage::from);
@@ -78,7 +83,13 @@ pub async fn attach(
         response = client.attach(outgoing) => response.map_err(AttachError::Refused)?.into_inner(),
     };
 
-    let executor = Executor::start(&config.name, config.slots, Arc::clone(jobs), outbox.clone());
+    let executor = Executor::start(
+        &config.name,
+        config.slots,
+        Arc::clone(jobs),
+        shuffle,
+        outbox.clone(),
+    );
     let session = CancellationToken::new();
     let beating = tokio::spawn(heartbeat(config.heartbeat, outbox.clone(), session.clone()));
 
@@ -146,6 +157,38 @@ pub async fn attach(
                 None
             }
             pb::coordinator_message::Kind::Assign(assign) => Some(assign),
+            pb::coordinator_message::Kind::Reduce(reduce) => {
+                let named = reduce.key.clone();
+                match ReduceAssignment::try_from(reduce) {
+                    Ok(task) => {
+                        if !executor.submit(Work::Reduce(task)).await {
+                            break End::Shutdown;
+                        }
+                    }
+                    // One bad reduce task fails its attempt, not the attachment.
+                    Err(e) => match named.map(|k| (k.job_id.parse(), k.partition, k.attempt)) {
+                        Some((Ok(job), partition, attempt)) => {
+                            warn!(error = %e, "bad reduce task; failing it");
+                            let key = fanfold_common::fleet::ReduceKey {
+                                job,
+                                partition,
+                                attempt: Attempt(attempt),
+                            };
+                            let report = ReduceReport::Failed {
+                                error: format!("worker {}: bad reduce task: {e}", config.name),
+                                retryable: false,
+                                lost: None,
+                            };
+                            let _ = outbox.send(FromWorker::Reduced { key, report }).await;
+                        }
+                        _ => {
+                            warn!(error = %e, "bad reduce task; reattaching");
+                            break End::Detached { worked: welcomed };
+                        }
+                    },
+                }
+                None
+            }
             pb::coordinator_message::Kind::Piece(piece) => {
                 let assembly = assembling.as_mut().expect("checked above");
                 if let Err(e) = assembly.add(&piece.data) {
@@ -210,7 +253,7 @@ pub async fn attach(
                 },
             };
             // Credits keep the queue short; a full one pushes back on the stream.
-            if !executor.submit(assignment).await {
+            if !executor.submit(Work::Map(assignment)).await {
                 break End::Shutdown;
             }
         }

@@ -1,19 +1,29 @@
-//! The executor: a worker's slots, the queue of assignments waiting for one, the count in
-//! flight and the drain. Each slot runs one assignment at a time ([`crate::task`]) and sends
-//! its report to the attachment; the coordinator's credits keep the queue short, and a full
-//! queue pushes back on the stream rather than growing.
+//! The executor: a worker's slots, the queue of work waiting for one, the count in flight and
+//! the drain. Each slot runs one map assignment ([`crate::task`]) or reduce task
+//! ([`crate::reduce`]) at a time and sends its report to the attachment; the coordinator's
+//! credits keep the queue short, and a full queue pushes back on the stream rather than
+//! growing.
 
 use std::sync::{Arc, Mutex};
 
-use fanfold_common::fleet::{Assignment, AttemptKey, FromWorker, Report};
+use fanfold_common::fleet::{
+    Assignment, AttemptKey, FromWorker, ReduceAssignment, ReduceReport, Report,
+};
 use fanfold_common::ids::JobId;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::jobs::Jobs;
+use crate::spill::Spill;
 use crate::stops::Stops;
-use crate::task;
+use crate::{reduce, task};
+
+/// What a slot runs.
+pub enum Work {
+    Map(Assignment),
+    Reduce(ReduceAssignment),
+}
 
 /// Queued assignments beyond the running ones, at most.
 const QUEUE: usize = 64;
@@ -22,7 +32,9 @@ const QUEUE: usize = 64;
 struct Shared {
     name: String,
     jobs: Arc<Jobs>,
-    queue: tokio::sync::Mutex<mpsc::Receiver<Assignment>>,
+    spill: Arc<Spill>,
+    shuffle_address: String,
+    queue: tokio::sync::Mutex<mpsc::Receiver<Work>>,
     reports: mpsc::Sender<FromWorker>,
     stops: Mutex<Stops>,
     /// Assignments received and not yet reported.
@@ -33,7 +45,7 @@ struct Shared {
 
 pub struct Executor {
     shared: Arc<Shared>,
-    queue: mpsc::Sender<Assignment>,
+    queue: mpsc::Sender<Work>,
     /// Stops the slots when the attachment ends.
     session: CancellationToken,
     tasks: TaskTracker,
@@ -45,12 +57,15 @@ impl Executor {
         name: &str,
         slots: u32,
         jobs: Arc<Jobs>,
+        shuffle: &crate::Shuffle,
         reports: mpsc::Sender<FromWorker>,
     ) -> Self {
         let (queue, assignments) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             name: name.to_owned(),
             jobs,
+            spill: Arc::clone(&shuffle.spill),
+            shuffle_address: shuffle.address.clone(),
             queue: tokio::sync::Mutex::new(assignments),
             reports,
             stops: Mutex::default(),
@@ -70,15 +85,18 @@ impl Executor {
         }
     }
 
-    /// Queues an assignment; waits while the queue is full. `false` if the slots are gone.
-    pub async fn submit(&self, assignment: Assignment) -> bool {
+    /// Queues work; waits while the queue is full. `false` if the slots are gone.
+    pub async fn submit(&self, work: Work) -> bool {
         self.shared.in_flight.send_modify(|n| *n += 1);
-        self.queue.send(assignment).await.is_ok()
+        self.queue.send(work).await.is_ok()
     }
 
+    /// Stops the job's work here and drops what it kept: its context and its map outputs.
     pub fn cancel_job(&self, job: JobId) {
         self.shared.stops.lock().expect("stops").cancel_job(job);
         self.shared.jobs.forget(job);
+        let spill = Arc::clone(&self.shared.spill);
+        tokio::task::spawn_blocking(move || spill.remove_job(job));
     }
 
     pub fn cancel_attempt(&self, key: AttemptKey) {
@@ -112,25 +130,68 @@ async fn slot(shared: Arc<Shared>, session: CancellationToken) {
             _ = session.cancelled() => return,
             next = async { shared.queue.lock().await.recv().await } => next,
         };
-        let Some(assignment) = next else { return };
-        let key = assignment.key();
-        let report = if shared.drain.is_cancelled() {
-            Report::Released { unreadable: None }
-        } else if shared.stops.lock().expect("stops").covers(&key) {
-            task::failed("cancelled".into(), false)
-        } else {
-            let stop = shared.stops.lock().expect("stops").start(key);
-            let report = task::run(&shared.jobs, &shared.name, assignment, Arc::clone(&stop)).await;
-            shared.stops.lock().expect("stops").finish(&stop);
-            report
+        let message = match next {
+            None => return,
+            Some(Work::Map(assignment)) => map(&shared, assignment).await,
+            Some(Work::Reduce(task)) => match reduce(&shared, task).await {
+                Some(message) => message,
+                None => {
+                    shared.in_flight.send_modify(|n| *n -= 1);
+                    return;
+                }
+            },
         };
-        let sent = shared
-            .reports
-            .send(FromWorker::Report { key, report })
-            .await;
+        let sent = shared.reports.send(message).await;
         shared.in_flight.send_modify(|n| *n -= 1);
         if sent.is_err() {
             return;
         }
     }
+}
+
+async fn map(shared: &Shared, assignment: Assignment) -> FromWorker {
+    let key = assignment.key();
+    let report = if shared.drain.is_cancelled() {
+        Report::Released { unreadable: None }
+    } else if shared.stops.lock().expect("stops").covers(&key) {
+        task::failed("cancelled".into(), false)
+    } else {
+        let stop = shared.stops.lock().expect("stops").start(key);
+        let report = task::run(
+            &shared.jobs,
+            &shared.spill,
+            &shared.name,
+            assignment,
+            Arc::clone(&stop),
+        )
+        .await;
+        shared.stops.lock().expect("stops").finish(&stop);
+        report
+    };
+    FromWorker::Report { key, report }
+}
+
+/// Runs a reduce task; `None` if the attachment went away while it sent its rows. A draining
+/// worker fails a queued one as retryable (there is no hand-back for reduce tasks).
+async fn reduce(shared: &Shared, task: ReduceAssignment) -> Option<FromWorker> {
+    let key = task.key;
+    let stop = shared.stops.lock().expect("stops").start_reduce(key.job);
+    let report = if shared.drain.is_cancelled() || stop.load(std::sync::atomic::Ordering::Relaxed) {
+        Some(ReduceReport::Failed {
+            error: format!("worker {}: stopping or job cancelled", shared.name),
+            retryable: true,
+            lost: None,
+        })
+    } else {
+        let context = reduce::Context {
+            jobs: &shared.jobs,
+            spill: &shared.spill,
+            shuffle_address: &shared.shuffle_address,
+            worker: &shared.name,
+            reports: &shared.reports,
+        };
+        reduce::run(context, task, Arc::clone(&stop)).await
+    };
+    shared.stops.lock().expect("stops").finish(&stop);
+    report.map(|report| FromWorker::Reduced { key, report })
 }

@@ -1,13 +1,13 @@
-//! Per-job context on a worker: what a job's chunks share, built once for the job rather
-//! than for every chunk. Today that is the operation (options parsed, regexes compiled);
-//! a job's map-output store for the shuffle will live here too.
+//! Per-job context on a worker: what a job's chunks and reduce tasks share, built once for
+//! the job rather than for every chunk: the operation (options parsed, regexes compiled).
+//! A partitioned job's map outputs are in the worker's spill directory (`crate::spill`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use fanfold_common::fleet::Assignment;
 use fanfold_common::ids::JobId;
-use fanfold_common::operation::{Operation, SpecError};
+use fanfold_common::operation::{Operation, Options, SpecError};
 use fanfold_common::registry::Registry;
 
 /// Contexts kept at once; the oldest goes first. Jobs run one after another far more often
@@ -37,18 +37,35 @@ impl Jobs {
     /// job's first chunk here. A job whose operation cannot be built is not kept: each of its
     /// chunks fails with the reason.
     pub fn context(&self, assignment: &Assignment) -> Result<Arc<JobContext>, SpecError> {
+        self.context_of(assignment.job, &assignment.operation, &assignment.options)
+    }
+
+    /// A job's operation, built from its name and options on first use.
+    pub fn operation(
+        &self,
+        job: JobId,
+        name: &str,
+        options: &Options,
+    ) -> Result<Arc<dyn Operation>, SpecError> {
+        Ok(Arc::clone(&self.context_of(job, name, options)?.operation))
+    }
+
+    fn context_of(
+        &self,
+        job: JobId,
+        name: &str,
+        options: &Options,
+    ) -> Result<Arc<JobContext>, SpecError> {
         let mut contexts = self.contexts.lock().expect("job contexts");
-        if let Some((_, context)) = contexts.iter().find(|(id, _)| *id == assignment.job) {
+        if let Some((_, context)) = contexts.iter().find(|(id, _)| *id == job) {
             return Ok(Arc::clone(context));
         }
-        let operation = self
-            .registry
-            .build(&assignment.operation, &assignment.options)?;
+        let operation = self.registry.build(name, options)?;
         let context = Arc::new(JobContext { operation });
         if contexts.len() == KEPT {
             contexts.pop_front();
         }
-        contexts.push_back((assignment.job, Arc::clone(&context)));
+        contexts.push_back((job, Arc::clone(&context)));
         Ok(context)
     }
 

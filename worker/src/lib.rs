@@ -7,16 +7,24 @@
 //! The rooms: `attachment` (the Attach stream and the wire, hello and welcome, chunk pieces,
 //! heartbeats: the only file that speaks `fanfold_proto`), `executor` (slots, queue, drain,
 //! what is in flight), `task` (one assignment to its report: read, decompress, map or isolate
-//! bad records, catch a panic), `stops` (cancelled jobs and attempts) and `jobs` (what a job's
-//! chunks share on this worker, built once per job). Heartbeats go out on their own task, so
-//! CPU work never delays them.
+//! bad records, catch a panic; a partitioned job's map keeps its output), `reduce` (one reduce
+//! task: fetch, merge, finalize, send the part), `spill` (the map outputs kept on disk),
+//! `shuffle` (the ShuffleService this worker serves and the fetch from another's: with the
+//! attachment, the only files that speak the wire), `stops` (cancelled jobs and attempts) and
+//! `jobs` (what a job's chunks share on this worker, built once per job). Heartbeats go out on
+//! their own task, so CPU work never delays them.
 
 mod attachment;
 mod executor;
 mod jobs;
+mod reduce;
+mod shuffle;
+mod spill;
 mod stops;
 mod task;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use std::time::Duration;
@@ -45,6 +53,36 @@ pub struct Config {
     /// The worker reads input paths as the coordinator names them (the same machine, or a
     /// shared volume mounted at the same path), so chunks come as references, not bytes.
     pub shared_storage: bool,
+    /// Where the ShuffleService listens (reducers fetch this worker's map outputs there).
+    pub shuffle_listen: SocketAddr,
+    /// The `host:port` other workers reach it at; the bound address by default.
+    pub shuffle_advertise: Option<String>,
+    /// Under which the worker keeps partitioned jobs' map outputs.
+    pub spill_dir: PathBuf,
+}
+
+/// The shuffle as a worker's slots see it: where map outputs are kept, and the address
+/// reducers fetch them from.
+pub struct Shuffle {
+    pub spill: Arc<spill::Spill>,
+    pub address: String,
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot use spill directory {dir}: {source}")]
+    Spill {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen for shuffle fetches on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Config {
@@ -58,19 +96,46 @@ impl Config {
             drain_timeout: Duration::from_secs(30),
             registry: Registry::builtin(),
             shared_storage: false,
+            shuffle_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shuffle_advertise: None,
+            spill_dir: std::env::temp_dir(),
         }
     }
 }
 
 /// Attaches to the coordinator and works until `shutdown` is cancelled, then drains: it takes
 /// no more chunks, hands back queued ones, and finishes running ones within the drain timeout.
-pub async fn run(config: Config, shutdown: CancellationToken) {
+/// Serves its map outputs on the shuffle address meanwhile; fails at once if it cannot.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let spill = spill::Spill::open(&config.spill_dir).map_err(|source| StartError::Spill {
+        dir: config.spill_dir.display().to_string(),
+        source,
+    })?;
+    let spill = Arc::new(spill);
+    let listen = |source| StartError::Listen {
+        address: config.shuffle_listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.shuffle_listen)
+        .await
+        .map_err(listen)?;
+    let bound = listener.local_addr().map_err(listen)?;
+    let shuffle = Shuffle {
+        spill: Arc::clone(&spill),
+        address: config
+            .shuffle_advertise
+            .clone()
+            .unwrap_or_else(|| bound.to_string()),
+    };
+    info!(shuffle = %shuffle.address, spill_dir = %spill.root().display(), "serving map outputs");
+    let serving = shuffle::serve(listener, Arc::clone(&spill), shutdown.child_token());
+    let serving = tokio::spawn(serving);
     let first_backoff = Duration::from_millis(100);
     let mut backoff = first_backoff;
     // Job contexts outlive an attachment: a coordinator that comes back resumes its jobs.
     let jobs = Arc::new(jobs::Jobs::new(config.registry.clone()));
     while !shutdown.is_cancelled() {
-        match attachment::attach(&config, &jobs, &shutdown).await {
+        match attachment::attach(&config, &jobs, &shuffle, &shutdown).await {
             Ok(attachment::End::Shutdown) => break,
             Ok(attachment::End::Detached { worked }) => {
                 info!(coordinator = %config.coordinator, "detached from coordinator; reattaching");
@@ -90,5 +155,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) {
         }
         backoff = (backoff * 2).min(config.max_backoff);
     }
+    let _ = serving.await;
+    drop(shuffle);
     info!("worker stopped");
+    Ok(())
 }

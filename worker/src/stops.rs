@@ -14,7 +14,9 @@ use fanfold_common::ids::JobId;
 pub struct Stops {
     jobs: HashSet<JobId>,
     attempts: HashSet<AttemptKey>,
-    running: Vec<(AttemptKey, Arc<AtomicBool>)>,
+    /// Running work's stop flags, by job, and by attempt for a map (a reduce task has none:
+    /// only its job is ever cancelled).
+    running: Vec<(JobId, Option<AttemptKey>, Arc<AtomicBool>)>,
 }
 
 impl Stops {
@@ -24,8 +26,8 @@ impl Stops {
     }
 
     pub fn cancel_job(&mut self, job: JobId) {
-        for (running, stop) in &self.running {
-            if running.job == job {
+        for (running, _, stop) in &self.running {
+            if *running == job {
                 stop.store(true, Ordering::Relaxed);
             }
         }
@@ -33,8 +35,8 @@ impl Stops {
     }
 
     pub fn cancel_attempt(&mut self, key: AttemptKey) {
-        for (running, stop) in &self.running {
-            if *running == key {
+        for (_, running, stop) in &self.running {
+            if *running == Some(key) {
                 stop.store(true, Ordering::Relaxed);
             }
         }
@@ -44,18 +46,26 @@ impl Stops {
     /// A stop flag for an attempt about to run, already set if it is covered.
     pub fn start(&mut self, key: AttemptKey) -> Arc<AtomicBool> {
         let stop = Arc::new(AtomicBool::new(self.covers(&key)));
-        self.running.push((key, Arc::clone(&stop)));
+        self.running.push((key.job, Some(key), Arc::clone(&stop)));
+        stop
+    }
+
+    /// A stop flag for a reduce task of `job` about to run, already set if the job was
+    /// cancelled.
+    pub fn start_reduce(&mut self, job: JobId) -> Arc<AtomicBool> {
+        let stop = Arc::new(AtomicBool::new(self.jobs.contains(&job)));
+        self.running.push((job, None, Arc::clone(&stop)));
         stop
     }
 
     /// Forgets a flag handed out by [`Stops::start`].
     pub fn finish(&mut self, stop: &Arc<AtomicBool>) {
-        self.running.retain(|(_, s)| !Arc::ptr_eq(s, stop));
+        self.running.retain(|(_, _, s)| !Arc::ptr_eq(s, stop));
     }
 
     /// Sets every running chunk's flag: the attachment is ending.
     pub fn stop_all(&self) {
-        for (_, stop) in &self.running {
+        for (_, _, stop) in &self.running {
             stop.store(true, Ordering::Relaxed);
         }
     }
@@ -92,8 +102,15 @@ mod tests {
             "another attempt of it runs on"
         );
         assert!(stops.start(key(a, 1, 1)).load(Ordering::Relaxed));
+        let reducing = stops.start_reduce(b);
+        assert!(stops.start_reduce(a).load(Ordering::Relaxed));
+        stops.cancel_job(b);
+        assert!(
+            reducing.load(Ordering::Relaxed),
+            "a job's reduce tasks stop with it"
+        );
         stops.finish(&running_a);
         stops.finish(&running_b);
-        assert_eq!(stops.running.len(), 1);
+        assert_eq!(stops.running.len(), 3);
     }
 }

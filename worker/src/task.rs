@@ -1,18 +1,21 @@
 //! One assignment to its outcome, as a domain [`Report`]: get the chunk's bytes (inline, or
 //! read from shared storage), decompress them, map them (or, in skip mode, isolate the records
-//! that fail), catching a panic as the chunk's failure. Runs on the blocking pool.
+//! that fail), catching a panic as the chunk's failure. A partitioned job's map cuts its output
+//! into sorted partitions and keeps them in the spill directory, reporting their sizes. Runs
+//! on the blocking pool.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use fanfold_common::chunker;
-use fanfold_common::fleet::{Assignment, ChunkOutput, Payload, Report};
+use fanfold_common::fleet::{Assignment, ChunkOutput, MapOutput, Payload, Report};
 use fanfold_common::operation::{self, Chunk, ChunkStats};
 use fanfold_common::records;
 use tracing::{debug, warn};
 
 use crate::jobs::Jobs;
+use crate::spill::Spill;
 
 /// Why a chunk was not mapped.
 enum Failure {
@@ -27,6 +30,7 @@ enum Failure {
 /// job was cancelled). `worker` names this worker in errors.
 pub async fn run(
     jobs: &Jobs,
+    spill: &Arc<Spill>,
     worker: &str,
     mut assignment: Assignment,
     stop: Arc<AtomicBool>,
@@ -43,6 +47,13 @@ pub async fn run(
         assignment.range,
         assignment.skip_bad_records,
     );
+    let (job, chunk_id, attempt, reducers) = (
+        assignment.job,
+        assignment.chunk,
+        assignment.attempt,
+        assignment.reducers,
+    );
+    let spill = Arc::clone(spill);
     let mapped = tokio::task::spawn_blocking(move || {
         let data = match payload {
             Payload::Inline(data) => data,
@@ -66,10 +77,27 @@ pub async fn run(
                 .map_err(|e| Failure::Map(e.to_string()))?;
             (partial, Vec::new())
         };
+        if reducers == 0 {
+            return Ok(ChunkOutput {
+                partial: partial.into_columns(),
+                stats,
+                bad,
+                map_output: None,
+            });
+        }
+        let segments: Vec<Vec<u8>> =
+            fanfold_common::shuffle::partition(partial, reducers, |k| operation.partition_key(k))
+                .into_iter()
+                .map(fanfold_common::convert::encode_segment)
+                .collect();
+        let partition_bytes = spill
+            .write(job, chunk_id, attempt, &segments)
+            .map_err(|e| Failure::Map(format!("cannot keep the map output: {e}")))?;
         Ok(ChunkOutput {
-            partial: partial.into_columns(),
+            partial: Default::default(),
             stats,
             bad,
+            map_output: Some(MapOutput { partition_bytes }),
         })
     })
     .await;

@@ -70,6 +70,8 @@ async fn worker(
         // Inline, so the coordinator reads every chunk it hands out.
         shared_storage: false,
         protocol: fanfold_proto::PROTOCOL,
+        // Runs no partitioned jobs: nothing to fetch.
+        shuffle_address: String::new(),
     };
     outbox
         .send(message(pb::worker_message::Kind::Hello(hello)))
@@ -111,6 +113,7 @@ async fn worker(
                         ..Default::default()
                     }),
                     bad_records: Vec::new(),
+                    map_output: None,
                 };
                 outbox
                     .send(message(pb::worker_message::Kind::Done(done)))
@@ -120,6 +123,7 @@ async fn worker(
             | pb::coordinator_message::Kind::CancelAttempt(_) => {}
             // Its 1 KiB chunks come whole, never in pieces.
             pb::coordinator_message::Kind::Piece(_) => anyhow::bail!("unexpected chunk piece"),
+            pb::coordinator_message::Kind::Reduce(_) => anyhow::bail!("unexpected reduce task"),
         }
     }
     Ok(answered)

@@ -7,10 +7,13 @@ use fanfold_proto::v1 as pb;
 use super::{ConvertError, job_id};
 use crate::chunker::ChunkRange;
 use crate::fleet::{
-    Assignment, AttemptKey, ChunkOutput, FromWorker, Payload, Report, ToWorker, WorkerHello,
+    Assignment, AttemptKey, ChunkOutput, FromWorker, MapOutput, MapSource, Payload,
+    ReduceAssignment, ReduceKey, ReduceReport, Report, ToWorker, WorkerHello,
 };
 use crate::ids::{Attempt, ChunkId};
 use crate::location::Location;
+use crate::partial::{ChunkPartial, Row, SortOrder};
+use crate::shuffle::Segment;
 
 fn location(raw: &str, field: &'static str) -> Result<Location, ConvertError> {
     Location::parse(raw).map_err(|e| ConvertError::Invalid {
@@ -36,6 +39,7 @@ impl From<WorkerHello> for pb::Hello {
             operations: h.operations,
             shared_storage: h.shared_storage,
             protocol: h.protocol,
+            shuffle_address: h.shuffle_address,
         }
     }
 }
@@ -49,6 +53,7 @@ impl From<pb::Hello> for WorkerHello {
             operations: h.operations,
             shared_storage: h.shared_storage,
             protocol: h.protocol,
+            shuffle_address: h.shuffle_address,
         }
     }
 }
@@ -77,6 +82,7 @@ impl From<Assignment> for pb::Assign {
             piece_bytes: 0,
             skip_bad_records: a.skip_bad_records,
             shared_path,
+            reducers: a.reducers,
         }
     }
 }
@@ -112,6 +118,7 @@ impl TryFrom<pb::Assign> for Assignment {
             },
             payload,
             skip_bad_records: a.skip_bad_records,
+            reducers: a.reducers,
         })
     }
 }
@@ -121,6 +128,7 @@ impl From<ToWorker> for pb::CoordinatorMessage {
     fn from(message: ToWorker) -> Self {
         let kind = match message {
             ToWorker::Assign(a) => pb::coordinator_message::Kind::Assign(a.into()),
+            ToWorker::Reduce(r) => pb::coordinator_message::Kind::Reduce(r.into()),
             ToWorker::Cancel(job) => pb::coordinator_message::Kind::Cancel(pb::CancelJob {
                 job_id: job.to_string(),
             }),
@@ -134,6 +142,129 @@ impl From<ToWorker> for pb::CoordinatorMessage {
         };
         pb::CoordinatorMessage { kind: Some(kind) }
     }
+}
+
+impl From<ReduceKey> for pb::ReduceKey {
+    fn from(k: ReduceKey) -> Self {
+        pb::ReduceKey {
+            job_id: k.job.to_string(),
+            partition: k.partition,
+            attempt: k.attempt.0,
+        }
+    }
+}
+
+impl TryFrom<Option<pb::ReduceKey>> for ReduceKey {
+    type Error = ConvertError;
+    fn try_from(k: Option<pb::ReduceKey>) -> Result<Self, Self::Error> {
+        let k = k.ok_or(ConvertError::Missing("key"))?;
+        Ok(ReduceKey {
+            job: job_id(&k.job_id)?,
+            partition: k.partition,
+            attempt: Attempt(k.attempt),
+        })
+    }
+}
+
+impl From<ReduceAssignment> for pb::AssignReduce {
+    fn from(r: ReduceAssignment) -> Self {
+        pb::AssignReduce {
+            key: Some(r.key.into()),
+            operation: r.operation,
+            options: r.options.into_iter().collect(),
+            sort: match r.sort {
+                SortOrder::Key => pb::SortOrder::Key,
+                SortOrder::ValueDesc => pb::SortOrder::ValueDesc,
+            } as i32,
+            limit: r.limit,
+            reducers: r.reducers,
+            sources: r
+                .sources
+                .into_iter()
+                .map(|s| pb::MapSource {
+                    chunk: s.chunk.0,
+                    attempt: s.attempt.0,
+                    address: s.address,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::AssignReduce> for ReduceAssignment {
+    type Error = ConvertError;
+    fn try_from(r: pb::AssignReduce) -> Result<Self, Self::Error> {
+        let key = ReduceKey::try_from(r.key)?;
+        if key.partition >= r.reducers {
+            return Err(ConvertError::Invalid {
+                field: "key.partition",
+                message: format!("partition {} of {} reducers", key.partition, r.reducers),
+            });
+        }
+        let sort = match pb::SortOrder::try_from(r.sort) {
+            Ok(pb::SortOrder::ValueDesc) => SortOrder::ValueDesc,
+            Ok(_) => SortOrder::Key,
+            Err(_) => {
+                return Err(ConvertError::Invalid {
+                    field: "sort",
+                    message: format!("unknown sort order {}", r.sort),
+                });
+            }
+        };
+        Ok(ReduceAssignment {
+            key,
+            operation: r.operation,
+            options: r.options.into_iter().collect(),
+            sort,
+            limit: r.limit,
+            reducers: r.reducers,
+            sources: r
+                .sources
+                .into_iter()
+                .map(|s| MapSource {
+                    chunk: ChunkId(s.chunk),
+                    attempt: Attempt(s.attempt),
+                    address: s.address,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A map output's partition as stored and fetched: an encoded [`pb::Partial`] whose entries
+/// and count columns are in key order.
+impl From<Segment> for pb::Partial {
+    fn from(segment: Segment) -> Self {
+        let (keys, lengths, values) = segment.counts.into_parts();
+        pb::Partial {
+            entries: segment
+                .entries
+                .into_iter()
+                .map(|(key, value)| pb::Entry::from(Row { key, value }))
+                .collect(),
+            counts: (!values.is_empty()).then_some(pb::Counts {
+                keys,
+                lengths,
+                values,
+            }),
+        }
+    }
+}
+
+/// A segment's bytes, as kept in a map output and fetched by its reducer.
+pub fn encode_segment(segment: Segment) -> Vec<u8> {
+    use prost::Message;
+    pb::Partial::from(segment).encode_to_vec()
+}
+
+/// A fetched segment, as a partial to fold.
+pub fn decode_segment(data: &[u8]) -> Result<ChunkPartial, ConvertError> {
+    use prost::Message;
+    let partial = pb::Partial::decode(data).map_err(|e| ConvertError::Invalid {
+        field: "segment",
+        message: e.to_string(),
+    })?;
+    ChunkPartial::try_from(partial)
 }
 
 impl TryFrom<pb::CancelJob> for ToWorker {
@@ -167,6 +298,9 @@ impl From<FromWorker> for pb::WorkerMessage {
                         partial: Some(output.partial.into()),
                         counters: Some(output.stats.into()),
                         bad_records: output.bad.into_iter().map(Into::into).collect(),
+                        map_output: output.map_output.map(|m| pb::MapOutput {
+                            partition_bytes: m.partition_bytes,
+                        }),
                     }),
                     Report::Failed { error, retryable } => Kind::Failed(pb::ChunkFailed {
                         job_id,
@@ -183,6 +317,33 @@ impl From<FromWorker> for pb::WorkerMessage {
                     }),
                 }
             }
+            FromWorker::PartRows { key, rows } => Kind::PartRows(pb::PartRows {
+                key: Some(key.into()),
+                rows: rows.into_iter().map(Into::into).collect(),
+            }),
+            FromWorker::Reduced { key, report } => match report {
+                ReduceReport::Done {
+                    keys,
+                    rows,
+                    fetched_bytes,
+                } => Kind::ReduceDone(pb::ReduceDone {
+                    key: Some(key.into()),
+                    keys,
+                    rows,
+                    fetched_bytes,
+                }),
+                ReduceReport::Failed {
+                    error,
+                    retryable,
+                    lost,
+                } => Kind::ReduceFailed(pb::ReduceFailed {
+                    key: Some(key.into()),
+                    error,
+                    retryable,
+                    lost_chunk: lost.map(|(chunk, _)| chunk.0),
+                    lost_attempt: lost.map_or(0, |(_, attempt)| attempt.0),
+                }),
+            },
         };
         pb::WorkerMessage { kind: Some(kind) }
     }
@@ -202,6 +363,9 @@ impl TryFrom<pb::WorkerMessage> for FromWorker {
                     partial: done.partial.unwrap_or_default().try_into()?,
                     stats: done.counters.unwrap_or_default().into(),
                     bad: done.bad_records.into_iter().map(Into::into).collect(),
+                    map_output: done.map_output.map(|m| MapOutput {
+                        partition_bytes: m.partition_bytes,
+                    }),
                 }),
             },
             Kind::Failed(failed) => FromWorker::Report {
@@ -215,6 +379,32 @@ impl TryFrom<pb::WorkerMessage> for FromWorker {
                 key: key(&released.job_id, released.chunk, released.attempt)?,
                 report: Report::Released {
                     unreadable: (!released.unreadable.is_empty()).then_some(released.unreadable),
+                },
+            },
+            Kind::PartRows(part) => FromWorker::PartRows {
+                key: ReduceKey::try_from(part.key)?,
+                rows: part
+                    .rows
+                    .into_iter()
+                    .map(Row::try_from)
+                    .collect::<Result<_, _>>()?,
+            },
+            Kind::ReduceDone(done) => FromWorker::Reduced {
+                key: ReduceKey::try_from(done.key)?,
+                report: ReduceReport::Done {
+                    keys: done.keys,
+                    rows: done.rows,
+                    fetched_bytes: done.fetched_bytes,
+                },
+            },
+            Kind::ReduceFailed(failed) => FromWorker::Reduced {
+                key: ReduceKey::try_from(failed.key)?,
+                report: ReduceReport::Failed {
+                    error: failed.error,
+                    retryable: failed.retryable,
+                    lost: failed
+                        .lost_chunk
+                        .map(|chunk| (ChunkId(chunk), Attempt(failed.lost_attempt))),
                 },
             },
         })
@@ -244,11 +434,13 @@ mod tests {
             },
             payload: Payload::Shared(Location::local("/abs/logs/a.txt")),
             skip_bad_records: true,
+            reducers: 3,
         };
         let back = Assignment::try_from(pb::Assign::from(assignment.clone())).unwrap();
         assert_eq!(back.key(), assignment.key());
         assert_eq!(back.location, assignment.location);
         assert_eq!((back.range.start, back.range.end), (10, 20));
+        assert_eq!(back.reducers, 3);
         assert!(
             matches!(back.payload, Payload::Shared(l) if l == Location::local("/abs/logs/a.txt"))
         );
@@ -258,6 +450,34 @@ mod tests {
         };
         let back = Assignment::try_from(pb::Assign::from(inline)).unwrap();
         assert!(matches!(back.payload, Payload::Inline(d) if &d[..] == b"x y\n"));
+
+        let reduce_key = ReduceKey {
+            job: assignment.job,
+            partition: 1,
+            attempt: Attempt(2),
+        };
+        let reduce = ReduceAssignment {
+            key: reduce_key,
+            operation: "distinct".into(),
+            options: Default::default(),
+            sort: SortOrder::ValueDesc,
+            limit: Some(5),
+            reducers: 3,
+            sources: vec![MapSource {
+                chunk: ChunkId(4),
+                attempt: Attempt(1),
+                address: "10.0.0.1:7078".into(),
+            }],
+        };
+        assert_eq!(
+            ReduceAssignment::try_from(pb::AssignReduce::from(reduce.clone())).unwrap(),
+            reduce
+        );
+        let outside = ReduceAssignment {
+            reducers: 1,
+            ..reduce
+        };
+        assert!(ReduceAssignment::try_from(pb::AssignReduce::from(outside)).is_err());
 
         let mut partial = Partial::new();
         partial.add(b"a".to_vec(), Value::Count(2)).unwrap();
@@ -270,6 +490,7 @@ mod tests {
                 operations: vec!["grep".into()],
                 shared_storage: true,
                 protocol: 9,
+                shuffle_address: "127.0.0.1:9".into(),
             }),
             FromWorker::Heartbeat,
             FromWorker::Draining,
@@ -286,6 +507,9 @@ mod tests {
                         record: b"bad".to_vec(),
                         error: "no".into(),
                     }],
+                    map_output: Some(MapOutput {
+                        partition_bytes: vec![5, 0, 7],
+                    }),
                 }),
             },
             FromWorker::Report {
@@ -299,6 +523,29 @@ mod tests {
                 key: assignment.key(),
                 report: Report::Released {
                     unreadable: Some("gone".into()),
+                },
+            },
+            FromWorker::PartRows {
+                key: reduce_key,
+                rows: vec![Row {
+                    key: b"k".to_vec(),
+                    value: Value::Number(2.5),
+                }],
+            },
+            FromWorker::Reduced {
+                key: reduce_key,
+                report: ReduceReport::Done {
+                    keys: 4,
+                    rows: 3,
+                    fetched_bytes: 100,
+                },
+            },
+            FromWorker::Reduced {
+                key: reduce_key,
+                report: ReduceReport::Failed {
+                    error: "fetch".into(),
+                    retryable: true,
+                    lost: Some((ChunkId(0), Attempt(1))),
                 },
             },
         ];
@@ -337,6 +584,14 @@ mod tests {
                         unreadable: unreadable.clone(),
                     },
                 },
+            },
+            FromWorker::PartRows { key, rows } => FromWorker::PartRows {
+                key: *key,
+                rows: rows.clone(),
+            },
+            FromWorker::Reduced { key, report } => FromWorker::Reduced {
+                key: *key,
+                report: report.clone(),
             },
         }
     }

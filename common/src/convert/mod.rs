@@ -13,6 +13,8 @@ use fanfold_proto::v1 as pb;
 
 mod fleet;
 
+pub use fleet::{decode_segment, encode_segment};
+
 use crate::ids::JobId;
 use crate::operation::{BadRecord, ChunkStats};
 use crate::partial::{ChunkPartial, Counts, Partial, Row, SortOrder, Value};
@@ -74,6 +76,7 @@ impl From<&JobSpec> for pb::JobSpec {
                 .timeout
                 .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             skip_bad_records: spec.skip_bad_records,
+            reducers: spec.reducers.unwrap_or(0),
         }
     }
 }
@@ -118,6 +121,7 @@ impl TryFrom<pb::JobSpec> for JobSpec {
             timeout: (spec.timeout_ms != 0).then(|| Duration::from_millis(spec.timeout_ms)),
             skip_bad_records: spec.skip_bad_records,
             whole_file: spec.whole_file,
+            reducers: (spec.reducers != 0).then_some(spec.reducers),
         })
     }
 }
@@ -347,6 +351,9 @@ impl From<Counters> for pb::Counters {
             chunks_failed: c.chunks_failed,
             backups: c.backups,
             user,
+            map_outputs_lost: c.map_outputs_lost,
+            reduce_attempts: c.reduce_attempts,
+            shuffle_bytes: c.shuffle_bytes,
         }
     }
 }
@@ -362,6 +369,9 @@ impl From<pb::Counters> for Counters {
             chunks_failed: c.chunks_failed,
             backups: c.backups,
             user: c.user.into_iter().collect(),
+            map_outputs_lost: c.map_outputs_lost,
+            reduce_attempts: c.reduce_attempts,
+            shuffle_bytes: c.shuffle_bytes,
         }
     }
 }
@@ -386,6 +396,10 @@ impl From<&JobStatus> for pb::JobStatus {
             finished_at: s.finished_at.map(Into::into),
             result_rows: s.result_rows,
             quarantine: s.quarantine.clone().unwrap_or_default(),
+            reduces_total: s.reduces_total,
+            reduces_done: s.reduces_done,
+            reduces_running: s.reduces_running,
+            partition_bytes: s.partition_bytes.clone(),
         }
     }
 }
@@ -434,6 +448,10 @@ impl TryFrom<pb::JobStatus> for JobStatus {
             finished_at: s.finished_at.map(|t| time(t, "finished_at")).transpose()?,
             result_rows: s.result_rows,
             quarantine: (!s.quarantine.is_empty()).then_some(s.quarantine),
+            reduces_total: s.reduces_total,
+            reduces_done: s.reduces_done,
+            reduces_running: s.reduces_running,
+            partition_bytes: s.partition_bytes,
         })
     }
 }
@@ -465,6 +483,7 @@ mod tests {
                 }),
                 timeout: Some(Duration::from_secs(90)),
                 skip_bad_records: true,
+                reducers: Some(5),
             },
             chunks_total: 3,
             chunks_done: 2,
@@ -482,12 +501,19 @@ mod tests {
                 chunks_failed: 6,
                 backups: 7,
                 user: [("streaming.lines".to_string(), 7)].into(),
+                map_outputs_lost: 8,
+                reduce_attempts: 9,
+                shuffle_bytes: 10,
             },
             error: Some("boom".into()),
             submitted_at: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1500),
             finished_at: None,
             result_rows: 0,
             quarantine: Some("/q/j.tsv".into()),
+            reduces_total: 5,
+            reduces_done: 4,
+            reduces_running: 1,
+            partition_bytes: vec![1, 2, 3, 4, 5],
         };
         let back = JobStatus::try_from(pb::JobStatus::from(&status)).unwrap();
         assert_eq!(back, status);

@@ -125,6 +125,15 @@ impl Operation for Grep {
         Ok(partial)
     }
 
+    /// Matched lines are numbered from their file's chunks' line counts: a file's keys meet
+    /// in one partition.
+    fn partition_key<'k>(&self, key: &'k [u8]) -> &'k [u8] {
+        match parse_internal(key) {
+            Some((_, path, _, _)) if self.lines => path,
+            _ => key,
+        }
+    }
+
     fn finalize(
         &self,
         partial: Partial,

@@ -11,6 +11,8 @@
 //!    └──────────────────┘ fail (retryable, failures left) / release (worker gone, handed
 //!                       │  back), when no other attempt is live
 //!                       └─ fail (not retryable, or out of attempts) ──> Exhausted
+//!
+//! Done ──undo (a partitioned job's map output was lost)──> Pending, at the front
 //! ```
 
 use std::collections::VecDeque;
@@ -30,17 +32,15 @@ struct Live {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ChunkState {
     /// Waiting for a worker. `issued` attempts were handed out so far, `failures` of them failed.
-    Pending {
-        issued: u32,
-        failures: u32,
-    },
+    Pending { issued: u32, failures: u32 },
     /// Assigned; usually one live attempt, two while a backup runs.
     Running {
         issued: u32,
         failures: u32,
         live: Vec<Live>,
     },
-    Done,
+    /// Finished; `issued` attempts were made, so a chunk done again gets fresh attempt numbers.
+    Done { issued: u32 },
 }
 
 /// When a running chunk counts as a straggler worth a backup attempt.
@@ -110,7 +110,7 @@ impl ChunkTable {
 
     /// Every chunk counts as done (a job whose result was kept before a restart).
     pub fn all_done(&mut self) {
-        self.chunks.fill(ChunkState::Done);
+        self.chunks.fill(ChunkState::Done { issued: 0 });
         self.pending.clear();
         self.running = 0;
         self.done = self.len();
@@ -203,8 +203,13 @@ impl ChunkTable {
         attempt: Attempt,
     ) -> Option<Vec<(WorkerId, Attempt)>> {
         let started = self.live(chunk, attempt)?.started;
+        let state = &mut self.chunks[chunk.0 as usize];
+        let issued = match state {
+            ChunkState::Running { issued, .. } => *issued,
+            _ => 0,
+        };
         let ChunkState::Running { live, .. } =
-            std::mem::replace(&mut self.chunks[chunk.0 as usize], ChunkState::Done)
+            std::mem::replace(state, ChunkState::Done { issued })
         else {
             unreachable!("a live attempt belongs to a running chunk");
         };
@@ -249,13 +254,31 @@ impl ChunkTable {
         }
     }
 
+    /// A done chunk is to be done again (its map output was lost with its worker): pending at
+    /// the front of the queue, its failures forgotten. `false` if it was not done.
+    pub fn undo(&mut self, chunk: ChunkId) -> bool {
+        let Some(state) = self.chunks.get_mut(chunk.0 as usize) else {
+            return false;
+        };
+        let ChunkState::Done { issued } = *state else {
+            return false;
+        };
+        *state = ChunkState::Pending {
+            issued,
+            failures: 0,
+        };
+        self.pending.push_front(chunk);
+        self.done -= 1;
+        true
+    }
+
     /// Marks a pending chunk done (restored from a checkpoint); `false` if it is unknown or
     /// not pending, so a chunk is never restored twice.
     pub fn restore(&mut self, chunk: ChunkId) -> bool {
         let Some(state @ ChunkState::Pending { .. }) = self.chunks.get_mut(chunk.0 as usize) else {
             return false;
         };
-        *state = ChunkState::Done;
+        *state = ChunkState::Done { issued: 0 };
         self.pending.retain(|c| *c != chunk);
         self.done += 1;
         true

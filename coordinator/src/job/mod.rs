@@ -4,16 +4,18 @@
 //! Owned by the scheduler task alone; every method is synchronous and does no I/O, so the
 //! exactly-once rules are unit-tested here without sockets.
 //!
-//! A job's phase and how it ends are in [`phase`].
+//! A job's phase and how it ends are in [`phase`]; a partitioned job's reduce stage in
+//! [`reduce`].
 
 mod chunks;
 mod phase;
+mod reduce;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use fanfold_common::chunker::ChunkRange;
-use fanfold_common::fleet::ChunkOutput;
+use fanfold_common::fleet::{ChunkOutput, MapSource, ReduceKey};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use fanfold_common::location::Location;
 use fanfold_common::operation::{BadRecord, ChunkStats, Operation};
@@ -25,7 +27,34 @@ use tokio::time::Instant;
 pub use chunks::BackupPolicy;
 use chunks::{ChunkTable, Failed};
 use phase::Phase;
+pub use reduce::ReduceFailed;
+use reduce::{Kept, Reduce};
 
+use crate::parts::Part;
+
+/// A finished job's result: rows in memory, or a partitioned job's part files in partition
+/// order.
+#[derive(Clone, Debug)]
+pub enum JobResult {
+    Rows(Arc<Vec<Row>>),
+    Parts(Arc<Vec<Part>>),
+}
+
+impl JobResult {
+    pub fn rows(&self) -> u64 {
+        match self {
+            JobResult::Rows(rows) => rows.len() as u64,
+            JobResult::Parts(parts) => parts.iter().map(|p| p.rows).sum(),
+        }
+    }
+}
+
+/// What a worker is handed next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Task {
+    Map(ChunkId, Attempt),
+    Reduce(ReduceKey),
+}
 /// The chunks of a job, planned at submission, and the operation that finalizes its result.
 pub struct Plan {
     pub files: Vec<Location>,
@@ -44,6 +73,8 @@ impl Plan {
 /// What the finalize step works from.
 pub struct ToFinalize {
     pub folded: Partial,
+    /// A partitioned job's parts, in partition order (then `folded` is empty).
+    pub parts: Option<Vec<Part>>,
     /// Records skipped as bad, with their files.
     pub bad: Vec<(Location, BadRecord)>,
     pub operation: Option<Arc<dyn Operation>>,
@@ -97,7 +128,9 @@ pub struct Job {
     /// When the job (re)started in this process, for its timeout.
     started: Instant,
     finished_at: Option<SystemTime>,
-    rows: Option<Arc<Vec<Row>>>,
+    result: Option<JobResult>,
+    /// A partitioned job's reduce stage.
+    reduce: Option<Reduce>,
     status: watch::Sender<JobStatus>,
 }
 
@@ -105,7 +138,9 @@ impl Job {
     pub fn new(id: JobId, spec: JobSpec, plan: Plan, submitted_at: SystemTime) -> Self {
         let n = plan.chunks.len();
         let bytes_total = plan.bytes();
+        let reduce = spec.reducers.map(|r| Reduce::new(n, r));
         Job {
+            reduce,
             id,
             spec,
             chunks: ChunkTable::new(n),
@@ -122,7 +157,7 @@ impl Job {
             submitted_at,
             started: Instant::now(),
             finished_at: None,
-            rows: None,
+            result: None,
             status: watch::Sender::new(placeholder_status(id)),
         }
     }
@@ -160,12 +195,22 @@ impl Job {
     }
 
     pub fn has_pending(&self) -> bool {
-        self.phase == Phase::Mapping && self.chunks.has_pending()
+        self.phase == Phase::Mapping
+            && (self.chunks.has_pending() || self.reduce.as_ref().is_some_and(Reduce::has_pending))
     }
 
-    /// Every chunk is folded and nothing has started the finalize step yet.
+    /// Every chunk is folded (and, partitioned, every partition reduced) and nothing has
+    /// started the finalize step yet.
     pub fn ready_to_finalize(&self) -> bool {
-        self.phase == Phase::Mapping && self.chunks.done() == self.chunks.len()
+        self.phase == Phase::Mapping
+            && self.chunks.done() == self.chunks.len()
+            && self.reduce.as_ref().is_none_or(Reduce::all_done)
+    }
+
+    /// Partitions of a partitioned job (its maps keep their output on the workers); 0 for a
+    /// job folded at the coordinator.
+    pub fn reducers(&self) -> u32 {
+        self.reduce.as_ref().map_or(0, |r| r.reducers)
     }
 
     pub fn range(&self, chunk: ChunkId) -> (Location, ChunkRange) {
@@ -190,6 +235,128 @@ impl Job {
         let assigned = self.chunks.assign_next(worker)?;
         self.counters.attempts += 1;
         Some(assigned)
+    }
+
+    /// Takes the next pending chunk or, once every map output is kept, reduce task, and marks
+    /// it running on `worker`.
+    pub fn assign_task(&mut self, worker: WorkerId) -> Option<Task> {
+        if let Some((chunk, attempt)) = self.assign_next(worker) {
+            return Some(Task::Map(chunk, attempt));
+        }
+        if self.phase != Phase::Mapping {
+            return None;
+        }
+        let key = self.reduce.as_mut()?.assign_next(self.id, worker)?;
+        self.counters.reduce_attempts += 1;
+        Some(Task::Reduce(key))
+    }
+
+    /// Every map output, for a reduce task.
+    pub fn sources(&self) -> Vec<MapSource> {
+        self.reduce
+            .as_ref()
+            .map(Reduce::sources)
+            .unwrap_or_default()
+    }
+
+    /// Keeps a finished reduce attempt's part; `false` if the attempt is stale (its part is
+    /// then not used).
+    pub fn complete_reduce(&mut self, key: ReduceKey, part: Part) -> bool {
+        if self.phase != Phase::Mapping {
+            return false;
+        }
+        self.reduce
+            .as_mut()
+            .is_some_and(|r| r.complete(key.partition, key.attempt, part))
+    }
+
+    /// A failed reduce attempt. A lost source (`lost`, if it is the output in use) is mapped
+    /// again and the task waits for it without counting a failure; other failures retry
+    /// while attempts remain, then fail the job.
+    pub fn fail_reduce(
+        &mut self,
+        key: ReduceKey,
+        error: &str,
+        retryable: bool,
+        lost: Option<(ChunkId, Attempt)>,
+        max_attempts: u32,
+    ) -> ReduceFailed {
+        if self.phase != Phase::Mapping {
+            return ReduceFailed::Stale;
+        }
+        let Some(reduce) = self.reduce.as_mut() else {
+            return ReduceFailed::Stale;
+        };
+        if !reduce.is_live(key.partition, key.attempt) {
+            return ReduceFailed::Stale;
+        }
+        if let Some((chunk, attempt)) = lost {
+            reduce.release(key.partition, key.attempt);
+            self.lose_output(chunk, Some(attempt));
+            return ReduceFailed::Retry;
+        }
+        self.counters.chunks_failed += 1;
+        match reduce.fail(key.partition, key.attempt, retryable, max_attempts) {
+            ReduceFailed::Exhausted { issued } => {
+                let message = format!(
+                    "reduce task of partition {} failed after {issued} attempt{}: {error}",
+                    key.partition,
+                    if issued == 1 { "" } else { "s" }
+                );
+                self.finish(JobState::Failed, Some(message));
+                ReduceFailed::Exhausted { issued }
+            }
+            other => other,
+        }
+    }
+
+    /// Drops a reduce attempt whose worker left: not a failure.
+    pub fn release_reduce(&mut self, key: ReduceKey) {
+        if self.phase == Phase::Mapping
+            && let Some(reduce) = self.reduce.as_mut()
+        {
+            reduce.release(key.partition, key.attempt);
+        }
+    }
+
+    /// `worker` is gone with the map outputs it kept: the chunks still needed are mapped
+    /// again. Returns how many.
+    pub fn worker_lost(&mut self, worker: WorkerId) -> usize {
+        if self.phase != Phase::Mapping {
+            return 0;
+        }
+        let lost = self
+            .reduce
+            .as_ref()
+            .map(|r| r.kept_on(worker))
+            .unwrap_or_default();
+        for &chunk in &lost {
+            self.lose_output(chunk, None);
+        }
+        lost.len()
+    }
+
+    /// Forgets a kept map output (of `attempt`, if given) and puts its chunk back in the
+    /// queue, taking back what it counted.
+    fn lose_output(&mut self, chunk: ChunkId, attempt: Option<Attempt>) {
+        let Some(kept) = self.reduce.as_mut().and_then(|r| r.lose(chunk, attempt)) else {
+            return;
+        };
+        if !self.chunks.undo(chunk) {
+            return;
+        }
+        self.counters.map_outputs_lost += 1;
+        self.counters.shuffle_bytes -= kept.partition_bytes.iter().sum::<u64>();
+        self.bytes_done -= self.plan.chunks[chunk.0 as usize].len();
+        let stats = kept.stats;
+        self.counters.records_in -= stats.records_in;
+        self.counters.bytes_in -= stats.bytes_in;
+        self.counters.bad_records -= stats.bad_records;
+        for (name, amount) in stats.user {
+            if let Some(total) = self.counters.user.get_mut(&name) {
+                *total -= amount;
+            }
+        }
     }
 
     /// The chunk most overdue for a backup attempt on `worker`, if any: only once nothing is
@@ -234,7 +401,8 @@ impl Job {
 
     /// Folds a chunk's output if `attempt` is one of its live attempts; any other result
     /// (stale attempt, chunk already done, job over) is dropped. With `keep`, the output is
-    /// folded by reference and handed back in the completion, for the journal.
+    /// folded by reference and handed back in the completion, for the journal. A partitioned
+    /// job's map output is not folded: see [`Job::keep_map_output`].
     pub fn complete(
         &mut self,
         chunk: ChunkId,
@@ -244,6 +412,12 @@ impl Job {
     ) -> Result<Completion, MergeError> {
         if self.phase != Phase::Mapping || !self.chunks.is_live(chunk, attempt) {
             return Ok(Completion::Stale);
+        }
+        if self.reduce.is_some() {
+            return Err(MergeError {
+                left: "partial",
+                right: "partitioned job",
+            });
         }
         let (stats, bad, kept) = if keep {
             self.folded.fold_ref(&output.partial)?;
@@ -257,6 +431,7 @@ impl Job {
                 partial,
                 stats,
                 bad,
+                ..
             } = output;
             self.folded.fold(partial)?;
             (stats, bad, None)
@@ -268,6 +443,52 @@ impl Job {
             .complete(chunk, attempt)
             .expect("checked live above");
         Ok(Completion::Folded { losers, kept })
+    }
+
+    /// Notes a partitioned job's map output as kept on `worker`, at `address`, if `attempt`
+    /// is live (else it is dropped like a stale result). It is not journaled: it is lost
+    /// with its worker anyway.
+    pub fn keep_map_output(
+        &mut self,
+        chunk: ChunkId,
+        attempt: Attempt,
+        output: ChunkOutput,
+        (worker, address): (WorkerId, &str),
+    ) -> Result<Completion, MergeError> {
+        if self.phase != Phase::Mapping || !self.chunks.is_live(chunk, attempt) {
+            return Ok(Completion::Stale);
+        }
+        let Some(reduce) = self.reduce.as_mut() else {
+            return Err(MergeError {
+                left: "partitioned map output",
+                right: "job folded at the coordinator",
+            });
+        };
+        let Some(map_output) = output.map_output else {
+            return Err(MergeError {
+                left: "partial",
+                right: "partitioned job",
+            });
+        };
+        let stats = output.stats.clone();
+        let bytes = reduce.keep(
+            chunk,
+            Kept {
+                worker,
+                attempt,
+                address: address.to_owned(),
+                partition_bytes: map_output.partition_bytes,
+                stats: output.stats,
+                bad: output.bad,
+            },
+        );
+        self.counters.shuffle_bytes += bytes;
+        self.count_folded(chunk, stats);
+        let losers = self
+            .chunks
+            .complete(chunk, attempt)
+            .expect("checked live above");
+        Ok(Completion::Folded { losers, kept: None })
     }
 
     /// Handles a failed attempt: retries the chunk while attempts remain and the error is
@@ -349,8 +570,8 @@ impl Job {
         self.chunks_checkpointed += chunks;
     }
 
-    pub fn rows(&self) -> Option<Arc<Vec<Row>>> {
-        self.rows.clone()
+    pub fn result(&self) -> Option<JobResult> {
+        self.result.clone()
     }
 
     pub fn subscribe(&self) -> watch::Receiver<JobStatus> {
@@ -374,8 +595,16 @@ impl Job {
             error: self.error.clone(),
             submitted_at: self.submitted_at,
             finished_at: self.finished_at,
-            result_rows: self.rows.as_ref().map_or(0, |r| r.len() as u64),
+            result_rows: self.result.as_ref().map_or(0, JobResult::rows),
             quarantine: self.quarantine.clone(),
+            reduces_total: self.reduce.as_ref().map_or(0, Reduce::tasks_total),
+            reduces_done: self.reduce.as_ref().map_or(0, Reduce::tasks_done),
+            reduces_running: self.reduce.as_ref().map_or(0, Reduce::tasks_running),
+            partition_bytes: self
+                .reduce
+                .as_ref()
+                .map(|r| r.partition_bytes().to_vec())
+                .unwrap_or_default(),
         }
     }
 
@@ -412,6 +641,10 @@ fn placeholder_status(id: JobId) -> JobStatus {
         finished_at: None,
         result_rows: 0,
         quarantine: None,
+        reduces_total: 0,
+        reduces_done: 0,
+        reduces_running: 0,
+        partition_bytes: Vec::new(),
     }
 }
 

@@ -13,22 +13,22 @@
 //! A success is journaled only after the rows are durable and the output directory committed.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use fanfold_common::partial::{Partial, Row};
+use fanfold_common::partial::Partial;
 use fanfold_common::spec::{Counters, JobState};
 
-use super::{Job, ToFinalize};
+use super::{Job, JobResult, ToFinalize};
 
 /// Where a job is in its life; see the module's diagram.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
-    /// Chunks are mapped and folded.
+    /// Chunks are mapped and folded (a partitioned job's map outputs kept on the workers and
+    /// its partitions reduced there: see `super::reduce`).
     Mapping,
     /// Every chunk is folded; the result is being finalized off the scheduler task.
     Finalizing,
-    /// The rows are known (in `Job::rows`): they are being made durable, then the output
+    /// The rows are known (in `Job::result`): they are being made durable, then the output
     /// directory is committed, then the success journaled.
     Committing { keys: u64, rows_durable: bool },
     /// Over. `durable` once the journal holds the end (or there is no journal); only then is
@@ -45,19 +45,22 @@ impl Job {
         error: Option<String>,
         counters: Counters,
         finished_at: Option<SystemTime>,
-        rows: Option<Vec<Row>>,
+        rows: Option<JobResult>,
         quarantine: Option<String>,
     ) {
         if !state.is_final()
             && let Some(rows) = rows
         {
+            if let Some(reduce) = self.reduce.as_mut() {
+                reduce.stop();
+            }
             self.counters = counters;
             self.chunks.all_done();
             self.chunks_checkpointed = self.chunks.len();
             self.bytes_done = self.bytes_total;
             self.folded = Partial::new();
             self.quarantine = quarantine;
-            self.rows = Some(Arc::new(rows));
+            self.result = Some(rows);
             self.phase = Phase::Committing {
                 keys: self.counters.keys_out,
                 rows_durable: true,
@@ -83,7 +86,7 @@ impl Job {
                 self.chunks.all_done();
                 self.bytes_done = self.bytes_total;
             }
-            self.rows = rows.map(Arc::new);
+            self.result = rows;
             self.quarantine = quarantine;
         }
     }
@@ -111,21 +114,29 @@ impl Job {
     /// result to the finalize step.
     pub fn take_for_finalize(&mut self) -> ToFinalize {
         self.phase = Phase::Finalizing;
+        let mut bad = std::mem::take(&mut self.bad);
+        let mut parts = None;
+        if let Some(reduce) = self.reduce.as_mut() {
+            let (files, chunks) = (&self.plan.files, &self.plan.chunks);
+            bad.extend(reduce.take_bad(|c| files[chunks[c.0 as usize].file as usize].clone()));
+            parts = reduce.parts();
+        }
         ToFinalize {
             folded: std::mem::take(&mut self.folded),
-            bad: std::mem::take(&mut self.bad),
+            parts,
+            bad,
             operation: self.plan.operation.clone(),
         }
     }
 
     /// Keeps the finalized rows; they are to be made durable next. `false` if the job is no
     /// longer finalizing (cancelled or failed meanwhile).
-    pub fn finalized(&mut self, keys: u64, rows: Vec<Row>, quarantine: Option<PathBuf>) -> bool {
+    pub fn finalized(&mut self, keys: u64, result: JobResult, quarantine: Option<PathBuf>) -> bool {
         if self.phase != Phase::Finalizing {
             return false;
         }
         self.counters.keys_out = keys;
-        self.rows = Some(Arc::new(rows));
+        self.result = Some(result);
         self.quarantine = quarantine.map(|q| q.display().to_string());
         self.phase = Phase::Committing {
             keys,
@@ -216,7 +227,10 @@ impl Job {
             durable: false,
         };
         if state != JobState::Succeeded {
-            self.rows = None;
+            self.result = None;
+        }
+        if let Some(reduce) = self.reduce.as_mut() {
+            reduce.stop();
         }
         self.error = error;
         self.finished_at = Some(SystemTime::now());

@@ -36,6 +36,7 @@ fn out(partial: ChunkPartial) -> ChunkOutput {
         partial,
         stats: NO_STATS,
         bad: Vec::new(),
+        map_output: None,
     }
 }
 
@@ -240,7 +241,7 @@ fn a_success_is_announced_only_after_rows_output_and_end_are_durable() {
         key: b"a".to_vec(),
         value: Value::Count(1),
     };
-    assert!(job.finalized(1, vec![row.clone()], None));
+    assert!(job.finalized(1, JobResult::Rows(Arc::new(vec![row.clone()])), None));
     assert!(job.rows_kept() && !job.ready_to_commit());
     assert!(!job.succeed(), "not before the rows are durable");
     assert!(job.rows_durable());
@@ -254,7 +255,7 @@ fn a_success_is_announced_only_after_rows_output_and_end_are_durable() {
     assert!(job.end_durable());
     let after = job.snapshot(0);
     assert_eq!((after.state, after.finishing), (JobState::Succeeded, false));
-    assert_eq!(job.rows().as_deref(), Some(&vec![row]));
+    assert!(matches!(job.result(), Some(JobResult::Rows(rows)) if *rows == vec![row]));
 }
 
 #[test]
@@ -264,7 +265,7 @@ fn a_job_committing_its_result_finishes_whatever_is_asked() {
     let (chunk, attempt) = job.assign_next(W1).unwrap();
     job.complete(chunk, attempt, out(one("a")), false).unwrap();
     job.take_for_finalize();
-    assert!(job.finalized(1, vec![], None));
+    assert!(job.finalized(1, JobResult::Rows(Arc::new(vec![])), None));
     assert!(job.rows_durable());
     // Its output directory may be half committed: a cancel or a timeout must not end it now.
     job.cancel();
@@ -282,11 +283,11 @@ fn a_job_cancelled_while_finalizing_ends_cancelled_without_rows() {
     job.take_for_finalize();
     job.cancel();
     assert!(
-        !job.finalized(1, vec![], None),
+        !job.finalized(1, JobResult::Rows(Arc::new(vec![])), None),
         "late rows do not revive it"
     );
     assert!(!job.succeed());
     assert!(job.end_durable());
     assert_eq!(job.snapshot(0).state, JobState::Cancelled);
-    assert!(job.rows().is_none());
+    assert!(job.result().is_none());
 }

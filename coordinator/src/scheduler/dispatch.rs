@@ -3,11 +3,12 @@
 
 use std::collections::HashSet;
 
-use fanfold_common::fleet::{Assignment, AttemptKey, ToWorker};
+use fanfold_common::fleet::{Assignment, AttemptKey, ReduceAssignment, ReduceKey, ToWorker};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use tracing::{debug, info};
 
 use super::{Command, Scheduler};
+use crate::job::Task;
 use crate::reader;
 
 impl Scheduler {
@@ -38,8 +39,10 @@ impl Scheduler {
                     break 'rounds;
                 };
                 let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
-                let (chunk, attempt) = job.assign_next(worker_id).expect("job has pending");
-                self.send(worker_id, job_id, chunk, attempt);
+                match job.assign_task(worker_id).expect("job has pending") {
+                    Task::Map(chunk, attempt) => self.send(worker_id, job_id, chunk, attempt),
+                    Task::Reduce(key) => self.send_reduce(worker_id, key),
+                }
                 touched.insert(job_id);
                 assigned_any = true;
             }
@@ -72,11 +75,35 @@ impl Scheduler {
             location,
             range,
             skip_bad_records: job.spec.skip_bad_records,
+            reducers: job.reducers(),
         };
         worker.holding.insert(assignment.key());
         debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id, "assign");
         let outbox = worker.outbox.clone();
         self.loads.push((worker_id, outbox, assignment));
+    }
+
+    /// Sends a reduce task with every map output as its sources; it holds a credit like a
+    /// chunk, so the outbox has room for it.
+    fn send_reduce(&mut self, worker_id: WorkerId, key: ReduceKey) {
+        let job = &self.jobs[&key.job];
+        let task = ReduceAssignment {
+            key,
+            operation: job.spec.operation.clone(),
+            options: job.spec.options.clone(),
+            sort: job.spec.sort,
+            limit: job.spec.limit,
+            reducers: job.reducers(),
+            sources: job.sources(),
+        };
+        let worker = self
+            .workers
+            .get_mut(worker_id)
+            .expect("listed worker exists");
+        worker.reducing.insert(key);
+        debug!(job_id = %key.job, partition = key.partition, attempt = %key.attempt,
+            worker_id = %worker_id, "assign reduce");
+        worker.tell(ToWorker::Reduce(task));
     }
 
     /// Hands the assignments made since the last call to the chunk reader, which reads the

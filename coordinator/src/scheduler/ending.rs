@@ -3,15 +3,21 @@
 //! directory, journal the end, and only then announce it (see the phase diagram in
 //! `crate::job`). Failures and cancels also end here ([`Scheduler::ended`]).
 
+use std::path::Path;
+use std::sync::Arc;
+
 use fanfold_common::fleet::ToWorker;
 use fanfold_common::ids::JobId;
 use fanfold_common::location::Location;
 use fanfold_common::operation::{BadRecord, Finalized};
+use fanfold_common::partial::{self, SortOrder};
+use fanfold_common::spec::JobState;
 use tracing::info;
 
 use super::journal::Ack;
 use super::{Command, Scheduler};
-use crate::job::ToFinalize;
+use crate::job::{JobResult, ToFinalize};
+use crate::parts::{self, Part, PartReader, PartWriter};
 
 impl Scheduler {
     /// Records that a job reached a final state and stops its work on every worker. The end
@@ -20,10 +26,17 @@ impl Scheduler {
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
+        let partitioned = job.reducers() > 0;
         for worker in self.workers.iter() {
-            if worker.holds_job(id) {
+            // A partitioned job's map outputs are on every worker that mapped: all drop them.
+            if partitioned || worker.holds_job(id) {
                 worker.tell(ToWorker::Cancel(id));
             }
+        }
+        if partitioned && job.state() != JobState::Succeeded {
+            let dir = self.config.parts_dir.clone();
+            self.tasks
+                .spawn_blocking(move || parts::remove_job(&dir, id));
         }
         if self.journal.finished(job) == Ack::Now {
             self.end_durable(id);
@@ -46,6 +59,7 @@ impl Scheduler {
         }
         let ToFinalize {
             folded,
+            parts,
             bad,
             operation,
         } = job.take_for_finalize();
@@ -54,12 +68,27 @@ impl Scheduler {
         };
         let (sort, limit) = (job.spec.sort, job.spec.limit);
         let quarantine_file = self.config.quarantine_dir.join(format!("{id}.tsv"));
+        let parts_dir = parts::job_dir(&self.config.parts_dir, id);
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let finalized = tokio::task::spawn_blocking(move || {
-                let Finalized { keys, rows } = operation
-                    .finalize(folded, sort, limit)
-                    .map_err(|e| format!("finalize failed: {e}"))?;
+                let (keys, result) = match parts {
+                    Some(parts) => {
+                        let keys = parts.iter().map(|p| p.keys).sum();
+                        let parts = match limit {
+                            Some(limit) => merge_limited(&parts_dir, parts, sort, limit)
+                                .map_err(|e| format!("cannot merge the parts: {e}"))?,
+                            None => parts,
+                        };
+                        (keys, JobResult::Parts(Arc::new(parts)))
+                    }
+                    None => {
+                        let Finalized { keys, rows } = operation
+                            .finalize(folded, sort, limit)
+                            .map_err(|e| format!("finalize failed: {e}"))?;
+                        (keys, JobResult::Rows(Arc::new(rows)))
+                    }
+                };
                 let quarantine = if bad.is_empty() {
                     None
                 } else {
@@ -67,7 +96,7 @@ impl Scheduler {
                         .map_err(|e| format!("cannot write the quarantine file: {e}"))?;
                     Some(quarantine_file)
                 };
-                Ok((keys, rows, quarantine))
+                Ok((keys, result, quarantine))
             })
             .await;
             let result = finalized.unwrap_or_else(|e| Err(format!("finalize failed: {e}")));
@@ -81,10 +110,10 @@ impl Scheduler {
         let Some(job) = self.jobs.get(&id) else {
             return;
         };
-        let Some(rows) = job.rows() else {
+        let Some(result) = job.result() else {
             return;
         };
-        if self.journal.rows(job, rows) == Ack::Now {
+        if self.journal.rows(job, result) == Ack::Now {
             self.rows_durable(id);
         }
     }
@@ -107,14 +136,14 @@ impl Scheduler {
         if !job.ready_to_commit() {
             return;
         }
-        let (Some(output), Some(rows)) = (job.spec.output.clone(), job.rows()) else {
+        let (Some(output), Some(result)) = (job.spec.output.clone(), job.result()) else {
             self.succeed(id);
             return;
         };
         let commands = self.commands.clone();
         self.tasks.spawn(async move {
             let committed =
-                tokio::task::spawn_blocking(move || crate::output::commit(&output, id, &rows))
+                tokio::task::spawn_blocking(move || crate::output::commit(&output, id, &result))
                     .await;
             let result = committed.unwrap_or_else(|e| Err(format!("output commit failed: {e}")));
             let _ = commands.send(Command::Committed { job: id, result }).await;
@@ -164,4 +193,27 @@ fn write_quarantine(path: &std::path::Path, bad: &[(Location, BadRecord)]) -> st
     }
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(temp, path)
+}
+
+/// A limited partitioned job's result: each part holds its own first `limit` rows; the job's
+/// are the first `limit` of them all, in the job's order (keys bytewise), written as one part.
+fn merge_limited(
+    dir: &Path,
+    parts: Vec<Part>,
+    sort: SortOrder,
+    limit: u64,
+) -> std::io::Result<Vec<Part>> {
+    let mut rows = Vec::new();
+    for part in &parts {
+        rows.extend(PartReader::open(&part.path)?.rows()?);
+    }
+    let rows = partial::order(rows, sort, Some(limit), |a, b| a.key.cmp(&b.key));
+    let mut writer = PartWriter::create(dir.join("part-limited"))?;
+    writer.append(rows)?;
+    let (path, rows) = writer.finish()?;
+    let keys = parts.iter().map(|p| p.keys).sum();
+    for part in parts {
+        let _ = std::fs::remove_file(part.path);
+    }
+    Ok(vec![Part { path, rows, keys }])
 }

@@ -3,16 +3,15 @@
 //! `fanfold_common::fleet`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use fanfold_common::fleet::{AttemptKey, Report, ToWorker, WorkerHello};
+use fanfold_common::fleet::{AttemptKey, ReduceKey, ReduceReport, Report, ToWorker, WorkerHello};
 use fanfold_common::ids::{JobId, WorkerId};
-use fanfold_common::partial::Row;
 use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::job::Plan;
+use crate::job::{JobResult, Plan};
+use crate::parts::Part;
 
 /// Why a request about a job cannot be answered.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +46,7 @@ pub(super) enum Command {
     },
     Result {
         id: JobId,
-        reply: oneshot::Sender<Result<Arc<Vec<Row>>, JobError>>,
+        reply: oneshot::Sender<Result<JobResult, JobError>>,
     },
     Cancel {
         id: JobId,
@@ -72,6 +71,14 @@ pub(super) enum Command {
         key: AttemptKey,
         report: Report,
     },
+    /// A reduce task's end; `part` is its rows' file when it is done, written and synced by
+    /// the fleet adapter (or why it could not be).
+    Reduced {
+        worker: WorkerId,
+        key: ReduceKey,
+        report: ReduceReport,
+        part: Option<Result<Part, String>>,
+    },
     /// The chunk's bytes could not be read for an assignment.
     LoadFailed {
         worker: WorkerId,
@@ -82,8 +89,8 @@ pub(super) enum Command {
     /// quarantine file could not be written).
     Finalized {
         job: JobId,
-        /// Keys, rows and the quarantine file, if records were skipped.
-        result: Result<(u64, Vec<Row>, Option<PathBuf>), String>,
+        /// Keys, the result and the quarantine file, if records were skipped.
+        result: Result<(u64, JobResult, Option<PathBuf>), String>,
     },
     /// The job's output directory is committed, or why it could not be.
     Committed {
@@ -146,7 +153,7 @@ impl Handle {
         self.ask(|reply| Command::Watch { id, reply }).await?
     }
 
-    pub async fn result(&self, id: JobId) -> Result<Arc<Vec<Row>>, JobError> {
+    pub async fn result(&self, id: JobId) -> Result<JobResult, JobError> {
         self.ask(|reply| Command::Result { id, reply }).await?
     }
 
@@ -157,7 +164,7 @@ impl Handle {
         &self,
         id: JobId,
         shutdown: &CancellationToken,
-    ) -> Result<Arc<Vec<Row>>, JobError> {
+    ) -> Result<JobResult, JobError> {
         loop {
             match self.result(id).await {
                 Err(JobError::Finishing(_)) => {}
@@ -214,6 +221,24 @@ impl Handle {
             worker,
             key,
             report,
+        })
+        .await
+    }
+}
+
+impl Handle {
+    pub async fn reduced(
+        &self,
+        worker: WorkerId,
+        key: ReduceKey,
+        report: ReduceReport,
+        part: Option<Result<Part, String>>,
+    ) -> Result<(), JobError> {
+        self.tell(Command::Reduced {
+            worker,
+            key,
+            report,
+            part,
         })
         .await
     }

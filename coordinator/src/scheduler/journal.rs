@@ -13,12 +13,11 @@ use fanfold_common::chunker::ChunkRange;
 use fanfold_common::fleet::ChunkOutput;
 use fanfold_common::ids::{ChunkId, JobId};
 use fanfold_common::location::Location;
-use fanfold_common::partial::Row;
 use fanfold_common::spec::{JobSpec, JobState};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::job::Job;
+use crate::job::{Job, JobResult};
 use crate::store::Op;
 
 /// Whether a step must wait for the journal's acknowledgement.
@@ -97,11 +96,24 @@ impl Journal {
             finished_at: status.finished_at,
             result_rows: status.result_rows,
             quarantine: status.quarantine,
+            parts: match job.result() {
+                Some(JobResult::Parts(parts))
+                    if job.rows_kept() || job.state() == JobState::Succeeded =>
+                {
+                    parts.to_vec()
+                }
+                _ => Vec::new(),
+            },
         });
     }
 
-    /// A finalized job's rows, with its progress (which says they are kept).
-    pub fn rows(&mut self, job: &Job, rows: Arc<Vec<Row>>) -> Ack {
+    /// A finalized job's rows, with its progress (which says they are kept). A partitioned
+    /// job's rows are in its part files, which its progress names: its rows op holds none.
+    pub fn rows(&mut self, job: &Job, result: JobResult) -> Ack {
+        let rows = match result {
+            JobResult::Rows(rows) => rows,
+            JobResult::Parts(_) => Arc::new(Vec::new()),
+        };
         let ack = self.push(Op::Rows { job: job.id, rows });
         self.progress(job);
         ack

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use fanfold_common::fleet::{Assignment, AttemptKey, Report, ToWorker};
+use fanfold_common::fleet::{Assignment, AttemptKey, ReduceKey, ReduceReport, Report, ToWorker};
 use fanfold_common::ids::{JobId, WorkerId};
 use fanfold_common::registry::Registry;
 use fanfold_common::spec::JobStatus;
@@ -33,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::job::{BackupPolicy, Completion, FailOutcome, Job};
+use crate::job::{BackupPolicy, Completion, FailOutcome, Job, JobResult, ReduceFailed};
+use crate::parts::{self, Part};
 use crate::store::{self, Checkpoints, Durable, Restored, Store};
 use journal::Journal;
 use workers::Workers;
@@ -73,6 +74,8 @@ pub struct SchedulerConfig {
     pub tick: Duration,
     /// Where the records a job skipped as bad are written, one file per job.
     pub quarantine_dir: PathBuf,
+    /// Where partitioned jobs' part files are written, a directory per job.
+    pub parts_dir: PathBuf,
 }
 
 use handle::Command;
@@ -169,13 +172,21 @@ impl Scheduler {
                 broken.get_or_insert(format!("cannot fold restored {}: {e}", job.describe(chunk)));
             }
         }
-        let rows_kept = r.rows.is_some();
+        let result = match (r.parts, r.rows) {
+            (Some(parts), _) => Some(JobResult::Parts(std::sync::Arc::new(parts))),
+            (None, rows) => rows.map(|rows| JobResult::Rows(std::sync::Arc::new(rows))),
+        };
+        let rows_kept = result.is_some();
+        if job.reducers() > 0 && !rows_kept {
+            // Its maps and reduces run again; what reducers wrote before the restart goes.
+            parts::remove_job(&self.config.parts_dir, id);
+        }
         job.restore_progress(
             r.state,
             r.error,
             r.counters,
             r.finished_at,
-            r.rows,
+            result,
             r.quarantine,
         );
         if job.is_running() && !rows_kept && !job.has_operation() {
@@ -263,7 +274,7 @@ impl Scheduler {
                         return Err(JobError::Finishing(id));
                     }
                     // Only a succeeded job keeps rows once it is past finishing.
-                    job.rows().ok_or(JobError::NoResult {
+                    job.result().ok_or(JobError::NoResult {
                         id,
                         state: job.state().as_str(),
                     })
@@ -319,6 +330,12 @@ impl Scheduler {
                 key,
                 report,
             } => self.report(worker, key, report),
+            Command::Reduced {
+                worker,
+                key,
+                report,
+                part,
+            } => self.reduced(worker, key, report, part),
             Command::LoadFailed { worker, key, error } => {
                 if let Some(w) = self.workers.get_mut(worker) {
                     w.holding.remove(&key);
@@ -339,8 +356,8 @@ impl Scheduler {
             Command::Finalized { job, result } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     match result {
-                        Ok((keys, rows, quarantine)) => {
-                            if j.finalized(keys, rows, quarantine) {
+                        Ok((keys, result, quarantine)) => {
+                            if j.finalized(keys, result, quarantine) {
                                 debug!(job_id = %job, keys, "job finalized");
                                 self.keep_rows(job);
                             }
@@ -411,7 +428,87 @@ impl Scheduler {
                 j.release(key.chunk, key.attempt);
             }
         }
+        for key in gone.reducing {
+            if let Some(j) = self.jobs.get_mut(&key.job) {
+                j.release_reduce(key);
+            }
+        }
+        for (id, job) in &mut self.jobs {
+            let lost = job.worker_lost(worker);
+            if lost > 0 {
+                warn!(job_id = %id, worker_id = %worker, map_outputs = lost,
+                    "map outputs lost with their worker; mapping those chunks again");
+            }
+        }
         self.publish_all();
+    }
+
+    /// A reduce task's end: its part is kept if the attempt is live, else removed.
+    fn reduced(
+        &mut self,
+        worker: WorkerId,
+        key: ReduceKey,
+        report: ReduceReport,
+        part: Option<Result<Part, String>>,
+    ) {
+        let held = match self.workers.get_mut(worker) {
+            Some(w) => {
+                w.seen();
+                w.reducing.remove(&key)
+            }
+            None => false,
+        };
+        let max = self.config.scheduling.max_attempts;
+        let job_id = key.job;
+        let mut unused = None;
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            match (report, part) {
+                (ReduceReport::Done { .. }, Some(Ok(part))) => {
+                    if held && job.complete_reduce(key, part.clone()) {
+                        debug!(job_id = %job_id, partition = key.partition, rows = part.rows,
+                            "partition reduced");
+                        self.persist_progress(job_id);
+                    } else {
+                        unused = Some(part.path);
+                    }
+                }
+                (report, part) => {
+                    let (error, retryable, lost) = match (report, part) {
+                        (
+                            ReduceReport::Failed {
+                                error,
+                                retryable,
+                                lost,
+                            },
+                            _,
+                        ) => (error, retryable, lost),
+                        (_, Some(Err(e))) => (format!("cannot keep the part: {e}"), true, None),
+                        (_, _) => ("a reduce task ended without its part".into(), true, None),
+                    };
+                    if held {
+                        match job.fail_reduce(key, &error, retryable, lost, max) {
+                            ReduceFailed::Stale => {}
+                            ReduceFailed::Retry => {
+                                warn!(job_id = %job_id, partition = key.partition,
+                                    attempt = %key.attempt, worker_id = %worker, %error,
+                                    "reduce attempt failed");
+                            }
+                            ReduceFailed::Exhausted { .. } => {
+                                warn!(job_id = %job_id, partition = key.partition, %error,
+                                    "job failed");
+                                self.ended(job_id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(path) = unused {
+            self.tasks
+                .spawn_blocking(move || std::fs::remove_file(path).ok());
+        }
+        self.finalize_if_ready(job_id);
+        self.publish(job_id);
     }
 
     fn report(&mut self, worker: WorkerId, key: AttemptKey, report: Report) {
@@ -439,8 +536,19 @@ impl Scheduler {
         }
         match report {
             Report::Done(output) => {
-                let keep = self.journal.keeps_chunks();
-                match job.complete(chunk, attempt, output, keep) {
+                // A partitioned job's map outputs are not journaled: they live on the worker.
+                let keep = self.journal.keeps_chunks() && job.reducers() == 0;
+                let address = self
+                    .workers
+                    .get(worker)
+                    .map(|w| w.shuffle_address.clone())
+                    .unwrap_or_default();
+                let completed = if job.reducers() > 0 {
+                    job.keep_map_output(chunk, attempt, output, (worker, &address))
+                } else {
+                    job.complete(chunk, attempt, output, keep)
+                };
+                match completed {
                     Ok(Completion::Folded { losers, kept }) => {
                         if let Some(output) = kept {
                             self.journal.chunk_folded(job_id, chunk, *output);

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use fanfold_common::fleet::{AttemptKey, ToWorker, WorkerHello};
+use fanfold_common::fleet::{AttemptKey, ReduceKey, ToWorker, WorkerHello};
 use fanfold_common::ids::{JobId, WorkerId};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -15,6 +15,10 @@ pub struct Worker {
     credits: u32,
     /// Assignments sent and not yet reported.
     pub holding: HashSet<AttemptKey>,
+    /// Reduce tasks sent and not yet reported; they take credits like assignments.
+    pub reducing: HashSet<ReduceKey>,
+    /// Where other workers fetch the map outputs it keeps.
+    pub shuffle_address: String,
     pub outbox: mpsc::Sender<ToWorker>,
     last_seen: Instant,
     draining: bool,
@@ -28,7 +32,8 @@ impl Worker {
         if self.draining {
             return 0;
         }
-        self.credits.saturating_sub(self.holding.len() as u32)
+        self.credits
+            .saturating_sub((self.holding.len() + self.reducing.len()) as u32)
     }
 
     pub fn seen(&mut self) {
@@ -47,7 +52,7 @@ impl Worker {
     }
 
     pub fn holds_job(&self, job: JobId) -> bool {
-        self.holding.iter().any(|k| k.job == job)
+        self.holding.iter().any(|k| k.job == job) || self.reducing.iter().any(|k| k.job == job)
     }
 }
 
@@ -75,6 +80,8 @@ impl Workers {
                 name: hello.name,
                 credits: hello.slots + prefetch,
                 holding: HashSet::new(),
+                reducing: HashSet::new(),
+                shuffle_address: hello.shuffle_address,
                 outbox,
                 last_seen: Instant::now(),
                 draining: false,
@@ -136,7 +143,7 @@ impl Workers {
         let mut idle: Vec<WorkerId> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.holding.is_empty() && w.free() > 0)
+            .filter(|(_, w)| w.holding.is_empty() && w.reducing.is_empty() && w.free() > 0)
             .map(|(id, _)| *id)
             .collect();
         idle.sort_unstable();

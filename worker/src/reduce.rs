@@ -1,0 +1,163 @@
+//! One reduce task to its outcome: fetch the task's partition from every map output (from
+//! this worker's own spill directory when it keeps the output, else from the worker that
+//! does), fold the sorted segments with the operation's merge, finalize the partition once,
+//! and send its rows in batches, then the report. Runs in an executor slot; CPU work on the
+//! blocking pool.
+//!
+//! A fetch that fails is retried a few times with backoff; after that the task fails with a
+//! typed loss naming the map output, and the coordinator maps that chunk again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fanfold_common::fleet::{FromWorker, ReduceAssignment, ReduceReport};
+use fanfold_common::operation::Finalized;
+use fanfold_common::partial::Partial;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::jobs::Jobs;
+use crate::spill::Spill;
+
+/// Rows per `PartRows` message.
+const ROWS_PER_BATCH: usize = 4096;
+/// Fetch attempts per map output before it counts as lost.
+const FETCH_TRIES: u32 = 3;
+const FETCH_BACKOFF: Duration = Duration::from_millis(250);
+
+/// What the task needs of its worker.
+pub struct Context<'a> {
+    pub jobs: &'a Jobs,
+    pub spill: &'a Arc<Spill>,
+    /// This worker's own shuffle address: map outputs there are read from disk.
+    pub shuffle_address: &'a str,
+    pub worker: &'a str,
+    pub reports: &'a mpsc::Sender<FromWorker>,
+}
+
+/// Runs a reduce task, sending its rows to `reports` as it goes; returns the report to send
+/// after them (`None` if the reports channel closed: the attachment is gone).
+pub async fn run(
+    context: Context<'_>,
+    task: ReduceAssignment,
+    stop: Arc<AtomicBool>,
+) -> Option<ReduceReport> {
+    let failed = |error: String, retryable: bool| ReduceReport::Failed {
+        error: format!(
+            "worker {}: reduce of partition {}: {error}",
+            context.worker, task.key.partition
+        ),
+        retryable,
+        lost: None,
+    };
+    let operation = match context
+        .jobs
+        .operation(task.key.job, &task.operation, &task.options)
+    {
+        Ok(op) => op,
+        Err(e) => return Some(failed(e.to_string(), false)),
+    };
+    let key = task.key;
+    let mut folded = Partial::new();
+    let mut fetched_bytes = 0u64;
+    for source in &task.sources {
+        if stop.load(Ordering::Relaxed) {
+            return Some(failed(
+                "stopped (job cancelled or worker stopping)".into(),
+                true,
+            ));
+        }
+        let data = if source.address == context.shuffle_address {
+            let spill = Arc::clone(context.spill);
+            let (chunk, attempt) = (source.chunk, source.attempt);
+            match tokio::task::spawn_blocking(move || {
+                spill.read(key.job, chunk, attempt, key.partition)
+            })
+            .await
+            {
+                Ok(Ok(data)) => data,
+                Ok(Err(e)) => {
+                    return Some(ReduceReport::Failed {
+                        error: format!(
+                            "worker {}: chunk {chunk}'s map output (attempt {attempt}) is gone \
+                             from this worker: {e}",
+                            context.worker
+                        ),
+                        retryable: true,
+                        lost: Some((chunk, attempt)),
+                    });
+                }
+                Err(e) => return Some(failed(e.to_string(), true)),
+            }
+        } else {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match crate::shuffle::fetch(source, key).await {
+                    Ok(data) => break data,
+                    Err(e) if tries < FETCH_TRIES => {
+                        debug!(job_id = %key.job, partition = key.partition, error = %e, "fetch failed; retrying");
+                        tokio::time::sleep(FETCH_BACKOFF * 2u32.pow(tries - 1)).await;
+                    }
+                    Err(e) => {
+                        warn!(job_id = %key.job, partition = key.partition, error = %e, "map output lost");
+                        return Some(ReduceReport::Failed {
+                            error: format!("worker {}: {e}", context.worker),
+                            retryable: true,
+                            lost: Some((e.chunk, e.attempt)),
+                        });
+                    }
+                }
+            }
+        };
+        fetched_bytes += data.len() as u64;
+        let merged = tokio::task::spawn_blocking(move || {
+            let segment = fanfold_common::convert::decode_segment(&data)
+                .map_err(|e| format!("a corrupt map output: {e}"))?;
+            folded.fold(segment).map_err(|e| e.to_string())?;
+            Ok::<_, String>(folded)
+        })
+        .await;
+        folded = match merged {
+            Ok(Ok(folded)) => folded,
+            Ok(Err(e)) => return Some(failed(e, false)),
+            Err(e) => return Some(failed(e.to_string(), true)),
+        };
+    }
+    let (sort, limit) = (task.sort, task.limit);
+    let finalized =
+        tokio::task::spawn_blocking(move || operation.finalize(folded, sort, limit)).await;
+    let Finalized { keys, rows } = match finalized {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return Some(failed(format!("finalize failed: {e}"), false)),
+        Err(e) => return Some(failed(format!("finalize failed: {e}"), true)),
+    };
+    let total = rows.len() as u64;
+    let mut rows = rows.into_iter();
+    loop {
+        let batch: Vec<_> = rows.by_ref().take(ROWS_PER_BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Some(failed(
+                "stopped (job cancelled or worker stopping)".into(),
+                true,
+            ));
+        }
+        let sent = context
+            .reports
+            .send(FromWorker::PartRows { key, rows: batch })
+            .await;
+        if sent.is_err() {
+            return None;
+        }
+    }
+    debug!(job_id = %key.job, partition = key.partition, keys, rows = total, fetched_bytes, "partition reduced");
+    Some(ReduceReport::Done {
+        keys,
+        rows: total,
+        fetched_bytes,
+    })
+}

@@ -413,3 +413,102 @@ async fn a_poison_record_fails_the_job_clearly_or_is_quarantined_in_skip_mode() 
     assert!(fields[2].contains("poisoned record"), "{quarantine}");
     assert_eq!(fields[3], "POISON pill here");
 }
+
+/// The job dirs left in the workers' spill directories under `spill` (each worker's own
+/// directory holds one per partitioned job whose map outputs it keeps).
+fn spilled_jobs(spill: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(spill)
+        .unwrap()
+        .flatten()
+        .flat_map(|worker| std::fs::read_dir(worker.path()).into_iter().flatten())
+        .flatten()
+        .map(|job| job.path())
+        .collect()
+}
+
+/// A partitioned job whose worker is killed after its maps finished and before any reducer
+/// fetched: only the map outputs that worker kept are mapped again, nothing is counted
+/// twice, the answer is exact, and no map output is left on any worker once the job is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_after_its_maps_loses_only_its_map_outputs() {
+    let test = "partitioned_kill";
+    let spill = tempfile::tempdir().unwrap();
+    let spill_dir = spill.path().to_str().unwrap();
+    // A long lease: the frozen worker must not be given up on.
+    let (_coordinator, addr) = coordinator(test, "127.0.0.1:0", &["--worker-timeout", "60s"]).await;
+    let flags = ["--spill-dir", spill_dir];
+    let mut a = worker_with(test, &addr, 1, "a", &flags);
+    let b = worker_with(test, &addr, 1, "b", &flags);
+    let out = submit_job(
+        &addr,
+        &[
+            "run",
+            corpus().root(),
+            "--chunk-size",
+            CHUNK,
+            "--reducers",
+            "3",
+            "--detach",
+        ],
+    )
+    .await;
+    assert_ok(&out);
+    let job = stdout(&out).trim().to_owned();
+    until("a few maps", Duration::from_secs(60), || async {
+        job_status(&addr, &job).await.filter(|s| s.chunks_done >= 4)
+    })
+    .await;
+    // B freezes holding its chunks, so the map stage cannot end; A maps everything else.
+    signal(b.pid(), "STOP");
+    // Nothing pending: A has mapped all but what B holds (and A's own last ones).
+    let before = until("A to map all it can", Duration::from_secs(120), || async {
+        job_status(&addr, &job)
+            .await
+            .filter(|s| s.chunks_done + s.chunks_running == s.chunks_total)
+    })
+    .await;
+    assert_eq!(before.stage.as_deref(), Some("map"), "{before:?}");
+    assert_eq!(before.reduces_done, 0);
+    signal(a.pid(), "KILL");
+    let _ = a.child.wait().await;
+    let lost = until(
+        "A's map outputs to be lost",
+        Duration::from_secs(30),
+        || async {
+            job_status(&addr, &job)
+                .await
+                .filter(|s| s.counters.map_outputs_lost > 0)
+        },
+    )
+    .await;
+    // A fresh worker and the thawed one map what was lost, then reduce.
+    let _c = worker_with(test, &addr, 1, "c", &flags);
+    signal(b.pid(), "CONT");
+    let done = wait_final(&addr, &job).await;
+    assert_eq!(done.state, "succeeded", "{:?}", done.error);
+    assert_exact(&addr, &job).await;
+    assert_counted_once(&done);
+    let outputs_lost = done.counters.map_outputs_lost;
+    // Only A's outputs were lost: at most what was done when it died, less B's own.
+    assert!(
+        outputs_lost >= lost.counters.map_outputs_lost && outputs_lost < before.chunks_done,
+        "lost {outputs_lost} of {} mapped: {done:?}",
+        before.chunks_done
+    );
+    // Every chunk mapped once, plus once more for each lost output and each of A's in-flight
+    // attempts (at most its slot and prefetch).
+    let attempts = done.counters.attempts;
+    let floor = done.chunks_total + outputs_lost;
+    assert!(
+        (floor..=floor + 2).contains(&attempts),
+        "{attempts} map attempts for {} chunks, {outputs_lost} lost",
+        done.chunks_total
+    );
+    assert_eq!(done.reduces_done, 3);
+    // The job's map outputs go from every worker once it is over; A's directory went when C
+    // started beside it.
+    until("no map outputs left", Duration::from_secs(10), || async {
+        spilled_jobs(spill.path()).is_empty().then_some(())
+    })
+    .await;
+}

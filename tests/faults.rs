@@ -512,3 +512,88 @@ async fn a_worker_killed_after_its_maps_loses_only_its_map_outputs() {
     })
     .await;
 }
+
+/// The coordinator is killed while a partitioned job reduces: restarted on its state
+/// directory, it runs the job again (map outputs are not kept across a restart) and the client
+/// that waited gets the exact answer; killed again after the job succeeded, it still serves
+/// the result from the part files in its state directory; and no map output is left on the
+/// workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_is_killed_while_a_partitioned_job_reduces() {
+    let test = "partitioned_restart";
+    let state = tempfile::tempdir().unwrap();
+    let spill = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap().to_owned();
+    let flags = ["--state-dir", state_dir.as_str(), "--worker-timeout", "3s"];
+    let (mut coordinator_proc, addr) = coordinator(test, "127.0.0.1:0", &flags).await;
+    let spill_flags = ["--spill-dir", spill.path().to_str().unwrap()];
+    let _workers: Vec<Proc> = (0..2)
+        .map(|i| worker_with(test, &addr, 1, &format!("w{i}"), &spill_flags))
+        .collect();
+    let out = tempfile::tempdir().unwrap();
+    let result = out.path().join("counts.tsv");
+    let waiting = {
+        let addr = addr.clone();
+        let result = result.to_str().unwrap().to_owned();
+        tokio::spawn(async move {
+            // Many partitions: each reduce task fetches from every map output, so the reduce
+            // stage lasts long enough to be caught.
+            let args = [
+                "run",
+                corpus().root(),
+                "--chunk-size",
+                CHUNK,
+                "--reducers",
+                "64",
+                "-q",
+                "--output",
+                &result,
+            ];
+            submit_job(&addr, &args).await
+        })
+    };
+    let job = until(
+        "the job to be submitted",
+        Duration::from_secs(60),
+        || async {
+            list_jobs(&addr)
+                .await?
+                .into_iter()
+                .find(|j| j.state == "running")
+                .map(|j| j.job_id)
+        },
+    )
+    .await;
+    let reducing = until("the reduce stage", Duration::from_secs(120), || async {
+        job_status(&addr, &job)
+            .await
+            .filter(|s| s.stage.as_deref() == Some("reduce") && s.reduces_done < 64)
+    })
+    .await;
+    assert_eq!(reducing.state, "running");
+    coordinator_proc.child.start_kill().unwrap(); // SIGKILL
+    coordinator_proc.child.wait().await.unwrap();
+    let (restarted, again) = coordinator(test, &addr, &flags).await;
+    assert_eq!(again, addr);
+    coordinator_proc = restarted;
+    let ran = waiting.await.unwrap();
+    assert_ok(&ran);
+    let got = parse_tsv(&std::fs::read(&result).unwrap());
+    assert!(
+        got == corpus().counts,
+        "word counts differ from the sequential count"
+    );
+    let status = job_status(&addr, &job).await.unwrap();
+    assert_eq!(status.state, "succeeded");
+    assert_counted_once(&status);
+    assert_eq!((status.reduces_total, status.reduces_done), (64, 64));
+    // Killed after the success, it serves the same result from its state directory.
+    coordinator_proc.child.start_kill().unwrap();
+    coordinator_proc.child.wait().await.unwrap();
+    let (_last, _) = coordinator(test, &addr, &flags).await;
+    assert_exact(&addr, &job).await;
+    until("no map outputs left", Duration::from_secs(10), || async {
+        spilled_jobs(spill.path()).is_empty().then_some(())
+    })
+    .await;
+}

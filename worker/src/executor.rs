@@ -34,6 +34,7 @@ struct Shared {
     jobs: Arc<Jobs>,
     spill: Arc<Spill>,
     shuffle_address: String,
+    fetcher: Arc<crate::shuffle::Fetcher>,
     queue: tokio::sync::Mutex<mpsc::Receiver<Work>>,
     reports: mpsc::Sender<FromWorker>,
     stops: Mutex<Stops>,
@@ -66,6 +67,7 @@ impl Executor {
             jobs,
             spill: Arc::clone(&shuffle.spill),
             shuffle_address: shuffle.address.clone(),
+            fetcher: Arc::clone(&shuffle.fetcher),
             queue: tokio::sync::Mutex::new(assignments),
             reports,
             stops: Mutex::default(),
@@ -187,6 +189,7 @@ async fn reduce(shared: &Shared, task: ReduceAssignment) -> Option<FromWorker> {
             jobs: &shared.jobs,
             spill: &shared.spill,
             shuffle_address: &shared.shuffle_address,
+            fetcher: &shared.fetcher,
             worker: &shared.name,
             reports: &shared.reports,
         };

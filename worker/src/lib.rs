@@ -66,17 +66,12 @@ pub struct Config {
 pub struct Shuffle {
     pub spill: Arc<spill::Spill>,
     pub address: String,
+    pub fetcher: Arc<shuffle::Fetcher>,
 }
 
 /// Why a worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot use spill directory {dir}: {source}")]
-    Spill {
-        dir: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("cannot listen for shuffle fetches on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -107,11 +102,7 @@ impl Config {
 /// no more chunks, hands back queued ones, and finishes running ones within the drain timeout.
 /// Serves its map outputs on the shuffle address meanwhile; fails at once if it cannot.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
-    let spill = spill::Spill::open(&config.spill_dir).map_err(|source| StartError::Spill {
-        dir: config.spill_dir.display().to_string(),
-        source,
-    })?;
-    let spill = Arc::new(spill);
+    let spill = Arc::new(spill::Spill::open(&config.spill_dir));
     let listen = |source| StartError::Listen {
         address: config.shuffle_listen,
         source,
@@ -120,12 +111,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         .await
         .map_err(listen)?;
     let bound = listener.local_addr().map_err(listen)?;
+    let address = match &config.shuffle_advertise {
+        Some(address) => address.clone(),
+        None if bound.ip().is_unspecified() => {
+            // Listening everywhere: the address other machines see is the one this machine
+            // reaches the coordinator from.
+            let ip = route_to(&config.coordinator).await.unwrap_or(bound.ip());
+            SocketAddr::new(ip, bound.port()).to_string()
+        }
+        None => bound.to_string(),
+    };
     let shuffle = Shuffle {
         spill: Arc::clone(&spill),
-        address: config
-            .shuffle_advertise
-            .clone()
-            .unwrap_or_else(|| bound.to_string()),
+        address,
+        fetcher: Arc::default(),
     };
     info!(shuffle = %shuffle.address, spill_dir = %spill.root().display(), "serving map outputs");
     let serving = shuffle::serve(listener, Arc::clone(&spill), shutdown.child_token());
@@ -159,4 +158,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     drop(shuffle);
     info!("worker stopped");
     Ok(())
+}
+
+/// This machine's address on the route to `coordinator` (a URL): a UDP socket "connected" to
+/// it sends nothing but learns the local address the kernel would use.
+async fn route_to(coordinator: &str) -> Option<std::net::IpAddr> {
+    let host = coordinator
+        .split_once("://")
+        .map_or(coordinator, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let target = tokio::net::lookup_host(host).await.ok()?.next()?;
+    let local = if target.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    let socket = tokio::net::UdpSocket::bind(local).await.ok()?;
+    socket.connect(target).await.ok()?;
+    Some(socket.local_addr().ok()?.ip())
 }

@@ -32,6 +32,7 @@ pub struct Context<'a> {
     pub spill: &'a Arc<Spill>,
     /// This worker's own shuffle address: map outputs there are read from disk.
     pub shuffle_address: &'a str,
+    pub fetcher: &'a crate::shuffle::Fetcher,
     pub worker: &'a str,
     pub reports: &'a mpsc::Sender<FromWorker>,
 }
@@ -94,7 +95,7 @@ pub async fn run(
             let mut tries = 0;
             loop {
                 tries += 1;
-                match crate::shuffle::fetch(source, key).await {
+                match context.fetcher.fetch(source, key).await {
                     Ok(data) => break data,
                     Err(e) if tries < FETCH_TRIES => {
                         debug!(job_id = %key.job, partition = key.partition, error = %e, "fetch failed; retrying");

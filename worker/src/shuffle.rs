@@ -6,8 +6,9 @@
 //! flight per fetch, and a reducer fetches one map output at a time, so a reducer holds at
 //! most one partition of one map output beyond what it has merged.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fanfold_common::fleet::{MapSource, ReduceKey};
 use fanfold_common::ids::{Attempt, ChunkId, JobId};
@@ -17,6 +18,7 @@ use fanfold_proto::v1::shuffle_service_server::{ShuffleService, ShuffleServiceSe
 use fanfold_proto::{MAX_MESSAGE_BYTES, transport};
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::warn;
 
@@ -96,17 +98,62 @@ pub struct FetchError {
     pub reason: String,
 }
 
-/// Fetches `key`'s partition of the map output `source` from the worker that keeps it.
-pub async fn fetch(source: &MapSource, key: ReduceKey) -> Result<Vec<u8>, FetchError> {
-    let failed = |reason: String| FetchError {
+/// One connection per serving worker, shared by this worker's reduce tasks: a reduce task
+/// fetches from every map output, and a dial per fetch cost more than the fetch.
+#[derive(Default)]
+pub struct Fetcher {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Fetcher {
+    /// Fetches `key`'s partition of the map output `source` from the worker that keeps it.
+    pub async fn fetch(&self, source: &MapSource, key: ReduceKey) -> Result<Vec<u8>, FetchError> {
+        let cached = self
+            .channels
+            .lock()
+            .expect("channels")
+            .get(&source.address)
+            .cloned();
+        let channel = match cached {
+            Some(channel) => channel,
+            None => {
+                let channel = transport::dial(&format!("http://{}", source.address))
+                    .await
+                    .map_err(|e| failed(source, fanfold_common::error_chain(&e)))?;
+                self.channels
+                    .lock()
+                    .expect("channels")
+                    .insert(source.address.clone(), channel.clone());
+                channel
+            }
+        };
+        let fetched = fetch(channel, source, key).await;
+        if fetched.is_err() {
+            // A broken connection is dialled afresh next time.
+            self.channels
+                .lock()
+                .expect("channels")
+                .remove(&source.address);
+        }
+        fetched
+    }
+}
+
+fn failed(source: &MapSource, reason: String) -> FetchError {
+    FetchError {
         chunk: source.chunk,
         attempt: source.attempt,
         address: source.address.clone(),
         reason,
-    };
-    let channel = transport::dial(&format!("http://{}", source.address))
-        .await
-        .map_err(|e| failed(fanfold_common::error_chain(&e)))?;
+    }
+}
+
+async fn fetch(
+    channel: Channel,
+    source: &MapSource,
+    key: ReduceKey,
+) -> Result<Vec<u8>, FetchError> {
+    let failed = |reason: String| failed(source, reason);
     let mut client = ShuffleServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -8,7 +8,8 @@
 //! Each worker owns a directory of its own under `--spill-dir` (`fanfold-spill-PID-N`, N
 //! counting the workers this process started, as local mode starts several), removed when
 //! the worker stops; one left by a process that was killed is removed by the next worker to
-//! start there. A job's files go when the
+//! start there. Nothing is created until a partitioned job's map writes, so a worker that
+//! runs no partitioned job needs no writable directory at all (a read-only container). A job's files go when the
 //! coordinator says the job is over (its cancel, sent to every worker at a partitioned job's
 //! end, whatever the end).
 
@@ -30,11 +31,11 @@ pub struct Spill {
 }
 
 impl Spill {
-    /// Creates this process's directory under `dir`, removing those of workers no longer
-    /// running.
-    pub fn open(dir: &Path) -> io::Result<Spill> {
-        fs::create_dir_all(dir)?;
-        for entry in fs::read_dir(dir)?.flatten() {
+    /// This worker's directory under `dir` (created at the first write), after removing those
+    /// of workers no longer running. A `dir` that cannot be read is left alone: it may never
+    /// be needed, and the first write names it in its error.
+    pub fn open(dir: &Path) -> Spill {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
             let name = entry.file_name();
             let Some(pid) = name
                 .to_str()
@@ -55,8 +56,7 @@ impl Spill {
         let root = dir.join(format!("{PREFIX}{}-{n}", std::process::id()));
         // Left by an earlier process of this pid.
         let _ = fs::remove_dir_all(&root);
-        fs::create_dir(&root)?;
-        Ok(Spill { root })
+        Spill { root }
     }
 
     pub fn root(&self) -> &Path {
@@ -78,7 +78,12 @@ impl Spill {
         partitions: &[Vec<u8>],
     ) -> io::Result<Vec<u64>> {
         let base = self.base(job, chunk, attempt);
-        fs::create_dir_all(base.parent().expect("under the job's directory"))?;
+        fs::create_dir_all(base.parent().expect("under the job's directory")).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("spill directory {}: {e}", self.root.display()),
+            )
+        })?;
         let data = base.with_extension("data");
         let index = base.with_extension("index");
         let temp = base.with_extension("data.tmp");
@@ -153,7 +158,8 @@ mod tests {
     #[test]
     fn partitions_come_back_as_written_and_go_with_their_job() {
         let dir = tempfile::tempdir().unwrap();
-        let spill = Spill::open(dir.path()).unwrap();
+        let spill = Spill::open(dir.path());
+        assert!(!spill.root().exists(), "nothing made before it is needed");
         let job = JobId::new();
         let parts = vec![b"first".to_vec(), Vec::new(), b"third part".to_vec()];
         let sizes = spill.write(job, ChunkId(2), Attempt(1), &parts).unwrap();
@@ -183,11 +189,17 @@ mod tests {
         fs::write(dead.join("job/0-1.data"), b"x").unwrap();
         let other = dir.path().join("not-ours");
         fs::create_dir(&other).unwrap();
-        let spill = Spill::open(dir.path()).unwrap();
+        let spill = Spill::open(dir.path());
         assert!(!dead.exists());
         assert!(other.exists(), "only spill directories are touched");
-        let second = Spill::open(dir.path()).unwrap();
+        let second = Spill::open(dir.path());
         assert_ne!(spill.root(), second.root(), "two workers in one process");
-        assert!(spill.root().exists() && second.root().exists());
+        // A directory that cannot be made fails the write, naming it.
+        let nowhere = Spill::open(Path::new("/proc/fanfold-no-such-dir"));
+        let error = nowhere
+            .write(JobId::new(), ChunkId(0), Attempt(1), &[b"x".to_vec()])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/proc/fanfold-no-such-dir"), "{error}");
     }
 }

@@ -66,12 +66,14 @@ impl Job {
                 rows_durable: true,
             };
         } else if !state.is_final() {
-            // Input counters come from the restored chunks; the rest from the checkpoint.
+            // Input counters come from the restored chunks (a partitioned job's map outputs
+            // are not restored: its shuffle starts again); the rest from the checkpoint.
             self.counters = Counters {
                 records_in: self.counters.records_in,
                 bytes_in: self.counters.bytes_in,
                 bad_records: self.counters.bad_records,
                 user: std::mem::take(&mut self.counters.user),
+                shuffle_bytes: self.counters.shuffle_bytes,
                 ..counters
             };
         } else {

@@ -296,7 +296,7 @@ mod tests {
         let error = done.error.unwrap();
         assert!(
             error.ends_with(
-                "worker plain: unknown operation 'bigrams' (known: distinct, grep, groupby, histogram, index, streaming, wordcount)"
+                "worker plain: unknown operation 'bigrams' (known: distinct, grep, groupby, histogram, index, sort, streaming, wordcount)"
             ),
             "{error}"
         );
@@ -308,7 +308,7 @@ mod tests {
         let refused = client.submit(&spec).await.unwrap_err().to_string();
         assert_eq!(
             refused,
-            "unknown operation 'trigrams' (known: bigrams, distinct, grep, groupby, histogram, index, streaming, wordcount)"
+            "unknown operation 'trigrams' (known: bigrams, distinct, grep, groupby, histogram, index, sort, streaming, wordcount)"
         );
         drop(client);
         shutdown.cancel();

@@ -20,6 +20,8 @@ pub enum Format {
     Csv,
     /// `{"key": …, "value": …}` lines; keys that are not UTF-8 are decoded lossily.
     Jsonl,
+    /// Each key alone, repeated as often as its count (a sort's sorted lines).
+    Lines,
 }
 
 impl From<Format> for render::Format {
@@ -28,6 +30,7 @@ impl From<Format> for render::Format {
             Format::Tsv => render::Format::Tsv,
             Format::Csv => render::Format::Csv,
             Format::Jsonl => render::Format::Jsonl,
+            Format::Lines => render::Format::Lines,
         }
     }
 }

@@ -155,6 +155,12 @@ fn assert_status_json(
         "finished_at",
         "result_rows",
         "quarantine",
+        "reducers",
+        "stage",
+        "reduces_total",
+        "reduces_done",
+        "reduces_running",
+        "partition_bytes",
     ];
     documented.sort_unstable();
     assert_eq!(fields, documented);
@@ -174,7 +180,10 @@ fn assert_status_json(
             "bytes_in",
             "chunks_failed",
             "keys_out",
+            "map_outputs_lost",
             "records_in",
+            "reduce_attempts",
+            "shuffle_bytes",
             "user"
         ]
     );
@@ -365,7 +374,7 @@ async fn submit_job_reports_errors_in_one_line_with_exit_codes() {
     std::fs::write(&input, "x\n").unwrap();
     one_line_error(
         &submit_job(&addr, &["run", input.to_str().unwrap(), "--op", "nope"]).await,
-        "unknown operation 'nope' (known: distinct, grep, groupby, histogram, index, streaming, wordcount)",
+        "unknown operation 'nope' (known: distinct, grep, groupby, histogram, index, sort, streaming, wordcount)",
     );
 
     // Not a job id at all: a usage error.

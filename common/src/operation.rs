@@ -143,6 +143,20 @@ pub trait Operation: Send + Sync + 'static {
         key
     }
 
+    /// The partition of `key` among `reducers` in a partitioned job: by default a stable hash
+    /// of [`Operation::partition_key`]. A range-partitioned operation (a total-order sort)
+    /// overrides it with its split keys.
+    fn partition(&self, key: &[u8], reducers: u32) -> u32 {
+        crate::shuffle::partition_of(self.partition_key(key), reducers)
+    }
+
+    /// Whether the coordinator should sample the input for split keys when it plans a
+    /// partitioned job: it then passes `reducers - 1` of them, hex-encoded and comma
+    /// separated, in the option `splits`, which the operation must accept.
+    fn range_partitioned(&self) -> bool {
+        false
+    }
+
     /// Whether a file must be mapped as one chunk because a record boundary cannot be found
     /// from an arbitrary offset (CSV, whose quoted fields may hold newlines). Compressed files
     /// and whole-file jobs are one chunk per file anyway.

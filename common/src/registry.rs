@@ -27,6 +27,7 @@ impl Registry {
         registry.register(ops::distinct::NAME, ops::distinct::factory);
         registry.register(ops::histogram::NAME, ops::histogram::factory);
         registry.register(ops::index::NAME, ops::index::factory);
+        registry.register(ops::sort::NAME, ops::sort::factory);
         registry.register(ops::streaming::NAME, ops::streaming::factory);
         registry
     }
@@ -98,12 +99,12 @@ mod tests {
     #[test]
     fn unknown_operation_lists_known_ones() {
         let err = Registry::builtin()
-            .build("sort", &Options::new())
+            .build("shuffle", &Options::new())
             .err()
             .unwrap();
         assert_eq!(
             err.to_string(),
-            "unknown operation 'sort' (known: distinct, grep, groupby, histogram, index, streaming, wordcount)"
+            "unknown operation 'shuffle' (known: distinct, grep, groupby, histogram, index, sort, streaming, wordcount)"
         );
     }
 }

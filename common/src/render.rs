@@ -15,6 +15,9 @@ pub enum Format {
     Csv,
     /// `{"key": …, "value": …}` lines; keys that are not UTF-8 are decoded lossily.
     Jsonl,
+    /// Each key alone on a line, as many times as its count says (once for other values):
+    /// a sort's result as the sorted lines, `uniq -c` undone.
+    Lines,
 }
 
 impl Format {
@@ -24,6 +27,15 @@ impl Format {
             Format::Tsv => "tsv",
             Format::Csv => "csv",
             Format::Jsonl => "jsonl",
+            Format::Lines => "txt",
+        }
+    }
+
+    /// The format's name, as `--format` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Lines => "lines",
+            other => other.extension(),
         }
     }
 }
@@ -65,6 +77,17 @@ impl<W: Write> RowWriter<W> {
                     "value": json(&row.value),
                 });
                 writeln!(self.out, "{line}")
+            }
+            Format::Lines => {
+                let copies = match row.value {
+                    Value::Count(n) => n,
+                    _ => 1,
+                };
+                for _ in 0..copies {
+                    self.out.write_all(&row.key)?;
+                    self.out.write_all(b"\n")?;
+                }
+                Ok(())
             }
         }
     }

@@ -42,16 +42,17 @@ impl Segment {
     }
 }
 
-/// Cuts a map's partial into `reducers` segments, each sorted by key: a key goes to the
-/// partition of `partition_key(key)` (the operation's choice; the key itself by default).
+/// Cuts a map's partial into `reducers` segments, each sorted by key: a key goes to
+/// partition `partition(key)` (the operation's choice: [`partition_of`] its key by default).
 pub fn partition(
     partial: Partial,
     reducers: u32,
-    partition_key: impl Fn(&[u8]) -> &[u8],
+    partition: impl Fn(&[u8]) -> u32,
 ) -> Vec<Segment> {
-    let mut parts: Vec<Vec<(Vec<u8>, Value)>> = (0..reducers.max(1)).map(|_| Vec::new()).collect();
+    let reducers = reducers.max(1);
+    let mut parts: Vec<Vec<(Vec<u8>, Value)>> = (0..reducers).map(|_| Vec::new()).collect();
     for (key, value) in partial.into_entries() {
-        let p = partition_of(partition_key(&key), reducers);
+        let p = partition(&key).min(reducers - 1);
         parts[p as usize].push((key, value));
     }
     parts
@@ -99,7 +100,7 @@ mod tests {
             partial.add(key, value).unwrap();
         }
         let original = partial.clone();
-        let parts = partition(partial, 7, |k| k);
+        let parts = partition(partial, 7, |k| partition_of(k, 7));
         assert_eq!(parts.len(), 7);
         let mut seen = 0;
         for (p, part) in parts.into_iter().enumerate() {
@@ -121,7 +122,7 @@ mod tests {
         let mut grouped = Partial::new();
         grouped.add(b"doc\x00a".to_vec(), Value::Count(1)).unwrap();
         grouped.add(b"doc\x00b".to_vec(), Value::Count(1)).unwrap();
-        let parts = partition(grouped, 5, |k| &k[..3]);
+        let parts = partition(grouped, 5, |k| partition_of(&k[..3], 5));
         assert_eq!(parts.iter().filter(|p| !p.counts.is_empty()).count(), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! Job intake: everything between a submitted spec and a planned job. Validates the spec,
 //! builds the operation, checks the output directory, resolves the inputs, decides which files
-//! are read whole, plans the record-aligned chunks and checks their sizes. Errors are typed
+//! are read whole, plans the record-aligned chunks and checks their sizes, and for a
+//! range-partitioned job samples the input for its split keys. Errors are typed
 //! ([`IntakeError`]) and become a gRPC status in one place, the API adapter. Authorization of
 //! inputs belongs here.
 //!
@@ -8,9 +9,9 @@
 //! job after a restart ([`replan`]), and by the scheduler's tests.
 
 use fanfold_common::chunker::{self, ChunkRange};
-use fanfold_common::input::{self, InputError};
+use fanfold_common::input::{self, InputError, InputFile};
 use fanfold_common::location::Location;
-use fanfold_common::operation::SpecError;
+use fanfold_common::operation::{Chunk, ChunkStats, Operation, SpecError};
 use fanfold_common::records::Compression;
 use fanfold_common::registry::Registry;
 use fanfold_common::spec::{JobSpec, SpecInvalid};
@@ -57,26 +58,103 @@ pub async fn admit(
     let chunk_size = *spec.chunk_size.get_or_insert(default_chunk_size);
     let inputs = spec.inputs.clone();
     let whole_files = spec.whole_file;
-    let plan = tokio::task::spawn_blocking(move || -> Result<Plan, IntakeError> {
-        let files = input::resolve(&inputs)?;
-        // Compressed files cannot be entered mid-stream; some formats cannot be cut.
-        let whole_file = |location: &Location| {
-            let name = location.to_string();
-            whole_files
-                || Compression::of(&name) != Compression::None
-                || operation.whole_file(&name)
-        };
-        let chunks = chunker::plan(&files, chunk_size, whole_file).map_err(IntakeError::Plan)?;
-        chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES).map_err(IntakeError::TooLarge)?;
-        Ok(Plan {
-            files: files.into_iter().map(|f| f.location).collect(),
-            chunks,
-            operation: Some(operation),
+    let reducers = spec.reducers.unwrap_or(0);
+    let sampled =
+        tokio::task::spawn_blocking(move || -> Result<(Plan, Option<String>), IntakeError> {
+            let files = input::resolve(&inputs)?;
+            // Compressed files cannot be entered mid-stream; some formats cannot be cut.
+            let whole_file = |location: &Location| {
+                let name = location.to_string();
+                whole_files
+                    || Compression::of(&name) != Compression::None
+                    || operation.whole_file(&name)
+            };
+            let chunks =
+                chunker::plan(&files, chunk_size, whole_file).map_err(IntakeError::Plan)?;
+            chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES)
+                .map_err(IntakeError::TooLarge)?;
+            let splits = (reducers > 1 && operation.range_partitioned())
+                .then(|| sample_splits(operation.as_ref(), &files, &chunks, reducers))
+                .transpose()
+                .map_err(IntakeError::Plan)?;
+            Ok((
+                Plan {
+                    files: files.into_iter().map(|f| f.location).collect(),
+                    chunks,
+                    operation: Some(operation),
+                },
+                splits.map(|s| fanfold_common::ops::sort::splits_option(&s)),
+            ))
         })
-    })
-    .await
-    .map_err(|e| IntakeError::Interrupted(e.to_string()))??;
+        .await
+        .map_err(|e| IntakeError::Interrupted(e.to_string()))??;
+    let (mut plan, splits) = sampled;
+    if let Some(splits) = splits {
+        // Every worker builds the operation with the same split keys, from the spec.
+        spec.options.insert("splits".into(), splits);
+        plan.operation = Some(registry.build(&spec.operation, &spec.options)?);
+    }
     Ok((spec, plan))
+}
+
+/// Bytes read at the start of each sampled chunk.
+const SAMPLE_BYTES: u64 = 64 << 10;
+/// Chunks sampled at most, spread evenly over the plan.
+const SAMPLED_CHUNKS: usize = 256;
+
+/// Split keys for a range-partitioned job: the keys at every 1/`reducers` of a sample of the
+/// input (the whole records at the start of up to [`SAMPLED_CHUNKS`] chunks, spread over the
+/// plan, mapped by the operation and weighted by their counts), so the parts come out about
+/// equal however the keys are skewed (Hadoop's InputSampler). Compressed files are not
+/// sampled; with no sample every key goes to the first part.
+fn sample_splits(
+    operation: &dyn Operation,
+    files: &[InputFile],
+    chunks: &[ChunkRange],
+    reducers: u32,
+) -> std::io::Result<Vec<Vec<u8>>> {
+    let step = chunks.len().div_ceil(SAMPLED_CHUNKS).max(1);
+    let mut keys: Vec<(Vec<u8>, u64)> = Vec::new();
+    for chunk in chunks.iter().step_by(step) {
+        let location = &files[chunk.file as usize].location;
+        let name = location.to_string();
+        if Compression::of(&name) != Compression::None {
+            continue;
+        }
+        let end = chunk.end.min(chunk.start + SAMPLE_BYTES);
+        let mut data = location.read_range(chunk.start, end)?;
+        if end < chunk.end {
+            // Whole records only: up to the last newline read.
+            let whole = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            data.truncate(whole);
+        }
+        let mut stats = ChunkStats::default();
+        if let Ok(partial) = operation.map(&Chunk::new(&data, &name, chunk.start), &mut stats) {
+            keys.extend(partial.into_entries().map(|(key, value)| {
+                let weight = match value {
+                    fanfold_common::partial::Value::Count(n) => n,
+                    _ => 1,
+                };
+                (key, weight)
+            }));
+        }
+    }
+    keys.sort_unstable();
+    let total: u64 = keys.iter().map(|(_, n)| n).sum();
+    let mut splits: Vec<Vec<u8>> = Vec::new();
+    let mut seen = 0u64;
+    let mut next = 1u64;
+    for (key, n) in keys {
+        seen += n;
+        // The first key past each 1/reducers of the sample starts the next part.
+        while next < u64::from(reducers) && seen * u64::from(reducers) > next * total {
+            if splits.last() != Some(&key) {
+                splits.push(key.clone());
+            }
+            next += 1;
+        }
+    }
+    Ok(splits)
 }
 
 /// The plan of a job restored after a restart, as it was planned. Its operation is `None` if

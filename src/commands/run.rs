@@ -23,7 +23,7 @@ pub struct RunArgs {
     /// filesystem. Relative paths are made absolute against this directory.
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// Operation to run: wordcount, grep, groupby, distinct, histogram, index, streaming (or a
+    /// Operation to run: wordcount, grep, groupby, distinct, histogram, index, sort, streaming (or a
     /// custom one the cluster knows); README.md lists each one's options.
     #[arg(long, default_value = "wordcount")]
     op: String,

@@ -59,7 +59,7 @@ pub struct StatusView<'a> {
 #[derive(Debug, Serialize)]
 pub struct OutputDirView<'a> {
     pub path: &'a str,
-    /// `tsv`, `csv` or `jsonl`.
+    /// `tsv`, `csv`, `jsonl` or `lines`.
     pub format: &'static str,
     pub overwrite: bool,
 }
@@ -102,7 +102,7 @@ impl<'a> From<&'a JobStatus> for StatusView<'a> {
             timeout_seconds: spec.timeout.map(|t| t.as_secs_f64()),
             output_dir: spec.output.as_ref().map(|o| OutputDirView {
                 path: &o.path,
-                format: o.format.extension(),
+                format: o.format.name(),
                 overwrite: o.overwrite,
             }),
             chunks_total: s.chunks_total,

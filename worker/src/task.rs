@@ -85,11 +85,12 @@ pub async fn run(
                 map_output: None,
             });
         }
-        let segments: Vec<Vec<u8>> =
-            fanfold_common::shuffle::partition(partial, reducers, |k| operation.partition_key(k))
-                .into_iter()
-                .map(fanfold_common::convert::encode_segment)
-                .collect();
+        let segments: Vec<Vec<u8>> = fanfold_common::shuffle::partition(partial, reducers, |k| {
+            operation.partition(k, reducers)
+        })
+        .into_iter()
+        .map(fanfold_common::convert::encode_segment)
+        .collect();
         let partition_bytes = spill
             .write(job, chunk_id, attempt, &segments)
             .map_err(|e| Failure::Map(format!("cannot keep the map output: {e}")))?;

@@ -70,6 +70,7 @@ impl From<&JobSpec> for pb::JobSpec {
                 None | Some(Format::Tsv) => pb::ResultFormat::Tsv,
                 Some(Format::Csv) => pb::ResultFormat::Csv,
                 Some(Format::Jsonl) => pb::ResultFormat::Jsonl,
+                Some(Format::Lines) => pb::ResultFormat::Lines,
             } as i32,
             overwrite: spec.output.as_ref().is_some_and(|o| o.overwrite),
             timeout_ms: spec
@@ -98,6 +99,7 @@ impl TryFrom<pb::JobSpec> for JobSpec {
             Ok(pb::ResultFormat::Tsv) => Format::Tsv,
             Ok(pb::ResultFormat::Csv) => Format::Csv,
             Ok(pb::ResultFormat::Jsonl) => Format::Jsonl,
+            Ok(pb::ResultFormat::Lines) => Format::Lines,
             Err(_) => {
                 return Err(ConvertError::Invalid {
                     field: "output_format",

@@ -6,6 +6,7 @@ pub mod grep;
 pub mod groupby;
 pub mod histogram;
 pub mod index;
+pub mod sort;
 pub mod streaming;
 pub mod wordcount;
 
@@ -46,6 +47,8 @@ mod tests {
             ("grep", vec![("pattern", "g[12]"), ("output", "lines")]),
             ("distinct", vec![]),
             ("distinct", vec![("field", "w")]),
+            ("sort", vec![]),
+            ("sort", vec![("field", "v"), ("numeric", "true")]),
             ("histogram", vec![("field", "v"), ("edges", "-10,0,10,100")]),
         ];
         for agg in [

@@ -150,6 +150,14 @@ pub trait Operation: Send + Sync + 'static {
         crate::shuffle::partition_of(self.partition_key(key), reducers)
     }
 
+    /// Whether [`Operation::finalize`] is the default one (values settled, keys in byte order
+    /// or by value, limited): a reduce task may then merge its key-sorted segments in order
+    /// instead of folding them into a partial and sorting it again. Off unless an operation
+    /// says so, so an operation with its own finalize is never bypassed.
+    fn finalizes_by_key(&self) -> bool {
+        false
+    }
+
     /// Whether the coordinator should sample the input for split keys when it plans a
     /// partitioned job: it then passes `reducers - 1` of them, hex-encoded and comma
     /// separated, in the option `splits`, which the operation must accept.

@@ -444,6 +444,20 @@ pub struct Row {
     pub value: Value,
 }
 
+/// Byte order of keys, as `a.cmp(b)`, but comparing the first eight bytes (zero-padded) as
+/// one integer before calling `memcmp`: most keys differ there, and a sort of millions of
+/// short keys spent a quarter of its time in `memcmp` calls. Where the padded prefixes are
+/// equal, the whole keys decide (so `ab` still sorts before `ab\0`).
+pub fn key_order(a: &[u8], b: &[u8]) -> Ordering {
+    fn prefix(key: &[u8]) -> u64 {
+        let mut bytes = [0u8; 8];
+        let n = key.len().min(8);
+        bytes[..n].copy_from_slice(&key[..n]);
+        u64::from_be_bytes(bytes)
+    }
+    prefix(a).cmp(&prefix(b)).then_with(|| a.cmp(b))
+}
+
 /// Orders a job's folded partial and keeps the first `limit` rows.
 pub fn finalize(partial: Partial, sort: SortOrder, limit: Option<u64>) -> Vec<Row> {
     let rows = partial
@@ -453,7 +467,7 @@ pub fn finalize(partial: Partial, sort: SortOrder, limit: Option<u64>) -> Vec<Ro
             value: value.settle(),
         })
         .collect();
-    order(rows, sort, limit, |a, b| a.key.cmp(&b.key))
+    order(rows, sort, limit, |a, b| key_order(&a.key, &b.key))
 }
 
 /// Sorts rows (by `by_key`, or by value descending with `by_key` breaking ties) and keeps the
@@ -549,6 +563,31 @@ mod tests {
         }
         assert_eq!(forward, backward);
         assert_eq!(forward, counts(&[("a", 6), ("b", 5), ("c", 4)]));
+    }
+
+    #[test]
+    fn key_order_is_byte_order() {
+        let keys: Vec<&[u8]> = vec![
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"ab",
+            b"ab\0",
+            b"ab\0\0\0\0\0\0\0",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghi",
+            b"abcdefgi",
+            b"b",
+            b"\xff",
+            b"\xff\xff",
+        ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

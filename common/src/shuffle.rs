@@ -7,7 +7,9 @@
 //! worker, build and run, whichever attempt mapped it, so it is FNV-1a (64 bit) of the key's
 //! bytes, a published function with fixed constants, and never a seeded hasher.
 
-use crate::partial::{ChunkPartial, Columns, Counts, MergeError, Partial, Value};
+use crate::partial::{
+    self, ChunkPartial, Columns, Counts, MergeError, Partial, Row, SortOrder, Value,
+};
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -58,7 +60,7 @@ pub fn partition(
     parts
         .into_iter()
         .map(|mut entries| {
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            entries.sort_unstable_by(|a, b| partial::key_order(&a.0, &b.0));
             let mut columns = Columns::with_capacity(entries.len());
             let mut others = Vec::new();
             for (key, value) in entries {
@@ -75,9 +77,153 @@ pub fn partition(
         .collect()
 }
 
+/// One item of a segment during a merge: a count, or an entry by its index.
+#[derive(Clone, Copy)]
+enum Item<'a> {
+    Count(&'a [u8], u64),
+    Entry(&'a [u8], usize, usize),
+}
+
+impl<'a> Item<'a> {
+    fn key(&self) -> &'a [u8] {
+        match *self {
+            Item::Count(key, _) | Item::Entry(key, _, _) => key,
+        }
+    }
+}
+
+/// A partition's result from its key-sorted segments, in key order: equal keys merged with
+/// the operation's merge, values settled, then ordered and limited as the default finalize
+/// does. Returns the keys before the limit and the rows. Each segment holds two sorted runs
+/// (its count column and its entries); a stable sort of all items is a merge of those runs
+/// (the standard library's sort detects them), so nothing is hashed or sorted from scratch.
+pub fn merge_sorted(
+    segments: Vec<Segment>,
+    sort: SortOrder,
+    limit: Option<u64>,
+) -> Result<(u64, Vec<Row>), MergeError> {
+    // Entries' keys stay put (items borrow them); their values are taken once each.
+    let mut counts = Vec::with_capacity(segments.len());
+    let mut entry_keys: Vec<Vec<Vec<u8>>> = Vec::with_capacity(segments.len());
+    let mut values: Vec<Vec<Option<Value>>> = Vec::with_capacity(segments.len());
+    for segment in segments {
+        let (keys, vals): (Vec<_>, Vec<_>) = segment
+            .entries
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .unzip();
+        counts.push(segment.counts);
+        entry_keys.push(keys);
+        values.push(vals);
+    }
+    let total = counts.iter().map(Counts::len).sum::<usize>()
+        + entry_keys.iter().map(Vec::len).sum::<usize>();
+    let mut items: Vec<Item<'_>> = Vec::with_capacity(total);
+    for (s, column) in counts.iter().enumerate() {
+        items.extend(column.iter().map(|(key, n)| Item::Count(key, n)));
+        items.extend(
+            entry_keys[s]
+                .iter()
+                .enumerate()
+                .map(|(i, key)| Item::Entry(key, s, i)),
+        );
+    }
+    // Stable: equal keys keep their segment order, and sorted runs are merged, not re-sorted.
+    items.sort_by(|a, b| partial::key_order(a.key(), b.key()));
+    let mut rows: Vec<Row> = Vec::new();
+    let mut current: Option<(&[u8], Value)> = None;
+    for item in items {
+        let key = item.key();
+        let value = match item {
+            Item::Count(_, n) => Value::Count(n),
+            Item::Entry(_, s, i) => values[s][i].take().expect("each entry is taken once"),
+        };
+        match &mut current {
+            Some((k, v)) if *k == key => v.merge(value)?,
+            _ => {
+                if let Some((k, v)) = current.replace((key, value)) {
+                    rows.push(Row {
+                        key: k.to_vec(),
+                        value: v.settle(),
+                    });
+                }
+            }
+        }
+    }
+    if let Some((k, v)) = current {
+        rows.push(Row {
+            key: k.to_vec(),
+            value: v.settle(),
+        });
+    }
+    let keys = rows.len() as u64;
+    let rows = match sort {
+        SortOrder::Key => {
+            if let Some(n) = limit {
+                rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            rows
+        }
+        SortOrder::ValueDesc => {
+            partial::order(rows, sort, limit, |a, b| partial::key_order(&a.key, &b.key))
+        }
+    };
+    Ok((keys, rows))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merging_sorted_segments_finalizes_like_folding_them() {
+        // Three maps' outputs over overlapping keys, counts and maxima, cut into partitions.
+        let mut maps = Vec::new();
+        for m in 0..3u32 {
+            let mut partial = Partial::new();
+            for i in 0..500u32 {
+                let key = format!("k{}", (i * 31 + m * 7) % 400).into_bytes();
+                let value = if i % 4 == 0 {
+                    Value::Max(f64::from(i + m))
+                } else {
+                    Value::Count(u64::from(i))
+                };
+                // One key, one kind, in every map: counts under k-keys, maxima under m-keys.
+                let key = if matches!(value, Value::Max(_)) {
+                    [b"m".as_slice(), &key].concat()
+                } else {
+                    key
+                };
+                partial.add(key, value).unwrap();
+            }
+            maps.push(partial);
+        }
+        for partition_index in 0..3u32 {
+            let segments: Vec<Segment> = maps
+                .iter()
+                .map(|p| {
+                    partition(p.clone(), 3, |k| partition_of(k, 3)).remove(partition_index as usize)
+                })
+                .collect();
+            let mut folded = Partial::new();
+            for segment in segments.clone() {
+                folded.fold(segment.into_chunk_partial().unwrap()).unwrap();
+            }
+            for (sort, limit) in [
+                (SortOrder::Key, None),
+                (SortOrder::Key, Some(5)),
+                (SortOrder::ValueDesc, Some(7)),
+            ] {
+                let (keys, rows) = merge_sorted(segments.clone(), sort, limit).unwrap();
+                assert_eq!(keys, folded.len() as u64);
+                assert_eq!(
+                    rows,
+                    partial::finalize(folded.clone(), sort, limit),
+                    "{sort:?} {limit:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn fnv1a_matches_the_published_test_vectors() {

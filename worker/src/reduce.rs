@@ -1,7 +1,8 @@
 //! One reduce task to its outcome: fetch the task's partition from every map output (from
 //! this worker's own spill directory when it keeps the output, else from the worker that
-//! does), fold the sorted segments with the operation's merge, finalize the partition once,
-//! and send its rows in batches, then the report. Runs in an executor slot; CPU work on the
+//! does), merge the key-sorted segments with the operation's merge (in key order when its
+//! finalize is the default; else folded into a partial for its finalize), finalize the
+//! partition once, and send its rows in batches, then the report. Runs in an executor slot; CPU work on the
 //! blocking pool.
 //!
 //! A fetch that fails is retried a few times with backoff; after that the task fails with a
@@ -60,7 +61,10 @@ pub async fn run(
         Err(e) => return Some(failed(e.to_string(), false)),
     };
     let key = task.key;
+    // Folded as fetched, or (an operation whose finalize is the default) kept sorted and
+    // merged in key order at the end.
     let mut folded = Partial::new();
+    let mut sorted: Vec<fanfold_common::shuffle::Segment> = Vec::new();
     let mut fetched_bytes = 0u64;
     for source in &task.sources {
         if stop.load(Ordering::Relaxed) {
@@ -113,22 +117,37 @@ pub async fn run(
             }
         };
         fetched_bytes += data.len() as u64;
+        let by_key = operation.finalizes_by_key();
         let merged = tokio::task::spawn_blocking(move || {
-            let segment = fanfold_common::convert::decode_segment(&data)
-                .map_err(|e| format!("a corrupt map output: {e}"))?;
-            folded.fold(segment).map_err(|e| e.to_string())?;
-            Ok::<_, String>(folded)
+            let corrupt = |e| format!("a corrupt map output: {e}");
+            if by_key {
+                // Kept in key order, to be merged at the end.
+                let segment =
+                    fanfold_common::convert::decode_sorted_segment(&data).map_err(corrupt)?;
+                sorted.push(segment);
+            } else {
+                let segment = fanfold_common::convert::decode_segment(&data).map_err(corrupt)?;
+                folded.fold(segment).map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>((folded, sorted))
         })
         .await;
-        folded = match merged {
-            Ok(Ok(folded)) => folded,
+        (folded, sorted) = match merged {
+            Ok(Ok(state)) => state,
             Ok(Err(e)) => return Some(failed(e, false)),
             Err(e) => return Some(failed(e.to_string(), true)),
         };
     }
     let (sort, limit) = (task.sort, task.limit);
-    let finalized =
-        tokio::task::spawn_blocking(move || operation.finalize(folded, sort, limit)).await;
+    let finalized = tokio::task::spawn_blocking(move || {
+        if operation.finalizes_by_key() {
+            let (keys, rows) = fanfold_common::shuffle::merge_sorted(sorted, sort, limit)?;
+            Ok(Finalized { keys, rows })
+        } else {
+            operation.finalize(folded, sort, limit)
+        }
+    })
+    .await;
     let Finalized { keys, rows } = match finalized {
         Ok(Ok(done)) => done,
         Ok(Err(e)) => return Some(failed(format!("finalize failed: {e}"), false)),

@@ -267,6 +267,29 @@ pub fn decode_segment(data: &[u8]) -> Result<ChunkPartial, ConvertError> {
     ChunkPartial::try_from(partial)
 }
 
+/// A fetched segment kept in its key order, for a merge of sorted segments.
+pub fn decode_sorted_segment(data: &[u8]) -> Result<Segment, ConvertError> {
+    use prost::Message;
+    let partial = pb::Partial::decode(data).map_err(|e| ConvertError::Invalid {
+        field: "segment",
+        message: e.to_string(),
+    })?;
+    let entries = partial
+        .entries
+        .into_iter()
+        .map(|e| Row::try_from(e).map(|row| (row.key, row.value)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let counts = partial.counts.unwrap_or_default();
+    let counts =
+        crate::partial::Counts::new(counts.keys, counts.lengths, counts.values).map_err(|e| {
+            ConvertError::Invalid {
+                field: "segment.counts",
+                message: e.to_string(),
+            }
+        })?;
+    Ok(Segment { counts, entries })
+}
+
 impl TryFrom<pb::CancelJob> for ToWorker {
     type Error = ConvertError;
     fn try_from(c: pb::CancelJob) -> Result<Self, Self::Error> {

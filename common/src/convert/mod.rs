@@ -13,7 +13,7 @@ use fanfold_proto::v1 as pb;
 
 mod fleet;
 
-pub use fleet::{decode_segment, encode_segment};
+pub use fleet::{decode_segment, decode_sorted_segment, encode_segment};
 
 use crate::ids::JobId;
 use crate::operation::{BadRecord, ChunkStats};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
 use crate::ops::groupby::needs_fields;
-use crate::partial::{Partial, Value};
+use crate::partial::Partial;
 use crate::records::{Field, INPUT_OPTIONS, InputOptions, for_each_record, lines};
 
 pub const NAME: &str = "distinct";
@@ -29,10 +29,9 @@ pub fn factory(options: &Options) -> Result<Arc<dyn Operation>, SpecError> {
     }))
 }
 
-fn bump(partial: &mut Partial, value: &[u8]) {
-    if let Value::Count(n) = partial.value_mut(value, || Value::Count(0)) {
-        *n += 1;
-    }
+fn bump(partial: &mut Partial, value: &[u8]) -> Result<(), MapError> {
+    // One lookup for a value seen before, two for a new one.
+    Ok(partial.add_count(value, 1)?)
 }
 
 impl Operation for Distinct {
@@ -44,7 +43,7 @@ impl Operation for Distinct {
                 for line in lines(chunk.data) {
                     let good = !line.contains(&0);
                     if good {
-                        bump(&mut partial, line);
+                        bump(&mut partial, line)?;
                     }
                     stats.record(good);
                 }
@@ -54,7 +53,7 @@ impl Operation for Distinct {
                 for_each_record(chunk.data, chunk.path, &self.input, stats, |record| {
                     Ok(match field.get(record) {
                         Some(value) => {
-                            bump(&mut partial, &value);
+                            bump(&mut partial, &value)?;
                             true
                         }
                         None => false,
@@ -68,11 +67,16 @@ impl Operation for Distinct {
     fn whole_file(&self, path: &str) -> bool {
         self.field.is_some() && self.input.whole_file(path)
     }
+
+    fn finalizes_by_key(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::partial::Value;
 
     #[test]
     fn lines_and_fields() {

@@ -95,6 +95,11 @@ pub fn needs_fields(operation: &str, input: &InputOptions, path: &str) -> Result
 }
 
 impl Operation for GroupBy {
+    /// Its finalize is the default one.
+    fn finalizes_by_key(&self) -> bool {
+        true
+    }
+
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError> {
         needs_fields(NAME, &self.input, chunk.path)?;
         let mut partial = Partial::new();

@@ -28,6 +28,11 @@ pub fn factory(options: &Options) -> Result<Arc<dyn Operation>, SpecError> {
 }
 
 impl Operation for Index {
+    /// Its finalize is the default one.
+    fn finalizes_by_key(&self) -> bool {
+        true
+    }
+
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError> {
         stats.bytes_in += chunk.data.len() as u64;
         let mut terms: FxHashSet<Vec<u8>> = FxHashSet::default();

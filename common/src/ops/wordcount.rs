@@ -93,6 +93,11 @@ const fn whitespace_table() -> [bool; 256] {
 static WHITESPACE: [bool; 256] = whitespace_table();
 
 impl Operation for WordCount {
+    /// Its finalize is the default one.
+    fn finalizes_by_key(&self) -> bool {
+        true
+    }
+
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError> {
         let data = chunk.data;
         stats.bytes_in += data.len() as u64;

@@ -2,7 +2,8 @@
 # Checks the README's compose walkthrough end to end: `docker-compose up`, then `submit-job`
 # from the host, and compares the word count of the samples with Python's; checks the workers
 # read their chunks from the shared volume; then restarts the coordinator and fetches the
-# result again from its state volume.
+# result again from its state volume; then runs the count partitioned (--reducers 3), the
+# workers fetching map outputs from each other, and compares.
 #
 #   deploy/compose-smoke.sh [SUBMIT_JOB]    # default: the image build's static submit-job
 #
@@ -68,3 +69,12 @@ done
 "$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" result "$job" --output "$out/again.tsv"
 cmp "$out/fanfold.tsv" "$out/again.tsv"
 echo "compose-smoke: job $job's result survived a coordinator restart"
+
+# A partitioned job: the workers keep their map outputs on their tmpfs and fetch them from
+# each other over the compose network; the result equals the count checked above.
+"$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" run /data/samples --chunk-size 4KiB \
+  --reducers 3 --quiet --output "$out/partitioned.tsv"
+LC_ALL=C sort "$out/partitioned.tsv" >"$out/partitioned.sorted"
+LC_ALL=C sort "$out/fanfold.tsv" >"$out/fanfold.sorted"
+cmp "$out/fanfold.sorted" "$out/partitioned.sorted"
+echo "compose-smoke: a job reduced on the workers in 3 partitions gives the same count"

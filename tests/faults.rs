@@ -597,3 +597,51 @@ async fn the_coordinator_is_killed_while_a_partitioned_job_reduces() {
     })
     .await;
 }
+
+/// A serving worker is frozen (SIGSTOP) while reducers fetch from it: its lease runs out, its
+/// map outputs are mapped again elsewhere, the fetches from it fail and are retried from the
+/// new outputs, and the answer is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_serving_worker_is_routed_around() {
+    let test = "partitioned_sigstop";
+    let spill = tempfile::tempdir().unwrap();
+    let (_coordinator, addr) = coordinator(
+        test,
+        "127.0.0.1:0",
+        &["--worker-timeout", "2s", "--no-backups"],
+    )
+    .await;
+    let flags = ["--spill-dir", spill.path().to_str().unwrap()];
+    let _a = worker_with(test, &addr, 1, "a", &flags);
+    let b = worker_with(test, &addr, 1, "b", &flags);
+    let out = submit_job(
+        &addr,
+        &[
+            "run",
+            corpus().root(),
+            "--chunk-size",
+            CHUNK,
+            "--reducers",
+            "64",
+            "--detach",
+        ],
+    )
+    .await;
+    assert_ok(&out);
+    let job = stdout(&out).trim().to_owned();
+    until("the reduce stage", Duration::from_secs(120), || async {
+        job_status(&addr, &job)
+            .await
+            .filter(|s| s.stage.as_deref() == Some("reduce") && s.reduces_done < 32)
+    })
+    .await;
+    signal(b.pid(), "STOP");
+    let _c = worker_with(test, &addr, 1, "c", &flags);
+    let done = wait_final(&addr, &job).await;
+    signal(b.pid(), "CONT");
+    assert_eq!(done.state, "succeeded", "{:?}", done.error);
+    assert_exact(&addr, &job).await;
+    assert_counted_once(&done);
+    assert!(done.counters.map_outputs_lost > 0, "{done:?}");
+    assert_eq!(done.reduces_done, 64);
+}

@@ -39,6 +39,49 @@ async fn submit_chunked(addr: &str, chunk_size: &str) -> String {
     stdout(&out).trim().to_owned()
 }
 
+/// Word count over the corpus with `extra` flags, detached: the job id.
+async fn submit_with(addr: &str, extra: &[&str]) -> String {
+    let mut args = vec!["run", corpus().root(), "--chunk-size", CHUNK, "--detach"];
+    args.extend_from_slice(extra);
+    let out = submit_job(addr, &args).await;
+    assert_ok(&out);
+    stdout(&out).trim().to_owned()
+}
+
+/// `submit-job run` of the corpus with `extra` flags, waiting for the result into `result` on
+/// its own task (it rides through coordinator restarts), and the job's id once it is listed.
+async fn run_waiting(
+    addr: &str,
+    extra: &[&str],
+    result: &std::path::Path,
+) -> (tokio::task::JoinHandle<std::process::Output>, String) {
+    let waiting = {
+        let addr = addr.to_owned();
+        let mut args: Vec<String> = ["run", corpus().root(), "--chunk-size", CHUNK, "-q"]
+            .map(String::from)
+            .to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(["--output".into(), result.to_str().unwrap().to_owned()]);
+        tokio::spawn(async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            submit_job(&addr, &args).await
+        })
+    };
+    let job = until(
+        "the job to be submitted",
+        Duration::from_secs(60),
+        || async {
+            list_jobs(addr)
+                .await?
+                .into_iter()
+                .find(|j| j.state == "running")
+                .map(|j| j.job_id)
+        },
+    )
+    .await;
+    (waiting, job)
+}
+
 async fn wait_final(addr: &str, job: &str) -> Status {
     until("the job to end", Duration::from_secs(240), || async {
         job_status(addr, job).await.filter(|s| s.state != "running")
@@ -160,34 +203,7 @@ async fn the_coordinator_is_killed_twice_and_the_job_resumes_from_its_checkpoint
     // `submit-job run` waits through both restarts (it reconnects) and writes the result.
     let out = tempfile::tempdir().unwrap();
     let result = out.path().join("counts.tsv");
-    let waiting = {
-        let addr = addr.clone();
-        let result = result.to_str().unwrap().to_owned();
-        tokio::spawn(async move {
-            let args = [
-                "run",
-                corpus().root(),
-                "--chunk-size",
-                CHUNK,
-                "-q",
-                "--output",
-                &result,
-            ];
-            submit_job(&addr, &args).await
-        })
-    };
-    let job = until(
-        "the job to be submitted",
-        Duration::from_secs(60),
-        || async {
-            list_jobs(&addr)
-                .await?
-                .into_iter()
-                .find(|j| j.state == "running")
-                .map(|j| j.job_id)
-        },
-    )
-    .await;
+    let (waiting, job) = run_waiting(&addr, &[], &result).await;
     let total = job_status(&addr, &job).await.unwrap().chunks_total;
     for kill in 1..=2u64 {
         let target = kill * total / 3;
@@ -439,21 +455,7 @@ async fn a_worker_killed_after_its_maps_loses_only_its_map_outputs() {
     let flags = ["--spill-dir", spill_dir];
     let mut a = worker_with(test, &addr, 1, "a", &flags);
     let b = worker_with(test, &addr, 1, "b", &flags);
-    let out = submit_job(
-        &addr,
-        &[
-            "run",
-            corpus().root(),
-            "--chunk-size",
-            CHUNK,
-            "--reducers",
-            "3",
-            "--detach",
-        ],
-    )
-    .await;
-    assert_ok(&out);
-    let job = stdout(&out).trim().to_owned();
+    let job = submit_with(&addr, &["--reducers", "3"]).await;
     until("a few maps", Duration::from_secs(60), || async {
         job_status(&addr, &job).await.filter(|s| s.chunks_done >= 4)
     })
@@ -532,38 +534,9 @@ async fn the_coordinator_is_killed_while_a_partitioned_job_reduces() {
         .collect();
     let out = tempfile::tempdir().unwrap();
     let result = out.path().join("counts.tsv");
-    let waiting = {
-        let addr = addr.clone();
-        let result = result.to_str().unwrap().to_owned();
-        tokio::spawn(async move {
-            // Many partitions: each reduce task fetches from every map output, so the reduce
-            // stage lasts long enough to be caught.
-            let args = [
-                "run",
-                corpus().root(),
-                "--chunk-size",
-                CHUNK,
-                "--reducers",
-                "64",
-                "-q",
-                "--output",
-                &result,
-            ];
-            submit_job(&addr, &args).await
-        })
-    };
-    let job = until(
-        "the job to be submitted",
-        Duration::from_secs(60),
-        || async {
-            list_jobs(&addr)
-                .await?
-                .into_iter()
-                .find(|j| j.state == "running")
-                .map(|j| j.job_id)
-        },
-    )
-    .await;
+    // Many partitions: each reduce task fetches from every map output, so the reduce stage
+    // lasts long enough to be caught.
+    let (waiting, job) = run_waiting(&addr, &["--reducers", "64"], &result).await;
     let reducing = until("the reduce stage", Duration::from_secs(120), || async {
         job_status(&addr, &job)
             .await
@@ -614,21 +587,7 @@ async fn a_frozen_serving_worker_is_routed_around() {
     let flags = ["--spill-dir", spill.path().to_str().unwrap()];
     let _a = worker_with(test, &addr, 1, "a", &flags);
     let b = worker_with(test, &addr, 1, "b", &flags);
-    let out = submit_job(
-        &addr,
-        &[
-            "run",
-            corpus().root(),
-            "--chunk-size",
-            CHUNK,
-            "--reducers",
-            "64",
-            "--detach",
-        ],
-    )
-    .await;
-    assert_ok(&out);
-    let job = stdout(&out).trim().to_owned();
+    let job = submit_with(&addr, &["--reducers", "64"]).await;
     until("the reduce stage", Duration::from_secs(120), || async {
         job_status(&addr, &job)
             .await

@@ -235,19 +235,7 @@ impl TryFrom<pb::AssignReduce> for ReduceAssignment {
 /// and count columns are in key order.
 impl From<Segment> for pb::Partial {
     fn from(segment: Segment) -> Self {
-        let (keys, lengths, values) = segment.counts.into_parts();
-        pb::Partial {
-            entries: segment
-                .entries
-                .into_iter()
-                .map(|(key, value)| pb::Entry::from(Row { key, value }))
-                .collect(),
-            counts: (!values.is_empty()).then_some(pb::Counts {
-                keys,
-                lengths,
-                values,
-            }),
-        }
+        super::wire_partial(segment.entries.into_iter(), segment.counts)
     }
 }
 
@@ -279,14 +267,7 @@ pub fn decode_sorted_segment(data: &[u8]) -> Result<Segment, ConvertError> {
         .into_iter()
         .map(|e| Row::try_from(e).map(|row| (row.key, row.value)))
         .collect::<Result<Vec<_>, _>>()?;
-    let counts = partial.counts.unwrap_or_default();
-    let counts =
-        crate::partial::Counts::new(counts.keys, counts.lengths, counts.values).map_err(|e| {
-            ConvertError::Invalid {
-                field: "segment.counts",
-                message: e.to_string(),
-            }
-        })?;
+    let counts = super::counts_from_wire(partial.counts, "segment.counts")?;
     Ok(Segment { counts, entries })
 }
 

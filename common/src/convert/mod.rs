@@ -236,20 +236,38 @@ impl From<Partial> for pb::Partial {
 
 impl From<ChunkPartial> for pb::Partial {
     fn from(partial: ChunkPartial) -> Self {
-        let (keys, lengths, values) = partial.counts.into_parts();
-        pb::Partial {
-            entries: partial
-                .entries
-                .into_entries()
-                .map(|(key, value)| pb::Entry::from(Row { key, value }))
-                .collect(),
-            counts: (!values.is_empty()).then_some(pb::Counts {
-                keys,
-                lengths,
-                values,
-            }),
-        }
+        wire_partial(partial.entries.into_entries(), partial.counts)
     }
+}
+
+/// A partial on the wire: its entries in the order given, its counts in columns.
+pub(crate) fn wire_partial(
+    entries: impl Iterator<Item = (Vec<u8>, Value)>,
+    counts: Counts,
+) -> pb::Partial {
+    let (keys, lengths, values) = counts.into_parts();
+    pb::Partial {
+        entries: entries
+            .map(|(key, value)| pb::Entry::from(Row { key, value }))
+            .collect(),
+        counts: (!values.is_empty()).then_some(pb::Counts {
+            keys,
+            lengths,
+            values,
+        }),
+    }
+}
+
+/// Count columns from the wire, checked to agree with each other.
+pub(crate) fn counts_from_wire(
+    counts: Option<pb::Counts>,
+    field: &'static str,
+) -> Result<Counts, ConvertError> {
+    let counts = counts.unwrap_or_default();
+    Counts::new(counts.keys, counts.lengths, counts.values).map_err(|e| ConvertError::Invalid {
+        field,
+        message: e.to_string(),
+    })
 }
 
 impl TryFrom<pb::Partial> for ChunkPartial {
@@ -265,13 +283,7 @@ impl TryFrom<pb::Partial> for ChunkPartial {
                     message: e.to_string(),
                 })?;
         }
-        let counts = partial.counts.unwrap_or_default();
-        let counts = Counts::new(counts.keys, counts.lengths, counts.values).map_err(|e| {
-            ConvertError::Invalid {
-                field: "partial.counts",
-                message: e.to_string(),
-            }
-        })?;
+        let counts = counts_from_wire(partial.counts, "partial.counts")?;
         Ok(ChunkPartial { entries, counts })
     }
 }

@@ -2,8 +2,8 @@
 //! this worker's own spill directory when it keeps the output, else from the worker that
 //! does), merge the key-sorted segments with the operation's merge (in key order when its
 //! finalize is the default; else folded into a partial for its finalize), finalize the
-//! partition once, and send its rows in batches, then the report. Runs in an executor slot; CPU work on the
-//! blocking pool.
+//! partition once, and send its rows in batches, then the report. Runs in an executor slot;
+//! CPU work on the blocking pool.
 //!
 //! A fetch that fails is retried a few times with backoff; after that the task fails with a
 //! typed loss naming the map output, and the coordinator maps that chunk again.

@@ -159,8 +159,9 @@ pub trait Operation: Send + Sync + 'static {
     }
 
     /// Whether the coordinator should sample the input for split keys when it plans a
-    /// partitioned job: it then passes `reducers - 1` of them, hex-encoded and comma
-    /// separated, in the option `splits`, which the operation must accept.
+    /// partitioned job: it then passes `reducers - 1` of them in the option `splits`, which
+    /// the operation must accept (spelled by `crate::shuffle::splits_option`, read back by
+    /// `crate::shuffle::parse_splits`).
     fn range_partitioned(&self) -> bool {
         false
     }

@@ -26,6 +26,39 @@ pub fn partition_of(key: &[u8], reducers: u32) -> u32 {
     (fnv1a(key) % u64::from(reducers.max(1))) as u32
 }
 
+/// Split keys as a range-partitioned operation's `splits` option spells them (see
+/// [`crate::operation::Operation::range_partitioned`]): hex, comma separated, ascending.
+pub fn splits_option(splits: &[Vec<u8>]) -> String {
+    splits
+        .iter()
+        .map(|k| k.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The split keys of a `splits` option, or why it is malformed.
+pub fn parse_splits(text: &str) -> Result<Vec<Vec<u8>>, &'static str> {
+    fn unhex(text: &str) -> Option<Vec<u8>> {
+        if !text.len().is_multiple_of(2) {
+            return None;
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+            .collect()
+    }
+    let splits = text
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(unhex)
+        .collect::<Option<Vec<_>>>()
+        .ok_or("splits must be hex keys")?;
+    if splits.windows(2).any(|w| w[0] > w[1]) {
+        return Err("splits must ascend");
+    }
+    Ok(splits)
+}
+
 /// One partition of a map's output: count values in columns and the other values as entries,
 /// each sorted by key, as a chunk's partial travels (without the hash map).
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -83,7 +83,7 @@ pub async fn admit(
                     chunks,
                     operation: Some(operation),
                 },
-                splits.map(|s| fanfold_common::ops::sort::splits_option(&s)),
+                splits.map(|s| fanfold_common::shuffle::splits_option(&s)),
             ))
         })
         .await

@@ -18,6 +18,7 @@ use crate::operation::{
 };
 use crate::partial::{self, Partial, Row, SortOrder};
 use crate::records::{Field, Record, lines, number};
+use crate::shuffle;
 
 pub const NAME: &str = "sort";
 
@@ -49,36 +50,11 @@ pub fn factory(options: &Options) -> Result<Arc<dyn Operation>, SpecError> {
     };
     let splits = match options.get("splits") {
         None => Vec::new(),
-        Some(text) => text
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(unhex)
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| SpecError::bad_option(NAME, "splits must be hex keys"))?,
+        Some(text) => {
+            shuffle::parse_splits(text).map_err(|message| SpecError::bad_option(NAME, message))?
+        }
     };
-    if splits.windows(2).any(|w| w[0] > w[1]) {
-        return Err(SpecError::bad_option(NAME, "splits must ascend"));
-    }
     Ok(Arc::new(Sort { field, splits }))
-}
-
-/// The split keys as the `splits` option spells them.
-pub fn splits_option(splits: &[Vec<u8>]) -> String {
-    splits
-        .iter()
-        .map(|k| k.iter().map(|b| format!("{b:02x}")).collect::<String>())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// A number's bytes in an order that sorts like the number (IEEE 754 with the sign flipped).
@@ -238,7 +214,7 @@ mod tests {
     #[test]
     fn splits_route_keys_by_range() {
         let splits = vec![b"g".to_vec(), b"p".to_vec()];
-        let op = build(&[("splits", &splits_option(&splits))]);
+        let op = build(&[("splits", &shuffle::splits_option(&splits))]);
         let parts: Vec<u32> = [&b"a"[..], b"g", b"h", b"p", b"zz"]
             .iter()
             .map(|k| op.partition(k, 3))

@@ -88,7 +88,7 @@ async fn run_locally(
         registry: registry(),
         ..Default::default()
     };
-    let cluster = LocalCluster::start(2, 1, config).await?;
+    let cluster = LocalCluster::start(2, 1, config, None).await?;
     let outcome = async {
         let mut client = Client::connect(&cluster.address).await?;
         let spec = JobSpec {
@@ -266,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "a b c\n").unwrap();
         // The coordinator knows the job, its only worker does not.
-        let listeners = fanfold_coordinator::Listeners::bind("127.0.0.1:0")
+        let listeners = fanfold_coordinator::Listeners::bind("127.0.0.1:0", None)
             .await
             .unwrap();
         let address = format!("http://{}", listeners.grpc.local_addr().unwrap());

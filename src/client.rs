@@ -68,6 +68,7 @@ impl Client {
             response
                 .status
                 .ok_or_else(|| anyhow!("coordinator sent no status"))?,
+            &self.address,
         )
     }
 
@@ -80,7 +81,7 @@ impl Client {
             .get_job(request)
             .await
             .map_err(|s| self.error(s))?;
-        decode(status.into_inner())
+        decode(status.into_inner(), &self.address)
     }
 
     pub async fn list(&mut self) -> anyhow::Result<Vec<JobStatus>> {
@@ -89,7 +90,11 @@ impl Client {
             .list_jobs(pb::ListJobsRequest {})
             .await
             .map_err(|s| self.error(s))?;
-        jobs.into_inner().jobs.into_iter().map(decode).collect()
+        jobs.into_inner()
+            .jobs
+            .into_iter()
+            .map(|j| decode(j, &self.address))
+            .collect()
     }
 
     pub async fn cancel(&mut self, id: JobId) -> anyhow::Result<JobStatus> {
@@ -101,7 +106,7 @@ impl Client {
             .cancel_job(request)
             .await
             .map_err(|s| self.error(s))?;
-        decode(status.into_inner())
+        decode(status.into_inner(), &self.address)
     }
 
     /// Follows a job until it is final, calling `on_update` with each status; returns the last.
@@ -124,7 +129,7 @@ impl Client {
                     loop {
                         match updates.message().await {
                             Ok(Some(update)) => {
-                                let status = decode(update)?;
+                                let status = decode(update, &self.address)?;
                                 if lost_since.take().is_some() {
                                     eprintln!(
                                         "submit-job: reconnected; job {id} is {}",
@@ -245,6 +250,55 @@ fn is_connection_loss(status: &tonic::Status) -> bool {
     )
 }
 
-fn decode(status: pb::JobStatus) -> anyhow::Result<JobStatus> {
-    JobStatus::try_from(status).context("malformed job status from the coordinator")
+fn decode(status: pb::JobStatus, dialled: &str) -> anyhow::Result<JobStatus> {
+    let mut status =
+        JobStatus::try_from(status).context("malformed job status from the coordinator")?;
+    if let Some(url) = &mut status.page_url {
+        *url = reachable_url(url, dialled);
+    }
+    Ok(status)
+}
+
+/// A page URL whose host is unspecified (a coordinator serving on 0.0.0.0 or `[::]`) with
+/// the host this client dialled instead.
+fn reachable_url(url: &str, dialled: &str) -> String {
+    let host_of = |address: &str| {
+        let rest = address.split_once("://").map_or(address, |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or(rest);
+        match authority.rfind(':') {
+            Some(colon) if !authority.ends_with(']') => authority[..colon].to_owned(),
+            _ => authority.to_owned(),
+        }
+    };
+    for unspecified in ["0.0.0.0", "[::]"] {
+        let prefix = format!("http://{unspecified}:");
+        if let Some(rest) = url.strip_prefix(&prefix) {
+            return format!("http://{}:{rest}", host_of(dialled));
+        }
+    }
+    url.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reachable_url;
+
+    #[test]
+    fn an_unspecified_page_host_becomes_the_dialled_one() {
+        let page = "http://0.0.0.0:8080/jobs/j";
+        assert_eq!(
+            reachable_url(page, "http://10.1.2.3:7077"),
+            "http://10.1.2.3:8080/jobs/j"
+        );
+        assert_eq!(
+            reachable_url("http://[::]:8080/jobs/j", "coord.example:7077"),
+            "http://coord.example:8080/jobs/j"
+        );
+        assert_eq!(
+            reachable_url(page, "http://[fd00::1]:7077"),
+            "http://[fd00::1]:8080/jobs/j"
+        );
+        let kept = "http://127.0.0.1:8080/jobs/j";
+        assert_eq!(reachable_url(kept, "http://10.1.2.3:7077"), kept);
+    }
 }

@@ -19,6 +19,11 @@ pub struct CoordinatorFlags {
     /// jobs over any file the coordinator can read.
     #[arg(long, env = "FANFOLD_LISTEN", default_value = "127.0.0.1:7077")]
     pub listen: String,
+    /// Address of the HTTP port: status pages, the JSON API (/api/v1/), Prometheus /metrics,
+    /// /healthz and /readyz; `off` serves none. An address other machines can reach needs
+    /// --insecure, like --listen.
+    #[arg(long, env = "FANFOLD_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: String,
     /// Listen on a non-loopback address with no authentication, accepting every client and
     /// worker that reaches the port (a warning is logged at every start).
     #[arg(long, env = "FANFOLD_INSECURE")]
@@ -94,7 +99,13 @@ pub struct WorkerFlags {
     /// worker keeps its own directory there and removes it when it stops.
     #[arg(long, env = "FANFOLD_SPILL_DIR")]
     pub spill_dir: Option<PathBuf>,
-    /// Serve map outputs on an address other machines can reach, with no authentication.
+    /// Serve Prometheus /metrics (slots busy, chunks mapped, map time, bytes read, resident
+    /// memory) on this address; none by default. An address other machines can reach needs
+    /// --insecure.
+    #[arg(long, env = "FANFOLD_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve map outputs (and metrics) on an address other machines can reach, with no
+    /// authentication.
     #[arg(long, env = "FANFOLD_INSECURE")]
     pub insecure: bool,
     /// Log JSON lines instead of text.
@@ -126,6 +137,11 @@ pub enum FlagError {
          --insecure (FANFOLD_INSECURE=true)"
     )]
     ShuffleExposed(std::net::SocketAddr),
+    #[error(
+        "refusing to serve metrics on {0} with no authentication. Keep --metrics-listen on a \
+         loopback address, or pass --insecure (FANFOLD_INSECURE=true)"
+    )]
+    MetricsExposed(std::net::SocketAddr),
 }
 
 /// Who can reach a coordinator's listener.
@@ -144,16 +160,35 @@ impl CoordinatorFlags {
     /// Binds the listeners, refusing an address other machines can reach unless `--insecure`
     /// says so; the caller logs a warning for [`Exposure::Insecure`] at every start.
     pub async fn listen(&self) -> Result<(fanfold_coordinator::Listeners, Exposure), FlagError> {
-        let listen = |source| FlagError::Listen {
-            address: self.listen.clone(),
-            source,
+        let listen = |address: &str| {
+            let address = address.to_owned();
+            move |source| FlagError::Listen { address, source }
         };
-        let listeners = fanfold_coordinator::Listeners::bind(&self.listen)
+        let http = self.http_address();
+        let listeners = fanfold_coordinator::Listeners::bind(&self.listen, http)
             .await
-            .map_err(listen)?;
-        let bound = listeners.grpc.local_addr().map_err(listen)?;
-        let exposure = self.exposure(bound)?;
+            .map_err(|e| {
+                // Say which of the two addresses could not be bound.
+                let grpc_free = std::net::TcpListener::bind(&self.listen).is_ok();
+                match http {
+                    Some(http) if grpc_free => listen(http)(e),
+                    _ => listen(&self.listen)(e),
+                }
+            })?;
+        let bound = listeners.grpc.local_addr().map_err(listen(&self.listen))?;
+        let mut exposure = self.exposure(bound)?;
+        if let Some(http) = &listeners.http {
+            let bound = http.local_addr().map_err(listen(&self.http_listen))?;
+            if self.exposure(bound)? == Exposure::Insecure {
+                exposure = Exposure::Insecure;
+            }
+        }
         Ok((listeners, exposure))
+    }
+
+    /// The HTTP port's address, unless it is `off`.
+    pub fn http_address(&self) -> Option<&str> {
+        (self.http_listen != "off").then_some(self.http_listen.as_str())
     }
 
     /// Who can reach a listener bound to `bound`, if these flags allow it.
@@ -196,6 +231,12 @@ impl WorkerFlags {
         if !self.shuffle_listen.ip().is_loopback() && !self.insecure {
             return Err(FlagError::ShuffleExposed(self.shuffle_listen));
         }
+        if let Some(metrics) = self.metrics_listen
+            && !metrics.ip().is_loopback()
+            && !self.insecure
+        {
+            return Err(FlagError::MetricsExposed(metrics));
+        }
         let slots = self
             .slots
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
@@ -207,6 +248,7 @@ impl WorkerFlags {
         config.registry = registry.allow_programs(self.allow_streaming);
         config.shuffle_listen = self.shuffle_listen;
         config.shuffle_advertise = self.shuffle_advertise.clone();
+        config.metrics_listen = self.metrics_listen;
         if let Some(dir) = &self.spill_dir {
             config.spill_dir = dir.clone();
         }

@@ -16,12 +16,14 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts a coordinator on a free loopback port and `workers` workers of `slots` slots; the
     /// workers use the coordinator's operation registry.
+    /// `http` is the status pages' address, if they are to be served.
     pub async fn start(
         workers: u32,
         slots: u32,
         config: fanfold_coordinator::Config,
+        http: Option<&str>,
     ) -> std::io::Result<Self> {
-        let listeners = fanfold_coordinator::Listeners::bind("127.0.0.1:0").await?;
+        let listeners = fanfold_coordinator::Listeners::bind("127.0.0.1:0", http).await?;
         let address = format!("http://{}", listeners.grpc.local_addr()?);
         let registry = config.registry.clone();
         let coordinator = (CancellationToken::new(), TaskTracker::new());

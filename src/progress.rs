@@ -17,6 +17,8 @@ pub enum Progress {
     Lines {
         started: Instant,
         last: Option<Instant>,
+        /// The straggler last printed, so a new one is printed at once.
+        straggler: Option<u64>,
     },
 }
 
@@ -30,6 +32,7 @@ impl Progress {
             return Progress::Lines {
                 started: Instant::now(),
                 last: None,
+                straggler: None,
             };
         }
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
@@ -54,9 +57,16 @@ impl Progress {
                     bar.finish();
                 }
             }
-            Progress::Lines { started, last } => {
+            Progress::Lines {
+                started,
+                last,
+                straggler,
+            } => {
                 let due = last.is_none_or(|t| t.elapsed() >= PLAIN_EVERY);
-                if due || status.state.is_final() {
+                let waiting_on = status.slowest_running.as_ref().map(|s| s.chunk);
+                let new_straggler = waiting_on.is_some() && waiting_on != *straggler;
+                *straggler = waiting_on;
+                if due || new_straggler || status.state.is_final() {
                     let secs = started.elapsed().as_secs_f64().max(1e-3);
                     let rate = ByteSize((status.bytes_done as f64 / secs) as u64);
                     eprintln!(
@@ -86,6 +96,13 @@ fn summary(status: &JobStatus) -> String {
             text.push_str(&format!(
                 ", {} running on {} workers",
                 status.chunks_running, status.workers
+            ));
+        }
+        // Nothing waits for a worker: the job waits on its slowest running chunk.
+        if let Some(slowest) = &status.slowest_running {
+            text.push_str(&format!(
+                ", waiting on {}",
+                crate::commands::slowest_text(slowest)
             ));
         }
     }

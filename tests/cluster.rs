@@ -161,6 +161,8 @@ fn assert_status_json(
         "reduces_done",
         "reduces_running",
         "partition_bytes",
+        "slowest_running",
+        "page_url",
     ];
     documented.sort_unstable();
     assert_eq!(fields, documented);
@@ -481,7 +483,7 @@ async fn a_coordinator_on_a_reachable_address_starts_only_when_told_it_is_insecu
     let refused = tokio::time::timeout(
         Duration::from_secs(30),
         tokio::process::Command::new(COORDINATOR)
-            .args(["--listen", "0.0.0.0:0"])
+            .args(["--listen", "0.0.0.0:0", "--http-listen", "off"])
             .stdin(std::process::Stdio::null())
             .output(),
     )

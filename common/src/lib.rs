@@ -18,6 +18,7 @@ pub mod render;
 pub mod shuffle;
 pub mod sketch;
 pub mod spec;
+pub mod status_view;
 pub mod telemetry;
 
 /// The version every binary reports (workers send it in their hello).

@@ -188,6 +188,22 @@ pub struct JobStatus {
     pub reduces_running: u64,
     /// Partitioned jobs: each partition's bytes of map output so far (skew shows here).
     pub partition_bytes: Vec<u64>,
+    /// The running chunk that has run longest, once no chunk waits for a worker (the job is
+    /// waiting on stragglers); `None` otherwise.
+    pub slowest_running: Option<RunningChunk>,
+    /// The job's page on the coordinator's HTTP port, when it serves one (a host of 0.0.0.0
+    /// or `[::]` stands for the address the client dialled).
+    pub page_url: Option<String>,
+}
+
+/// A running chunk, as the status names a straggler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningChunk {
+    pub chunk: u64,
+    /// `chunk N (path bytes a..b)`.
+    pub description: String,
+    pub worker: String,
+    pub since: SystemTime,
 }
 
 impl JobStatus {

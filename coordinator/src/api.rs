@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::intake::{self, IntakeError};
 use crate::job::JobResult;
+use crate::metrics::Metrics;
 use crate::parts::{Part, PartReader};
 use crate::scheduler::{Handle, JobError};
 
@@ -26,6 +27,9 @@ const ROWS_PER_BATCH: usize = 4096;
 
 pub struct Api {
     pub scheduler: Handle,
+    pub metrics: Metrics,
+    /// The HTTP port's base URL (`http://host:port`), for each status's page URL.
+    pub page_base: Option<Arc<str>>,
     pub registry: Registry,
     pub default_chunk_size: u64,
     pub tasks: TaskTracker,
@@ -57,43 +61,76 @@ fn job_id(raw: &str) -> Result<JobId, Status> {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// A status on the wire, with its page's URL when there is an HTTP port.
+fn wire_status(status: &fanfold_common::spec::JobStatus, page_base: Option<&str>) -> pb::JobStatus {
+    let mut wire = pb::JobStatus::from(status);
+    if let Some(base) = page_base {
+        wire.page_url = crate::web::page_url(base, status.id);
+    }
+    wire
+}
+
+impl Api {
+    fn wire(&self, status: &fanfold_common::spec::JobStatus) -> pb::JobStatus {
+        wire_status(status, self.page_base.as_deref())
+    }
+
+    /// Counts the request by method and answer, and returns the answer.
+    fn counted<T>(&self, method: &'static str, answer: Result<T, Status>) -> Result<T, Status> {
+        self.metrics.grpc(method, &answer);
+        answer
+    }
+}
+
 #[tonic::async_trait]
 impl JobService for Api {
     async fn submit_job(
         &self,
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
-        let spec: JobSpec = request
-            .into_inner()
-            .spec
-            .ok_or_else(|| Status::invalid_argument("missing field 'spec'"))?
-            .try_into()?;
-        let (spec, plan) = intake::admit(spec, &self.registry, self.default_chunk_size)
-            .await
-            .map_err(refused)?;
-        let status = self.scheduler.submit(spec, plan).await.map_err(status)?;
-        Ok(Response::new(pb::SubmitJobResponse {
-            status: Some((&status).into()),
-        }))
+        let answer = async move {
+            let spec: JobSpec = request
+                .into_inner()
+                .spec
+                .ok_or_else(|| Status::invalid_argument("missing field 'spec'"))?
+                .try_into()?;
+            let (spec, plan) = intake::admit(spec, &self.registry, self.default_chunk_size)
+                .await
+                .map_err(refused)?;
+            let status = self.scheduler.submit(spec, plan).await.map_err(status)?;
+            Ok(Response::new(pb::SubmitJobResponse {
+                status: Some(self.wire(&status)),
+            }))
+        }
+        .await;
+        self.counted("SubmitJob", answer)
     }
 
     async fn get_job(
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::JobStatus>, Status> {
-        let id = job_id(&request.into_inner().job_id)?;
-        let job = self.scheduler.get(id).await.map_err(status)?;
-        Ok(Response::new((&job).into()))
+        let answer = async move {
+            let id = job_id(&request.into_inner().job_id)?;
+            let job = self.scheduler.get(id).await.map_err(status)?;
+            Ok(Response::new(self.wire(&job)))
+        }
+        .await;
+        self.counted("GetJob", answer)
     }
 
     async fn list_jobs(
         &self,
         _request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let jobs = self.scheduler.list().await.map_err(status)?;
-        Ok(Response::new(pb::ListJobsResponse {
-            jobs: jobs.iter().map(Into::into).collect(),
-        }))
+        let answer = async move {
+            let jobs = self.scheduler.list().await.map_err(status)?;
+            Ok(Response::new(pb::ListJobsResponse {
+                jobs: jobs.iter().map(|j| self.wire(j)).collect(),
+            }))
+        }
+        .await;
+        self.counted("ListJobs", answer)
     }
 
     type WatchJobStream = BoxStream<pb::JobStatus>;
@@ -102,28 +139,33 @@ impl JobService for Api {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        let id = job_id(&request.into_inner().job_id)?;
-        let mut updates = self.scheduler.watch(id).await.map_err(status)?;
-        let (tx, rx) = mpsc::channel(4);
-        let shutdown = self.shutdown.clone();
-        self.tasks.spawn(async move {
-            loop {
-                let current = updates.borrow_and_update().clone();
-                let last = current.state.is_final();
-                if tx.send(Ok((&current).into())).await.is_err() || last {
-                    return;
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        let _ = tx.send(Err(Status::unavailable("the coordinator is shutting down"))).await;
+        let answer = async move {
+            let id = job_id(&request.into_inner().job_id)?;
+            let mut updates = self.scheduler.watch(id).await.map_err(status)?;
+            let (tx, rx) = mpsc::channel(4);
+            let shutdown = self.shutdown.clone();
+            let page_base = self.page_base.clone();
+            self.tasks.spawn(async move {
+                loop {
+                    let current = updates.borrow_and_update().clone();
+                    let last = current.state.is_final();
+                    if tx.send(Ok(wire_status(&current, page_base.as_deref()))).await.is_err() || last {
                         return;
                     }
-                    _ = tx.closed() => return,
-                    changed = updates.changed() => if changed.is_err() { return },
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {
+                            let _ = tx.send(Err(Status::unavailable("the coordinator is shutting down"))).await;
+                            return;
+                        }
+                        _ = tx.closed() => return,
+                        changed = updates.changed() => if changed.is_err() { return },
+                    }
                 }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            });
+            Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as Self::WatchJobStream))
+        }
+        .await;
+        self.counted("WatchJob", answer)
     }
 
     type GetResultStream = BoxStream<pb::ResultBatch>;
@@ -132,39 +174,47 @@ impl JobService for Api {
         &self,
         request: Request<pb::GetResultRequest>,
     ) -> Result<Response<Self::GetResultStream>, Status> {
-        let id = job_id(&request.into_inner().job_id)?;
-        let result = self
-            .scheduler
-            .result_when_ended(id, &self.shutdown)
-            .await
-            .map_err(status)?;
-        let rows = match result {
-            JobResult::Rows(rows) => rows,
-            JobResult::Parts(parts) => return Ok(Response::new(stream_parts(parts))),
-        };
-        let batches = rows.len().div_ceil(ROWS_PER_BATCH);
-        // Batches are built lazily as the client reads, from the shared finished result.
-        let stream = tokio_stream::iter((0..batches).map(move |i| {
-            let rows = Arc::clone(&rows);
-            let end = rows.len().min((i + 1) * ROWS_PER_BATCH);
-            Ok(pb::ResultBatch {
-                rows: rows[i * ROWS_PER_BATCH..end]
-                    .iter()
-                    .cloned()
-                    .map(Into::into)
-                    .collect(),
-            })
-        }));
-        Ok(Response::new(Box::pin(stream)))
+        let answer = async move {
+            let id = job_id(&request.into_inner().job_id)?;
+            let result = self
+                .scheduler
+                .result_when_ended(id, &self.shutdown)
+                .await
+                .map_err(status)?;
+            let rows = match result {
+                JobResult::Rows(rows) => rows,
+                JobResult::Parts(parts) => return Ok(Response::new(stream_parts(parts))),
+            };
+            let batches = rows.len().div_ceil(ROWS_PER_BATCH);
+            // Batches are built lazily as the client reads, from the shared finished result.
+            let stream = tokio_stream::iter((0..batches).map(move |i| {
+                let rows = Arc::clone(&rows);
+                let end = rows.len().min((i + 1) * ROWS_PER_BATCH);
+                Ok(pb::ResultBatch {
+                    rows: rows[i * ROWS_PER_BATCH..end]
+                        .iter()
+                        .cloned()
+                        .map(Into::into)
+                        .collect(),
+                })
+            }));
+            Ok(Response::new(Box::pin(stream) as Self::GetResultStream))
+        }
+        .await;
+        self.counted("GetResult", answer)
     }
 
     async fn cancel_job(
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::JobStatus>, Status> {
-        let id = job_id(&request.into_inner().job_id)?;
-        let job = self.scheduler.cancel(id).await.map_err(status)?;
-        Ok(Response::new((&job).into()))
+        let answer = async move {
+            let id = job_id(&request.into_inner().job_id)?;
+            let job = self.scheduler.cancel(id).await.map_err(status)?;
+            Ok(Response::new(self.wire(&job)))
+        }
+        .await;
+        self.counted("CancelJob", answer)
     }
 }
 

@@ -32,6 +32,7 @@ use crate::scheduler::{self, Handle};
 
 pub struct Fleet {
     pub scheduler: Handle,
+    pub metrics: crate::metrics::Metrics,
     /// Where reduce tasks' part files are written.
     pub parts_dir: PathBuf,
     pub prefetch: u32,
@@ -51,6 +52,21 @@ impl FleetService for Fleet {
         &self,
         request: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        let answer = self.attached(request).await;
+        self.metrics.grpc("Attach", &answer);
+        answer
+    }
+}
+
+impl Fleet {
+    async fn attached(
+        &self,
+        request: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<BoxStream<pb::CoordinatorMessage>>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(self.hello_timeout, inbound.message())
             .await
@@ -81,7 +97,7 @@ impl FleetService for Fleet {
         let hello: WorkerHello = hello;
         let worker = self
             .scheduler
-            .worker_joined(hello, outbox)
+            .worker_joined(hello, peer, outbox)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
 

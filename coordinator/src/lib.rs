@@ -2,18 +2,21 @@
 //! workers with credit-based flow control, folds their partial results exactly once, and keeps
 //! finished results for clients to fetch.
 //!
-//! [`run`] serves JobService, FleetService and the gRPC health service on its listeners until
+//! [`run`] serves JobService, FleetService and the gRPC health service on its gRPC listener,
+//! and the status pages, JSON API and metrics on its HTTP listener (if given), until
 //! `shutdown` is cancelled. The `coordinator` binary and the tests call the same function.
 
 mod api;
 mod fleet;
 mod intake;
 mod job;
+mod metrics;
 mod output;
 mod parts;
 mod reader;
 mod scheduler;
 mod store;
+mod web;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,19 +65,27 @@ pub enum Error {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
 }
 
 /// The sockets a coordinator serves on, bound by the caller (port 0 in tests).
 pub struct Listeners {
     /// JobService, FleetService and the gRPC health service.
     pub grpc: TcpListener,
+    /// The status pages, the JSON API, `/metrics`, `/healthz` and `/readyz`; none without.
+    pub http: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds the gRPC listener to `address`.
-    pub async fn bind(address: &str) -> std::io::Result<Listeners> {
+    /// Binds the gRPC listener to `address`, and the HTTP listener to `http` if given.
+    pub async fn bind(address: &str, http: Option<&str>) -> std::io::Result<Listeners> {
         Ok(Listeners {
             grpc: TcpListener::bind(address).await?,
+            http: match http {
+                Some(http) => Some(TcpListener::bind(http).await?),
+                None => None,
+            },
         })
     }
 }
@@ -110,6 +121,11 @@ pub async fn run(
         None => std::env::temp_dir().join(format!("fanfold-parts-{}", std::process::id())),
     };
     let tasks = TaskTracker::new();
+    let metrics = metrics::Metrics::new();
+    let page_base = match &listeners.http {
+        Some(http) => Some(web::base_url(http.local_addr().map_err(Error::Http)?)),
+        None => None,
+    };
     let scheduler = scheduler::spawn(
         scheduler::SchedulerConfig {
             scheduling: config.scheduling.clone(),
@@ -119,6 +135,7 @@ pub async fn run(
                 None => std::env::temp_dir().join("fanfold-quarantine"),
             },
             parts_dir: parts_dir.clone(),
+            metrics: metrics.clone(),
         },
         store,
         restored,
@@ -128,13 +145,16 @@ pub async fn run(
     );
     let api = api::Api {
         scheduler: scheduler.clone(),
+        metrics: metrics.clone(),
+        page_base: page_base.as_deref().map(Into::into),
         registry: config.registry,
         default_chunk_size: config.default_chunk_size,
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
     };
     let fleet = fleet::Fleet {
-        scheduler,
+        scheduler: scheduler.clone(),
+        metrics: metrics.clone(),
         parts_dir: parts_dir.clone(),
         prefetch: config.scheduling.prefetch,
         hello_timeout: config.scheduling.worker_timeout,
@@ -150,6 +170,19 @@ pub async fn run(
     if let Ok(addr) = listeners.grpc.local_addr() {
         info!(%addr, "coordinator listening");
     }
+    let http = listeners.http.map(|listener| {
+        let base = page_base.clone().unwrap_or_default();
+        info!(url = %base, "status pages and metrics served");
+        tokio::spawn(web::serve(
+            listener,
+            web::Web {
+                scheduler,
+                metrics,
+                base: base.into(),
+                shutdown: shutdown.clone(),
+            },
+        ))
+    });
     let served = transport::server()
         .add_service(health_service)
         .add_service(
@@ -164,11 +197,17 @@ pub async fn run(
         )
         .serve_with_incoming_shutdown(transport::incoming(listeners.grpc), shutdown.cancelled())
         .await;
+    // The HTTP port stops with the same token; wait for it before the scheduler's tasks.
+    let http_served = match http {
+        Some(task) => task.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        None => Ok(()),
+    };
     tasks.close();
     tasks.wait().await;
     if config.state_dir.is_none() {
         let _ = std::fs::remove_dir_all(&parts_dir);
     }
     info!("coordinator stopped");
-    Ok(served?)
+    served?;
+    http_served.map_err(Error::Http)
 }

@@ -3,7 +3,8 @@
 //!
 //! What is kept: each job's spec and plan (once, at submission), its progress (state, error,
 //! counters; rewritten at every checkpoint), each folded chunk's partial result until the job
-//! ends, and a finished job's result rows. The scheduler hands the journal batches of [`Op`]s in
+//! ends, and a finished job's result rows and timeline (its attempts, JSON as the HTTP API
+//! serves it, for the status page after a restart). The scheduler hands the journal batches of [`Op`]s in
 //! the order it made its decisions; the journal commits whatever has queued up in one
 //! transaction, so checkpoints come as fast as the disk allows and a chunk's partial is durable
 //! together with the counters that include it. After a crash, [`Store::load`] gives back every
@@ -31,12 +32,14 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::error;
 
+use crate::job::timeline::TimelineRecord;
 use crate::parts::Part;
 
 const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_plans");
 const PROGRESS: TableDefinition<&str, &[u8]> = TableDefinition::new("job_progress");
 const CHUNKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chunk_results");
 const RESULTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("result_batches");
+const TIMELINES: TableDefinition<&str, &[u8]> = TableDefinition::new("timelines");
 
 /// redb's page cache. Its default (1 GiB) lets the coordinator's memory grow with every
 /// checkpointed chunk result until the job ends; the journal only appends and the store is
@@ -103,6 +106,8 @@ pub enum Op {
     /// A job's finalized rows, kept before its output directory and success are committed;
     /// acknowledged through [`Checkpoints`] once durable.
     Rows { job: JobId, rows: Arc<Vec<Row>> },
+    /// A finished job's attempts, for its status page after a restart.
+    Timeline { job: JobId, record: TimelineRecord },
     /// The job ended: drop its chunk results, and its kept rows unless it `succeeded`.
     /// Acknowledged through [`Checkpoints`] once durable.
     Finished { job: JobId, succeeded: bool },
@@ -174,6 +179,8 @@ pub struct Restored {
     pub rows: Option<Vec<Row>>,
     /// A partitioned job's kept result, instead of rows.
     pub parts: Option<Vec<Part>>,
+    /// A finished job's attempts.
+    pub timeline: Option<TimelineRecord>,
 }
 
 #[derive(Clone)]
@@ -218,7 +225,7 @@ impl Store {
 
     fn with(database: Database) -> Result<Store, StoreError> {
         let txn = database.begin_write().map_err(db)?;
-        for table in [PLANS, PROGRESS] {
+        for table in [PLANS, PROGRESS, TIMELINES] {
             txn.open_table(table).map_err(db)?;
         }
         for table in [CHUNKS, RESULTS] {
@@ -240,6 +247,7 @@ impl Store {
             let mut progress = txn.open_table(PROGRESS).map_err(db)?;
             let mut chunks = txn.open_table(CHUNKS).map_err(db)?;
             let mut results = txn.open_table(RESULTS).map_err(db)?;
+            let mut timelines = txn.open_table(TIMELINES).map_err(db)?;
             for op in ops {
                 match op {
                     Op::Submitted {
@@ -303,6 +311,12 @@ impl Store {
                             .insert(id.as_str(), value.encode_to_vec().as_slice())
                             .map_err(db)?;
                     }
+                    Op::Timeline { job, record } => {
+                        let json = serde_json::to_vec(&record).map_err(db)?;
+                        timelines
+                            .insert(job.to_string().as_str(), json.as_slice())
+                            .map_err(db)?;
+                    }
                     Op::Finished { job, succeeded } => {
                         let id = job.to_string();
                         let id = id.as_str();
@@ -345,6 +359,7 @@ impl Store {
         let progress = txn.open_table(PROGRESS).map_err(db)?;
         let chunks = txn.open_table(CHUNKS).map_err(db)?;
         let results = txn.open_table(RESULTS).map_err(db)?;
+        let timelines = txn.open_table(TIMELINES).map_err(db)?;
         let mut jobs = Vec::new();
         for entry in plans.iter().map_err(db)? {
             let (key, value) = entry.map_err(db)?;
@@ -421,7 +436,12 @@ impl Store {
             } else {
                 None
             };
+            let timeline = match timelines.get(id.as_str()).map_err(db)? {
+                Some(v) => Some(serde_json::from_slice(v.value()).map_err(corrupt)?),
+                None => None,
+            };
             jobs.push(Restored {
+                timeline,
                 job,
                 spec,
                 files: plan
@@ -496,6 +516,7 @@ pub fn spawn_journal(
     store: Store,
     tasks: &TaskTracker,
     checkpoints: Checkpoints,
+    commit_seconds: prometheus_client::metrics::histogram::Histogram,
 ) -> mpsc::Sender<Vec<Op>> {
     let (tx, mut rx) = mpsc::channel::<Vec<Op>>(64);
     tasks.spawn(async move {
@@ -511,7 +532,10 @@ pub fn spawn_journal(
             // then not durable (and said so), but the jobs still end rather than hang.
             let durable = ops.iter().filter_map(Op::durable).collect();
             let store = store.clone();
-            let folded = match tokio::task::spawn_blocking(move || store.apply(ops)).await {
+            let committing = std::time::Instant::now();
+            let applied = tokio::task::spawn_blocking(move || store.apply(ops)).await;
+            commit_seconds.observe(committing.elapsed().as_secs_f64());
+            let folded = match applied {
                 Ok(Ok(folded)) => folded,
                 Ok(Err(e)) => {
                     error!(error = %e, "checkpoint failed; state is not durable");

@@ -50,8 +50,17 @@ async fn serve(flags: CoordinatorFlags) -> anyhow::Result<()> {
         tracing::warn!(addr = %bound, "listening with no authentication (--insecure): anyone \
             who reaches this port can run jobs over any file this coordinator can read");
     }
-    // The bound address on stdout, for people and for scripts that listen on port 0.
-    println!("coordinator listening on {bound}");
+    // The bound addresses on stdout, in one write, for people and for scripts that listen on
+    // port 0 (the gRPC address first).
+    match listeners
+        .http
+        .as_ref()
+        .map(|h| h.local_addr())
+        .transpose()?
+    {
+        Some(http) => println!("coordinator listening on {bound}\nstatus pages on http://{http}/"),
+        None => println!("coordinator listening on {bound}"),
+    }
     if config.state_dir.is_none() {
         tracing::warn!("no --state-dir: jobs and results will not survive a restart");
     }

@@ -16,7 +16,7 @@ use crate::client::Client;
 use crate::flags;
 use crate::local::LocalCluster;
 pub use run::{OutputArgs, RunArgs, Sort};
-pub use status::{CountersView, OutputDirView, StatusView, list_text, status_text};
+pub use status::{CountersView, OutputDirView, StatusView, list_text, slowest_text, status_text};
 
 /// Run map-reduce jobs on a fanfold cluster, or on this machine alone with `local`.
 ///
@@ -50,6 +50,10 @@ pub enum Command {
         /// Allow streaming jobs (they run arbitrary programs).
         #[arg(long, env = "FANFOLD_ALLOW_STREAMING")]
         allow_streaming: bool,
+        /// Serve the status pages, JSON API and metrics on this loopback address while the job
+        /// runs (e.g. 127.0.0.1:8080); none by default.
+        #[arg(long, value_parser = loopback_address)]
+        http_listen: Option<String>,
     },
     /// Show a job's state, progress and counters.
     Status {
@@ -74,6 +78,20 @@ pub enum Command {
     },
 }
 
+/// A `host:port` on a loopback address: local mode has no authentication.
+fn loopback_address(raw: &str) -> Result<String, String> {
+    let addr: std::net::SocketAddr = raw
+        .parse()
+        .map_err(|e| format!("{raw} is not an IP address and port: {e}"))?;
+    if addr.ip().is_loopback() {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "{raw} is not a loopback address; local mode serves only this machine"
+        ))
+    }
+}
+
 impl Cli {
     /// Runs the command; the exit code says how the job (or request) ended. An error is one
     /// that stopped the command itself: a coordinator out of reach, a job it does not know.
@@ -84,6 +102,7 @@ impl Cli {
                 workers,
                 slots,
                 allow_streaming,
+                http_listen,
             } => {
                 let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
                 let slots = slots.unwrap_or((cores / workers).max(1));
@@ -91,7 +110,7 @@ impl Cli {
                     registry: Registry::builtin().allow_programs(allow_streaming),
                     ..Default::default()
                 };
-                let cluster = LocalCluster::start(workers, slots, config)
+                let cluster = LocalCluster::start(workers, slots, config, http_listen.as_deref())
                     .await
                     .context("cannot start the local cluster")?;
                 let outcome = match Client::connect(&cluster.address).await {

@@ -156,6 +156,9 @@ pub(super) async fn run_job(client: &mut Client, args: RunArgs) -> anyhow::Resul
         submitted.chunks_total,
         bytesize::ByteSize(submitted.bytes_total)
     );
+    if let Some(url) = &submitted.page_url {
+        eprintln!("status page: {url}");
+    }
     let mut progress = Progress::new(args.quiet);
     let done = client.watch(submitted.id, |s| progress.update(s)).await?;
     match done.state {

@@ -1,163 +1,14 @@
 //! How `submit-job status` and `list` show jobs: aligned text for people, and
-//! [`StatusView`], the JSON object of `--json` for scripts. The JSON field names are a
-//! contract (README.md lists them): add fields, never rename or remove one.
+//! [`StatusView`], the JSON object of `--json` for scripts (shared with the coordinator's HTTP
+//! API, in `common/src/status_view.rs`).
 
 use std::fmt::{self, Write as _};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use fanfold_common::operation::Options;
-use fanfold_common::partial::SortOrder;
-use fanfold_common::spec::{Counters, JobState, JobStatus};
-use serde::Serialize;
+use fanfold_common::status_view::finishing;
+pub use fanfold_common::status_view::{CountersView, OutputDirView, StatusView};
+use std::time::{Duration, SystemTime};
 
-/// A job status as `status --json` prints it, with stable snake_case names.
-#[derive(Debug, Serialize)]
-pub struct StatusView<'a> {
-    pub job_id: String,
-    /// `running`, `succeeded`, `failed` or `cancelled`.
-    pub state: &'static str,
-    /// A running job whose chunks are all folded and whose end is being made durable.
-    pub finishing: bool,
-    pub operation: &'a str,
-    pub options: &'a Options,
-    pub inputs: &'a [String],
-    /// The job's target chunk size in bytes: the coordinator's default if the job set none.
-    pub chunk_size: Option<u64>,
-    /// `key` or `value`, as `--sort` names them.
-    pub sort: &'static str,
-    pub limit: Option<u64>,
-    pub whole_file: bool,
-    pub skip_bad_records: bool,
-    pub timeout_seconds: Option<f64>,
-    pub output_dir: Option<OutputDirView<'a>>,
-    pub chunks_total: u64,
-    pub chunks_done: u64,
-    pub chunks_running: u64,
-    pub chunks_checkpointed: u64,
-    pub bytes_total: u64,
-    pub bytes_done: u64,
-    pub workers: u32,
-    pub counters: CountersView<'a>,
-    pub error: Option<&'a str>,
-    /// RFC 3339, UTC, in milliseconds.
-    pub submitted_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub result_rows: u64,
-    pub quarantine: Option<&'a str>,
-    /// Partitions of a partitioned job (`--reducers`), else null.
-    pub reducers: Option<u32>,
-    /// A running partitioned job's stage: `map` or `reduce`; null otherwise.
-    pub stage: Option<&'static str>,
-    pub reduces_total: u64,
-    pub reduces_done: u64,
-    pub reduces_running: u64,
-    /// Each partition's bytes of map output (skew shows here).
-    pub partition_bytes: &'a [u64],
-}
-
-/// The `output_dir` of a [`StatusView`].
-#[derive(Debug, Serialize)]
-pub struct OutputDirView<'a> {
-    pub path: &'a str,
-    /// `tsv`, `csv`, `jsonl` or `lines`.
-    pub format: &'static str,
-    pub overwrite: bool,
-}
-
-/// The `counters` of a [`StatusView`].
-#[derive(Debug, Serialize)]
-pub struct CountersView<'a> {
-    pub records_in: u64,
-    pub bytes_in: u64,
-    pub bad_records: u64,
-    pub keys_out: u64,
-    pub attempts: u64,
-    pub chunks_failed: u64,
-    pub backups: u64,
-    pub map_outputs_lost: u64,
-    pub reduce_attempts: u64,
-    pub shuffle_bytes: u64,
-    /// `GROUP.NAME` -> amount.
-    pub user: &'a std::collections::BTreeMap<String, u64>,
-}
-
-impl<'a> From<&'a JobStatus> for StatusView<'a> {
-    fn from(s: &'a JobStatus) -> Self {
-        let spec = &s.spec;
-        StatusView {
-            job_id: s.id.to_string(),
-            state: s.state.as_str(),
-            finishing: finishing(s),
-            operation: &spec.operation,
-            options: &spec.options,
-            inputs: &spec.inputs,
-            chunk_size: spec.chunk_size,
-            sort: match spec.sort {
-                SortOrder::Key => "key",
-                SortOrder::ValueDesc => "value",
-            },
-            limit: spec.limit,
-            whole_file: spec.whole_file,
-            skip_bad_records: spec.skip_bad_records,
-            timeout_seconds: spec.timeout.map(|t| t.as_secs_f64()),
-            output_dir: spec.output.as_ref().map(|o| OutputDirView {
-                path: &o.path,
-                format: o.format.name(),
-                overwrite: o.overwrite,
-            }),
-            chunks_total: s.chunks_total,
-            chunks_done: s.chunks_done,
-            chunks_running: s.chunks_running,
-            chunks_checkpointed: s.chunks_checkpointed,
-            bytes_total: s.bytes_total,
-            bytes_done: s.bytes_done,
-            workers: s.workers,
-            counters: CountersView::from(&s.counters),
-            error: s.error.as_deref(),
-            submitted_at: rfc3339(s.submitted_at),
-            finished_at: s.finished_at.and_then(rfc3339),
-            result_rows: s.result_rows,
-            quarantine: s.quarantine.as_deref(),
-            reducers: spec.reducers,
-            stage: s.stage(),
-            reduces_total: s.reduces_total,
-            reduces_done: s.reduces_done,
-            reduces_running: s.reduces_running,
-            partition_bytes: &s.partition_bytes,
-        }
-    }
-}
-
-impl<'a> From<&'a Counters> for CountersView<'a> {
-    fn from(c: &'a Counters) -> Self {
-        CountersView {
-            records_in: c.records_in,
-            bytes_in: c.bytes_in,
-            bad_records: c.bad_records,
-            keys_out: c.keys_out,
-            attempts: c.attempts,
-            chunks_failed: c.chunks_failed,
-            backups: c.backups,
-            map_outputs_lost: c.map_outputs_lost,
-            reduce_attempts: c.reduce_attempts,
-            shuffle_bytes: c.shuffle_bytes,
-            user: &c.user,
-        }
-    }
-}
-
-/// Finishing is shown only while the job runs: once final, its end is durable.
-fn finishing(s: &JobStatus) -> bool {
-    s.finishing && !s.state.is_final()
-}
-
-/// `time` in RFC 3339 (UTC, milliseconds); `None` outside years 1970 to 9999, which the
-/// format's writer cannot spell.
-fn rfc3339(time: SystemTime) -> Option<String> {
-    const YEAR_10000: u64 = 253_402_300_800;
-    let since_epoch = time.duration_since(UNIX_EPOCH).ok()?;
-    (since_epoch.as_secs() < YEAR_10000).then(|| humantime::format_rfc3339_millis(time).to_string())
-}
+use fanfold_common::spec::{JobState, JobStatus, RunningChunk};
 
 /// The text of `submit-job status`: one `name  value` line per fact.
 pub fn status_text(s: &JobStatus) -> String {
@@ -229,7 +80,28 @@ fn write_status(out: &mut String, s: &JobStatus) -> fmt::Result {
     if let Some(error) = &s.error {
         writeln!(out, "error      {error}")?;
     }
+    if let Some(slowest) = &s.slowest_running
+        && !s.state.is_final()
+    {
+        writeln!(out, "slowest    {}", slowest_text(slowest))?;
+    }
+    if let Some(url) = &s.page_url {
+        writeln!(out, "page       {url}")?;
+    }
     Ok(())
+}
+
+/// The chunk a job waits on: `chunk 4 (/data/a bytes 0..65536) on w2, running 12s`.
+pub fn slowest_text(slowest: &RunningChunk) -> String {
+    let running = SystemTime::now()
+        .duration_since(slowest.since)
+        .unwrap_or_default();
+    format!(
+        "{} on {}, running {}",
+        slowest.description,
+        slowest.worker,
+        humantime::format_duration(Duration::from_secs(running.as_secs()))
+    )
 }
 
 /// The text of `submit-job list`: a header, then one line per job.
@@ -261,9 +133,11 @@ fn write_list(out: &mut String, jobs: &[JobStatus]) -> fmt::Result {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::UNIX_EPOCH;
 
+    use fanfold_common::partial::SortOrder;
     use fanfold_common::render::Format;
+    use fanfold_common::spec::Counters;
     use fanfold_common::spec::{JobSpec, OutputDir};
     use serde_json::json;
 
@@ -324,6 +198,13 @@ mod tests {
             reduces_done: 2,
             reduces_running: 1,
             partition_bytes: vec![1024, 512, 1536],
+            slowest_running: Some(RunningChunk {
+                chunk: 4,
+                description: "chunk 4 (/data/a bytes 0..65536)".into(),
+                worker: "w2".into(),
+                since: UNIX_EPOCH + Duration::from_millis(1_767_225_601_000),
+            }),
+            page_url: Some(format!("http://127.0.0.1:8080/jobs/{ID}")),
         }
     }
 
@@ -375,6 +256,13 @@ mod tests {
             "reduces_done": 2,
             "reduces_running": 1,
             "partition_bytes": [1024, 512, 1536],
+            "slowest_running": {
+                "chunk": 4,
+                "description": "chunk 4 (/data/a bytes 0..65536)",
+                "worker": "w2",
+                "running_since": "2026-01-01T00:00:01.000Z"
+            },
+            "page_url": format!("http://127.0.0.1:8080/jobs/{ID}"),
         });
         assert_eq!(view, expected);
     }
@@ -444,9 +332,21 @@ mod tests {
              counters   records_in=100 bytes_in=2000 bad_records=2 keys_out=7 attempts=13 chunks_failed=1 backups=4\n\
              counter    fanfold.lines=42\n\
              rows       7\n\
-             quarantine /state/q.tsv\n"
+             quarantine /state/q.tsv\n\
+             page       http://127.0.0.1:8080/jobs/{ID}\n"
         );
         assert_eq!(text, expected);
+        // A running job names the chunk it waits on.
+        let mut running = job();
+        running.state = JobState::Running;
+        running.slowest_running.as_mut().unwrap().since =
+            SystemTime::now() - Duration::from_secs(75);
+        assert!(
+            status_text(&running)
+                .contains("slowest    chunk 4 (/data/a bytes 0..65536) on w2, running 1m 15s\n"),
+            "{}",
+            status_text(&running)
+        );
         let list = list_text(&[job()]);
         assert_eq!(
             list,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod web;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -49,8 +51,21 @@ impl Proc {
 
 /// Starts a coordinator on `listen` (use port 0 for a free one); returns it and its address.
 pub async fn coordinator(test: &str, listen: &str, extra: &[&str]) -> (Proc, String) {
+    let (proc, grpc, _) = coordinator_with_http(test, listen, extra).await;
+    (proc, grpc)
+}
+
+/// Starts a coordinator like [`coordinator`], its HTTP port on a free loopback port unless
+/// `extra` names one; returns it, its gRPC address and its HTTP base URL (empty with
+/// `--http-listen off`).
+pub async fn coordinator_with_http(
+    test: &str,
+    listen: &str,
+    extra: &[&str],
+) -> (Proc, String, String) {
     let mut child = Command::new(COORDINATOR)
         .args(["--listen", listen])
+        .env("FANFOLD_HTTP_LISTEN", "127.0.0.1:0")
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(log_file(test, "coordinator"))
@@ -68,7 +83,15 @@ pub async fn coordinator(test: &str, listen: &str, extra: &[&str]) -> (Proc, Str
         .strip_prefix("coordinator listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_owned();
-    (Proc { child }, addr)
+    // The HTTP line comes in the same write as the first, if there is one.
+    let http = match tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await {
+        Ok(Ok(Some(line))) => line
+            .strip_prefix("status pages on ")
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    (Proc { child }, addr, http)
 }
 
 /// The command that starts a worker process attached to `coordinator`, with extra flags.
@@ -164,6 +187,8 @@ pub struct Status {
     pub reduces_done: u64,
     pub reduces_running: u64,
     pub partition_bytes: Vec<u64>,
+    pub slowest_running: Option<serde_json::Value>,
+    pub page_url: Option<String>,
 }
 
 /// The `counters` of a [`Status`].

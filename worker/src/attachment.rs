@@ -56,6 +56,7 @@ pub async fn attach(
     config: &Config,
     jobs: &Arc<Jobs>,
     shuffle: &Shuffle,
+    metrics: &crate::metrics::Metrics,
     shutdown: &CancellationToken,
 ) -> Result<End, AttachError> {
     let channel = tokio::select! {
@@ -88,6 +89,7 @@ pub async fn attach(
         config.slots,
         Arc::clone(jobs),
         shuffle,
+        metrics.clone(),
         outbox.clone(),
     );
     let session = CancellationToken::new();

@@ -42,6 +42,7 @@ struct Shared {
     in_flight: watch::Sender<usize>,
     /// Cancelled when draining: queued chunks are handed back instead of run.
     drain: CancellationToken,
+    metrics: crate::metrics::Metrics,
 }
 
 pub struct Executor {
@@ -59,6 +60,7 @@ impl Executor {
         slots: u32,
         jobs: Arc<Jobs>,
         shuffle: &crate::Shuffle,
+        metrics: crate::metrics::Metrics,
         reports: mpsc::Sender<FromWorker>,
     ) -> Self {
         let (queue, assignments) = mpsc::channel(QUEUE);
@@ -73,6 +75,7 @@ impl Executor {
             stops: Mutex::default(),
             in_flight: watch::Sender::new(0),
             drain: CancellationToken::new(),
+            metrics,
         });
         let session = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -159,6 +162,10 @@ async fn map(shared: &Shared, assignment: Assignment) -> FromWorker {
         task::failed("cancelled".into(), false)
     } else {
         let stop = shared.stops.lock().expect("stops").start(key);
+        let bytes = assignment.range.len();
+        let metrics = &shared.metrics;
+        metrics.busy.inc();
+        let started = std::time::Instant::now();
         let report = task::run(
             &shared.jobs,
             &shared.spill,
@@ -167,6 +174,12 @@ async fn map(shared: &Shared, assignment: Assignment) -> FromWorker {
             Arc::clone(&stop),
         )
         .await;
+        metrics.busy.dec();
+        if matches!(report, Report::Done(_)) {
+            metrics.chunks_mapped.inc();
+            metrics.bytes_read.inc_by(bytes);
+            metrics.map_seconds.observe(started.elapsed().as_secs_f64());
+        }
         shared.stops.lock().expect("stops").finish(&stop);
         report
     };
@@ -193,7 +206,13 @@ async fn reduce(shared: &Shared, task: ReduceAssignment) -> Option<FromWorker> {
             worker: &shared.name,
             reports: &shared.reports,
         };
-        reduce::run(context, task, Arc::clone(&stop)).await
+        shared.metrics.busy.inc();
+        let report = reduce::run(context, task, Arc::clone(&stop)).await;
+        shared.metrics.busy.dec();
+        if matches!(report, Some(ReduceReport::Done { .. })) {
+            shared.metrics.reduce_tasks.inc();
+        }
+        report
     };
     shared.stops.lock().expect("stops").finish(&stop);
     report.map(|report| FromWorker::Reduced { key, report })

@@ -17,6 +17,7 @@
 mod attachment;
 mod executor;
 mod jobs;
+mod metrics;
 mod reduce;
 mod shuffle;
 mod spill;
@@ -59,6 +60,8 @@ pub struct Config {
     pub shuffle_advertise: Option<String>,
     /// Under which the worker keeps partitioned jobs' map outputs.
     pub spill_dir: PathBuf,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The shuffle as a worker's slots see it: where map outputs are kept, and the address
@@ -74,6 +77,12 @@ pub struct Shuffle {
 pub enum StartError {
     #[error("cannot listen for shuffle fetches on {address}: {source}")]
     Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
         address: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -94,6 +103,7 @@ impl Config {
             shuffle_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shuffle_advertise: None,
             spill_dir: std::env::temp_dir(),
+            metrics_listen: None,
         }
     }
 }
@@ -129,12 +139,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     info!(shuffle = %shuffle.address, spill_dir = %spill.root().display(), "serving map outputs");
     let serving = shuffle::serve(listener, Arc::clone(&spill), shutdown.child_token());
     let serving = tokio::spawn(serving);
+    let metrics = metrics::Metrics::new(config.slots);
+    let metrics_serving = match config.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Metrics { address, source })?;
+            let bound = listener.local_addr().unwrap_or(address);
+            info!(%bound, "serving metrics");
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                shutdown.child_token(),
+            )))
+        }
+        None => None,
+    };
     let first_backoff = Duration::from_millis(100);
     let mut backoff = first_backoff;
     // Job contexts outlive an attachment: a coordinator that comes back resumes its jobs.
     let jobs = Arc::new(jobs::Jobs::new(config.registry.clone()));
     while !shutdown.is_cancelled() {
-        match attachment::attach(&config, &jobs, &shuffle, &shutdown).await {
+        match attachment::attach(&config, &jobs, &shuffle, &metrics, &shutdown).await {
             Ok(attachment::End::Shutdown) => break,
             Ok(attachment::End::Detached { worked }) => {
                 info!(coordinator = %config.coordinator, "detached from coordinator; reattaching");
@@ -155,6 +181,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         backoff = (backoff * 2).min(config.max_backoff);
     }
     let _ = serving.await;
+    if let Some(metrics_serving) = metrics_serving {
+        let _ = metrics_serving.await;
+    }
     drop(shuffle);
     info!("worker stopped");
     Ok(())

@@ -20,7 +20,7 @@ use crate::operation::{BadRecord, ChunkStats};
 use crate::partial::{ChunkPartial, Counts, Partial, Row, SortOrder, Value};
 use crate::render::Format;
 use crate::sketch::{ExactSum, Sketch};
-use crate::spec::{Counters, JobSpec, JobState, JobStatus, OutputDir};
+use crate::spec::{Counters, JobSpec, JobState, JobStatus, OutputDir, RunningChunk};
 
 /// A wire message that does not make a valid domain value.
 #[derive(Debug, thiserror::Error)]
@@ -414,6 +414,13 @@ impl From<&JobStatus> for pb::JobStatus {
             reduces_done: s.reduces_done,
             reduces_running: s.reduces_running,
             partition_bytes: s.partition_bytes.clone(),
+            slowest_running: s.slowest_running.as_ref().map(|r| pb::RunningChunk {
+                chunk: r.chunk,
+                description: r.description.clone(),
+                worker: r.worker.clone(),
+                since: Some(r.since.into()),
+            }),
+            page_url: s.page_url.clone().unwrap_or_default(),
         }
     }
 }
@@ -466,6 +473,22 @@ impl TryFrom<pb::JobStatus> for JobStatus {
             reduces_done: s.reduces_done,
             reduces_running: s.reduces_running,
             partition_bytes: s.partition_bytes,
+            slowest_running: s
+                .slowest_running
+                .map(|r| {
+                    Ok::<_, ConvertError>(RunningChunk {
+                        chunk: r.chunk,
+                        description: r.description,
+                        worker: r.worker,
+                        since: time(
+                            r.since
+                                .ok_or(ConvertError::Missing("slowest_running.since"))?,
+                            "slowest_running.since",
+                        )?,
+                    })
+                })
+                .transpose()?,
+            page_url: (!s.page_url.is_empty()).then_some(s.page_url),
         })
     }
 }
@@ -528,6 +551,13 @@ mod tests {
             reduces_done: 4,
             reduces_running: 1,
             partition_bytes: vec![1, 2, 3, 4, 5],
+            slowest_running: Some(RunningChunk {
+                chunk: 3,
+                description: "chunk 3 (/d/a bytes 0..9)".into(),
+                worker: "w1".into(),
+                since: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(2500),
+            }),
+            page_url: Some("http://127.0.0.1:8080/jobs/x".into()),
         };
         let back = JobStatus::try_from(pb::JobStatus::from(&status)).unwrap();
         assert_eq!(back, status);

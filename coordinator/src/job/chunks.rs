@@ -314,6 +314,40 @@ impl ChunkTable {
         self.running -= 1;
     }
 
+    /// A chunk's state for the status page: its name, the attempts issued, and its live
+    /// attempts' workers with their start.
+    pub fn state_of(&self, chunk: ChunkId) -> (&'static str, u32, Vec<(WorkerId, Instant)>) {
+        match self.chunks.get(chunk.0 as usize) {
+            Some(ChunkState::Pending { issued, .. }) => ("pending", *issued, Vec::new()),
+            Some(ChunkState::Running { issued, live, .. }) => (
+                "running",
+                *issued,
+                live.iter().map(|l| (l.worker, l.started)).collect(),
+            ),
+            Some(ChunkState::Done { issued }) => ("done", *issued, Vec::new()),
+            None => ("unknown", 0, Vec::new()),
+        }
+    }
+
+    /// The running attempt that started first, once nothing is pending: what the job waits
+    /// on. One pass over the chunks, asked once per scheduler tick.
+    pub fn oldest_running(&self) -> Option<(ChunkId, WorkerId, Instant)> {
+        if !self.pending.is_empty() || self.running == 0 {
+            return None;
+        }
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, state)| match state {
+                ChunkState::Running { live, .. } => live
+                    .iter()
+                    .min_by_key(|l| l.started)
+                    .map(|l| (ChunkId(i as u64), l.worker, l.started)),
+                _ => None,
+            })
+            .min_by_key(|(_, _, started)| *started)
+    }
+
     fn live(&self, chunk: ChunkId, attempt: Attempt) -> Option<&Live> {
         match self.chunks.get(chunk.0 as usize) {
             Some(ChunkState::Running { live, .. }) => live.iter().find(|l| l.attempt == attempt),

@@ -10,6 +10,8 @@
 mod chunks;
 mod phase;
 mod reduce;
+pub mod timeline;
+mod view;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -29,6 +31,8 @@ use chunks::{ChunkTable, Failed};
 use phase::Phase;
 pub use reduce::ReduceFailed;
 use reduce::{Kept, Reduce};
+use timeline::{Outcome, Stage, Timeline};
+pub use view::{ChunkRow, ReduceRow};
 
 use crate::parts::Part;
 
@@ -131,6 +135,10 @@ pub struct Job {
     result: Option<JobResult>,
     /// A partitioned job's reduce stage.
     reduce: Option<Reduce>,
+    /// Every attempt, for the status page.
+    pub timeline: Timeline,
+    /// The running chunk the job waits on, noted each scheduler tick ([`Job::note_slowest`]).
+    slowest_running: Option<fanfold_common::spec::RunningChunk>,
     status: watch::Sender<JobStatus>,
 }
 
@@ -158,6 +166,8 @@ impl Job {
             started: Instant::now(),
             finished_at: None,
             result: None,
+            timeline: Timeline::default(),
+            slowest_running: None,
             status: watch::Sender::new(placeholder_status(id)),
         }
     }
@@ -234,6 +244,8 @@ impl Job {
         }
         let assigned = self.chunks.assign_next(worker)?;
         self.counters.attempts += 1;
+        self.timeline
+            .start(Stage::Map, assigned.0.0, assigned.1, worker, false);
         Some(assigned)
     }
 
@@ -248,6 +260,13 @@ impl Job {
         }
         let key = self.reduce.as_mut()?.assign_next(self.id, worker)?;
         self.counters.reduce_attempts += 1;
+        self.timeline.start(
+            Stage::Reduce,
+            u64::from(key.partition),
+            key.attempt,
+            worker,
+            false,
+        );
         Some(Task::Reduce(key))
     }
 
@@ -265,9 +284,17 @@ impl Job {
         if self.phase != Phase::Mapping {
             return false;
         }
-        self.reduce
+        let rows = part.rows;
+        let kept = self
+            .reduce
             .as_mut()
-            .is_some_and(|r| r.complete(key.partition, key.attempt, part))
+            .is_some_and(|r| r.complete(key.partition, key.attempt, part));
+        if kept {
+            let task = u64::from(key.partition);
+            self.timeline
+                .end_with(Stage::Reduce, task, key.attempt, Outcome::Done, rows, None);
+        }
+        kept
     }
 
     /// A failed reduce attempt. A lost source (`lost`, if it is the output in use) is mapped
@@ -290,6 +317,14 @@ impl Job {
         if !reduce.is_live(key.partition, key.attempt) {
             return ReduceFailed::Stale;
         }
+        let outcome = if lost.is_some() {
+            Outcome::Released
+        } else {
+            Outcome::Failed
+        };
+        let task = u64::from(key.partition);
+        self.timeline
+            .end_with(Stage::Reduce, task, key.attempt, outcome, 0, Some(error));
         if let Some((chunk, attempt)) = lost {
             reduce.release(key.partition, key.attempt);
             self.lose_output(chunk, Some(attempt));
@@ -314,8 +349,12 @@ impl Job {
     pub fn release_reduce(&mut self, key: ReduceKey) {
         if self.phase == Phase::Mapping
             && let Some(reduce) = self.reduce.as_mut()
+            && reduce.is_live(key.partition, key.attempt)
         {
             reduce.release(key.partition, key.attempt);
+            let task = u64::from(key.partition);
+            self.timeline
+                .end(Stage::Reduce, task, key.attempt, Outcome::Released);
         }
     }
 
@@ -345,6 +384,7 @@ impl Job {
         if !self.chunks.undo(chunk) {
             return;
         }
+        self.timeline.lost(chunk.0, Some(kept.attempt));
         self.counters.map_outputs_lost += 1;
         self.counters.shuffle_bytes -= kept.partition_bytes.iter().sum::<u64>();
         self.bytes_done -= self.plan.chunks[chunk.0 as usize].len();
@@ -396,6 +436,8 @@ impl Job {
         let attempt = self.chunks.assign_backup(chunk, worker)?;
         self.counters.attempts += 1;
         self.counters.backups += 1;
+        self.timeline
+            .start(Stage::Map, chunk.0, attempt, worker, true);
         Some(attempt)
     }
 
@@ -437,11 +479,13 @@ impl Job {
             (stats, bad, None)
         };
         self.keep_bad(chunk, bad);
+        let records = stats.records_in;
         self.count_folded(chunk, stats);
         let losers = self
             .chunks
             .complete(chunk, attempt)
             .expect("checked live above");
+        self.timeline_done(chunk, attempt, records, &losers);
         Ok(Completion::Folded { losers, kept })
     }
 
@@ -483,12 +527,29 @@ impl Job {
             },
         );
         self.counters.shuffle_bytes += bytes;
+        let records = stats.records_in;
         self.count_folded(chunk, stats);
         let losers = self
             .chunks
             .complete(chunk, attempt)
             .expect("checked live above");
+        self.timeline_done(chunk, attempt, records, &losers);
         Ok(Completion::Folded { losers, kept: None })
+    }
+
+    fn timeline_done(
+        &mut self,
+        chunk: ChunkId,
+        attempt: Attempt,
+        records: u64,
+        losers: &[(WorkerId, Attempt)],
+    ) {
+        self.timeline
+            .end_with(Stage::Map, chunk.0, attempt, Outcome::Done, records, None);
+        for &(_, loser) in losers {
+            self.timeline
+                .end(Stage::Map, chunk.0, loser, Outcome::Superseded);
+        }
     }
 
     /// Handles a failed attempt: retries the chunk while attempts remain and the error is
@@ -504,7 +565,18 @@ impl Job {
         if self.phase != Phase::Mapping {
             return FailOutcome::Stale;
         }
-        let issued = match self.chunks.fail(chunk, attempt, retryable, max_attempts) {
+        let failed = self.chunks.fail(chunk, attempt, retryable, max_attempts);
+        if failed != Failed::Stale {
+            self.timeline.end_with(
+                Stage::Map,
+                chunk.0,
+                attempt,
+                Outcome::Failed,
+                0,
+                Some(error),
+            );
+        }
+        let issued = match failed {
             Failed::Stale => return FailOutcome::Stale,
             Failed::OtherAttemptRuns => {
                 self.counters.chunks_failed += 1;
@@ -529,8 +601,10 @@ impl Job {
     /// Drops an attempt whose worker is gone or handed it back; with no other attempt left, the
     /// chunk returns to the front of the queue. Not a failure.
     pub fn release(&mut self, chunk: ChunkId, attempt: Attempt) {
-        if self.phase == Phase::Mapping {
+        if self.phase == Phase::Mapping && self.chunks.is_live(chunk, attempt) {
             self.chunks.release(chunk, attempt);
+            self.timeline
+                .end(Stage::Map, chunk.0, attempt, Outcome::Released);
         }
     }
 
@@ -605,6 +679,8 @@ impl Job {
                 .as_ref()
                 .map(|r| r.partition_bytes().to_vec())
                 .unwrap_or_default(),
+            slowest_running: self.slowest_running.clone(),
+            page_url: None,
         }
     }
 
@@ -645,6 +721,8 @@ fn placeholder_status(id: JobId) -> JobStatus {
         reduces_done: 0,
         reduces_running: 0,
         partition_bytes: Vec::new(),
+        slowest_running: None,
+        page_url: None,
     }
 }
 

@@ -237,6 +237,7 @@ impl Job {
         self.error = error;
         self.finished_at = Some(SystemTime::now());
         self.chunks.stop();
+        self.timeline.close();
         self.folded = Partial::new();
         self.bad = Vec::new();
     }

@@ -82,6 +82,22 @@ impl Reduce {
         self.tasks.running()
     }
 
+    /// A reduce task's state, as [`ChunkTable::state_of`] gives a chunk's, and its part's
+    /// rows once done.
+    pub fn task_state(
+        &self,
+        partition: u32,
+    ) -> (
+        &'static str,
+        u32,
+        Vec<(WorkerId, tokio::time::Instant)>,
+        Option<u64>,
+    ) {
+        let (state, issued, live) = self.tasks.state_of(ChunkId(u64::from(partition)));
+        let rows = self.parts[partition as usize].as_ref().map(|p| p.rows);
+        (state, issued, live, rows)
+    }
+
     pub fn partition_bytes(&self) -> &[u64] {
         &self.partition_bytes
     }

@@ -40,7 +40,10 @@ impl Scheduler {
                 };
                 let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
                 match job.assign_task(worker_id).expect("job has pending") {
-                    Task::Map(chunk, attempt) => self.send(worker_id, job_id, chunk, attempt),
+                    Task::Map(chunk, attempt) => {
+                        self.config.metrics.attempts.inc();
+                        self.send(worker_id, job_id, chunk, attempt)
+                    }
                     Task::Reduce(key) => self.send_reduce(worker_id, key),
                 }
                 touched.insert(job_id);
@@ -180,6 +183,8 @@ impl Scheduler {
                 let worker_id = idle.remove(at);
                 let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
                 if let Some(attempt) = job.assign_backup(chunk, worker_id) {
+                    self.config.metrics.attempts.inc();
+                    self.config.metrics.backups.inc();
                     info!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id,
                         "backup attempt of a straggler");
                     self.send(worker_id, job_id, chunk, attempt);

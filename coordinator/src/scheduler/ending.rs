@@ -38,7 +38,14 @@ impl Scheduler {
             self.tasks
                 .spawn_blocking(move || parts::remove_job(&dir, id));
         }
-        if self.journal.finished(job) == Ack::Now {
+        // Without a journal nothing is stored: the record is not built.
+        let timeline = if self.journal.keeps_chunks() {
+            job.timeline
+                .record(|w| self.workers.name_of(fanfold_common::ids::WorkerId(w)))
+        } else {
+            Default::default()
+        };
+        if self.journal.finished(job, timeline) == Ack::Now {
             self.end_durable(id);
         }
     }

@@ -10,7 +10,9 @@ use fanfold_common::spec::{JobSpec, JobStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::views::{DetailQuery, JobDetail, WorkerRow};
 use crate::job::{JobResult, Plan};
+use crate::metrics::Gauges;
 use crate::parts::Part;
 
 /// Why a request about a job cannot be answered.
@@ -40,6 +42,17 @@ pub(super) enum Command {
     List {
         reply: oneshot::Sender<Vec<JobStatus>>,
     },
+    Detail {
+        id: JobId,
+        query: DetailQuery,
+        reply: oneshot::Sender<Result<JobDetail, JobError>>,
+    },
+    Workers {
+        reply: oneshot::Sender<Vec<WorkerRow>>,
+    },
+    Gauges {
+        reply: oneshot::Sender<Gauges>,
+    },
     Watch {
         id: JobId,
         reply: oneshot::Sender<Result<watch::Receiver<JobStatus>, JobError>>,
@@ -54,6 +67,8 @@ pub(super) enum Command {
     },
     WorkerJoined {
         hello: WorkerHello,
+        /// Where its stream comes from.
+        address: String,
         outbox: mpsc::Sender<ToWorker>,
         reply: oneshot::Sender<WorkerId>,
     },
@@ -157,6 +172,23 @@ impl Handle {
         self.ask(|reply| Command::Result { id, reply }).await?
     }
 
+    /// A job's status with its chunks from `offset` (at most `limit`), reduce tasks, slowest
+    /// chunks and its latest `spans` attempts, for the status page and the HTTP API.
+    pub async fn detail(&self, id: JobId, query: DetailQuery) -> Result<JobDetail, JobError> {
+        self.ask(|reply| Command::Detail { id, query, reply })
+            .await?
+    }
+
+    /// The attached workers.
+    pub async fn workers(&self) -> Result<Vec<WorkerRow>, JobError> {
+        self.ask(|reply| Command::Workers { reply }).await
+    }
+
+    /// The present state, for the metrics' gauges.
+    pub async fn gauges(&self) -> Result<Gauges, JobError> {
+        self.ask(|reply| Command::Gauges { reply }).await
+    }
+
     /// A job's result; for a job that is finishing (its rows are being committed, or its end
     /// made durable), waits until it has ended, so the answer never contradicts the end a
     /// watcher is told.
@@ -189,10 +221,12 @@ impl Handle {
     pub async fn worker_joined(
         &self,
         hello: WorkerHello,
+        address: String,
         outbox: mpsc::Sender<ToWorker>,
     ) -> Result<WorkerId, JobError> {
         self.ask(|reply| Command::WorkerJoined {
             hello,
+            address,
             outbox,
             reply,
         })

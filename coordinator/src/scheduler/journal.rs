@@ -17,6 +17,7 @@ use fanfold_common::spec::{JobSpec, JobState};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use crate::job::timeline::TimelineRecord;
 use crate::job::{Job, JobResult};
 use crate::store::Op;
 
@@ -119,8 +120,12 @@ impl Journal {
         ack
     }
 
-    /// A job's end, with its progress.
-    pub fn finished(&mut self, job: &Job) -> Ack {
+    /// A job's end, with its progress and its timeline (workers named by `record`).
+    pub fn finished(&mut self, job: &Job, timeline: TimelineRecord) -> Ack {
+        let _ = self.push(Op::Timeline {
+            job: job.id,
+            record: timeline,
+        });
         self.progress(job);
         self.push(Op::Finished {
             job: job.id,

@@ -18,6 +18,7 @@ mod handle;
 mod journal;
 #[cfg(test)]
 mod tests;
+mod views;
 mod workers;
 
 use std::collections::HashMap;
@@ -33,7 +34,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::job::timeline::Stage;
 use crate::job::{BackupPolicy, Completion, FailOutcome, Job, JobResult, ReduceFailed};
+use crate::metrics::Metrics;
 use crate::parts::{self, Part};
 use crate::store::{self, Checkpoints, Durable, Restored, Store};
 use journal::Journal;
@@ -76,10 +79,12 @@ pub struct SchedulerConfig {
     pub quarantine_dir: PathBuf,
     /// Where partitioned jobs' part files are written, a directory per job.
     pub parts_dir: PathBuf,
+    pub metrics: Metrics,
 }
 
 use handle::Command;
 pub use handle::{Handle, JobError, outbox_capacity};
+pub use views::{DetailQuery, JobDetail, WorkerRow};
 
 struct Scheduler {
     config: SchedulerConfig,
@@ -110,7 +115,14 @@ pub fn spawn(
 ) -> Handle {
     let (commands, mut inbox) = mpsc::channel(1024);
     let checkpoints = Checkpoints::default();
-    let journal = store.map(|store| store::spawn_journal(store, tasks, checkpoints.clone()));
+    let journal = store.map(|store| {
+        store::spawn_journal(
+            store,
+            tasks,
+            checkpoints.clone(),
+            config.metrics.journal_commit_seconds.clone(),
+        )
+    });
     let mut scheduler = Scheduler {
         loads: Vec::new(),
         cancels: HashMap::new(),
@@ -165,6 +177,9 @@ impl Scheduler {
         let id = r.job;
         let plan = crate::intake::replan(&r.spec, r.files, r.chunks_planned, registry);
         let mut job = Job::new(id, r.spec, plan, r.submitted_at);
+        if let Some(timeline) = r.timeline {
+            job.timeline = crate::job::timeline::Timeline::restore(timeline);
+        }
         let restored = r.chunks.len();
         let mut broken = None;
         for (chunk, output) in r.chunks {
@@ -243,6 +258,7 @@ impl Scheduler {
                 self.journal
                     .submitted(id, &spec, &plan.files, &plan.chunks, submitted_at);
                 let job = Job::new(id, spec, plan, submitted_at);
+                self.config.metrics.jobs_submitted.inc();
                 let status = job.snapshot(self.worker_count());
                 info!(job_id = %id, chunks = status.chunks_total, bytes = status.bytes_total,
                     operation = %status.spec.operation, "job submitted");
@@ -264,6 +280,15 @@ impl Scheduler {
                     .map(|id| self.jobs[id].snapshot(workers))
                     .collect();
                 let _ = reply.send(list);
+            }
+            Command::Detail { id, query, reply } => {
+                let _ = reply.send(self.detail(id, query));
+            }
+            Command::Workers { reply } => {
+                let _ = reply.send(self.worker_rows());
+            }
+            Command::Gauges { reply } => {
+                let _ = reply.send(self.gauges());
             }
             Command::Watch { id, reply } => {
                 let _ = reply.send(self.job(id).map(Job::subscribe));
@@ -302,13 +327,14 @@ impl Scheduler {
             }
             Command::WorkerJoined {
                 hello,
+                address,
                 outbox,
                 reply,
             } => {
                 let (name, slots, shared) = (hello.name.clone(), hello.slots, hello.shared_storage);
                 let id = self
                     .workers
-                    .join(hello, self.config.scheduling.prefetch, outbox);
+                    .join(hello, address, self.config.scheduling.prefetch, outbox);
                 info!(worker_id = %id, %name, slots, shared_storage = shared, "worker attached");
                 let _ = reply.send(id);
                 self.publish_all();
@@ -357,7 +383,9 @@ impl Scheduler {
                 if let Some(j) = self.jobs.get_mut(&job) {
                     match result {
                         Ok((keys, result, quarantine)) => {
+                            let rows = result.rows();
                             if j.finalized(keys, result, quarantine) {
+                                self.config.metrics.result_rows.inc_by(rows);
                                 debug!(job_id = %job, keys, "job finalized");
                                 self.keep_rows(job);
                             }
@@ -406,6 +434,13 @@ impl Scheduler {
         }
         self.dispatch();
         self.start_backups();
+        // What each running job waits on, once nothing of it is pending.
+        let workers = &self.workers;
+        let names = |w: WorkerId| workers.name_of(w);
+        for job in self.jobs.values_mut().filter(|j| j.is_running()) {
+            job.note_slowest(&names);
+        }
+        self.publish_all();
     }
 
     fn job(&self, id: JobId) -> Result<&Job, JobError> {
@@ -467,6 +502,9 @@ impl Scheduler {
                     if held && job.complete_reduce(key, part.clone()) {
                         debug!(job_id = %job_id, partition = key.partition, rows = part.rows,
                             "partition reduced");
+                        if let Some(w) = self.workers.get_mut(worker) {
+                            w.done += 1;
+                        }
                         self.persist_progress(job_id);
                     } else {
                         unused = Some(part.path);
@@ -486,7 +524,15 @@ impl Scheduler {
                         (_, _) => ("a reduce task ended without its part".into(), true, None),
                     };
                     if held {
-                        match job.fail_reduce(key, &error, retryable, lost, max) {
+                        let lost_source = lost.is_some();
+                        let outcome = job.fail_reduce(key, &error, retryable, lost, max);
+                        if outcome != ReduceFailed::Stale && !lost_source {
+                            self.config.metrics.failures.inc();
+                            if let Some(w) = self.workers.get_mut(worker) {
+                                w.failures += 1;
+                            }
+                        }
+                        match outcome {
                             ReduceFailed::Stale => {}
                             ReduceFailed::Retry => {
                                 warn!(job_id = %job_id, partition = key.partition,
@@ -527,6 +573,11 @@ impl Scheduler {
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return;
         };
+        let metrics = &self.config.metrics;
+        if let Report::Done(output) = &report {
+            metrics.bytes_mapped.inc_by(output.stats.bytes_in);
+            metrics.records_mapped.inc_by(output.stats.records_in);
+        }
         if !held {
             // From an attachment already given up on: its chunk went back to the queue, so this
             // attempt is stale whatever it says.
@@ -543,6 +594,9 @@ impl Scheduler {
                     .get(worker)
                     .map(|w| w.shuffle_address.clone())
                     .unwrap_or_default();
+                let started = job.timeline.started_ms(Stage::Map, chunk.0, attempt);
+                let (bytes, records) = (output.stats.bytes_in, output.stats.records_in);
+                let folding = std::time::Instant::now();
                 let completed = if job.reducers() > 0 {
                     job.keep_map_output(chunk, attempt, output, (worker, &address))
                 } else {
@@ -550,6 +604,16 @@ impl Scheduler {
                 };
                 match completed {
                     Ok(Completion::Folded { losers, kept }) => {
+                        Metrics::observe(&metrics.fold_seconds, folding.elapsed());
+                        if let Some(started) = started {
+                            let took = crate::job::timeline::now_ms().saturating_sub(started);
+                            metrics.map_seconds.observe(took as f64 / 1000.0);
+                        }
+                        metrics.bytes_folded.inc_by(bytes);
+                        metrics.records_folded.inc_by(records);
+                        if let Some(w) = self.workers.get_mut(worker) {
+                            w.done += 1;
+                        }
                         if let Some(output) = kept {
                             self.journal.chunk_folded(job_id, chunk, *output);
                         }
@@ -576,7 +640,17 @@ impl Scheduler {
             }
             Report::Failed { error, retryable } => {
                 let max = self.config.scheduling.max_attempts;
-                match job.fail(chunk, attempt, &error, retryable, max) {
+                let outcome = job.fail(chunk, attempt, &error, retryable, max);
+                if outcome != FailOutcome::Stale {
+                    metrics.failures.inc();
+                    if let Some(w) = self.workers.get_mut(worker) {
+                        w.failures += 1;
+                    }
+                }
+                if outcome == FailOutcome::Retry {
+                    metrics.retries.inc();
+                }
+                match outcome {
                     FailOutcome::Stale => {}
                     FailOutcome::Retry | FailOutcome::OtherAttemptRuns => {
                         warn!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker,

@@ -41,7 +41,10 @@ async fn attach_with(handle: &Handle, slots: u32, shared_storage: bool) -> Fake 
         protocol: fanfold_proto::PROTOCOL,
         shuffle_address: String::new(),
     };
-    let id = handle.worker_joined(hello, outbox).await.unwrap();
+    let id = handle
+        .worker_joined(hello, "127.0.0.1:1".into(), outbox)
+        .await
+        .unwrap();
     Fake { id, inbox }
 }
 
@@ -104,6 +107,7 @@ fn config() -> SchedulerConfig {
         },
         tick: Duration::from_millis(100),
         quarantine_dir: std::env::temp_dir(),
+        metrics: crate::metrics::Metrics::new(),
         parts_dir: std::env::temp_dir().join("fanfold-scheduler-tests"),
     }
 }
@@ -625,6 +629,7 @@ async fn a_job_that_cannot_be_restored_fails_and_says_so() {
     // Two stored chunks whose values cannot merge (a count and a maximum under one key).
     let id = JobId::new();
     let restored = crate::store::Restored {
+        timeline: None,
         job: id,
         spec,
         files: plan.files,

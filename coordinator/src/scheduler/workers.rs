@@ -12,6 +12,15 @@ use tokio::time::Instant;
 
 pub struct Worker {
     pub name: String,
+    /// Where its stream comes from, as the coordinator sees it.
+    pub address: String,
+    pub slots: u32,
+    pub version: String,
+    pub protocol: u32,
+    pub joined: std::time::SystemTime,
+    /// Tasks it finished (results kept) and attempts of it that failed, for the status page.
+    pub done: u64,
+    pub failures: u64,
     credits: u32,
     /// Assignments sent and not yet reported.
     pub holding: HashSet<AttemptKey>,
@@ -51,6 +60,15 @@ impl Worker {
         let _ = self.outbox.try_send(message);
     }
 
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// How long since it was last heard from.
+    pub fn silent_for(&self) -> Duration {
+        self.last_seen.elapsed()
+    }
+
     pub fn holds_job(&self, job: JobId) -> bool {
         self.holding.iter().any(|k| k.job == job) || self.reducing.iter().any(|k| k.job == job)
     }
@@ -59,6 +77,8 @@ impl Worker {
 #[derive(Default)]
 pub struct Workers {
     workers: HashMap<WorkerId, Worker>,
+    /// Names of workers that have left, for the timelines of jobs they ran.
+    departed: HashMap<WorkerId, String>,
     next: u64,
     /// Round-robin cursor, so chunks spread evenly.
     turn: u64,
@@ -69,6 +89,7 @@ impl Workers {
     pub fn join(
         &mut self,
         hello: WorkerHello,
+        address: String,
         prefetch: u32,
         outbox: mpsc::Sender<ToWorker>,
     ) -> WorkerId {
@@ -78,6 +99,13 @@ impl Workers {
             id,
             Worker {
                 name: hello.name,
+                address,
+                slots: hello.slots,
+                version: hello.version,
+                protocol: hello.protocol,
+                joined: std::time::SystemTime::now(),
+                done: 0,
+                failures: 0,
                 credits: hello.slots + prefetch,
                 holding: HashSet::new(),
                 reducing: HashSet::new(),
@@ -92,7 +120,24 @@ impl Workers {
     }
 
     pub fn remove(&mut self, id: WorkerId) -> Option<Worker> {
-        self.workers.remove(&id)
+        let gone = self.workers.remove(&id)?;
+        self.departed.insert(id, gone.name.clone());
+        Some(gone)
+    }
+
+    /// The name of a worker attached now or before.
+    pub fn name_of(&self, id: WorkerId) -> Option<String> {
+        self.workers
+            .get(&id)
+            .map(|w| w.name.clone())
+            .or_else(|| self.departed.get(&id).cloned())
+    }
+
+    /// Attached workers by id.
+    pub fn sorted(&self) -> Vec<(WorkerId, &Worker)> {
+        let mut all: Vec<_> = self.workers.iter().map(|(id, w)| (*id, w)).collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
     }
 
     pub fn get(&self, id: WorkerId) -> Option<&Worker> {

@@ -3,17 +3,26 @@
 # from the host, and compares the word count of the samples with Python's; checks the workers
 # read their chunks from the shared volume; then restarts the coordinator and fetches the
 # result again from its state volume; then runs the count partitioned (--reducers 3), the
-# workers fetching map outputs from each other, and compares.
+# workers fetching map outputs from each other, and compares; last, checks the HTTP port's
+# /healthz, /api/v1/jobs and /metrics from the host.
 #
 #   deploy/compose-smoke.sh [SUBMIT_JOB]    # default: the image build's static submit-job
 #
-# Uses its own project name and a free host port, and removes everything it created.
+# Uses its own project name and free host ports, and removes everything it created.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 submit_job="${1:-target/image/x86_64-unknown-linux-gnu/release/submit-job}"
 project="fanfold-test-compose-$$"
-export FANFOLD_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+# Two distinct free ports, for gRPC and HTTP: both sockets are held until both are picked.
+read -r FANFOLD_PORT FANFOLD_HTTP_PORT < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+')
+export FANFOLD_PORT FANFOLD_HTTP_PORT
 if command -v docker-compose >/dev/null 2>&1; then
   compose=(docker-compose)
 else
@@ -78,3 +87,31 @@ LC_ALL=C sort "$out/partitioned.tsv" >"$out/partitioned.sorted"
 LC_ALL=C sort "$out/fanfold.tsv" >"$out/fanfold.sorted"
 cmp "$out/fanfold.sorted" "$out/partitioned.sorted"
 echo "compose-smoke: a job reduced on the workers in 3 partitions gives the same count"
+
+# The HTTP port, from the host (python3, not curl, which may be missing): /healthz, the jobs
+# this script ran in /api/v1/jobs, and the succeeded jobs in /metrics.
+listed="$("$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" list)"
+mapfile -t jobs < <(awk 'NR > 1 { print $1 }' <<<"$listed")
+python3 - "http://127.0.0.1:$FANFOLD_HTTP_PORT" "$job" "${jobs[@]}" <<'PY'
+import json, re, sys, urllib.request
+base, first, ran = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+
+def get(path):
+    with urllib.request.urlopen(base + path, timeout=10) as response:
+        return response.read().decode()
+
+if get("/healthz") != "ok\n":
+    sys.exit("compose-smoke: /healthz did not answer ok")
+jobs = json.loads(get("/api/v1/jobs"))
+listed = {job["job_id"]: job["state"] for job in jobs}
+if len(ran) != 2 or first not in ran or set(listed) != ran:
+    sys.exit(f"compose-smoke: /api/v1/jobs lists {sorted(listed)}, the script ran {sorted(ran)}")
+if set(listed.values()) != {"succeeded"}:
+    sys.exit(f"compose-smoke: /api/v1/jobs states: {listed}")
+found = re.search(r'^fanfold_jobs\{state="succeeded"\} (\S+)$', get("/metrics"), re.M)
+if not found or float(found[1]) < len(ran):
+    sys.exit(f"compose-smoke: /metrics has fanfold_jobs{{state=\"succeeded\"}} "
+             f"{found[1] if found else 'missing'}, expected at least {len(ran)}")
+print(f"compose-smoke: the HTTP port answers: /healthz ok, {len(ran)} jobs in /api/v1/jobs "
+      f"and in /metrics")
+PY

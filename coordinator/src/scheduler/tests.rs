@@ -668,3 +668,87 @@ async fn a_job_that_cannot_be_restored_fails_and_says_so() {
     ));
     stop.cancel();
 }
+
+/// What the status page reads: a chunk failed once shows two attempts, its failed one and its
+/// folded one in the timeline, the worker's failure, and gauges that match the ended job.
+#[tokio::test]
+async fn a_jobs_detail_shows_every_attempt_and_the_gauges_match_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(dir.path(), 4096, config()).await;
+    let mut fake = attach(&job.handle, 1).await;
+    let mut failed_once = false;
+    let mut attempts = 0;
+    while !job.handle.get(job.id).await.unwrap().state.is_final() {
+        let Ok(Some(ToWorker::Assign(a))) =
+            tokio::time::timeout(Duration::from_millis(100), fake.inbox.recv()).await
+        else {
+            continue;
+        };
+        attempts += 1;
+        let report = if a.chunk == ChunkId(0) && !failed_once {
+            failed_once = true;
+            Report::Failed {
+                error: "disk on fire".into(),
+                retryable: true,
+            }
+        } else {
+            mapped(&a)
+        };
+        job.handle.report(fake.id, a.key(), report).await.unwrap();
+    }
+    let query = DetailQuery {
+        offset: 0,
+        limit: u64::MAX,
+        spans: usize::MAX,
+    };
+    let detail = job.handle.detail(job.id, query).await.unwrap();
+    assert_eq!(detail.status.state, JobState::Succeeded);
+    assert_eq!(detail.chunks.len() as u64, detail.status.chunks_total);
+    assert!(detail.chunks.iter().all(|c| c.state == "done"));
+    assert_eq!(detail.chunks[0].attempts, 2);
+    assert!(detail.chunks[1..].iter().all(|c| c.attempts == 1));
+    assert_eq!(detail.timeline.spans.len(), attempts);
+    let first: Vec<_> = detail
+        .timeline
+        .spans
+        .iter()
+        .filter(|s| s.task == 0)
+        .map(|s| (s.attempt, s.outcome, s.error.clone()))
+        .collect();
+    use crate::job::timeline::Outcome;
+    assert_eq!(
+        first,
+        [
+            (1, Outcome::Failed, Some("disk on fire".into())),
+            (2, Outcome::Done, None)
+        ]
+    );
+    assert_eq!(
+        detail.timeline.workers.values().collect::<Vec<_>>(),
+        ["fake-1"]
+    );
+    let records: u64 = detail.chunks.iter().filter_map(|c| c.records).sum();
+    assert_eq!(records, detail.status.counters.records_in);
+
+    let workers = job.handle.workers().await.unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(
+        (workers[0].chunks_done, workers[0].failures),
+        (detail.status.chunks_total, 1)
+    );
+    let gauges = job.handle.gauges().await.unwrap();
+    assert_eq!(
+        gauges.jobs,
+        [
+            ("running", 0),
+            ("succeeded", 1),
+            ("failed", 0),
+            ("cancelled", 0)
+        ]
+    );
+    assert_eq!(gauges.chunks, [("pending", 0), ("running", 0), ("done", 0)]);
+    assert_eq!(
+        (gauges.workers_attached, gauges.slots, gauges.queue_depth),
+        (1, 1, 0)
+    );
+}

@@ -4,7 +4,7 @@
 # read their chunks from the shared volume; then restarts the coordinator and fetches the
 # result again from its state volume; then runs the count partitioned (--reducers 3), the
 # workers fetching map outputs from each other, and compares; last, checks the HTTP port's
-# /healthz, /api/v1/jobs and /metrics from the host.
+# /healthz, /api/v1/jobs and /metrics from the host, and that its compose health check passes.
 #
 #   deploy/compose-smoke.sh [SUBMIT_JOB]    # default: the image build's static submit-job
 #
@@ -115,3 +115,17 @@ if not found or float(found[1]) < len(ran):
 print(f"compose-smoke: the HTTP port answers: /healthz ok, {len(ran)} jobs in /api/v1/jobs "
       f"and in /metrics")
 PY
+
+# The compose health check (`submit-job probe .../readyz` inside the container, every 10 s)
+# marks the coordinator healthy.
+coordinator_id="$("${compose[@]}" ps -q coordinator)"
+for _ in $(seq 1 60); do
+  health="$(docker inspect --format '{{.State.Health.Status}}' "$coordinator_id")"
+  [ "$health" = healthy ] && break
+  sleep 1
+done
+if [ "$health" != healthy ]; then
+  echo "compose-smoke: the coordinator's health check says $health" >&2
+  exit 1
+fi
+echo "compose-smoke: the coordinator's health check (probe of /readyz) says healthy"

@@ -383,6 +383,12 @@ async fn the_cancel_button_works_from_this_origin_only_and_bad_requests_say_why(
     assert_eq!(bad.code, 400);
     assert!(bad.body.contains("not-a-job"), "{}", bad.body);
 
+    // A name re-pointed at 127.0.0.1 (DNS rebinding) reaches the port with its own Host.
+    let rebound = web::request(&base, "GET", "/api/v1/jobs", &[("Host", "evil.example")]).await;
+    assert_eq!(rebound.code, 403, "{}", rebound.body);
+    assert!(rebound.body.contains("evil.example"), "{}", rebound.body);
+    let named = web::request(&base, "GET", "/healthz", &[("Host", "localhost:1")]).await;
+    assert_eq!(named.code, 200, "localhost is a loopback name");
     // A page elsewhere cannot cancel through the browser: its Origin is not this port's.
     let host = base.trim_start_matches("http://").to_owned();
     let cancel = format!("/jobs/{id}/cancel");

@@ -172,6 +172,9 @@ pub async fn run(
     }
     let http = listeners.http.map(|listener| {
         let base = page_base.clone().unwrap_or_default();
+        let loopback = listener
+            .local_addr()
+            .is_ok_and(|addr| addr.ip().is_loopback());
         info!(url = %base, "status pages and metrics served");
         tokio::spawn(web::serve(
             listener,
@@ -179,6 +182,7 @@ pub async fn run(
                 scheduler,
                 metrics,
                 base: base.into(),
+                loopback,
                 shutdown: shutdown.clone(),
             },
         ))

@@ -1,6 +1,7 @@
 //! `submit-job`'s command line: the clap definitions, which hold its help text, and the body of
 //! each command. The `submit-job` binary parses a [`Cli`] and calls [`Cli::execute`].
 
+mod probe;
 mod run;
 mod status;
 
@@ -76,6 +77,9 @@ pub enum Command {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Exit 0 if an http:// URL answers 2xx within 5 s: a health check for the container
+    /// image, which has no curl (e.g. `probe http://127.0.0.1:8080/readyz`).
+    Probe { url: String },
 }
 
 /// A `host:port` on a loopback address: local mode has no authentication.
@@ -120,6 +124,7 @@ impl Cli {
                 cluster.stop().await;
                 outcome
             }
+            Command::Probe { url } => probe::probe(&url).await,
             command => {
                 let mut client = Client::connect(&self.coordinator).await?;
                 match command {
@@ -153,7 +158,9 @@ impl Cli {
                         run::write_result(&mut client, job, &output).await?;
                         Ok(ExitCode::SUCCESS)
                     }
-                    Command::Local { .. } => unreachable!("handled above"),
+                    Command::Local { .. } | Command::Probe { .. } => {
+                        unreachable!("handled above")
+                    }
                 }
             }
         }

@@ -162,16 +162,14 @@ impl Timeline {
         }
     }
 
-    /// A done map attempt's output was lost.
+    /// A done map attempt's output was lost: it is the chunk's latest attempt (nothing ran
+    /// the chunk since it was done).
     pub fn lost(&mut self, task: u64, attempt: Option<Attempt>) {
-        let found = self.spans.iter_mut().rev().find(|s| {
-            s.stage == Stage::Map
-                && s.task == task
-                && s.outcome == Outcome::Done
-                && attempt.is_none_or(|a| a.0 == s.attempt)
-        });
-        if let Some(span) = found {
-            span.outcome = Outcome::Lost;
+        if let Some(&i) = self.latest.get(&(Stage::Map, task)) {
+            let span = &mut self.spans[i];
+            if span.outcome == Outcome::Done && attempt.is_none_or(|a| a.0 == span.attempt) {
+                span.outcome = Outcome::Lost;
+            }
         }
     }
 

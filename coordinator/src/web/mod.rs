@@ -11,7 +11,10 @@
 //!
 //! The only route that changes anything is a job's cancel (`POST`). A browser's cross-site
 //! form post carries an `Origin` that differs from the `Host` it was sent to: such a request
-//! is refused, so a page elsewhere cannot cancel jobs through a user's browser.
+//! is refused, so a page elsewhere cannot cancel jobs through a user's browser. On a loopback
+//! address every request must also name a loopback host (`localhost`, `127.0.0.1`, `[::1]`):
+//! a site whose name an attacker re-points at 127.0.0.1 (DNS rebinding) reaches the port with
+//! its own name as `Host`, and is refused.
 
 mod pages;
 mod timeline;
@@ -40,6 +43,8 @@ pub struct Web {
     pub metrics: Metrics,
     /// `http://host:port` of this port, for page URLs in statuses.
     pub base: Arc<str>,
+    /// The port listens on a loopback address: only loopback host names are served.
+    pub loopback: bool,
     pub shutdown: CancellationToken,
 }
 
@@ -80,7 +85,46 @@ fn router(web: Web) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            loopback_names,
+        ))
         .with_state(web)
+}
+
+/// Whether `host` (a `Host` header: a name or address, maybe with a port) is a loopback name.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// On a loopback port, refuses requests that name another host (DNS rebinding).
+async fn loopback_names(
+    State(web): State<Web>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if web.loopback {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        if !is_loopback_host(host) {
+            return Failure(
+                StatusCode::FORBIDDEN,
+                format!("this port serves loopback names only, not Host '{host}'"),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// An error as an HTTP answer: JSON `{"error": ...}` with a status code.
@@ -117,6 +161,22 @@ impl Web {
     fn paged(&self, mut status: JobStatus) -> JobStatus {
         status.page_url = Some(page_url(&self.base, status.id));
         status
+    }
+
+    /// A job in detail: `limit` chunks from `offset`, the latest `spans` attempts.
+    async fn detail(
+        &self,
+        id: JobId,
+        offset: u64,
+        limit: u64,
+        spans: usize,
+    ) -> Result<crate::scheduler::JobDetail, JobError> {
+        let query = DetailQuery {
+            offset,
+            limit,
+            spans,
+        };
+        self.scheduler.detail(id, query).await
     }
 
     /// Every job, newest first.
@@ -170,15 +230,7 @@ async fn job_page(
 ) -> Result<Response, Failure> {
     let id = parse_id(&id)?;
     let detail = match web
-        .scheduler
-        .detail(
-            id,
-            DetailQuery {
-                offset: q.chunks,
-                limit: pages::CHUNKS_PER_PAGE,
-                spans: PAGE_SPANS,
-            },
-        )
+        .detail(id, q.chunks, pages::CHUNKS_PER_PAGE, PAGE_SPANS)
         .await
     {
         Ok(detail) => detail,
@@ -275,17 +327,7 @@ async fn api_chunks(
 ) -> Result<Response, Failure> {
     let id = parse_id(&id)?;
     let limit = q.limit.min(MAX_LIMIT);
-    let detail = web
-        .scheduler
-        .detail(
-            id,
-            DetailQuery {
-                offset: q.offset,
-                limit,
-                spans: 0,
-            },
-        )
-        .await?;
+    let detail = web.detail(id, q.offset, limit, 0).await?;
     Ok(Json(ChunkPage {
         job_id: id.to_string(),
         chunks_total: detail.status.chunks_total,
@@ -297,32 +339,12 @@ async fn api_chunks(
 }
 
 async fn api_reduces(State(web): State<Web>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let detail = web
-        .scheduler
-        .detail(
-            parse_id(&id)?,
-            DetailQuery {
-                offset: 0,
-                limit: 0,
-                spans: 0,
-            },
-        )
-        .await?;
+    let detail = web.detail(parse_id(&id)?, 0, 0, 0).await?;
     Ok(Json(detail.reduces).into_response())
 }
 
 async fn api_timeline(State(web): State<Web>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let detail = web
-        .scheduler
-        .detail(
-            parse_id(&id)?,
-            DetailQuery {
-                offset: 0,
-                limit: 0,
-                spans: usize::MAX,
-            },
-        )
-        .await?;
+    let detail = web.detail(parse_id(&id)?, 0, 0, usize::MAX).await?;
     Ok(Json(detail.timeline).into_response())
 }
 
@@ -378,5 +400,34 @@ async fn readyz(State(web): State<Web>) -> Response {
     match web.scheduler.gauges().await {
         Ok(_) => "ready\n".into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_names_count_as_loopback() {
+        for host in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1:8080",
+            "127.9.9.9",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "evil.example",
+            "evil.example:8080",
+            "10.0.0.1:8080",
+            "[fd00::1]:80",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

@@ -24,6 +24,11 @@ pub struct CoordinatorFlags {
     /// --insecure, like --listen.
     #[arg(long, env = "FANFOLD_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: String,
+    /// The HTTP port's URL as clients reach it (e.g. `http://coord.example:8080` behind a
+    /// published or forwarded port), for the page URLs `submit-job` prints [default: the bound
+    /// address].
+    #[arg(long, env = "FANFOLD_HTTP_ADVERTISE")]
+    pub http_advertise: Option<String>,
     /// Listen on a non-loopback address with no authentication, accepting every client and
     /// worker that reaches the port (a warning is logged at every start).
     #[arg(long, env = "FANFOLD_INSECURE")]
@@ -219,6 +224,7 @@ impl CoordinatorFlags {
             },
             state_dir: self.state_dir.clone(),
             registry: registry.allow_programs(self.allow_streaming),
+            http_advertise: self.http_advertise.clone(),
         })
     }
 }
@@ -327,6 +333,8 @@ mod tests {
         let flags = Coordinator::try_parse_from(["coordinator"]).unwrap().flags;
         assert_eq!(flags.listen, "127.0.0.1:7077");
         assert!(!flags.insecure);
+        assert_eq!(flags.http_address(), Some("127.0.0.1:8080"));
+        assert_eq!(flags.http_advertise, None);
         assert!(!flags.log_json);
         let config = flags.config(Registry::builtin()).unwrap();
         assert_eq!(config.default_chunk_size, 16 << 20);
@@ -361,10 +369,15 @@ mod tests {
             "--no-backups",
             "--allow-streaming",
             "--log-json",
+            "--http-listen",
+            "off",
+            "--http-advertise",
+            "http://coord.example:8080",
         ])
         .unwrap()
         .flags;
         assert_eq!(flags.listen, "127.0.0.1:0");
+        assert_eq!(flags.http_address(), None);
         assert!(flags.log_json);
         let config = flags.config(Registry::builtin()).unwrap();
         assert_eq!(config.default_chunk_size, 8 << 20);
@@ -377,6 +390,10 @@ mod tests {
         assert!(config.scheduling.backups.is_none());
         assert_eq!(config.state_dir, Some(PathBuf::from("/var/lib/fanfold")));
         assert!(runs_programs(&config.registry));
+        assert_eq!(
+            config.http_advertise.as_deref(),
+            Some("http://coord.example:8080")
+        );
 
         let later = Coordinator::try_parse_from(["coordinator", "--backup-after", "1m"])
             .unwrap()
@@ -465,5 +482,16 @@ mod tests {
         );
         let allowed = Worker::try_parse_from([&open[..], &["--insecure"]].concat()).unwrap();
         assert!(allowed.flags.config(Registry::builtin()).is_ok());
+
+        let metrics = ["worker", "--metrics-listen", "0.0.0.0:9090"];
+        let refused = Worker::try_parse_from(metrics).unwrap().flags;
+        let error = refused.config(Registry::builtin()).unwrap_err().to_string();
+        assert!(
+            error.contains("metrics on 0.0.0.0:9090") && error.contains("--insecure"),
+            "{error}"
+        );
+        let allowed = Worker::try_parse_from([&metrics[..], &["--insecure"]].concat()).unwrap();
+        let config = allowed.flags.config(Registry::builtin()).unwrap();
+        assert_eq!(config.metrics_listen, Some("0.0.0.0:9090".parse().unwrap()));
     }
 }

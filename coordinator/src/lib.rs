@@ -45,6 +45,9 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Operations jobs may name.
     pub registry: Registry,
+    /// The HTTP port's URL as clients reach it (`http://host:port`), for the page URLs in
+    /// statuses; `None` names the bound address.
+    pub http_advertise: Option<String>,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             scheduling: Scheduling::default(),
             state_dir: None,
             registry: Registry::builtin(),
+            http_advertise: None,
         }
     }
 }
@@ -122,9 +126,10 @@ pub async fn run(
     };
     let tasks = TaskTracker::new();
     let metrics = metrics::Metrics::new();
-    let page_base = match &listeners.http {
-        Some(http) => Some(web::base_url(http.local_addr().map_err(Error::Http)?)),
-        None => None,
+    let page_base = match (&listeners.http, &config.http_advertise) {
+        (Some(_), Some(advertised)) => Some(advertised.trim_end_matches('/').to_owned()),
+        (Some(http), None) => Some(web::base_url(http.local_addr().map_err(Error::Http)?)),
+        (None, _) => None,
     };
     let scheduler = scheduler::spawn(
         scheduler::SchedulerConfig {

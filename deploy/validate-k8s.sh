@@ -29,3 +29,36 @@ if [ "$count" -lt 7 ]; then
 fi
 python3 -m kubernetes_validate --strict --quiet --kubernetes-version "$version" "$rendered"
 echo "validate-k8s: $count resources valid for Kubernetes $version (rendered by $renderer)"
+
+# What the schemas cannot say: the coordinator serves its HTTP port on 8080 with HTTP probes
+# and scrape annotations, and workers serve metrics on 9090 with annotations of their own.
+python3 - "$rendered" <<'PY'
+import sys
+import yaml
+
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+
+def pod(kind, name):
+    template = docs[(kind, name)]["spec"]["template"]
+    return template["metadata"].get("annotations", {}), template["spec"]["containers"][0]
+
+def check(ok, what):
+    if not ok:
+        sys.exit("validate-k8s: " + what)
+
+env = lambda c: {e["name"]: e.get("value") for e in c.get("env", [])}
+notes, c = pod("StatefulSet", "fanfold-coordinator")
+check(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/port") == "8080"
+      and notes.get("prometheus.io/path") == "/metrics", "coordinator scrape annotations")
+check(env(c).get("FANFOLD_HTTP_LISTEN") == "0.0.0.0:8080", "coordinator FANFOLD_HTTP_LISTEN")
+check({p["name"]: p["containerPort"] for p in c["ports"]}.get("http") == 8080, "coordinator http port")
+check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "coordinator readiness probe on /readyz")
+check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "coordinator liveness probe on /healthz")
+service = docs[("Service", "fanfold-coordinator")]["spec"]["ports"]
+check(any(p["port"] == 8080 for p in service), "the Service exposes 8080")
+notes, c = pod("Deployment", "fanfold-worker")
+check(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/port") == "9090",
+      "worker scrape annotations")
+check(env(c).get("FANFOLD_METRICS_LISTEN") == "0.0.0.0:9090", "worker FANFOLD_METRICS_LISTEN")
+print("validate-k8s: HTTP port, probes and scrape annotations in place")
+PY

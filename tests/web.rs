@@ -83,7 +83,7 @@ async fn the_pages_api_and_metrics_follow_a_running_job_and_survive_a_restart() 
     let test = "web_running";
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let path = input(dir.path(), 40 * 1024);
+    let path = input(dir.path(), 80 * 1024);
     let extra = [
         ALLOW,
         &["--no-backups", "--state-dir", state.to_str().unwrap()],
@@ -353,6 +353,16 @@ async fn the_pages_api_and_metrics_follow_a_running_job_and_survive_a_restart() 
     assert_eq!(
         attribute(&page.body, "timeline", "data-spans"),
         Some(done.counters.attempts.to_string())
+    );
+    let chunks: Chunks =
+        web::get_json(&base, &format!("/api/v1/jobs/{id}/chunks?limit=100000")).await;
+    assert_eq!(chunks.chunks.len() as u64, done.chunks_total);
+    assert!(
+        chunks
+            .chunks
+            .iter()
+            .all(|c| c.state == "done" && c.attempts >= 1),
+        "a restored job's chunks are done, with their attempts"
     );
     assert_eq!(status(&addr, &id).await.state, "succeeded");
 }

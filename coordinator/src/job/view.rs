@@ -54,12 +54,17 @@ impl Job {
             .unwrap_or_else(|| format!("worker {id}"))
     }
 
-    /// The state shown for a task whose table says `state`: a job that has ended ran nothing
-    /// more.
+    /// The state shown for a task whose table says `state`: a job that succeeded did every
+    /// task (a job restored after a restart has a fresh table); one that failed or was
+    /// cancelled ran nothing more.
     fn shown(&self, state: &'static str) -> &'static str {
+        if self.is_running() {
+            return state;
+        }
         match state {
-            "pending" if !self.is_running() => "not_run",
-            "running" if !self.is_running() => "cancelled",
+            _ if self.state() == fanfold_common::spec::JobState::Succeeded => "done",
+            "pending" => "not_run",
+            "running" => "cancelled",
             other => other,
         }
     }

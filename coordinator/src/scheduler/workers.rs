@@ -74,11 +74,15 @@ impl Worker {
     }
 }
 
+/// Names of departed workers kept (a job's stored timeline keeps its own).
+const DEPARTED_KEPT: usize = 10_000;
+
 #[derive(Default)]
 pub struct Workers {
     workers: HashMap<WorkerId, Worker>,
-    /// Names of workers that have left, for the timelines of jobs they ran.
-    departed: HashMap<WorkerId, String>,
+    /// Names of workers that have left, for the timelines of jobs they ran: the latest
+    /// [`DEPARTED_KEPT`] (ids only grow, so the first is the oldest).
+    departed: std::collections::BTreeMap<WorkerId, String>,
     next: u64,
     /// Round-robin cursor, so chunks spread evenly.
     turn: u64,
@@ -122,6 +126,9 @@ impl Workers {
     pub fn remove(&mut self, id: WorkerId) -> Option<Worker> {
         let gone = self.workers.remove(&id)?;
         self.departed.insert(id, gone.name.clone());
+        if self.departed.len() > DEPARTED_KEPT {
+            self.departed.pop_first();
+        }
         Some(gone)
     }
 

@@ -131,9 +131,9 @@ pub enum FlagError {
     },
     #[error(
         "refusing to listen on {0} with no authentication: anyone who reaches it could run jobs \
-         over any file this coordinator can read. Listen on a loopback address (the default \
-         127.0.0.1:7077), or pass --insecure (FANFOLD_INSECURE=true) to accept every client \
-         that reaches the port"
+         over any file this coordinator can read. Listen on a loopback address (the defaults: \
+         127.0.0.1:7077 for --listen, 127.0.0.1:8080 for --http-listen), or pass --insecure \
+         (FANFOLD_INSECURE=true) to accept every client that reaches the port"
     )]
     Exposed(std::net::SocketAddr),
     #[error(

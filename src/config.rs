@@ -29,6 +29,11 @@ pub struct CoordinatorFlags {
     /// address].
     #[arg(long, env = "FANFOLD_HTTP_ADVERTISE")]
     pub http_advertise: Option<String>,
+    /// Dotted host names the HTTP port answers to (comma-separated), e.g. a proxy's or an
+    /// ingress's; IP addresses, `localhost`, single-label names and --http-advertise's host
+    /// always are. Requests naming other hosts are refused (DNS rebinding).
+    #[arg(long, env = "FANFOLD_HTTP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub http_allowed_hosts: Vec<String>,
     /// Listen on a non-loopback address with no authentication, accepting every client and
     /// worker that reaches the port (a warning is logged at every start).
     #[arg(long, env = "FANFOLD_INSECURE")]
@@ -225,6 +230,7 @@ impl CoordinatorFlags {
             state_dir: self.state_dir.clone(),
             registry: registry.allow_programs(self.allow_streaming),
             http_advertise: self.http_advertise.clone(),
+            http_allowed_hosts: self.http_allowed_hosts.clone(),
         })
     }
 }

@@ -16,10 +16,19 @@ use support::*;
 const ALLOW: &[&str] = &["--allow-streaming"];
 
 /// A mapper that takes about 0.3 s per chunk and counts words split on spaces, so a job of a few
-/// dozen chunks runs for seconds on two one-slot workers.
-const SLOW_MAPPER: &str = "sleep 0.3; tr ' ' '\\n' | awk 'NF { print $0 \"\\t1\" }'";
+/// dozen chunks runs for seconds on two one-slot workers. The chunk holding the input's last
+/// line (`LASTLINE`) waits until `gate` exists (at most a minute), so the job cannot end before
+/// the test has looked at it running.
+fn slow_mapper(gate: &Path) -> String {
+    format!(
+        "input=$(cat); sleep 0.3; case \"$input\" in *LASTLINE*) n=0; \
+         while [ ! -e '{}' ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done;; esac; \
+         printf '%s\\n' \"$input\" | tr ' ' '\\n' | awk 'NF {{ print $0 \"\\t1\" }}'",
+        gate.display()
+    )
+}
 
-/// Lines of a few words, about `bytes` in all.
+/// Lines of a few words, about `bytes` in all, the last one `LASTLINE`.
 fn input(dir: &Path, bytes: usize) -> PathBuf {
     let mut text = String::new();
     let mut i = 0u64;
@@ -27,6 +36,7 @@ fn input(dir: &Path, bytes: usize) -> PathBuf {
         text.push_str(&format!("alpha{} beta{} gamma\n", i % 37, i % 11));
         i += 1;
     }
+    text.push_str("LASTLINE gamma\n");
     let path = dir.join("words.txt");
     std::fs::write(&path, text).unwrap();
     path
@@ -54,7 +64,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn submit_detached(addr: &str, path: &Path, chunk: &str) -> String {
+async fn submit_detached(addr: &str, path: &Path, chunk: &str, gate: &Path) -> String {
+    let mapper = slow_mapper(gate);
     let out = submit_job(
         addr,
         &[
@@ -63,7 +74,7 @@ async fn submit_detached(addr: &str, path: &Path, chunk: &str) -> String {
             "--chunk-size",
             chunk,
             "--mapper",
-            SLOW_MAPPER,
+            &mapper,
             "--reducer",
             "sum",
             "--detach",
@@ -83,7 +94,7 @@ async fn the_pages_api_and_metrics_follow_a_running_job_and_survive_a_restart() 
     let test = "web_running";
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let path = input(dir.path(), 80 * 1024);
+    let path = input(dir.path(), 50 * 1024);
     let extra = [
         ALLOW,
         &["--no-backups", "--state-dir", state.to_str().unwrap()],
@@ -104,7 +115,8 @@ async fn the_pages_api_and_metrics_follow_a_running_job_and_survive_a_restart() 
             )
         })
         .collect();
-    let id = submit_detached(&addr, &path, "1KiB").await;
+    let gate = dir.path().join("go");
+    let id = submit_detached(&addr, &path, "1KiB", &gate).await;
 
     // While it runs.
     let before = until("a few chunks done", Duration::from_secs(60), || async {
@@ -243,6 +255,7 @@ async fn the_pages_api_and_metrics_follow_a_running_job_and_survive_a_restart() 
     }
 
     // After it.
+    std::fs::write(&gate, b"").unwrap();
     let done = until("the job ends", Duration::from_secs(120), || async {
         let s = status(&addr, &id).await;
         (s.state != "running").then_some(s)
@@ -298,7 +311,7 @@ async fn the_pages_api_and_metrics_follow_a_running_job_and_survive_a_restart() 
     );
     assert_eq!(value("fanfold_result_rows_total"), done.result_rows as f64);
     assert_eq!(value("fanfold_workers{state=attached}"), 2.0);
-    assert_eq!(value("fanfold_worker_slots"), 2.0);
+    assert_eq!(value("fanfold_slots"), 2.0);
     assert_eq!(value("fanfold_queue_depth"), 0.0);
     assert_eq!(
         value("fanfold_grpc_requests_total{code=OK,method=SubmitJob}"),
@@ -374,7 +387,9 @@ async fn the_cancel_button_works_from_this_origin_only_and_bad_requests_say_why(
     let path = input(dir.path(), 60 * 1024);
     let (_coordinator, addr, base) = coordinator_with_http(test, "127.0.0.1:0", ALLOW).await;
     let _worker = worker_with(test, &addr, 1, "w0", ALLOW);
-    let id = submit_detached(&addr, &path, "1KiB").await;
+    let gate = dir.path().join("go");
+    std::fs::write(&gate, b"").unwrap();
+    let id = submit_detached(&addr, &path, "1KiB", &gate).await;
 
     assert_eq!(web::get(&base, "/healthz").await.body, "ok\n");
     let ready = web::get(&base, "/readyz").await;
@@ -397,8 +412,14 @@ async fn the_cancel_button_works_from_this_origin_only_and_bad_requests_say_why(
     let rebound = web::request(&base, "GET", "/api/v1/jobs", &[("Host", "evil.example")]).await;
     assert_eq!(rebound.code, 403, "{}", rebound.body);
     assert!(rebound.body.contains("evil.example"), "{}", rebound.body);
-    let named = web::request(&base, "GET", "/healthz", &[("Host", "localhost:1")]).await;
-    assert_eq!(named.code, 200, "localhost is a loopback name");
+    for host in ["localhost:1", "coordinator:8080"] {
+        let named = web::request(&base, "GET", "/healthz", &[("Host", host)]).await;
+        assert_eq!(named.code, 200, "{host} is served");
+    }
+    // Pages may not be framed elsewhere: the cancel button cannot be clickjacked.
+    let page = web::get(&base, &format!("/jobs/{id}")).await;
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+    assert!(page.headers["content-security-policy"].contains("frame-ancestors 'none'"));
     // A page elsewhere cannot cancel through the browser: its Origin is not this port's.
     let host = base.trim_start_matches("http://").to_owned();
     let cancel = format!("/jobs/{id}/cancel");
@@ -501,6 +522,19 @@ async fn an_http_port_other_machines_can_reach_needs_insecure() {
     .await;
     let port = base.rsplit(':').next().unwrap();
     assert!(base.starts_with("http://0.0.0.0:"), "{base}");
-    let answer = web::get(&format!("http://127.0.0.1:{port}"), "/healthz").await;
+    let local = format!("http://127.0.0.1:{port}");
+    let answer = web::get(&local, "/healthz").await;
     assert_eq!(answer.body, "ok\n");
+    // Published from a container or forwarded, the port is still not served to a re-pointed
+    // name, unless it is listed.
+    let rebound = web::request(&local, "GET", "/", &[("Host", "evil.example")]).await;
+    assert_eq!(rebound.code, 403, "{}", rebound.body);
+    let (_listed, _addr, listed) = coordinator_with_http(
+        "web_insecure",
+        "127.0.0.1:0",
+        &["--http-allowed-hosts", "coord.example.org,other.example"],
+    )
+    .await;
+    let named = web::request(&listed, "GET", "/", &[("Host", "coord.example.org:80")]).await;
+    assert_eq!(named.code, 200, "{}", named.body);
 }

@@ -48,6 +48,9 @@ pub struct Config {
     /// The HTTP port's URL as clients reach it (`http://host:port`), for the page URLs in
     /// statuses; `None` names the bound address.
     pub http_advertise: Option<String>,
+    /// Dotted host names the HTTP port answers to besides IP addresses, `localhost` and
+    /// single-label names (a proxy's or ingress's name); others are refused (DNS rebinding).
+    pub http_allowed_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             state_dir: None,
             registry: Registry::builtin(),
             http_advertise: None,
+            http_allowed_hosts: Vec::new(),
         }
     }
 }
@@ -177,9 +181,17 @@ pub async fn run(
     }
     let http = listeners.http.map(|listener| {
         let base = page_base.clone().unwrap_or_default();
-        let loopback = listener
-            .local_addr()
-            .is_ok_and(|addr| addr.ip().is_loopback());
+        let mut allowed_hosts = config.http_allowed_hosts.clone();
+        if let Some(advertised) = &config.http_advertise {
+            let authority = advertised
+                .split_once("://")
+                .map_or(advertised.as_str(), |(_, rest)| rest);
+            let authority = authority.split('/').next().unwrap_or_default();
+            let name = authority
+                .rsplit_once(':')
+                .map_or(authority, |(name, _)| name);
+            allowed_hosts.push(name.to_owned());
+        }
         info!(url = %base, "status pages and metrics served");
         tokio::spawn(web::serve(
             listener,
@@ -187,7 +199,7 @@ pub async fn run(
                 scheduler,
                 metrics,
                 base: base.into(),
-                loopback,
+                allowed_hosts: allowed_hosts.into(),
                 shutdown: shutdown.clone(),
             },
         ))

@@ -117,12 +117,12 @@ impl Metrics {
         let bytes_folded = counter(
             &mut registry,
             "bytes_folded",
-            "Input bytes of chunks whose result was folded (once per chunk)",
+            "Input bytes of folded chunk results (a chunk mapped again after its map output was lost counts again)",
         );
         let records_folded = counter(
             &mut registry,
             "records_folded",
-            "Records of chunks whose result was folded (once per chunk)",
+            "Records of folded chunk results (a chunk mapped again after its map output was lost counts again)",
         );
         let result_rows = counter(&mut registry, "result_rows", "Rows of finalized results");
         let histogram = |registry: &mut Registry, name: &str, help: &str, start: f64| {
@@ -166,8 +166,8 @@ impl Metrics {
         );
         let slots = Gauge::default();
         registry.register(
-            "worker_slots",
-            "Slots of the attached workers",
+            "slots",
+            "Slots of the attached workers, summed",
             slots.clone(),
         );
         let queue_depth = Gauge::default();

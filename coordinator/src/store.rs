@@ -436,8 +436,15 @@ impl Store {
             } else {
                 None
             };
+            // Only the pages read a timeline: one that cannot be read is dropped, not fatal.
             let timeline = match timelines.get(id.as_str()).map_err(db)? {
-                Some(v) => Some(serde_json::from_slice(v.value()).map_err(corrupt)?),
+                Some(v) => match serde_json::from_slice(v.value()) {
+                    Ok(timeline) => Some(timeline),
+                    Err(e) => {
+                        tracing::warn!(job_id = %job, error = %e, "dropped an unreadable timeline");
+                        None
+                    }
+                },
                 None => None,
             };
             jobs.push(Restored {

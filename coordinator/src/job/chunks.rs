@@ -348,6 +348,11 @@ impl ChunkTable {
             .min_by_key(|(_, _, started)| *started)
     }
 
+    /// When a live attempt started.
+    pub fn started(&self, chunk: ChunkId, attempt: Attempt) -> Option<Instant> {
+        self.live(chunk, attempt).map(|l| l.started)
+    }
+
     fn live(&self, chunk: ChunkId, attempt: Attempt) -> Option<&Live> {
         match self.chunks.get(chunk.0 as usize) {
             Some(ChunkState::Running { live, .. }) => live.iter().find(|l| l.attempt == attempt),

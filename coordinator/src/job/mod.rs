@@ -423,6 +423,11 @@ impl Job {
         self.plan.operation.is_some()
     }
 
+    /// When a live attempt of a chunk started.
+    pub fn attempt_started(&self, chunk: ChunkId, attempt: Attempt) -> Option<Instant> {
+        self.chunks.started(chunk, attempt)
+    }
+
     /// Whether `attempt` of `chunk` is live: its result or its failure still counts.
     pub fn is_live(&self, chunk: ChunkId, attempt: Attempt) -> bool {
         self.phase == Phase::Mapping && self.chunks.is_live(chunk, attempt)

@@ -238,6 +238,7 @@ impl Job {
         self.finished_at = Some(SystemTime::now());
         self.chunks.stop();
         self.timeline.close();
+        self.slowest_running = None;
         self.folded = Partial::new();
         self.bad = Vec::new();
     }

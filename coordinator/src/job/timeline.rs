@@ -3,8 +3,9 @@
 //! reads each chunk's latest attempt from it. A finished job's timeline is kept with its end
 //! (the journal's `timelines` table), so it stays viewable after a restart.
 //!
-//! Bounded: at most [`MAX_SPANS`] attempts per job are kept (Spark keeps 100,000 tasks per
-//! stage); later ones are counted in `dropped`, and the chunks they ran still show their state.
+//! Bounded: the first [`MAX_SPANS`] attempts of a job are kept (Spark keeps 100,000 tasks per
+//! stage); later ones are counted in `dropped`, and the chunks they ran still show their state
+//! from the chunk table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -74,7 +75,7 @@ pub struct Timeline {
     spans: Vec<Span>,
     /// Running attempts' spans.
     open: HashMap<(Stage, u64, u32), usize>,
-    /// Each task's latest span.
+    /// Each task's latest span: the one that finished it, else the last started.
     latest: HashMap<(Stage, u64), usize>,
     dropped: u64,
     /// Worker names of a timeline restored from the store.
@@ -112,7 +113,9 @@ impl Timeline {
         backup: bool,
     ) {
         if self.spans.len() >= MAX_SPANS {
+            // Not kept: the task's state shows its live attempt, not an older kept one.
             self.dropped += 1;
+            self.latest.remove(&(stage, task));
             return;
         }
         let i = self.spans.len();
@@ -132,12 +135,6 @@ impl Timeline {
         self.latest.insert((stage, task), i);
     }
 
-    /// When a running attempt started (Unix milliseconds).
-    pub fn started_ms(&self, stage: Stage, task: u64, attempt: Attempt) -> Option<u64> {
-        let &i = self.open.get(&(stage, task, attempt.0))?;
-        Some(self.spans[i].start_ms)
-    }
-
     /// A running attempt ended.
     pub fn end(&mut self, stage: Stage, task: u64, attempt: Attempt, outcome: Outcome) {
         self.end_with(stage, task, attempt, outcome, 0, None);
@@ -153,6 +150,11 @@ impl Timeline {
         error: Option<&str>,
     ) {
         if let Some(i) = self.open.remove(&(stage, task, attempt.0)) {
+            if outcome == Outcome::Done {
+                // The attempt that decided the task is its latest, whatever started after it
+                // (a backup that lost).
+                self.latest.insert((stage, task), i);
+            }
             let span = &mut self.spans[i];
             span.end_ms = Some(now_ms());
             span.outcome = outcome;
@@ -162,8 +164,8 @@ impl Timeline {
         }
     }
 
-    /// A done map attempt's output was lost: it is the chunk's latest attempt (nothing ran
-    /// the chunk since it was done).
+    /// A done map attempt's output was lost: it is the chunk's latest span (the one that
+    /// finished it; nothing ran the chunk since).
     pub fn lost(&mut self, task: u64, attempt: Option<Attempt>) {
         if let Some(&i) = self.latest.get(&(Stage::Map, task)) {
             let span = &mut self.spans[i];
@@ -197,24 +199,33 @@ impl Timeline {
         self.latest.get(&(stage, task)).map(|&i| &self.spans[i])
     }
 
-    /// A restored timeline's worker name for `id`.
+    /// A restored timeline's worker name for `id`: worker ids start again at 1 after a
+    /// restart, so for a restored timeline this name wins over a worker attached now.
     pub fn stored_name(&self, id: u64) -> Option<&str> {
         self.workers.get(&id).map(String::as_str)
     }
 
     /// The record to store, naming workers by `name`.
     pub fn record(&self, name: impl Fn(u64) -> Option<String>) -> TimelineRecord {
+        self.record_latest(usize::MAX, name)
+    }
+
+    /// The latest `n` kept attempts as a record (the others counted in `dropped`), naming
+    /// their workers by `name`.
+    pub fn record_latest(&self, n: usize, name: impl Fn(u64) -> Option<String>) -> TimelineRecord {
+        let latest = &self.spans[self.spans.len().saturating_sub(n)..];
         let mut workers = BTreeMap::new();
-        for span in &self.spans {
+        for span in latest {
             workers.entry(span.worker).or_insert_with(|| {
-                name(span.worker)
-                    .or_else(|| self.stored_name(span.worker).map(str::to_owned))
+                self.stored_name(span.worker)
+                    .map(str::to_owned)
+                    .or_else(|| name(span.worker))
                     .unwrap_or_else(|| format!("worker {}", span.worker))
             });
         }
         TimelineRecord {
-            spans: self.spans.clone(),
-            dropped: self.dropped,
+            spans: latest.to_vec(),
+            dropped: self.dropped + (self.spans.len() - latest.len()) as u64,
             workers,
         }
     }
@@ -244,8 +255,24 @@ mod tests {
         assert_eq!(t.spans()[2].outcome, Outcome::Cancelled);
         let record = t.record(|id| (id == 1).then(|| "w1".to_owned()));
         assert_eq!(record.workers.get(&2).map(String::as_str), Some("worker 2"));
+        // After a restart worker ids start again: a restored timeline keeps its own names.
         let back = Timeline::restore(record.clone());
-        assert_eq!(back.record(|_| None), record);
+        assert_eq!(back.record(|_| Some("attached now".into())), record);
+    }
+
+    #[test]
+    fn the_attempt_that_finished_a_task_is_its_latest_even_when_a_backup_started_after_it() {
+        let mut t = Timeline::default();
+        t.start(Stage::Map, 4, Attempt(1), WorkerId(1), false);
+        t.start(Stage::Map, 4, Attempt(2), WorkerId(2), true);
+        t.end_with(Stage::Map, 4, Attempt(1), Outcome::Done, 9, None);
+        t.end(Stage::Map, 4, Attempt(2), Outcome::Superseded);
+        let latest = t.latest(Stage::Map, 4).unwrap();
+        assert_eq!((latest.attempt, latest.records), (1, 9));
+        // The winner's output lost later is marked on the winner.
+        t.lost(4, Some(Attempt(1)));
+        assert_eq!(t.spans()[0].outcome, Outcome::Lost);
+        assert_eq!(t.spans()[1].outcome, Outcome::Superseded);
     }
 
     #[test]
@@ -256,5 +283,11 @@ mod tests {
         }
         assert_eq!(t.spans().len(), MAX_SPANS);
         assert_eq!(t.dropped(), 5);
+        // A task whose attempt was not kept shows no older attempt as its latest.
+        t.start(Stage::Map, 0, Attempt(2), WorkerId(1), false);
+        assert!(t.latest(Stage::Map, 0).is_none());
+        let record = t.record_latest(10, |_| None);
+        assert_eq!(record.spans.len(), 10);
+        assert_eq!(record.dropped, 6 + (MAX_SPANS as u64 - 10));
     }
 }

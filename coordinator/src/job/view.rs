@@ -18,7 +18,8 @@ pub struct ChunkRow {
     pub file: String,
     pub start: u64,
     pub end: u64,
-    /// `pending`, `running`, `done`, or, once the job has ended, `not_run` and `cancelled`.
+    /// `pending`, `running`, `done`, or, once the job has ended, `failed`, `not_run` and
+    /// `cancelled`.
     pub state: &'static str,
     /// Attempts made so far.
     pub attempts: u32,
@@ -44,28 +45,36 @@ pub struct ReduceRow {
     pub rows: Option<u64>,
 }
 
-/// A worker's name: the caller's, else the stored timeline's, else its id.
+/// A worker's name: a restored timeline's, else the caller's (attached or departed workers),
+/// else its id.
 pub type Names<'a> = &'a dyn Fn(WorkerId) -> Option<String>;
 
 impl Job {
     fn name(&self, names: Names, id: u64) -> String {
-        names(WorkerId(id))
-            .or_else(|| self.timeline.stored_name(id).map(str::to_owned))
+        self.timeline
+            .stored_name(id)
+            .map(str::to_owned)
+            .or_else(|| names(WorkerId(id)))
             .unwrap_or_else(|| format!("worker {id}"))
     }
 
-    /// The state shown for a task whose table says `state`: a job that succeeded did every
-    /// task (a job restored after a restart has a fresh table); one that failed or was
-    /// cancelled ran nothing more.
-    fn shown(&self, state: &'static str) -> &'static str {
+    /// The state shown for a task whose table says `state` and whose latest attempt is
+    /// `latest`: a job that succeeded did every task (a job restored after a restart has a
+    /// fresh table).
+    /// A job that failed or was cancelled shows each task as its latest attempt ended (its
+    /// table is fresh after a restart, and a task out of attempts stays running in it).
+    fn shown_with(&self, state: &'static str, latest: Option<&Span>) -> &'static str {
         if self.is_running() {
             return state;
         }
-        match state {
-            _ if self.state() == fanfold_common::spec::JobState::Succeeded => "done",
-            "pending" => "not_run",
-            "running" => "cancelled",
-            other => other,
+        if self.state() == fanfold_common::spec::JobState::Succeeded {
+            return "done";
+        }
+        match (latest.map(|s| s.outcome), state) {
+            (Some(Outcome::Done | Outcome::Lost), _) | (_, "done") => "done",
+            (Some(Outcome::Failed), _) => "failed",
+            (_, "pending") => "not_run",
+            _ => "cancelled",
         }
     }
 
@@ -87,7 +96,7 @@ impl Job {
             file: location.to_string(),
             start: range.start,
             end: range.end,
-            state: self.shown(state),
+            state: self.shown_with(state, latest),
             attempts: issued.max(latest.map_or(0, |s| s.attempt)),
             worker,
             duration_ms,
@@ -133,7 +142,7 @@ impl Job {
                 let (worker, duration_ms) = self.attempt_shown(latest, &live, names);
                 ReduceRow {
                     partition,
-                    state: self.shown(state),
+                    state: self.shown_with(state, latest),
                     attempts: issued.max(latest.map_or(0, |s| s.attempt)),
                     worker,
                     duration_ms,

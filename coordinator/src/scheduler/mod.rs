@@ -34,7 +34,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::job::timeline::Stage;
 use crate::job::{BackupPolicy, Completion, FailOutcome, Job, JobResult, ReduceFailed};
 use crate::metrics::Metrics;
 use crate::parts::{self, Part};
@@ -594,7 +593,7 @@ impl Scheduler {
                     .get(worker)
                     .map(|w| w.shuffle_address.clone())
                     .unwrap_or_default();
-                let started = job.timeline.started_ms(Stage::Map, chunk.0, attempt);
+                let started = job.attempt_started(chunk, attempt);
                 let (bytes, records) = (output.stats.bytes_in, output.stats.records_in);
                 let folding = std::time::Instant::now();
                 let completed = if job.reducers() > 0 {
@@ -606,8 +605,7 @@ impl Scheduler {
                     Ok(Completion::Folded { losers, kept }) => {
                         Metrics::observe(&metrics.fold_seconds, folding.elapsed());
                         if let Some(started) = started {
-                            let took = crate::job::timeline::now_ms().saturating_sub(started);
-                            metrics.map_seconds.observe(took as f64 / 1000.0);
+                            Metrics::observe(&metrics.map_seconds, started.elapsed());
                         }
                         metrics.bytes_folded.inc_by(bytes);
                         metrics.records_folded.inc_by(records);

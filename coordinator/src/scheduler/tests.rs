@@ -700,6 +700,7 @@ async fn a_jobs_detail_shows_every_attempt_and_the_gauges_match_its_end() {
         offset: 0,
         limit: u64::MAX,
         spans: usize::MAX,
+        slowest: true,
     };
     let detail = job.handle.detail(job.id, query).await.unwrap();
     assert_eq!(detail.status.state, JobState::Succeeded);
@@ -751,4 +752,51 @@ async fn a_jobs_detail_shows_every_attempt_and_the_gauges_match_its_end() {
         (gauges.workers_attached, gauges.slots, gauges.queue_depth),
         (1, 1, 0)
     );
+}
+
+/// A failed job's chunks show how they ended: the one that failed for good as failed, the
+/// folded ones done, the rest not run.
+#[tokio::test]
+async fn a_failed_jobs_chunks_show_how_each_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = start(dir.path(), 1024, config()).await;
+    let mut fake = attach(&job.handle, 1).await;
+    while !job.handle.get(job.id).await.unwrap().state.is_final() {
+        let Ok(Some(ToWorker::Assign(a))) =
+            tokio::time::timeout(Duration::from_millis(100), fake.inbox.recv()).await
+        else {
+            continue;
+        };
+        let report = if a.chunk == ChunkId(1) {
+            Report::Failed {
+                error: "unreadable".into(),
+                retryable: false,
+            }
+        } else {
+            mapped(&a)
+        };
+        job.handle.report(fake.id, a.key(), report).await.unwrap();
+    }
+    let query = DetailQuery {
+        offset: 0,
+        limit: u64::MAX,
+        spans: usize::MAX,
+        slowest: false,
+    };
+    let detail = job.handle.detail(job.id, query).await.unwrap();
+    assert_eq!(detail.status.state, JobState::Failed);
+    assert_eq!(detail.chunks[0].state, "done");
+    assert_eq!(detail.chunks[1].state, "failed");
+    // Chunk 2 may have been prefetched (then cancelled with the job) or never handed out.
+    assert!(
+        detail.chunks[2..]
+            .iter()
+            .all(|c| ["not_run", "cancelled", "done"].contains(&c.state))
+    );
+    assert!(
+        detail.chunks.iter().any(|c| c.state == "not_run"),
+        "{:?}",
+        detail.chunks
+    );
+    assert!(detail.status.slowest_running.is_none());
 }

@@ -9,7 +9,7 @@ use fanfold_common::spec::{JobState, JobStatus};
 use serde::Serialize;
 
 use super::{JobError, Scheduler};
-use crate::job::timeline::{Span, TimelineRecord};
+use crate::job::timeline::TimelineRecord;
 use crate::job::{ChunkRow, ReduceRow};
 use crate::metrics::Gauges;
 
@@ -22,6 +22,8 @@ pub struct DetailQuery {
     pub limit: u64,
     /// The latest attempts of the timeline, at most this many.
     pub spans: usize,
+    /// Whether to find the slowest chunks (a pass over every attempt).
+    pub slowest: bool,
 }
 
 /// A job in detail.
@@ -65,19 +67,18 @@ impl Scheduler {
     pub(super) fn detail(&self, id: JobId, query: DetailQuery) -> Result<JobDetail, JobError> {
         let job = self.job(id)?;
         let names = |w: WorkerId| self.workers.name_of(w);
-        let spans = job.timeline.spans();
-        let latest: Vec<Span> = spans[spans.len().saturating_sub(query.spans)..].to_vec();
-        let mut timeline = job.timeline.record(|w| self.workers.name_of(WorkerId(w)));
-        timeline
-            .workers
-            .retain(|id, _| latest.iter().any(|s| s.worker == *id));
-        timeline.dropped += (spans.len() - latest.len()) as u64;
-        timeline.spans = latest;
+        let timeline = job
+            .timeline
+            .record_latest(query.spans, |w| self.workers.name_of(WorkerId(w)));
         Ok(JobDetail {
             status: job.snapshot(self.worker_count()),
             chunks: job.chunk_rows(query.offset, query.limit, &names),
             reduces: job.reduce_rows(&names),
-            slowest: job.slowest_chunks(10, &names),
+            slowest: if query.slowest {
+                job.slowest_chunks(10, &names)
+            } else {
+                Vec::new()
+            },
             timeline,
         })
     }

@@ -11,10 +11,13 @@
 //!
 //! The only route that changes anything is a job's cancel (`POST`). A browser's cross-site
 //! form post carries an `Origin` that differs from the `Host` it was sent to: such a request
-//! is refused, so a page elsewhere cannot cancel jobs through a user's browser. On a loopback
-//! address every request must also name a loopback host (`localhost`, `127.0.0.1`, `[::1]`):
-//! a site whose name an attacker re-points at 127.0.0.1 (DNS rebinding) reaches the port with
-//! its own name as `Host`, and is refused.
+//! is refused, so a page elsewhere cannot cancel jobs through a user's browser. Every request
+//! must name this port by an IP address, `localhost`, a single-label name (a compose service,
+//! a Kubernetes Service in its namespace) or a name it is told (`--http-advertise`'s host,
+//! `--http-allowed-hosts`): a site whose name an attacker re-points at this address (DNS
+//! rebinding) reaches the port with its own dotted name as `Host`, and is refused, whether the
+//! port is on loopback or published from a container. Pages may not be framed by other sites
+//! (`frame-ancestors 'none'`), so the cancel button cannot be clickjacked.
 
 mod pages;
 mod timeline;
@@ -43,8 +46,9 @@ pub struct Web {
     pub metrics: Metrics,
     /// `http://host:port` of this port, for page URLs in statuses.
     pub base: Arc<str>,
-    /// The port listens on a loopback address: only loopback host names are served.
-    pub loopback: bool,
+    /// Dotted host names this port answers to besides IP addresses, `localhost` and
+    /// single-label names.
+    pub allowed_hosts: Arc<Vec<String>>,
     pub shutdown: CancellationToken,
 }
 
@@ -85,46 +89,65 @@ fn router(web: Web) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .layer(axum::middleware::from_fn_with_state(
-            web.clone(),
-            loopback_names,
-        ))
+        .layer(axum::middleware::from_fn_with_state(web.clone(), guard))
         .with_state(web)
 }
 
-/// Whether `host` (a `Host` header: a name or address, maybe with a port) is a loopback name.
-fn is_loopback_host(host: &str) -> bool {
+/// Whether a request naming `host` (a `Host` header: a name or address, maybe with a port)
+/// is served: IP addresses, `localhost`, single-label names and the `allowed` names.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
     let name = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    !name.is_empty()
+        && (name.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || !name.contains('.')
+            || allowed.iter().any(|a| a.eq_ignore_ascii_case(name)))
 }
 
-/// On a loopback port, refuses requests that name another host (DNS rebinding).
-async fn loopback_names(
+/// Refuses requests that name a host this port does not answer to (DNS rebinding), and
+/// forbids framing the pages elsewhere (clickjacking).
+async fn guard(
     State(web): State<Web>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if web.loopback {
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        if !is_loopback_host(host) {
-            return Failure(
-                StatusCode::FORBIDDEN,
-                format!("this port serves loopback names only, not Host '{host}'"),
-            )
-            .into_response();
-        }
-    }
-    next.run(request).await
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut response = if host_allowed(&host, &web.allowed_hosts) {
+        next.run(request).await
+    } else {
+        Failure(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this port does not answer to Host '{host}': name it by address or list the \
+                 name in --http-allowed-hosts"
+            ),
+        )
+        .into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// An error as an HTTP answer: JSON `{"error": ...}` with a status code.
@@ -163,7 +186,8 @@ impl Web {
         status
     }
 
-    /// A job in detail: `limit` chunks from `offset`, the latest `spans` attempts.
+    /// A job in detail for the API: `limit` chunks from `offset`, the latest `spans` attempts
+    /// (the page asks for its slowest chunks too).
     async fn detail(
         &self,
         id: JobId,
@@ -175,6 +199,7 @@ impl Web {
             offset,
             limit,
             spans,
+            slowest: false,
         };
         self.scheduler.detail(id, query).await
     }
@@ -229,10 +254,13 @@ async fn job_page(
     Query(q): Query<PageQuery>,
 ) -> Result<Response, Failure> {
     let id = parse_id(&id)?;
-    let detail = match web
-        .detail(id, q.chunks, pages::CHUNKS_PER_PAGE, PAGE_SPANS)
-        .await
-    {
+    let query = DetailQuery {
+        offset: q.chunks,
+        limit: pages::CHUNKS_PER_PAGE,
+        spans: PAGE_SPANS,
+        slowest: true,
+    };
+    let detail = match web.scheduler.detail(id, query).await {
         Ok(detail) => detail,
         Err(JobError::NotFound(_)) => {
             let page = pages::not_found(&format!("No job {id} on this coordinator."));
@@ -405,29 +433,32 @@ async fn readyz(State(web): State<Web>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback_host;
+    use super::host_allowed;
 
     #[test]
-    fn only_loopback_names_count_as_loopback() {
+    fn addresses_plain_names_and_listed_names_are_served_other_names_are_not() {
+        let listed = vec!["coord.example.org".to_owned()];
         for host in [
             "localhost",
             "LOCALHOST:8080",
             "127.0.0.1:8080",
-            "127.9.9.9",
+            "10.0.0.1:8080",
             "[::1]:80",
-            "[::1]",
+            "[fd00::1]",
+            "coordinator:8080",
+            "fanfold-coordinator",
+            "Coord.Example.org:8080",
         ] {
-            assert!(is_loopback_host(host), "{host}");
+            assert!(host_allowed(host, &listed), "{host}");
         }
         for host in [
             "",
+            ":80",
             "evil.example",
             "evil.example:8080",
-            "10.0.0.1:8080",
-            "[fd00::1]:80",
             "localhost.evil.example",
         ] {
-            assert!(!is_loopback_host(host), "{host}");
+            assert!(!host_allowed(host, &listed), "{host}");
         }
     }
 }

@@ -145,7 +145,7 @@ pub fn svg(t: &TimelineRecord, s: &JobStatus) -> String {
          (outlined); reduce tasks darker",
     );
     if t.dropped > 0 {
-        let _ = write!(out, "; {} earlier attempts not drawn", t.dropped);
+        let _ = write!(out, "; {} attempts not drawn", t.dropped);
     }
     out.push_str("</figcaption></figure>");
     out

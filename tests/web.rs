@@ -498,17 +498,8 @@ async fn the_cli_prints_the_page_url_and_names_the_chunk_a_job_waits_on() {
 /// The HTTP port, like the gRPC one, is served to other machines only when told `--insecure`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_port_other_machines_can_reach_needs_insecure() {
-    let refused = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new(COORDINATOR)
-            .args(["--listen", "127.0.0.1:0", "--http-listen", "0.0.0.0:0"])
-            .stdin(std::process::Stdio::null())
-            .output(),
-    )
-    .await
-    .expect("the coordinator exits")
-    .unwrap();
-    assert_eq!(refused.status.code(), Some(1));
+    let refused =
+        coordinator_refused(&["--listen", "127.0.0.1:0", "--http-listen", "0.0.0.0:0"]).await;
     let why = stderr(&refused);
     assert!(
         why.contains("refusing to listen on 0.0.0.0:") && why.contains("--insecure"),

@@ -5,7 +5,6 @@
 //! when `/metrics` is scraped.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -212,10 +211,6 @@ impl Metrics {
                 code: code_name(code),
             })
             .inc();
-    }
-
-    pub fn observe(histogram: &Histogram, took: Duration) {
-        histogram.observe(took.as_secs_f64());
     }
 
     /// The OpenMetrics text of every metric, with the gauges set from `gauges`.

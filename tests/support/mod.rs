@@ -94,6 +94,24 @@ pub async fn coordinator_with_http(
     (Proc { child }, addr, http)
 }
 
+/// Runs a coordinator with `args` that must refuse to start: its output, once it has exited
+/// with status 1 without serving.
+pub async fn coordinator_refused(args: &[&str]) -> Output {
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(COORDINATOR)
+            .args(args)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("the coordinator exits")
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(!stdout(&refused).contains("listening"), "it did not serve");
+    refused
+}
+
 /// The command that starts a worker process attached to `coordinator`, with extra flags.
 pub fn worker_command(
     test: &str,

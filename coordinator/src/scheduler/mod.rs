@@ -603,9 +603,11 @@ impl Scheduler {
                 };
                 match completed {
                     Ok(Completion::Folded { losers, kept }) => {
-                        Metrics::observe(&metrics.fold_seconds, folding.elapsed());
+                        metrics
+                            .fold_seconds
+                            .observe(folding.elapsed().as_secs_f64());
                         if let Some(started) = started {
-                            Metrics::observe(&metrics.map_seconds, started.elapsed());
+                            metrics.map_seconds.observe(started.elapsed().as_secs_f64());
                         }
                         metrics.bytes_folded.inc_by(bytes);
                         metrics.records_folded.inc_by(records);

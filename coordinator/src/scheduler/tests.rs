@@ -669,6 +669,37 @@ async fn a_job_that_cannot_be_restored_fails_and_says_so() {
     stop.cancel();
 }
 
+/// Answers every assignment with `answer` until the job ends; returns how many it answered.
+async fn answer_until_final(
+    job: &Running,
+    fake: &mut Fake,
+    mut answer: impl FnMut(&Assignment) -> Report,
+) -> usize {
+    let mut answered = 0;
+    while !job.handle.get(job.id).await.unwrap().state.is_final() {
+        let Ok(Some(ToWorker::Assign(a))) =
+            tokio::time::timeout(Duration::from_millis(100), fake.inbox.recv()).await
+        else {
+            continue;
+        };
+        answered += 1;
+        let report = answer(&a);
+        job.handle.report(fake.id, a.key(), report).await.unwrap();
+    }
+    answered
+}
+
+/// Every chunk and attempt of a job.
+async fn everything(job: &Running, slowest: bool) -> JobDetail {
+    let query = DetailQuery {
+        offset: 0,
+        limit: u64::MAX,
+        spans: usize::MAX,
+        slowest,
+    };
+    job.handle.detail(job.id, query).await.unwrap()
+}
+
 /// What the status page reads: a chunk failed once shows two attempts, its failed one and its
 /// folded one in the timeline, the worker's failure, and gauges that match the ended job.
 #[tokio::test]
@@ -677,32 +708,19 @@ async fn a_jobs_detail_shows_every_attempt_and_the_gauges_match_its_end() {
     let job = start(dir.path(), 4096, config()).await;
     let mut fake = attach(&job.handle, 1).await;
     let mut failed_once = false;
-    let mut attempts = 0;
-    while !job.handle.get(job.id).await.unwrap().state.is_final() {
-        let Ok(Some(ToWorker::Assign(a))) =
-            tokio::time::timeout(Duration::from_millis(100), fake.inbox.recv()).await
-        else {
-            continue;
-        };
-        attempts += 1;
-        let report = if a.chunk == ChunkId(0) && !failed_once {
+    let attempts = answer_until_final(&job, &mut fake, |a| {
+        if a.chunk == ChunkId(0) && !failed_once {
             failed_once = true;
             Report::Failed {
                 error: "disk on fire".into(),
                 retryable: true,
             }
         } else {
-            mapped(&a)
-        };
-        job.handle.report(fake.id, a.key(), report).await.unwrap();
-    }
-    let query = DetailQuery {
-        offset: 0,
-        limit: u64::MAX,
-        spans: usize::MAX,
-        slowest: true,
-    };
-    let detail = job.handle.detail(job.id, query).await.unwrap();
+            mapped(a)
+        }
+    })
+    .await;
+    let detail = everything(&job, true).await;
     assert_eq!(detail.status.state, JobState::Succeeded);
     assert_eq!(detail.chunks.len() as u64, detail.status.chunks_total);
     assert!(detail.chunks.iter().all(|c| c.state == "done"));
@@ -761,29 +779,18 @@ async fn a_failed_jobs_chunks_show_how_each_ended() {
     let dir = tempfile::tempdir().unwrap();
     let job = start(dir.path(), 1024, config()).await;
     let mut fake = attach(&job.handle, 1).await;
-    while !job.handle.get(job.id).await.unwrap().state.is_final() {
-        let Ok(Some(ToWorker::Assign(a))) =
-            tokio::time::timeout(Duration::from_millis(100), fake.inbox.recv()).await
-        else {
-            continue;
-        };
-        let report = if a.chunk == ChunkId(1) {
+    answer_until_final(&job, &mut fake, |a| {
+        if a.chunk == ChunkId(1) {
             Report::Failed {
                 error: "unreadable".into(),
                 retryable: false,
             }
         } else {
-            mapped(&a)
-        };
-        job.handle.report(fake.id, a.key(), report).await.unwrap();
-    }
-    let query = DetailQuery {
-        offset: 0,
-        limit: u64::MAX,
-        spans: usize::MAX,
-        slowest: false,
-    };
-    let detail = job.handle.detail(job.id, query).await.unwrap();
+            mapped(a)
+        }
+    })
+    .await;
+    let detail = everything(&job, false).await;
     assert_eq!(detail.status.state, JobState::Failed);
     assert_eq!(detail.chunks[0].state, "done");
     assert_eq!(detail.chunks[1].state, "failed");

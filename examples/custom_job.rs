@@ -90,7 +90,7 @@ async fn run_locally(
     };
     let cluster = LocalCluster::start(2, 1, config, None).await?;
     let outcome = async {
-        let mut client = Client::connect(&cluster.address).await?;
+        let mut client = Client::connect(&cluster.address, &Default::default()).await?;
         let spec = JobSpec {
             inputs,
             operation: NAME.into(),
@@ -284,7 +284,9 @@ mod tests {
             fanfold_worker::Config::new(&address, "plain", 1),
             shutdown.clone(),
         ));
-        let mut client = Client::connect(&address).await.unwrap();
+        let mut client = Client::connect(&address, &Default::default())
+            .await
+            .unwrap();
         let spec = JobSpec {
             inputs: vec![dir.path().display().to_string()],
             operation: NAME.into(),

@@ -7,31 +7,37 @@ use anyhow::{Context, anyhow};
 use fanfold_common::ids::JobId;
 use fanfold_common::partial::Row;
 use fanfold_common::spec::{JobSpec, JobStatus};
+use fanfold_proto::transport::{ClientSecurity, Connection};
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::job_service_client::JobServiceClient;
 use fanfold_proto::{MAX_MESSAGE_BYTES, transport};
-use tonic::transport::Channel;
 
 /// How long a watch keeps trying to reach a coordinator that went away (e.g. restarting).
 const RECONNECT_FOR: Duration = Duration::from_secs(120);
 
 pub struct Client {
-    inner: JobServiceClient<Channel>,
+    inner: JobServiceClient<Connection>,
     address: String,
+    security: ClientSecurity,
 }
 
 impl Client {
-    /// Connects, failing fast with a clear message if nothing answers at `address`.
-    pub async fn connect(address: &str) -> anyhow::Result<Self> {
-        let inner = Self::channel(address).await?;
+    /// Connects, failing fast with a clear message if nothing answers at `address`; every
+    /// request presents `security`'s token.
+    pub async fn connect(address: &str, security: &ClientSecurity) -> anyhow::Result<Self> {
+        let inner = Self::channel(address, security).await?;
         Ok(Client {
             inner,
             address: address.to_owned(),
+            security: security.clone(),
         })
     }
 
-    async fn channel(address: &str) -> anyhow::Result<JobServiceClient<Channel>> {
-        let channel = transport::dial(address)
+    async fn channel(
+        address: &str,
+        security: &ClientSecurity,
+    ) -> anyhow::Result<JobServiceClient<Connection>> {
+        let channel = transport::dial(address, security)
             .await
             .map_err(|e| anyhow!(fanfold_common::error_chain(&e)))
             .with_context(|| format!("cannot reach the coordinator at {address}"))?;
@@ -185,7 +191,7 @@ impl Client {
             ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if let Ok(inner) = Self::channel(&self.address).await {
+        if let Ok(inner) = Self::channel(&self.address, &self.security).await {
             self.inner = inner;
         }
         Ok(())

@@ -15,8 +15,8 @@ use crate::flags;
 #[derive(clap::Args, Clone, Debug)]
 pub struct CoordinatorFlags {
     /// Address to listen on for clients, workers and health probes. An address other machines
-    /// can reach needs --insecure: without authentication, anyone who reaches the port can run
-    /// jobs over any file the coordinator can read.
+    /// can reach needs --auth-tokens (or --insecure): without authentication, anyone who
+    /// reaches the port can run jobs over any file the coordinator can read.
     #[arg(long, env = "FANFOLD_LISTEN", default_value = "127.0.0.1:7077")]
     pub listen: String,
     /// Address of the HTTP port: status pages, the JSON API (/api/v1/), Prometheus /metrics,
@@ -38,6 +38,36 @@ pub struct CoordinatorFlags {
     /// worker that reaches the port (a warning is logged at every start).
     #[arg(long, env = "FANFOLD_INSECURE")]
     pub insecure: bool,
+    /// The tokens file: one principal per line, `NAME ROLE[+programs] sha256:HEX` (make lines
+    /// with `coordinator token new NAME ROLE`). Every client, worker and page must then present
+    /// a token; the file must not be readable by others.
+    #[arg(long, env = "FANFOLD_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+    /// A directory job inputs must lie beneath (repeatable; comma-separated in the variable).
+    /// Paths are resolved beneath it when opened: `..`, symlinks out, devices, FIFOs and
+    /// /proc are refused. Without one, any file this coordinator can read.
+    #[arg(long = "data-root", env = "FANFOLD_DATA_ROOTS", value_delimiter = ',')]
+    pub data_roots: Vec<PathBuf>,
+    /// A directory output directories (--output-dir) must lie beneath (repeatable).
+    #[arg(
+        long = "output-root",
+        env = "FANFOLD_OUTPUT_ROOTS",
+        value_delimiter = ','
+    )]
+    pub output_roots: Vec<PathBuf>,
+    /// Most input files one job may name.
+    #[arg(long, env = "FANFOLD_MAX_INPUTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_inputs: u64,
+    /// The gRPC port's TLS certificate chain (PEM); with --tls-key it serves only TLS.
+    #[arg(long, env = "FANFOLD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "FANFOLD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A CA (PEM) whose client certificates workers must present (mutual TLS); clients of the
+    /// job API need none.
+    #[arg(long, env = "FANFOLD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Chunk size for jobs that do not set one (e.g. 8MiB).
     #[arg(long, env = "FANFOLD_CHUNK_SIZE", default_value = "16MiB", value_parser = flags::size)]
     pub chunk_size: u64,
@@ -114,18 +144,111 @@ pub struct WorkerFlags {
     /// --insecure.
     #[arg(long, env = "FANFOLD_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
-    /// Serve map outputs (and metrics) on an address other machines can reach, with no
-    /// authentication.
+    /// Serve metrics on an address other machines can reach, with no authentication, and map
+    /// outputs on one (fetches present the coordinator's shuffle token, over plain text).
     #[arg(long, env = "FANFOLD_INSECURE")]
     pub insecure: bool,
+    #[command(flatten)]
+    pub auth: ClientAuthFlags,
     /// Log JSON lines instead of text.
     #[arg(long, env = "FANFOLD_LOG_JSON")]
     pub log_json: bool,
 }
 
+/// How a client (`submit-job`) or a worker proves who it is and checks whom it talks to.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ClientAuthFlags {
+    /// A file holding this client's token, for a coordinator with --auth-tokens. The variable
+    /// FANFOLD_TOKEN may hold the token itself instead.
+    #[arg(long, global = true, env = "FANFOLD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed an https:// coordinator's certificate [default:
+    /// the public web roots].
+    #[arg(long, global = true, env = "FANFOLD_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) to present, for a coordinator that asks workers for one.
+    #[arg(
+        long = "tls-cert",
+        global = true,
+        env = "FANFOLD_TLS_CERT",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long = "tls-key",
+        global = true,
+        env = "FANFOLD_TLS_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+/// Reads a file a flag names, saying which flag.
+fn read_flag_file(flag: &'static str, path: &std::path::Path) -> Result<Vec<u8>, FlagError> {
+    std::fs::read(path).map_err(|source| FlagError::File {
+        flag,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+impl ClientAuthFlags {
+    /// The token (FANFOLD_TOKEN, else --token-file) and TLS files these flags name.
+    pub fn security(&self) -> Result<fanfold_proto::transport::ClientSecurity, FlagError> {
+        use fanfold_proto::transport::{ClientSecurity, ClientTls, Token};
+        let token = match (std::env::var("FANFOLD_TOKEN"), &self.token_file) {
+            (Ok(token), _) if !token.trim().is_empty() => {
+                Some(Token::new(&token).map_err(|e| FlagError::Token("FANFOLD_TOKEN".into(), e))?)
+            }
+            (_, Some(path)) => {
+                let text = read_flag_file("--token-file", path)?;
+                let text = String::from_utf8_lossy(&text);
+                Some(
+                    Token::new(&text)
+                        .map_err(|e| FlagError::Token(path.display().to_string(), e))?,
+                )
+            }
+            _ => None,
+        };
+        let tls = ClientTls {
+            ca_pem: self
+                .tls_ca
+                .as_deref()
+                .map(|p| read_flag_file("--tls-ca", p))
+                .transpose()?,
+            identity: match (&self.client_cert, &self.client_key) {
+                (Some(cert), Some(key)) => Some((
+                    read_flag_file("--tls-cert", cert)?,
+                    read_flag_file("--tls-key", key)?,
+                )),
+                _ => None,
+            },
+        };
+        Ok(ClientSecurity { tls, token })
+    }
+}
+
 /// Flags that parsed but cannot run together, or a listener they ask for.
 #[derive(Debug, thiserror::Error)]
 pub enum FlagError {
+    #[error("{flag} {path}: {source}")]
+    File {
+        flag: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the token in {0}: {1}")]
+    Token(String, fanfold_proto::transport::BadToken),
+    #[error(transparent)]
+    Tokens(#[from] fanfold_coordinator::auth::TokensError),
+    #[error("{flag} {source}")]
+    Root {
+        flag: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("--chunk-size: {0}")]
     ChunkSize(SpecInvalid),
     #[error("cannot listen on {address}: {source}")]
@@ -137,14 +260,16 @@ pub enum FlagError {
     #[error(
         "refusing to listen on {0} with no authentication: anyone who reaches it could run jobs \
          over any file this coordinator can read. Listen on a loopback address (the defaults: \
-         127.0.0.1:7077 for --listen, 127.0.0.1:8080 for --http-listen), or pass --insecure \
+         127.0.0.1:7077 for --listen, 127.0.0.1:8080 for --http-listen), give a tokens file \
+         (--auth-tokens, see `coordinator token new`), or pass --insecure \
          (FANFOLD_INSECURE=true) to accept every client that reaches the port"
     )]
     Exposed(std::net::SocketAddr),
     #[error(
         "refusing to serve map outputs on {0} with no authentication: anyone who reaches it \
-         could read them. Keep --shuffle-listen on a loopback address (the default), or pass \
-         --insecure (FANFOLD_INSECURE=true)"
+         could read them. Keep --shuffle-listen on a loopback address (the default), attach \
+         with a token (FANFOLD_TOKEN or --token-file), or pass --insecure \
+         (FANFOLD_INSECURE=true)"
     )]
     ShuffleExposed(std::net::SocketAddr),
     #[error(
@@ -155,10 +280,12 @@ pub enum FlagError {
 }
 
 /// Who can reach a coordinator's listener.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exposure {
     /// Only this machine.
     Loopback,
+    /// Other machines, each with a token (--auth-tokens).
+    Authenticated,
     /// Other machines, with no authentication: asked for with --insecure.
     Insecure,
 }
@@ -189,9 +316,7 @@ impl CoordinatorFlags {
         let mut exposure = self.exposure(bound)?;
         if let Some(http) = &listeners.http {
             let bound = http.local_addr().map_err(listen(&self.http_listen))?;
-            if self.exposure(bound)? == Exposure::Insecure {
-                exposure = Exposure::Insecure;
-            }
+            exposure = exposure.max(self.exposure(bound)?);
         }
         Ok((listeners, exposure))
     }
@@ -205,6 +330,8 @@ impl CoordinatorFlags {
     pub fn exposure(&self, bound: std::net::SocketAddr) -> Result<Exposure, FlagError> {
         if bound.ip().is_loopback() {
             Ok(Exposure::Loopback)
+        } else if self.auth_tokens.is_some() {
+            Ok(Exposure::Authenticated)
         } else if self.insecure {
             Ok(Exposure::Insecure)
         } else {
@@ -216,7 +343,32 @@ impl CoordinatorFlags {
     /// `--allow-streaming`). The listen address and log format are the caller's to apply.
     pub fn config(&self, registry: Registry) -> Result<fanfold_coordinator::Config, FlagError> {
         fanfold_common::spec::check_chunk_size(self.chunk_size).map_err(FlagError::ChunkSize)?;
+        let access = match &self.auth_tokens {
+            Some(path) => fanfold_coordinator::auth::Access::load(path)?,
+            None => fanfold_coordinator::auth::Access::Open,
+        };
+        let roots = |flag, dirs: &[PathBuf]| {
+            fanfold_common::roots::Roots::new(dirs)
+                .map_err(|source| FlagError::Root { flag, source })
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(fanfold_proto::transport::ServerTls {
+                cert_pem: read_flag_file("--tls-cert", cert)?,
+                key_pem: read_flag_file("--tls-key", key)?,
+                client_ca_pem: self
+                    .tls_client_ca
+                    .as_deref()
+                    .map(|p| read_flag_file("--tls-client-ca", p))
+                    .transpose()?,
+            }),
+            _ => None,
+        };
         Ok(fanfold_coordinator::Config {
+            access,
+            data_roots: roots("--data-root", &self.data_roots)?,
+            output_roots: roots("--output-root", &self.output_roots)?,
+            max_inputs: usize::try_from(self.max_inputs).unwrap_or(usize::MAX),
+            tls,
             default_chunk_size: self.chunk_size,
             scheduling: fanfold_coordinator::Scheduling {
                 prefetch: self.prefetch,
@@ -240,7 +392,10 @@ impl WorkerFlags {
     /// `--allow-streaming`); slots default to the available cores, the name to HOSTNAME-PID.
     /// The log format is the caller's to apply.
     pub fn config(&self, registry: Registry) -> Result<fanfold_worker::Config, FlagError> {
-        if !self.shuffle_listen.ip().is_loopback() && !self.insecure {
+        let security = self.auth.security()?;
+        // Fetches must present the coordinator's shuffle token, which a worker gets only by
+        // attaching with a token of its own.
+        if !self.shuffle_listen.ip().is_loopback() && !self.insecure && security.token.is_none() {
             return Err(FlagError::ShuffleExposed(self.shuffle_listen));
         }
         if let Some(metrics) = self.metrics_listen
@@ -261,6 +416,7 @@ impl WorkerFlags {
         config.shuffle_listen = self.shuffle_listen;
         config.shuffle_advertise = self.shuffle_advertise.clone();
         config.metrics_listen = self.metrics_listen;
+        config.security = security;
         if let Some(dir) = &self.spill_dir {
             config.spill_dir = dir.clone();
         }

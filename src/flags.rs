@@ -10,6 +10,14 @@ pub fn size(text: &str) -> Result<u64, String> {
         .map_err(|e| format!("'{text}' is not a size (try 8MiB): {e}"))
 }
 
+/// Parses a chunk size and checks it is one a job may ask for (0 would otherwise be taken
+/// for "the coordinator's default" on the wire).
+pub fn chunk_size(text: &str) -> Result<u64, String> {
+    let bytes = size(text)?;
+    fanfold_common::spec::check_chunk_size(bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
 /// Parses a duration such as `30s`, `500ms` or `2m`.
 pub fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
@@ -32,6 +40,18 @@ pub fn endpoint(text: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_size_outside_the_allowed_range_is_refused() {
+        assert_eq!(chunk_size("8MiB"), Ok(8 << 20));
+        for bad in ["0", "1023", "257MiB"] {
+            let error = chunk_size(bad).unwrap_err();
+            assert!(
+                error.contains("is outside 1024..=268435456 bytes"),
+                "{bad}: {error}"
+            );
+        }
+    }
 
     #[test]
     fn sizes_and_durations_parse_from_human_forms() {

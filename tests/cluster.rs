@@ -156,6 +156,7 @@ fn assert_status_json(
         "result_rows",
         "quarantine",
         "reducers",
+        "owner",
         "stage",
         "reduces_total",
         "reduces_done",

@@ -223,7 +223,7 @@ async fn the_pages_api_and_metrics_follow_a_running_job_and_survive_a_restart() 
     assert!(
         workers
             .iter()
-            .all(|w| w.slots == 1 && w.protocol == 3 && !w.draining)
+            .all(|w| w.slots == 1 && w.protocol == fanfold_proto::PROTOCOL && !w.draining)
     );
 
     // A real browser: the job row, the progress and the timeline, and a live refresh that
@@ -395,7 +395,7 @@ async fn the_cancel_button_works_from_this_origin_only_and_bad_requests_say_why(
     let ready = web::get(&base, "/readyz").await;
     assert_eq!((ready.code, ready.body.as_str()), (200, "ready\n"));
     let version: serde_json::Value = web::get_json(&base, "/api/v1/version").await;
-    assert_eq!(version["protocol"], 3);
+    assert_eq!(version["protocol"], fanfold_proto::PROTOCOL);
 
     let unknown = "0b5e6c1e-8d4f-4d5e-9a45-3f1c2b7d9e10";
     let missing = web::get(&base, &format!("/api/v1/jobs/{unknown}")).await;

@@ -11,9 +11,10 @@ use fanfold_proto::v1::job_service_client::JobServiceClient;
 use fanfold_proto::{MAX_MESSAGE_BYTES, transport};
 use tonic::transport::Channel;
 
-/// Opens one HTTP/2 connection to the coordinator at `address` (`http://host:port`).
+/// Opens one HTTP/2 connection to the coordinator at `address` (`http://host:port`, a
+/// coordinator without tokens).
 pub async fn channel(address: &str) -> anyhow::Result<Channel> {
-    transport::dial(address)
+    transport::connect(address, &transport::ClientTls::default())
         .await
         .with_context(|| format!("cannot reach {address}"))
 }

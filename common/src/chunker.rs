@@ -11,6 +11,7 @@ use std::io;
 
 use crate::input::InputFile;
 use crate::location::{Location, Source};
+use crate::roots::Roots;
 
 /// A record-aligned byte range `[start, end)` of one input file, `file` indexing the job's files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +40,7 @@ pub fn plan(
     files: &[InputFile],
     chunk_size: u64,
     whole_file: impl Fn(&Location) -> bool,
+    roots: &Roots,
 ) -> io::Result<Vec<ChunkRange>> {
     assert!(chunk_size > 0, "chunk size must be positive");
     let mut chunks = Vec::new();
@@ -54,7 +56,7 @@ pub fn plan(
             }
             continue;
         }
-        plan_file(&file.location, file.len, chunk_size, |start, end| {
+        plan_file(&file.location, file.len, chunk_size, roots, |start, end| {
             chunks.push(ChunkRange {
                 file: index,
                 start,
@@ -84,12 +86,13 @@ fn plan_file(
     location: &Location,
     len: u64,
     chunk_size: u64,
+    roots: &Roots,
     mut emit: impl FnMut(u64, u64),
 ) -> io::Result<()> {
     if len == 0 {
         return Ok(());
     }
-    let mut file = location.open()?;
+    let mut file = location.open(roots)?;
     let mut window = vec![0u8; SCAN_WINDOW];
     let mut start = 0;
     while start < len {
@@ -124,8 +127,8 @@ fn next_record_start(file: &mut Source, from: u64, len: u64, window: &mut [u8]) 
 }
 
 /// Reads the bytes of a planned chunk. Fails if the file changed so the range no longer exists.
-pub fn read(location: &Location, range: ChunkRange) -> io::Result<Vec<u8>> {
-    location.read_range(range.start, range.end)
+pub fn read(location: &Location, range: ChunkRange, roots: &Roots) -> io::Result<Vec<u8>> {
+    location.read_range(roots, range.start, range.end)
 }
 
 #[cfg(test)]
@@ -168,7 +171,7 @@ mod tests {
     fn check(contents: &[Vec<u8>], chunk_size: u64) {
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), contents);
-        let chunks = plan(&files, chunk_size, |_| false).unwrap();
+        let chunks = plan(&files, chunk_size, |_| false, &Roots::default()).unwrap();
         let mut seen: Vec<Vec<Vec<u8>>> = vec![Vec::new(); files.len()];
         let mut expected_start = vec![0u64; files.len()];
         for chunk in &chunks {
@@ -184,7 +187,7 @@ mod tests {
                 chunk.end as usize == bytes.len() || bytes[chunk.end as usize - 1] == b'\n',
                 "cut inside a record: {chunk:?}"
             );
-            let data = read(&files[file].location, *chunk).unwrap();
+            let data = read(&files[file].location, *chunk, &Roots::default()).unwrap();
             // A chunk is only as long as the cut forces: it ends at the first record boundary
             // at or after start + chunk_size.
             if chunk.len() > chunk_size {
@@ -224,7 +227,11 @@ mod tests {
         check(&[b"a\n".to_vec(), Vec::new(), b"b\nc".to_vec()], 1);
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), &[Vec::new()]);
-        assert!(plan(&files, 10, |_| false).unwrap().is_empty());
+        assert!(
+            plan(&files, 10, |_| false, &Roots::default())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -235,7 +242,7 @@ mod tests {
         check(std::slice::from_ref(&input), 10);
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), &[input]);
-        let chunks = plan(&files, 10, |_| false).unwrap();
+        let chunks = plan(&files, 10, |_| false, &Roots::default()).unwrap();
         // The long line starts inside the first chunk's range, so the first chunk holds it.
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].len(), 6 + 200_001);
@@ -248,7 +255,13 @@ mod tests {
             dir.path(),
             &[b"a\nb\nc\n".to_vec(), Vec::new(), b"d\ne\n".to_vec()],
         );
-        let chunks = plan(&files, 1, |l| !l.to_string().ends_with("part-00002")).unwrap();
+        let chunks = plan(
+            &files,
+            1,
+            |l| !l.to_string().ends_with("part-00002"),
+            &Roots::default(),
+        )
+        .unwrap();
         let spans: Vec<_> = chunks.iter().map(|c| (c.file, c.start, c.end)).collect();
         assert_eq!(spans, [(0, 0, 6), (2, 0, 2), (2, 2, 4)]);
     }
@@ -257,7 +270,7 @@ mod tests {
     fn an_oversized_record_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), &[b"ok\n0123456789\nok\n".to_vec()]);
-        let chunks = plan(&files, 1, |_| false).unwrap();
+        let chunks = plan(&files, 1, |_| false, &Roots::default()).unwrap();
         assert!(check_sizes(&files, &chunks, 11).is_ok());
         let err = check_sizes(&files, &chunks, 10).unwrap_err();
         assert_eq!(

@@ -1,7 +1,10 @@
 //! Resolves a job's input arguments (files, directories, glob patterns) into a list of files:
 //! the `list` of a [`Location`]'s source.
 //!
-//! Called by the coordinator at submission, on its own filesystem. Directories are walked
+//! Called by the coordinator at submission, on its own filesystem. With data roots, every
+//! argument must lie beneath one as written (a glob's fixed leading directories too), and
+//! every file found is opened through them ([`Roots::open`]), so nothing outside is listed
+//! or read. Directories are walked
 //! recursively, skipping hidden (`.`) and underscore-prefixed entries, as Hadoop's input formats
 //! do (`_SUCCESS`, `.crc`). The result is sorted and free of duplicates, so a plan is reproducible.
 
@@ -9,6 +12,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::location::{Location, LocationError};
+use crate::roots::Roots;
 
 /// One input file and its length at planning time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,8 +42,9 @@ pub enum InputError {
     Location(#[from] LocationError),
 }
 
-/// Resolves every argument; fails on the first that names nothing readable.
-pub fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
+/// Resolves every argument; fails on the first that names nothing readable, or anything
+/// outside `roots`.
+pub fn resolve(inputs: &[String], roots: &Roots) -> Result<Vec<InputFile>, InputError> {
     if inputs.is_empty() {
         return Err(InputError::Empty);
     }
@@ -51,7 +56,20 @@ pub fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
                 input: input.clone(),
             });
         };
+        let confined = |path: &Path| {
+            roots.check(path).map_err(|source| InputError::Io {
+                input: input.clone(),
+                source,
+            })
+        };
         if is_pattern(local) {
+            // The directories before the first pattern character are listed: they must be
+            // inside a root before anything is.
+            let fixed: PathBuf = Path::new(local)
+                .components()
+                .take_while(|c| !is_pattern(&c.as_os_str().to_string_lossy()))
+                .collect();
+            confined(&fixed)?;
             let mut matched = false;
             let entries = glob::glob(local).map_err(|e| InputError::BadPattern {
                 input: input.clone(),
@@ -62,7 +80,7 @@ pub fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
                     input: input.clone(),
                     source: e.into(),
                 })?;
-                add(input, &path, &mut paths)?;
+                add(input, &path, roots, &mut paths)?;
                 matched = true;
             }
             if !matched {
@@ -71,18 +89,18 @@ pub fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
                 });
             }
         } else {
-            add(input, Path::new(local), &mut paths)?;
+            confined(Path::new(local))?;
+            add(input, Path::new(local), roots, &mut paths)?;
         }
     }
     paths
         .into_iter()
         .map(|path| {
-            let len = std::fs::metadata(&path)
-                .map_err(|source| InputError::Io {
-                    input: path.display().to_string(),
-                    source,
-                })?
-                .len();
+            let io = |source| InputError::Io {
+                input: path.display().to_string(),
+                source,
+            };
+            let len = roots.open(&path).map_err(io)?.metadata().map_err(io)?.len();
             Ok(InputFile {
                 location: Location::Local(path),
                 len,
@@ -95,7 +113,12 @@ fn is_pattern(input: &str) -> bool {
     input.contains(['*', '?', '['])
 }
 
-fn add(input: &str, path: &Path, paths: &mut BTreeSet<PathBuf>) -> Result<(), InputError> {
+fn add(
+    input: &str,
+    path: &Path,
+    roots: &Roots,
+    paths: &mut BTreeSet<PathBuf>,
+) -> Result<(), InputError> {
     let io = |source| InputError::Io {
         input: input.to_owned(),
         source,
@@ -104,6 +127,7 @@ fn add(input: &str, path: &Path, paths: &mut BTreeSet<PathBuf>) -> Result<(), In
     if meta.is_file() {
         paths.insert(path.to_path_buf());
     } else if meta.is_dir() {
+        roots.check_dir(path).map_err(io)?;
         let walk = walkdir::WalkDir::new(path)
             .follow_links(true)
             .sort_by_file_name()
@@ -134,6 +158,46 @@ mod tests {
 
     fn s(p: &Path) -> String {
         p.display().to_string()
+    }
+
+    /// Resolution with no roots.
+    fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
+        super::resolve(inputs, &Roots::default())
+    }
+
+    #[test]
+    fn with_data_roots_nothing_outside_is_listed_or_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        std::fs::create_dir_all(root.join("logs")).unwrap();
+        std::fs::write(root.join("logs/a.log"), "a\n").unwrap();
+        std::fs::write(dir.path().join("secret.log"), "s\n").unwrap();
+        std::os::unix::fs::symlink(dir.path(), root.join("up")).unwrap();
+        let roots = Roots::new(std::slice::from_ref(&root)).unwrap();
+        let inside = super::resolve(&[s(&root.join("logs/*.log"))], &roots).unwrap();
+        assert_eq!(inside.len(), 1);
+        assert_eq!(inside[0].len, 2);
+        let refused = |input: String| match super::resolve(std::slice::from_ref(&input), &roots) {
+            Ok(files) => panic!("{input} resolved to {files:?}"),
+            Err(e) => e.to_string(),
+        };
+        for outside in [
+            s(&dir.path().join("secret.log")),
+            s(&dir.path().join("*.log")),
+            format!("{}/*/secret.log", dir.path().display()),
+            s(&root.join("../secret.log")),
+            s(&root.join("up/secret.log")),
+            s(&root.join("up")),
+            "/etc/passwd".to_owned(),
+            "/proc/self/environ".to_owned(),
+        ] {
+            let error = refused(outside.clone());
+            assert!(error.starts_with("input '"), "{outside}: {error}");
+            assert!(
+                !error.contains("secret.log") || outside.contains("secret.log"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

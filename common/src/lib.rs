@@ -15,6 +15,7 @@ pub mod partial;
 pub mod records;
 pub mod registry;
 pub mod render;
+pub mod roots;
 pub mod shuffle;
 pub mod sketch;
 pub mod spec;

@@ -12,6 +12,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use crate::roots::Roots;
+
 /// One input file: where its bytes are.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Location {
@@ -76,25 +78,18 @@ impl Location {
         }
     }
 
-    /// The file's length now. (Not a collection: `is_empty` would mean nothing here.)
-    #[allow(clippy::len_without_is_empty)]
-    pub fn len(&self) -> io::Result<u64> {
+    /// Opens the file for ranged reads, beneath `roots` if there are any
+    /// ([`crate::roots::Roots::open`]: regular files only).
+    pub fn open(&self, roots: &Roots) -> io::Result<Source> {
         match self {
-            Location::Local(path) => Ok(std::fs::metadata(path)?.len()),
-        }
-    }
-
-    /// Opens the file for ranged reads.
-    pub fn open(&self) -> io::Result<Source> {
-        match self {
-            Location::Local(path) => Ok(Source::Local(File::open(path)?)),
+            Location::Local(path) => Ok(Source::Local(roots.open(path)?)),
         }
     }
 
     /// Reads bytes `start..end`. Fails if the file is shorter than that (it changed since the
     /// job was planned).
-    pub fn read_range(&self, start: u64, end: u64) -> io::Result<Vec<u8>> {
-        self.open()?.read_range(start, end)
+    pub fn read_range(&self, roots: &Roots, start: u64, end: u64) -> io::Result<Vec<u8>> {
+        self.open(roots)?.read_range(start, end)
     }
 }
 
@@ -113,6 +108,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// The file's length now. (Not a collection: `is_empty` would mean nothing here.)
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> io::Result<u64> {
+        match self {
+            Source::Local(file) => Ok(file.metadata()?.len()),
+        }
+    }
+
     /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
     pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -179,12 +182,20 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"0123456789").unwrap();
         let location = Location::local(&path);
-        assert_eq!(location.len().unwrap(), 10);
-        assert_eq!(location.read_range(2, 5).unwrap(), b"234");
-        let short = location.read_range(8, 12).unwrap_err();
+        let anywhere = Roots::default();
+        assert_eq!(location.open(&anywhere).unwrap().len().unwrap(), 10);
+        assert_eq!(location.read_range(&anywhere, 2, 5).unwrap(), b"234");
+        let short = location.read_range(&anywhere, 8, 12).unwrap_err();
         assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
         let mut buf = [0u8; 4];
-        assert_eq!(location.open().unwrap().read_at(8, &mut buf).unwrap(), 2);
+        assert_eq!(
+            location
+                .open(&anywhere)
+                .unwrap()
+                .read_at(8, &mut buf)
+                .unwrap(),
+            2
+        );
         assert_eq!(location.to_string(), path.display().to_string());
     }
 }

@@ -35,6 +35,9 @@ pub struct JobSpec {
     pub output: Option<OutputDir>,
     /// Reduce on the workers in this many partitions; `None` folds at the coordinator.
     pub reducers: Option<u32>,
+    /// The principal that submitted the job. The coordinator sets it from the caller's
+    /// token; whatever a client sends is replaced.
+    pub owner: Option<String>,
 }
 
 /// Most partitions a job may ask for: each map output has an index entry per partition, and

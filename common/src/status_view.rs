@@ -19,6 +19,8 @@ pub struct StatusView<'a> {
     /// A running job whose chunks are all folded and whose end is being made durable.
     pub finishing: bool,
     pub operation: &'a str,
+    /// The principal that submitted the job (`anonymous` without tokens).
+    pub owner: Option<&'a str>,
     pub options: &'a Options,
     pub inputs: &'a [String],
     /// The job's target chunk size in bytes: the coordinator's default if the job set none.
@@ -133,6 +135,7 @@ impl<'a> From<&'a JobStatus> for StatusView<'a> {
             result_rows: s.result_rows,
             quarantine: s.quarantine.as_deref(),
             reducers: spec.reducers,
+            owner: spec.owner.as_deref(),
             stage: s.stage(),
             reduces_total: s.reduces_total,
             reduces_done: s.reduces_done,

@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use fanfold_common::ids::JobId;
-use fanfold_common::registry::Registry;
 use fanfold_common::spec::JobSpec;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::job_service_server::JobService;
@@ -16,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Principal;
 use crate::intake::{self, IntakeError};
 use crate::job::JobResult;
 use crate::metrics::Metrics;
@@ -30,8 +30,7 @@ pub struct Api {
     pub metrics: Metrics,
     /// The HTTP port's base URL (`http://host:port`), for each status's page URL.
     pub page_base: Option<Arc<str>>,
-    pub registry: Registry,
-    pub default_chunk_size: u64,
+    pub intake: intake::Rules,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -70,15 +69,66 @@ fn wire_status(status: &fanfold_common::spec::JobStatus, page_base: Option<&str>
     wire
 }
 
+/// The caller the authentication interceptor found (crate::auth::Interceptor); a request
+/// without one is refused, never served as someone.
+fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no principal"))
+}
+
+/// Refuses what `who`'s role does not grant, naming the principal and the action only.
+fn granted(allowed: bool, who: &Principal, action: impl FnOnce() -> String) -> Result<(), Status> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "principal '{}' (role {}) may not {}",
+            who.name,
+            who.role.name(),
+            action()
+        )))
+    }
+}
+
 impl Api {
     fn wire(&self, status: &fanfold_common::spec::JobStatus) -> pb::JobStatus {
         wire_status(status, self.page_base.as_deref())
     }
 
-    /// Counts the request by method and answer, and returns the answer.
-    fn counted<T>(&self, method: &'static str, answer: Result<T, Status>) -> Result<T, Status> {
+    /// Counts the request by method and answer, logs it with its principal, and returns the
+    /// answer.
+    fn counted<T>(
+        &self,
+        method: &'static str,
+        who: &Principal,
+        answer: Result<T, Status>,
+    ) -> Result<T, Status> {
         self.metrics.grpc(method, &answer);
+        match &answer {
+            Ok(_) => tracing::info!(principal = %who.name, method, outcome = "ok", "request"),
+            Err(status) => tracing::info!(
+                principal = %who.name,
+                method,
+                outcome = ?status.code(),
+                "request refused"
+            ),
+        }
         answer
+    }
+
+    /// Job `raw`'s status, if `who` may see it.
+    async fn visible(
+        &self,
+        who: &Principal,
+        raw: &str,
+    ) -> Result<fanfold_common::spec::JobStatus, Status> {
+        let id = job_id(raw)?;
+        let job = self.scheduler.get(id).await.map_err(status)?;
+        granted(who.may_see(&job), who, || format!("see job {id}"))?;
+        Ok(job)
     }
 }
 
@@ -88,49 +138,69 @@ impl JobService for Api {
         &self,
         request: Request<pb::SubmitJobRequest>,
     ) -> Result<Response<pb::SubmitJobResponse>, Status> {
-        let answer = async move {
-            let spec: JobSpec = request
+        let Ok(who) = caller(&request) else {
+            return Err(Status::unauthenticated("no principal"));
+        };
+        let answer = async {
+            granted(who.may_submit(), &who, || "submit jobs".into())?;
+            let mut spec: JobSpec = request
                 .into_inner()
                 .spec
                 .ok_or_else(|| Status::invalid_argument("missing field 'spec'"))?
                 .try_into()?;
-            let (spec, plan) = intake::admit(spec, &self.registry, self.default_chunk_size)
-                .await
-                .map_err(refused)?;
+            spec.owner = Some(who.name.to_string());
+            let runs_programs = self
+                .intake
+                .registry
+                .build(&spec.operation, &spec.options)
+                .is_ok_and(|op| op.runs_programs());
+            granted(who.programs || !runs_programs, &who, || {
+                format!(
+                    "run programs (operation '{}'): its line in the tokens file needs +programs",
+                    spec.operation
+                )
+            })?;
+            let (spec, plan) = intake::admit(spec, &self.intake).await.map_err(refused)?;
             let status = self.scheduler.submit(spec, plan).await.map_err(status)?;
             Ok(Response::new(pb::SubmitJobResponse {
                 status: Some(self.wire(&status)),
             }))
         }
         .await;
-        self.counted("SubmitJob", answer)
+        self.counted("SubmitJob", &who, answer)
     }
 
     async fn get_job(
         &self,
         request: Request<pb::GetJobRequest>,
     ) -> Result<Response<pb::JobStatus>, Status> {
-        let answer = async move {
-            let id = job_id(&request.into_inner().job_id)?;
-            let job = self.scheduler.get(id).await.map_err(status)?;
+        let who = caller(&request)?;
+        let answer = async {
+            let job = self.visible(&who, &request.get_ref().job_id).await?;
             Ok(Response::new(self.wire(&job)))
         }
         .await;
-        self.counted("GetJob", answer)
+        self.counted("GetJob", &who, answer)
     }
 
     async fn list_jobs(
         &self,
-        _request: Request<pb::ListJobsRequest>,
+        request: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let answer = async move {
+        let who = caller(&request)?;
+        let answer = async {
+            granted(who.may_see_workers(), &who, || "list jobs".into())?;
             let jobs = self.scheduler.list().await.map_err(status)?;
             Ok(Response::new(pb::ListJobsResponse {
-                jobs: jobs.iter().map(|j| self.wire(j)).collect(),
+                jobs: jobs
+                    .iter()
+                    .filter(|j| who.may_see(j))
+                    .map(|j| self.wire(j))
+                    .collect(),
             }))
         }
         .await;
-        self.counted("ListJobs", answer)
+        self.counted("ListJobs", &who, answer)
     }
 
     type WatchJobStream = BoxStream<pb::JobStatus>;
@@ -139,8 +209,9 @@ impl JobService for Api {
         &self,
         request: Request<pb::WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        let answer = async move {
-            let id = job_id(&request.into_inner().job_id)?;
+        let who = caller(&request)?;
+        let answer = async {
+            let id = self.visible(&who, &request.get_ref().job_id).await?.id;
             let mut updates = self.scheduler.watch(id).await.map_err(status)?;
             let (tx, rx) = mpsc::channel(4);
             let shutdown = self.shutdown.clone();
@@ -165,7 +236,7 @@ impl JobService for Api {
             Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as Self::WatchJobStream))
         }
         .await;
-        self.counted("WatchJob", answer)
+        self.counted("WatchJob", &who, answer)
     }
 
     type GetResultStream = BoxStream<pb::ResultBatch>;
@@ -174,8 +245,9 @@ impl JobService for Api {
         &self,
         request: Request<pb::GetResultRequest>,
     ) -> Result<Response<Self::GetResultStream>, Status> {
-        let answer = async move {
-            let id = job_id(&request.into_inner().job_id)?;
+        let who = caller(&request)?;
+        let answer = async {
+            let id = self.visible(&who, &request.get_ref().job_id).await?.id;
             let result = self
                 .scheduler
                 .result_when_ended(id, &self.shutdown)
@@ -201,20 +273,23 @@ impl JobService for Api {
             Ok(Response::new(Box::pin(stream) as Self::GetResultStream))
         }
         .await;
-        self.counted("GetResult", answer)
+        self.counted("GetResult", &who, answer)
     }
 
     async fn cancel_job(
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Result<Response<pb::JobStatus>, Status> {
-        let answer = async move {
-            let id = job_id(&request.into_inner().job_id)?;
+        let who = caller(&request)?;
+        let answer = async {
+            let id = job_id(&request.get_ref().job_id)?;
+            let job = self.scheduler.get(id).await.map_err(status)?;
+            granted(who.may_cancel(&job), &who, || format!("cancel job {id}"))?;
             let job = self.scheduler.cancel(id).await.map_err(status)?;
             Ok(Response::new(self.wire(&job)))
         }
         .await;
-        self.counted("CancelJob", answer)
+        self.counted("CancelJob", &who, answer)
     }
 }
 

@@ -12,10 +12,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fanfold_common::fleet::{FromWorker, Payload, ReduceKey, ReduceReport, ToWorker, WorkerHello};
 use fanfold_common::ids::WorkerId;
+use fanfold_common::roots::Roots;
 use fanfold_proto::PROTOCOL;
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_server::FleetService;
@@ -26,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
+use crate::auth::Principal;
 use crate::parts::{self, Part, PartWriter};
 use crate::reader;
 use crate::scheduler::{self, Handle};
@@ -38,6 +41,12 @@ pub struct Fleet {
     pub prefetch: u32,
     /// How long a new stream may take to say hello.
     pub hello_timeout: Duration,
+    /// Inputs are read beneath these; workers on shared storage are told them.
+    pub data_roots: Roots,
+    /// Workers must present a client certificate (mutual TLS, `--tls-client-ca`).
+    pub require_worker_cert: bool,
+    /// The token workers present to each other's shuffle service, sent in each welcome.
+    pub shuffle_token: Arc<str>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -52,8 +61,24 @@ impl FleetService for Fleet {
         &self,
         request: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        let answer = self.attached(request).await;
+        let who = request.extensions().get::<Principal>().cloned();
+        let answer = match &who {
+            Some(who) if who.may_attach() => self.attached(request).await,
+            Some(who) => Err(Status::permission_denied(format!(
+                "principal '{}' (role {}) may not attach as a worker",
+                who.name,
+                who.role.name()
+            ))),
+            None => Err(Status::unauthenticated("no principal")),
+        };
         self.metrics.grpc("Attach", &answer);
+        let principal = who.as_ref().map_or("", |w| &*w.name);
+        match &answer {
+            Ok(_) => info!(principal, method = "Attach", outcome = "ok", "request"),
+            Err(status) => {
+                info!(principal, method = "Attach", outcome = ?status.code(), "request refused")
+            }
+        }
         answer
     }
 }
@@ -67,6 +92,12 @@ impl Fleet {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        if self.require_worker_cert && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
+            return Err(Status::unauthenticated(
+                "this coordinator requires workers to present a client certificate (mutual \
+                 TLS): start the worker with --tls-cert and --tls-key",
+            ));
+        }
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(self.hello_timeout, inbound.message())
             .await
@@ -119,15 +150,23 @@ impl Fleet {
             kind: Some(pb::coordinator_message::Kind::Welcome(pb::Welcome {
                 worker_id: worker.to_string(),
                 protocol: PROTOCOL,
+                data_roots: self
+                    .data_roots
+                    .paths()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+                shuffle_token: self.shuffle_token.to_string(),
             })),
         };
         // Pulled as the connection can send: a large chunk is read just before it goes out,
         // and goes out in pieces.
         let scheduler = self.scheduler.clone();
+        let roots = self.data_roots.clone();
         let outgoing = async_stream::stream! {
             yield Ok(welcome);
             while let Some(message) = assignments.recv().await {
-                for message in ready_to_send(worker, &scheduler, message).await {
+                for message in ready_to_send(worker, &scheduler, message, &roots).await {
                     yield Ok(message);
                 }
             }
@@ -148,12 +187,13 @@ async fn ready_to_send(
     worker: WorkerId,
     scheduler: &Handle,
     message: ToWorker,
+    roots: &Roots,
 ) -> Vec<pb::CoordinatorMessage> {
     let ToWorker::Assign(mut assignment) = message else {
         return vec![message.into()];
     };
     let sent_whole = !matches!(assignment.payload, Payload::Unread);
-    if let Err(error) = reader::fill_when_sent(&mut assignment).await {
+    if let Err(error) = reader::fill_when_sent(&mut assignment, roots).await {
         let _ = scheduler.load_failed(worker, assignment.key(), error).await;
         return Vec::new();
     }

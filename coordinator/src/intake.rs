@@ -2,8 +2,9 @@
 //! builds the operation, checks the output directory, resolves the inputs, decides which files
 //! are read whole, plans the record-aligned chunks and checks their sizes, and for a
 //! range-partitioned job samples the input for its split keys. Errors are typed
-//! ([`IntakeError`]) and become a gRPC status in one place, the API adapter. Authorization of
-//! inputs belongs here.
+//! ([`IntakeError`]) and become a gRPC status in one place, the API adapter. Inputs and the
+//! output directory are confined here to the coordinator's data and output roots
+//! (`fanfold_common::roots`), and their number bounded ([`Rules`]).
 //!
 //! Called by the JobService adapter for every submission, by the scheduler when it restores a
 //! job after a restart ([`replan`]), and by the scheduler's tests.
@@ -14,6 +15,7 @@ use fanfold_common::location::Location;
 use fanfold_common::operation::{Chunk, ChunkStats, Operation, SpecError};
 use fanfold_common::records::Compression;
 use fanfold_common::registry::Registry;
+use fanfold_common::roots::Roots;
 use fanfold_common::spec::{JobSpec, SpecInvalid};
 
 use crate::job::Plan;
@@ -41,27 +43,68 @@ pub enum IntakeError {
     TooLarge(String),
     #[error("planning stopped: {0}")]
     Interrupted(String),
+    #[error(
+        "the inputs name {found} files; this coordinator takes at most {limit} per job \
+         (--max-inputs)"
+    )]
+    TooManyInputs { found: usize, limit: usize },
 }
+
+/// What submissions are checked against: the coordinator's settings.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    /// Operations jobs may name.
+    pub registry: Registry,
+    /// Chunk size for jobs that do not ask for one.
+    pub default_chunk_size: u64,
+    /// Directories inputs must lie beneath; none means anywhere.
+    pub data_roots: Roots,
+    /// Directories output directories must lie beneath; none means anywhere.
+    pub output_roots: Roots,
+    /// Most input files one job may name.
+    pub max_inputs: usize,
+}
+
+#[cfg(test)]
+impl Rules {
+    /// The rules of a coordinator with no roots and the default limits.
+    pub fn open(registry: Registry, default_chunk_size: u64) -> Rules {
+        Rules {
+            registry,
+            default_chunk_size,
+            data_roots: Roots::default(),
+            output_roots: Roots::default(),
+            max_inputs: DEFAULT_MAX_INPUTS,
+        }
+    }
+}
+
+/// Input files a job may name unless the coordinator says otherwise.
+pub const DEFAULT_MAX_INPUTS: usize = 100_000;
 
 /// Turns a submitted spec into a planned job; the spec comes back with its effective chunk
 /// size set. Reads the filesystem, so it runs on the blocking pool.
-pub async fn admit(
-    mut spec: JobSpec,
-    registry: &Registry,
-    default_chunk_size: u64,
-) -> Result<(JobSpec, Plan), IntakeError> {
+pub async fn admit(mut spec: JobSpec, rules: &Rules) -> Result<(JobSpec, Plan), IntakeError> {
     spec.validate()?;
+    let registry = &rules.registry;
     let operation = registry.build(&spec.operation, &spec.options)?;
     if let Some(output) = &spec.output {
-        crate::output::check(output).map_err(IntakeError::Output)?;
+        crate::output::check(output, &rules.output_roots).map_err(IntakeError::Output)?;
     }
-    let chunk_size = *spec.chunk_size.get_or_insert(default_chunk_size);
+    let chunk_size = *spec.chunk_size.get_or_insert(rules.default_chunk_size);
     let inputs = spec.inputs.clone();
     let whole_files = spec.whole_file;
     let reducers = spec.reducers.unwrap_or(0);
+    let (roots, max_inputs) = (rules.data_roots.clone(), rules.max_inputs);
     let sampled =
         tokio::task::spawn_blocking(move || -> Result<(Plan, Option<String>), IntakeError> {
-            let files = input::resolve(&inputs)?;
+            let files = input::resolve(&inputs, &roots)?;
+            if files.len() > max_inputs {
+                return Err(IntakeError::TooManyInputs {
+                    found: files.len(),
+                    limit: max_inputs,
+                });
+            }
             // Compressed files cannot be entered mid-stream; some formats cannot be cut.
             let whole_file = |location: &Location| {
                 let name = location.to_string();
@@ -70,11 +113,11 @@ pub async fn admit(
                     || operation.whole_file(&name)
             };
             let chunks =
-                chunker::plan(&files, chunk_size, whole_file).map_err(IntakeError::Plan)?;
+                chunker::plan(&files, chunk_size, whole_file, &roots).map_err(IntakeError::Plan)?;
             chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES)
                 .map_err(IntakeError::TooLarge)?;
             let splits = (reducers > 1 && operation.range_partitioned())
-                .then(|| sample_splits(operation.as_ref(), &files, &chunks, reducers))
+                .then(|| sample_splits(operation.as_ref(), &files, &chunks, reducers, &roots))
                 .transpose()
                 .map_err(IntakeError::Plan)?;
             Ok((
@@ -112,6 +155,7 @@ fn sample_splits(
     files: &[InputFile],
     chunks: &[ChunkRange],
     reducers: u32,
+    roots: &Roots,
 ) -> std::io::Result<Vec<Vec<u8>>> {
     let step = chunks.len().div_ceil(SAMPLED_CHUNKS).max(1);
     let mut keys: Vec<(Vec<u8>, u64)> = Vec::new();
@@ -122,7 +166,7 @@ fn sample_splits(
             continue;
         }
         let end = chunk.end.min(chunk.start + SAMPLE_BYTES);
-        let mut data = location.read_range(chunk.start, end)?;
+        let mut data = location.read_range(roots, chunk.start, end)?;
         if end < chunk.end {
             // Whole records only: up to the last newline read.
             let whole = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);

@@ -7,6 +7,7 @@
 //! `shutdown` is cancelled. The `coordinator` binary and the tests call the same function.
 
 mod api;
+pub mod auth;
 mod fleet;
 mod intake;
 mod job;
@@ -22,12 +23,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fanfold_common::registry::Registry;
+use fanfold_common::roots::Roots;
 use fanfold_proto::v1::fleet_service_server::FleetServiceServer;
 use fanfold_proto::v1::job_service_server::JobServiceServer;
 use fanfold_proto::{MAX_MESSAGE_BYTES, transport};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 use tracing::info;
 
 pub use job::BackupPolicy;
@@ -51,6 +54,16 @@ pub struct Config {
     /// Dotted host names the HTTP port answers to besides IP addresses, `localhost` and
     /// single-label names (a proxy's or ingress's name); others are refused (DNS rebinding).
     pub http_allowed_hosts: Vec<String>,
+    /// Who may call: the tokens file's principals, or everyone as admin.
+    pub access: auth::Access,
+    /// Directories inputs must lie beneath (none: anywhere).
+    pub data_roots: Roots,
+    /// Directories output directories must lie beneath (none: anywhere).
+    pub output_roots: Roots,
+    /// Most input files per job.
+    pub max_inputs: usize,
+    /// The gRPC port's certificate and key, if it serves TLS.
+    pub tls: Option<transport::ServerTls>,
 }
 
 impl Default for Config {
@@ -62,9 +75,18 @@ impl Default for Config {
             registry: Registry::builtin(),
             http_advertise: None,
             http_allowed_hosts: Vec::new(),
+            access: auth::Access::Open,
+            data_roots: Roots::default(),
+            output_roots: Roots::default(),
+            max_inputs: intake::DEFAULT_MAX_INPUTS,
+            tls: None,
         }
     }
 }
+
+/// Largest request a client may send (a job spec is small); the fleet stream, which carries
+/// chunks, takes [`MAX_MESSAGE_BYTES`].
+const MAX_CLIENT_REQUEST_BYTES: usize = 4 << 20;
 
 /// Why the coordinator stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +167,8 @@ pub async fn run(
             },
             parts_dir: parts_dir.clone(),
             metrics: metrics.clone(),
+            data_roots: config.data_roots.clone(),
+            output_roots: config.output_roots.clone(),
         },
         store,
         restored,
@@ -156,8 +180,13 @@ pub async fn run(
         scheduler: scheduler.clone(),
         metrics: metrics.clone(),
         page_base: page_base.as_deref().map(Into::into),
-        registry: config.registry,
-        default_chunk_size: config.default_chunk_size,
+        intake: intake::Rules {
+            registry: config.registry,
+            default_chunk_size: config.default_chunk_size,
+            data_roots: config.data_roots.clone(),
+            output_roots: config.output_roots.clone(),
+            max_inputs: config.max_inputs,
+        },
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
     };
@@ -167,6 +196,12 @@ pub async fn run(
         parts_dir: parts_dir.clone(),
         prefetch: config.scheduling.prefetch,
         hello_timeout: config.scheduling.worker_timeout,
+        data_roots: config.data_roots.clone(),
+        require_worker_cert: config
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_pem.is_some()),
+        shuffle_token: auth::shuffle_token().into(),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
     };
@@ -200,22 +235,26 @@ pub async fn run(
                 metrics,
                 base: base.into(),
                 allowed_hosts: allowed_hosts.into(),
+                access: config.access.clone(),
                 shutdown: shutdown.clone(),
             },
         ))
     });
-    let served = transport::server()
+    let authenticate = auth::Interceptor(config.access.clone());
+    let served = transport::server(config.tls.as_ref())?
         .add_service(health_service)
-        .add_service(
+        .add_service(InterceptedService::new(
             JobServiceServer::new(api)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_decoding_message_size(MAX_CLIENT_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
+            authenticate.clone(),
+        ))
+        .add_service(InterceptedService::new(
             FleetServiceServer::new(fleet)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
+            authenticate,
+        ))
         .serve_with_incoming_shutdown(transport::incoming(listeners.grpc), shutdown.cancelled())
         .await;
     // The HTTP port stops with the same token; wait for it before the scheduler's tasks.

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use fanfold_common::ids::JobId;
 use fanfold_common::partial::Row;
 use fanfold_common::render::RowWriter;
+use fanfold_common::roots::Roots;
 use fanfold_common::spec::OutputDir;
 
 use crate::job::JobResult;
@@ -30,9 +31,10 @@ use crate::parts::PartReader;
 /// Rows per part file.
 pub const ROWS_PER_PART: usize = 1_000_000;
 
-/// Checks at submission that the target can be written: its parent is a directory, and it does
-/// not exist unless overwriting.
-pub fn check(output: &OutputDir) -> Result<(), String> {
+/// Checks at submission that the target can be written: it lies beneath an output root (if
+/// there are any) with its parent resolved, it is not a symlink, its parent is a directory,
+/// and it does not exist unless overwriting.
+pub fn check(output: &OutputDir, roots: &Roots) -> Result<(), String> {
     let target = Path::new(&output.path);
     let parent = parent(target)?;
     if !parent.is_dir() {
@@ -42,8 +44,24 @@ pub fn check(output: &OutputDir) -> Result<(), String> {
             parent.display()
         ));
     }
+    confined(target, parent, roots)?;
     if target.exists() && !output.overwrite {
         return Err(exists(&output.path));
+    }
+    Ok(())
+}
+
+/// Refuses a target outside `roots`: as written, after following its parent's symlinks, or
+/// itself a symlink.
+fn confined(target: &Path, parent: &Path, roots: &Roots) -> Result<(), String> {
+    if roots.is_empty() {
+        return Ok(());
+    }
+    let named = |e: io::Error| format!("output directory '{}': {e}", target.display());
+    roots.check(target).map_err(named)?;
+    roots.check_dir(parent).map_err(named)?;
+    if fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(named(io::Error::other("it is a symlink")));
     }
     Ok(())
 }
@@ -73,10 +91,17 @@ fn committed_by(target: &Path, job: JobId) -> bool {
 }
 
 /// Writes `rows` and commits the directory; on failure leaves nothing behind but the target's
-/// previous state. A target this job committed already is kept as it is.
-pub fn commit(output: &OutputDir, job: JobId, result: &JobResult) -> Result<(), String> {
+/// previous state. A target this job committed already is kept as it is. The output roots
+/// are checked again first: a parent swapped for a symlink since submission is refused.
+pub fn commit(
+    output: &OutputDir,
+    job: JobId,
+    result: &JobResult,
+    roots: &Roots,
+) -> Result<(), String> {
     let target = PathBuf::from(&output.path);
     let parent = parent(&target)?;
+    confined(&target, parent, roots)?;
     let name = target.file_name().expect("checked").to_string_lossy();
     let temp = parent.join(format!(".{name}.tmp-{job}"));
     let old = parent.join(format!(".{name}.old-{job}"));
@@ -214,8 +239,8 @@ mod tests {
             format: Format::Csv,
             overwrite: false,
         };
-        check(&output).unwrap();
-        commit(&output, JobId::new(), &rows(3)).unwrap();
+        check(&output, &Roots::default()).unwrap();
+        commit(&output, JobId::new(), &rows(3), &Roots::default()).unwrap();
         let names: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -226,12 +251,12 @@ mod tests {
             "key,value\r\nk0,0\r\nk1,1\r\nk2,2\r\n"
         );
         assert!(target.join("_SUCCESS").exists());
-        let refused = check(&output).unwrap_err();
+        let refused = check(&output, &Roots::default()).unwrap_err();
         assert!(refused.contains("exists; ask to overwrite"), "{refused}");
-        assert!(commit(&output, JobId::new(), &rows(1)).is_err());
+        assert!(commit(&output, JobId::new(), &rows(1), &Roots::default()).is_err());
         output.overwrite = true;
         output.format = Format::Tsv;
-        commit(&output, JobId::new(), &rows(1)).unwrap();
+        commit(&output, JobId::new(), &rows(1), &Roots::default()).unwrap();
         let mut names: Vec<String> = fs::read_dir(&target)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -255,7 +280,7 @@ mod tests {
         let stale = dir.path().join(format!(".out.tmp-{job}"));
         fs::create_dir(&stale).unwrap();
         fs::write(stale.join("part-00000.tsv"), "half").unwrap();
-        commit(&output, job, &rows(2)).unwrap();
+        commit(&output, job, &rows(2), &Roots::default()).unwrap();
         assert_eq!(
             fs::read_to_string(target.join("_SUCCESS")).unwrap(),
             format!("job_id {job}\n")
@@ -263,7 +288,7 @@ mod tests {
         let written = fs::read_to_string(target.join("part-00000.tsv")).unwrap();
         assert_eq!(written, "k0\t0\nk1\t1\n");
         // Finishing the same job again (after a restart) keeps its commit as it is.
-        commit(&output, job, &rows(2)).unwrap();
+        commit(&output, job, &rows(2), &Roots::default()).unwrap();
         assert_eq!(
             fs::read_to_string(target.join("part-00000.tsv")).unwrap(),
             written
@@ -274,7 +299,7 @@ mod tests {
             .collect();
         assert_eq!(names, ["out"]);
         // Another job's directory is still refused.
-        let refused = commit(&output, JobId::new(), &rows(1)).unwrap_err();
+        let refused = commit(&output, JobId::new(), &rows(1), &Roots::default()).unwrap_err();
         assert!(refused.contains("exists; ask to overwrite"), "{refused}");
     }
 
@@ -285,7 +310,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            check(&output).unwrap_err(),
+            check(&output, &Roots::default()).unwrap_err(),
             "output directory '/nonexistent/fanfold/out': parent '/nonexistent/fanfold' is not a directory"
         );
     }

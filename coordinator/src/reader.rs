@@ -14,6 +14,7 @@ use bytes::Bytes;
 use fanfold_common::chunker::{self, ChunkRange};
 use fanfold_common::fleet::{Assignment, Payload};
 use fanfold_common::location::Location;
+use fanfold_common::roots::Roots;
 
 /// Chunks of at least this many bytes are read when sent, not when assigned.
 const READ_WHEN_SENT: u64 = 1 << 20;
@@ -30,28 +31,28 @@ pub fn payload(shared_storage: bool, location: &Location) -> Payload {
 }
 
 /// Reads a small unread chunk's bytes into its payload; leaves others as they are. Blocking.
-pub fn fill_small(assignment: &mut Assignment) -> Result<(), String> {
+pub fn fill_small(assignment: &mut Assignment, roots: &Roots) -> Result<(), String> {
     if matches!(assignment.payload, Payload::Unread) && assignment.range.len() < READ_WHEN_SENT {
-        assignment.payload = read(&assignment.location, assignment.range)?;
+        assignment.payload = read(&assignment.location, assignment.range, roots)?;
     }
     Ok(())
 }
 
 /// Reads a still unread chunk's bytes into its payload, off the async runtime, now that its
 /// worker's stream is ready to send it.
-pub async fn fill_when_sent(assignment: &mut Assignment) -> Result<(), String> {
+pub async fn fill_when_sent(assignment: &mut Assignment, roots: &Roots) -> Result<(), String> {
     if !matches!(assignment.payload, Payload::Unread) {
         return Ok(());
     }
-    let (location, range) = (assignment.location.clone(), assignment.range);
-    assignment.payload = tokio::task::spawn_blocking(move || read(&location, range))
+    let (location, range, roots) = (assignment.location.clone(), assignment.range, roots.clone());
+    assignment.payload = tokio::task::spawn_blocking(move || read(&location, range, &roots))
         .await
         .map_err(|e| e.to_string())??;
     Ok(())
 }
 
-fn read(location: &Location, range: ChunkRange) -> Result<Payload, String> {
-    chunker::read(location, range)
+fn read(location: &Location, range: ChunkRange, roots: &Roots) -> Result<Payload, String> {
+    chunker::read(location, range, roots)
         .map(|data| Payload::Inline(Bytes::from(data)))
         .map_err(|e| e.to_string())
 }

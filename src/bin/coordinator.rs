@@ -13,11 +13,52 @@ use fanfold_common::registry::Registry;
 struct Args {
     #[command(flatten)]
     flags: CoordinatorFlags,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Manage the tokens file (--auth-tokens).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum TokenCommand {
+    /// Print a fresh token for a principal, then its line for the tokens file. Give the token
+    /// to the principal (FANFOLD_TOKEN or --token-file); the file keeps only its hash.
+    New {
+        /// The principal's name, as logs and job owners show it.
+        name: String,
+        /// worker (attach only), submit (its own jobs), read (see every job) or admin.
+        role: fanfold_coordinator::auth::Role,
+        /// Let the principal submit jobs that run programs (streaming).
+        #[arg(long)]
+        programs: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Args { flags } = Args::parse();
+    let Args { flags, command } = Args::parse();
+    if let Some(Command::Token(TokenCommand::New {
+        name,
+        role,
+        programs,
+    })) = command
+    {
+        return match fanfold_coordinator::auth::new_token(&name, role, programs) {
+            Ok((token, line)) => {
+                println!("{token}\n{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("coordinator: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     return_large_buffers_to_the_os();
     fanfold_common::telemetry::init(flags.log_json, "info");
     match serve(flags).await {
@@ -46,9 +87,20 @@ async fn serve(flags: CoordinatorFlags) -> anyhow::Result<()> {
     let config = flags.config(Registry::builtin())?;
     let (listeners, exposure) = flags.listen().await?;
     let bound = listeners.grpc.local_addr()?;
-    if exposure == Exposure::Insecure {
-        tracing::warn!(addr = %bound, "listening with no authentication (--insecure): anyone \
-            who reaches this port can run jobs over any file this coordinator can read");
+    match exposure {
+        Exposure::Insecure => tracing::warn!(addr = %bound, "listening with no authentication \
+            (--insecure): anyone who reaches this port can run jobs over any file this \
+            coordinator can read"),
+        Exposure::Authenticated if config.tls.is_none() => tracing::warn!(addr = %bound,
+            "tokens and data travel in plain text: give --tls-cert and --tls-key, or keep \
+            the network private"),
+        _ => {}
+    }
+    if config.access.required() && config.data_roots.is_empty() {
+        tracing::warn!(
+            "no --data-root: every principal that may submit can read any file \
+            this coordinator can"
+        );
     }
     // The bound addresses on stdout, in one write, for people and for scripts that listen on
     // port 0 (the gRPC address first).

@@ -29,6 +29,8 @@ pub struct Cli {
     /// Coordinator address, `host:port` or a URL.
     #[arg(long, global = true, env = "FANFOLD_COORDINATOR", default_value = "127.0.0.1:7077", value_parser = flags::endpoint)]
     coordinator: String,
+    #[command(flatten)]
+    auth: crate::config::ClientAuthFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -117,7 +119,7 @@ impl Cli {
                 let cluster = LocalCluster::start(workers, slots, config, http_listen.as_deref())
                     .await
                     .context("cannot start the local cluster")?;
-                let outcome = match Client::connect(&cluster.address).await {
+                let outcome = match Client::connect(&cluster.address, &Default::default()).await {
                     Ok(mut client) => run::run_job(&mut client, run).await,
                     Err(e) => Err(e),
                 };
@@ -126,7 +128,7 @@ impl Cli {
             }
             Command::Probe { url } => probe::probe(&url).await,
             command => {
-                let mut client = Client::connect(&self.coordinator).await?;
+                let mut client = Client::connect(&self.coordinator, &self.auth.security()?).await?;
                 match command {
                     Command::Run(run) => run::run_job(&mut client, run).await,
                     Command::Status { job, json } => {

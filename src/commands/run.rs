@@ -38,8 +38,8 @@ pub struct RunArgs {
     /// Operation option as NAME=VALUE; repeat for more.
     #[arg(long = "option", value_name = "NAME=VALUE", value_parser = option)]
     options: Vec<(String, String)>,
-    /// Target chunk size [default: the coordinator's].
-    #[arg(long, value_parser = flags::size)]
+    /// Target chunk size, 1KiB..256MiB [default: the coordinator's].
+    #[arg(long, value_parser = flags::chunk_size)]
     chunk_size: Option<u64>,
     /// Row order of the result.
     #[arg(long, value_enum, default_value_t = Sort::Key)]
@@ -138,6 +138,7 @@ impl RunArgs {
             timeout: self.timeout,
             skip_bad_records: self.skip_bad_records,
             reducers: self.reducers,
+            owner: None,
         }
     }
 }
@@ -276,6 +277,7 @@ mod tests {
                     overwrite: true,
                 }),
                 reducers: Some(4),
+                owner: None,
             }
         );
         assert_eq!(

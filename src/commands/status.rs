@@ -167,6 +167,7 @@ mod tests {
                     overwrite: true,
                 }),
                 reducers: Some(3),
+                owner: Some("alice".into()),
             },
             chunks_total: 12,
             chunks_done: 11,
@@ -251,6 +252,7 @@ mod tests {
             "result_rows": 7,
             "quarantine": "/state/q.tsv",
             "reducers": 3,
+            "owner": "alice",
             "stage": null,
             "reduces_total": 3,
             "reduces_done": 2,
@@ -294,6 +296,7 @@ mod tests {
             "finished_at",
             "quarantine",
             "reducers",
+            "owner",
         ] {
             assert!(view[null].is_null(), "{null}: {view}");
         }

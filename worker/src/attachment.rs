@@ -61,7 +61,7 @@ pub async fn attach(
 ) -> Result<End, AttachError> {
     let channel = tokio::select! {
         _ = shutdown.cancelled() => return Ok(End::Shutdown),
-        channel = transport::dial(&config.coordinator) => channel?,
+        channel = transport::dial(&config.coordinator, &config.security) => channel?,
     };
     let mut client = FleetServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -146,6 +146,20 @@ pub async fn attach(
             pb::coordinator_message::Kind::Welcome(welcome) => {
                 welcomed = true;
                 info!(worker_id = %welcome.worker_id, slots = config.slots, "attached to coordinator");
+                let dirs: Vec<std::path::PathBuf> =
+                    welcome.data_roots.iter().map(Into::into).collect();
+                match fanfold_common::roots::Roots::new(&dirs) {
+                    Ok(roots) => jobs.set_roots(roots),
+                    Err(e) if config.shared_storage => warn!(error = %e,
+                        "cannot open the coordinator's data roots; its chunks will come inline"),
+                    Err(_) => {}
+                }
+                match transport::Token::new(&welcome.shuffle_token) {
+                    Ok(token) => shuffle.set_token(token),
+                    Err(_) => {
+                        warn!("the welcome named no shuffle token; shuffle fetches will fail")
+                    }
+                }
                 None
             }
             pb::coordinator_message::Kind::Assign(assign) if assign.piece_bytes > 0 => {

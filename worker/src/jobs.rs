@@ -1,14 +1,17 @@
 //! Per-job context on a worker: what a job's chunks and reduce tasks share, built once for
 //! the job rather than for every chunk: the operation (options parsed, regexes compiled).
 //! A partitioned job's map outputs are in the worker's spill directory (`crate::spill`).
+//! Also what every job of the coordinator shares: the data roots its welcome named, beneath
+//! which shared-storage chunks are read.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use fanfold_common::fleet::Assignment;
 use fanfold_common::ids::JobId;
 use fanfold_common::operation::{Operation, Options, SpecError};
 use fanfold_common::registry::Registry;
+use fanfold_common::roots::Roots;
 
 /// Contexts kept at once; the oldest goes first. Jobs run one after another far more often
 /// than dozens at once, and a context is rebuilt cheaply if a job comes back.
@@ -23,6 +26,8 @@ pub struct JobContext {
 pub struct Jobs {
     registry: Registry,
     contexts: Mutex<VecDeque<(JobId, Arc<JobContext>)>>,
+    /// The data roots of the coordinator's latest welcome; `None` before the first.
+    roots: RwLock<Option<Roots>>,
 }
 
 impl Jobs {
@@ -30,7 +35,19 @@ impl Jobs {
         Jobs {
             registry,
             contexts: Mutex::new(VecDeque::new()),
+            roots: RwLock::new(None),
         }
+    }
+
+    /// Keeps the data roots a welcome named.
+    pub fn set_roots(&self, roots: Roots) {
+        *self.roots.write().expect("roots") = Some(roots);
+    }
+
+    /// The data roots chunks on shared storage are read beneath; `None` before a welcome
+    /// (or if its roots could not be opened here), when no such chunk may be read.
+    pub fn roots(&self) -> Option<Roots> {
+        self.roots.read().expect("roots").clone()
     }
 
     /// The assignment's job context, built from its operation and options if this is the

@@ -62,6 +62,8 @@ pub struct Config {
     pub spill_dir: PathBuf,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// The token presented to the coordinator, and TLS for an `https://` coordinator.
+    pub security: fanfold_proto::transport::ClientSecurity,
 }
 
 /// The shuffle as a worker's slots see it: where map outputs are kept, and the address
@@ -70,6 +72,15 @@ pub struct Shuffle {
     pub spill: Arc<spill::Spill>,
     pub address: String,
     pub fetcher: Arc<shuffle::Fetcher>,
+    /// The token of the coordinator's latest welcome: presented to other workers' shuffle
+    /// services and required of their fetches here.
+    pub token: shuffle::Key,
+}
+
+impl Shuffle {
+    fn set_token(&self, token: fanfold_proto::transport::Token) {
+        self.token.set(token);
+    }
 }
 
 /// Why a worker could not start.
@@ -104,6 +115,7 @@ impl Config {
             shuffle_advertise: None,
             spill_dir: std::env::temp_dir(),
             metrics_listen: None,
+            security: Default::default(),
         }
     }
 }
@@ -131,13 +143,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         }
         None => bound.to_string(),
     };
+    let key = shuffle::Key::default();
     let shuffle = Shuffle {
         spill: Arc::clone(&spill),
         address,
-        fetcher: Arc::default(),
+        fetcher: Arc::new(shuffle::Fetcher::new(key.clone())),
+        token: key.clone(),
     };
     info!(shuffle = %shuffle.address, spill_dir = %spill.root().display(), "serving map outputs");
-    let serving = shuffle::serve(listener, Arc::clone(&spill), shutdown.child_token());
+    let serving = shuffle::serve(listener, Arc::clone(&spill), key, shutdown.child_token());
     let serving = tokio::spawn(serving);
     let metrics = metrics::Metrics::new(config.slots);
     let metrics_serving = match config.metrics_listen {

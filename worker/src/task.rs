@@ -54,13 +54,21 @@ pub async fn run(
         assignment.reducers,
     );
     let spill = Arc::clone(spill);
+    let roots = jobs.roots();
     let mapped = tokio::task::spawn_blocking(move || {
         let data = match payload {
             Payload::Inline(data) => data,
-            Payload::Shared(shared) => match chunker::read(&shared, range) {
-                Ok(data) => Bytes::from(data),
-                Err(e) => return Err(Failure::Unreadable(format!("{shared}: {e}"))),
-            },
+            Payload::Shared(shared) => {
+                let Some(roots) = roots else {
+                    return Err(Failure::Unreadable(format!(
+                        "{shared}: the coordinator's data roots are not open here"
+                    )));
+                };
+                match chunker::read(&shared, range, &roots) {
+                    Ok(data) => Bytes::from(data),
+                    Err(e) => return Err(Failure::Unreadable(format!("{shared}: {e}"))),
+                }
+            }
             Payload::Unread => return Err(Failure::Map("an assignment without its bytes".into())),
         };
         let name = location.to_string();

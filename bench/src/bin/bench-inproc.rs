@@ -36,8 +36,8 @@ fn main() -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let started = std::time::Instant::now();
-    let files = input::resolve(&args.inputs)?;
-    let chunks = chunker::plan(&files, args.chunk_size, |_| false)?;
+    let files = input::resolve(&args.inputs, &Default::default())?;
+    let chunks = chunker::plan(&files, args.chunk_size, |_| false, &Default::default())?;
     let operation = Registry::builtin().build("wordcount", &Options::new())?;
     let next = AtomicUsize::new(0);
     let partials: Vec<anyhow::Result<(Partial, ChunkStats)>> = std::thread::scope(|scope| {
@@ -50,7 +50,7 @@ fn main() -> anyhow::Result<()> {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&range) = chunks.get(i) else { break };
                         let location = &files[range.file as usize].location;
-                        let data = chunker::read(location, range)?;
+                        let data = chunker::read(location, range, &Default::default())?;
                         let name = location.to_string();
                         let chunk = Chunk::new(&data, &name, range.start);
                         folded.merge(operation.map(&chunk, &mut stats)?)?;

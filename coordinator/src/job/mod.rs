@@ -703,7 +703,8 @@ impl Job {
     }
 }
 
-fn placeholder_status(id: JobId) -> JobStatus {
+/// A running job's status with nothing in it yet.
+pub(crate) fn placeholder_status(id: JobId) -> JobStatus {
     JobStatus {
         id,
         state: JobState::Running,

@@ -121,12 +121,13 @@ impl Scheduler {
         let keys: Vec<(WorkerId, AttemptKey)> =
             batch.iter().map(|(w, _, a)| (*w, a.key())).collect();
         let commands = self.commands.clone();
+        let roots = self.config.data_roots.clone();
         self.tasks.spawn(async move {
             let filled = tokio::task::spawn_blocking(move || {
                 batch
                     .into_iter()
                     .map(|(worker, outbox, mut assignment)| {
-                        let read = reader::fill_small(&mut assignment);
+                        let read = reader::fill_small(&mut assignment, &roots);
                         (worker, outbox, assignment, read)
                     })
                     .collect::<Vec<_>>()

@@ -148,10 +148,12 @@ impl Scheduler {
             return;
         };
         let commands = self.commands.clone();
+        let roots = self.config.output_roots.clone();
         self.tasks.spawn(async move {
-            let committed =
-                tokio::task::spawn_blocking(move || crate::output::commit(&output, id, &result))
-                    .await;
+            let committed = tokio::task::spawn_blocking(move || {
+                crate::output::commit(&output, id, &result, &roots)
+            })
+            .await;
             let result = committed.unwrap_or_else(|e| Err(format!("output commit failed: {e}")));
             let _ = commands.send(Command::Committed { job: id, result }).await;
         });

@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime};
 use fanfold_common::fleet::{Assignment, AttemptKey, ReduceKey, ReduceReport, Report, ToWorker};
 use fanfold_common::ids::{JobId, WorkerId};
 use fanfold_common::registry::Registry;
+use fanfold_common::roots::Roots;
 use fanfold_common::spec::JobStatus;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -79,6 +80,10 @@ pub struct SchedulerConfig {
     /// Where partitioned jobs' part files are written, a directory per job.
     pub parts_dir: PathBuf,
     pub metrics: Metrics,
+    /// Every read of a job's input opens its file beneath these (none: anywhere).
+    pub data_roots: Roots,
+    /// Output directories are committed beneath these (none: anywhere).
+    pub output_roots: Roots,
 }
 
 use handle::Command;

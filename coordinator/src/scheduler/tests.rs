@@ -109,6 +109,8 @@ fn config() -> SchedulerConfig {
         quarantine_dir: std::env::temp_dir(),
         metrics: crate::metrics::Metrics::new(),
         parts_dir: std::env::temp_dir().join("fanfold-scheduler-tests"),
+        data_roots: Default::default(),
+        output_roots: Default::default(),
     }
 }
 
@@ -131,9 +133,12 @@ async fn inputs(dir: &std::path::Path, chunk_size: u64) -> (JobSpec, Plan, HashM
         chunk_size: Some(chunk_size),
         ..Default::default()
     };
-    let (spec, plan) = crate::intake::admit(spec, &Registry::builtin(), 1 << 20)
-        .await
-        .unwrap();
+    let (spec, plan) = crate::intake::admit(
+        spec,
+        &crate::intake::Rules::open(Registry::builtin(), 1 << 20),
+    )
+    .await
+    .unwrap();
     (spec, plan, expected)
 }
 
@@ -219,7 +224,7 @@ async fn shared_storage_workers_get_references_until_they_cannot_read_them() {
     };
     assert!(shared.as_path().unwrap().is_absolute());
     assert_eq!(shared, a.location.absolute());
-    let data = chunker::read(&shared, a.range).unwrap();
+    let data = chunker::read(&shared, a.range, &Default::default()).unwrap();
     let by_reference = Assignment {
         payload: Payload::Inline(data.into()),
         ..a

@@ -18,6 +18,12 @@
 //! rebinding) reaches the port with its own dotted name as `Host`, and is refused, whether the
 //! port is on loopback or published from a container. Pages may not be framed by other sites
 //! (`frame-ancestors 'none'`), so the cancel button cannot be clickjacked.
+//!
+//! With a tokens file, every page and API route asks for a token, as `Authorization: Bearer`
+//! or as a browser's Basic credentials (any user name, the token as the password), and shows
+//! only what the principal's role grants ([`crate::auth::Principal`]), as the gRPC API does.
+//! `/healthz`, `/readyz`, `/metrics` (no job data, no per-job labels) and the static assets
+//! stay open for probes and scrapers.
 
 mod pages;
 mod timeline;
@@ -25,7 +31,7 @@ mod timeline;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
@@ -36,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Access, Principal};
 use crate::metrics::Metrics;
 use crate::scheduler::{DetailQuery, Handle, JobError};
 
@@ -49,6 +56,8 @@ pub struct Web {
     /// Dotted host names this port answers to besides IP addresses, `localhost` and
     /// single-label names.
     pub allowed_hosts: Arc<Vec<String>>,
+    /// Who may look: the same principals as the gRPC port's.
+    pub access: Access,
     pub shutdown: CancellationToken,
 }
 
@@ -121,7 +130,7 @@ async fn guard(
         .unwrap_or_default()
         .to_owned();
     let mut response = if host_allowed(&host, &web.allowed_hosts) {
-        next.run(request).await
+        authenticated(&web.access, request, next).await
     } else {
         Failure(
             StatusCode::FORBIDDEN,
@@ -148,6 +157,59 @@ async fn guard(
         header::HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// Routes anyone may ask for: probes, the scrape (no job data) and the static assets.
+fn open_route(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/assets/")
+}
+
+/// Runs the request as the principal its `Authorization` names; asks for credentials (401,
+/// with a Basic challenge a browser answers) when there is none or it is not valid.
+async fn authenticated(
+    access: &Access,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if open_route(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    match access.authenticate(presented) {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(e) => {
+            tracing::warn!(path = %request.uri().path(), outcome = "unauthenticated", "HTTP request refused: {e}");
+            let mut response = Failure(StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"fanfold\", charset=\"UTF-8\""),
+            );
+            response
+        }
+    }
+}
+
+/// Refuses what `who`'s role does not grant.
+fn granted(allowed: bool, who: &Principal, action: impl FnOnce() -> String) -> Result<(), Failure> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(Failure(
+            StatusCode::FORBIDDEN,
+            format!(
+                "principal '{}' (role {}) may not {}",
+                who.name,
+                who.role.name(),
+                action()
+            ),
+        ))
+    }
 }
 
 /// An error as an HTTP answer: JSON `{"error": ...}` with a status code.
@@ -204,11 +266,33 @@ impl Web {
         self.scheduler.detail(id, query).await
     }
 
-    /// Every job, newest first.
-    async fn jobs(&self) -> Result<Vec<JobStatus>, Failure> {
+    /// Every job `who` may see, newest first.
+    async fn jobs(&self, who: &Principal) -> Result<Vec<JobStatus>, Failure> {
+        granted(who.may_see_workers(), who, || "list jobs".into())?;
         let mut jobs = self.scheduler.list().await?;
+        jobs.retain(|j| who.may_see(j));
         jobs.reverse();
         Ok(jobs.into_iter().map(|j| self.paged(j)).collect())
+    }
+
+    /// Job `id`'s status, if `who` may see it.
+    async fn visible(&self, who: &Principal, id: JobId) -> Result<JobStatus, Failure> {
+        let status = self.scheduler.get(id).await?;
+        granted(who.may_see(&status), who, || format!("see job {id}"))?;
+        Ok(self.paged(status))
+    }
+
+    /// The fleet's workers, if `who` may see them.
+    async fn workers(&self, who: &Principal) -> Result<Vec<crate::scheduler::WorkerRow>, Failure> {
+        granted(who.may_see_workers(), who, || "see the workers".into())?;
+        Ok(self.scheduler.workers().await?)
+    }
+
+    /// Cancels job `id`, if `who` may.
+    async fn cancel(&self, who: &Principal, id: JobId) -> Result<JobStatus, Failure> {
+        let status = self.scheduler.get(id).await?;
+        granted(who.may_cancel(&status), who, || format!("cancel job {id}"))?;
+        Ok(self.paged(self.scheduler.cancel(id).await?))
     }
 }
 
@@ -241,19 +325,26 @@ struct PageQuery {
 
 async fn index_page(
     State(web): State<Web>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, Failure> {
-    let jobs = web.jobs().await?;
-    let workers = web.scheduler.workers().await?;
+    let jobs = web.jobs(&who).await?;
+    let workers = web.workers(&who).await?;
     Ok(Html(pages::index(&jobs, &workers, q.part.is_some())))
 }
 
 async fn job_page(
     State(web): State<Web>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, Failure> {
     let id = parse_id(&id)?;
+    match web.visible(&who, id).await {
+        Err(Failure(StatusCode::NOT_FOUND, _)) => {}
+        Err(refused) => return Err(refused),
+        Ok(_) => {}
+    }
     let query = DetailQuery {
         offset: q.chunks,
         limit: pages::CHUNKS_PER_PAGE,
@@ -275,9 +366,10 @@ async fn job_page(
 
 async fn workers_page(
     State(web): State<Web>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<PageQuery>,
 ) -> Result<Html<String>, Failure> {
-    let workers = web.scheduler.workers().await?;
+    let workers = web.workers(&who).await?;
     Ok(Html(pages::workers(&workers, q.part.is_some())))
 }
 
@@ -305,12 +397,13 @@ fn same_origin(headers: &HeaderMap) -> Result<(), Failure> {
 
 async fn cancel_form(
     State(web): State<Web>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Redirect, Failure> {
     same_origin(&headers)?;
     let id = parse_id(&id)?;
-    web.scheduler.cancel(id).await?;
+    web.cancel(&who, id).await?;
     Ok(Redirect::to(&format!("/jobs/{id}")))
 }
 
@@ -328,14 +421,21 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-async fn api_jobs(State(web): State<Web>) -> Result<Response, Failure> {
-    let jobs = web.jobs().await?;
+async fn api_jobs(
+    State(web): State<Web>,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, Failure> {
+    let jobs = web.jobs(&who).await?;
     let views: Vec<StatusView> = jobs.iter().map(StatusView::from).collect();
     Ok(Json(views).into_response())
 }
 
-async fn api_job(State(web): State<Web>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let status = web.paged(web.scheduler.get(parse_id(&id)?).await?);
+async fn api_job(
+    State(web): State<Web>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    let status = web.visible(&who, parse_id(&id)?).await?;
     Ok(Json(StatusView::from(&status)).into_response())
 }
 
@@ -350,10 +450,11 @@ struct ChunkPage<'a> {
 
 async fn api_chunks(
     State(web): State<Web>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<ChunksQuery>,
 ) -> Result<Response, Failure> {
-    let id = parse_id(&id)?;
+    let id = web.visible(&who, parse_id(&id)?).await?.id;
     let limit = q.limit.min(MAX_LIMIT);
     let detail = web.detail(id, q.offset, limit, 0).await?;
     Ok(Json(ChunkPage {
@@ -366,28 +467,42 @@ async fn api_chunks(
     .into_response())
 }
 
-async fn api_reduces(State(web): State<Web>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let detail = web.detail(parse_id(&id)?, 0, 0, 0).await?;
+async fn api_reduces(
+    State(web): State<Web>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    let id = web.visible(&who, parse_id(&id)?).await?.id;
+    let detail = web.detail(id, 0, 0, 0).await?;
     Ok(Json(detail.reduces).into_response())
 }
 
-async fn api_timeline(State(web): State<Web>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let detail = web.detail(parse_id(&id)?, 0, 0, usize::MAX).await?;
+async fn api_timeline(
+    State(web): State<Web>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
+    let id = web.visible(&who, parse_id(&id)?).await?.id;
+    let detail = web.detail(id, 0, 0, usize::MAX).await?;
     Ok(Json(detail.timeline).into_response())
 }
 
 async fn api_cancel(
     State(web): State<Web>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     same_origin(&headers)?;
-    let status = web.paged(web.scheduler.cancel(parse_id(&id)?).await?);
+    let status = web.cancel(&who, parse_id(&id)?).await?;
     Ok(Json(StatusView::from(&status)).into_response())
 }
 
-async fn api_workers(State(web): State<Web>) -> Result<Response, Failure> {
-    Ok(Json(web.scheduler.workers().await?).into_response())
+async fn api_workers(
+    State(web): State<Web>,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, Failure> {
+    Ok(Json(web.workers(&who).await?).into_response())
 }
 
 async fn api_version() -> Response {

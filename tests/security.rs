@@ -348,7 +348,10 @@ async fn every_call_succeeds_exactly_as_the_callers_role_grants() {
     )
     .await;
     assert_ok(&words);
-    assert_eq!(parse_tsv(&words.stdout), count_words(std::slice::from_ref(&input)));
+    assert_eq!(
+        parse_tsv(&words.stdout),
+        count_words(std::slice::from_ref(&input))
+    );
     let refused = submit_job(&addr, &["status", &job]).await;
     assert!(!refused.status.success());
     assert!(
@@ -450,7 +453,10 @@ async fn inputs_and_outputs_stay_inside_their_roots() {
     )
     .await;
     assert_ok(&ran);
-    assert_eq!(parse_tsv(&ran.stdout), count_words(std::slice::from_ref(&inside)));
+    assert_eq!(
+        parse_tsv(&ran.stdout),
+        count_words(std::slice::from_ref(&inside))
+    );
     assert!(target.join("_SUCCESS").exists());
 
     // A file replaced by a symlink out of the root after submission: the coordinator opens
@@ -566,7 +572,10 @@ async fn tls_serves_those_who_trust_it_and_mutual_tls_refuses_workers_without_a_
     )
     .await;
     assert_ok(&ran);
-    assert_eq!(parse_tsv(&ran.stdout), count_words(std::slice::from_ref(&input)));
+    assert_eq!(
+        parse_tsv(&ran.stdout),
+        count_words(std::slice::from_ref(&input))
+    );
     until(
         "the bare worker is refused",
         Duration::from_secs(30),

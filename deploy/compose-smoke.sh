@@ -5,6 +5,7 @@
 # result again from its state volume; then runs the count partitioned (--reducers 3), the
 # workers fetching map outputs from each other, and compares; last, checks the HTTP port's
 # /healthz, /api/v1/jobs and /metrics from the host, and that its compose health check passes.
+# It runs with fresh tokens (deploy/compose-tokens.sh): a client without one is refused.
 #
 #   deploy/compose-smoke.sh [SUBMIT_JOB]    # default: the image build's static submit-job
 #
@@ -28,8 +29,15 @@ if command -v docker-compose >/dev/null 2>&1; then
 else
   compose=(docker compose)
 fi
-compose+=(-f deploy/docker-compose.yml -p "$project")
 out="$(mktemp -d)"
+# Fresh tokens: the coordinator's lines and the workers' token for compose, the admin token
+# (FANFOLD_TOKEN) for submit-job here.
+deploy/compose-tokens.sh "$out/tokens.env" >/dev/null
+set -a
+# shellcheck disable=SC1091
+. "$out/tokens.env"
+set +a
+compose+=(--env-file "$out/tokens.env" -f deploy/docker-compose.yml -p "$project")
 
 cleanup() {
   status=$?
@@ -68,6 +76,14 @@ if ! grep -q "shared_storage=true" <<<"$coordinator_log" ||
 fi
 echo "compose-smoke: workers read their chunks from the shared volume"
 
+# Without a token, or with another, nothing is served.
+if FANFOLD_TOKEN= "$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" list >/dev/null 2>&1 ||
+  FANFOLD_TOKEN=ff_wrong "$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" list >/dev/null 2>&1; then
+  echo "compose-smoke: the coordinator served a client without a valid token" >&2
+  exit 1
+fi
+echo "compose-smoke: a client without a valid token is refused"
+
 # The state directory is on the named volume: a restarted coordinator still has the result.
 job="$("$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" list | awk 'NR == 2 { print $1 }')"
 "${compose[@]}" restart coordinator
@@ -96,12 +112,21 @@ python3 - "http://127.0.0.1:$FANFOLD_HTTP_PORT" "$job" "${jobs[@]}" <<'PY'
 import json, re, sys, urllib.request
 base, first, ran = sys.argv[1], sys.argv[2], set(sys.argv[3:])
 
-def get(path):
-    with urllib.request.urlopen(base + path, timeout=10) as response:
+import os, urllib.error
+
+def get(path, token=os.environ["FANFOLD_TOKEN"]):
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return response.read().decode()
 
 if get("/healthz") != "ok\n":
     sys.exit("compose-smoke: /healthz did not answer ok")
+try:
+    get("/api/v1/jobs", token="ff_wrong")
+    sys.exit("compose-smoke: /api/v1/jobs answered a wrong token")
+except urllib.error.HTTPError as refused:
+    if refused.code != 401:
+        sys.exit(f"compose-smoke: /api/v1/jobs answered a wrong token with {refused.code}")
 jobs = json.loads(get("/api/v1/jobs"))
 listed = {job["job_id"]: job["state"] for job in jobs}
 if len(ran) != 2 or first not in ran or set(listed) != ran:

@@ -51,6 +51,13 @@ notes, c = pod("StatefulSet", "fanfold-coordinator")
 check(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/port") == "8080"
       and notes.get("prometheus.io/path") == "/metrics", "coordinator scrape annotations")
 check(env(c).get("FANFOLD_HTTP_LISTEN") == "0.0.0.0:8080", "coordinator FANFOLD_HTTP_LISTEN")
+# Tokens from the Secret, required: no pod runs without them, and the coordinator is not
+# told to accept everyone.
+secret_of = lambda c: [s["secretRef"] for s in c.get("envFrom", []) if "secretRef" in s]
+check("FANFOLD_INSECURE" not in env(c), "the coordinator runs with tokens, not --insecure")
+check(env(c).get("FANFOLD_DATA_ROOTS") == "/data", "the coordinator confines inputs to /data")
+check([s for s in secret_of(c) if s["name"] == "fanfold-credentials" and not s.get("optional")],
+      "the coordinator requires the fanfold-credentials Secret")
 check({p["name"]: p["containerPort"] for p in c["ports"]}.get("http") == 8080, "coordinator http port")
 check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "coordinator readiness probe on /readyz")
 check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "coordinator liveness probe on /healthz")
@@ -60,5 +67,8 @@ notes, c = pod("Deployment", "fanfold-worker")
 check(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/port") == "9090",
       "worker scrape annotations")
 check(env(c).get("FANFOLD_METRICS_LISTEN") == "0.0.0.0:9090", "worker FANFOLD_METRICS_LISTEN")
-print("validate-k8s: HTTP port, probes and scrape annotations in place")
+check([s for s in secret_of(c) if s["name"] == "fanfold-credentials" and not s.get("optional")],
+      "the workers require the fanfold-credentials Secret (their token)")
+check(("Secret", "fanfold-credentials") in docs, "the base has the fanfold-credentials Secret")
+print("validate-k8s: HTTP port, probes, scrape annotations and tokens in place")
 PY

@@ -41,8 +41,12 @@ pub struct CoordinatorFlags {
     /// The tokens file: one principal per line, `NAME ROLE[+programs] sha256:HEX` (make lines
     /// with `coordinator token new NAME ROLE`). Every client, worker and page must then present
     /// a token; the file must not be readable by others.
-    #[arg(long, env = "FANFOLD_AUTH_TOKENS")]
+    #[arg(long, env = "FANFOLD_AUTH_TOKENS", conflicts_with = "auth_token_lines")]
     pub auth_tokens: Option<PathBuf>,
+    /// The tokens file's lines themselves, separated by `;` or newlines: for platforms that
+    /// hand secrets to containers as variables (the lines hold only hashes of tokens).
+    #[arg(long, env = "FANFOLD_AUTH_TOKEN_LINES", hide_env_values = true)]
+    pub auth_token_lines: Option<String>,
     /// A directory job inputs must lie beneath (repeatable; comma-separated in the variable).
     /// Paths are resolved beneath it when opened: `..`, symlinks out, devices, FIFOs and
     /// /proc are refused. Without one, any file this coordinator can read.
@@ -55,6 +59,19 @@ pub struct CoordinatorFlags {
         value_delimiter = ','
     )]
     pub output_roots: Vec<PathBuf>,
+    /// Jobs running or queued at once; a submission over it is refused (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "FANFOLD_MAX_ACTIVE_JOBS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_active_jobs: u64,
+    /// Jobs one principal may have running or queued at once.
+    #[arg(long, env = "FANFOLD_MAX_ACTIVE_JOBS_PER_PRINCIPAL", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_active_jobs_per_principal: u64,
+    /// How long a finished job, its result and its state are kept after it ends (`forever`
+    /// keeps them until --keep-jobs removes them).
+    #[arg(long, env = "FANFOLD_KEEP_RESULTS", default_value = "24h", value_parser = flags::lifetime)]
+    pub keep_results: flags::Lifetime,
+    /// Finished jobs kept at most (the newest); older ones are removed with their results.
+    #[arg(long, env = "FANFOLD_KEEP_JOBS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_jobs: u64,
     /// Most input files one job may name.
     #[arg(long, env = "FANFOLD_MAX_INPUTS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_inputs: u64,
@@ -261,7 +278,8 @@ pub enum FlagError {
         "refusing to listen on {0} with no authentication: anyone who reaches it could run jobs \
          over any file this coordinator can read. Listen on a loopback address (the defaults: \
          127.0.0.1:7077 for --listen, 127.0.0.1:8080 for --http-listen), give a tokens file \
-         (--auth-tokens, see `coordinator token new`), or pass --insecure \
+         (--auth-tokens or FANFOLD_AUTH_TOKEN_LINES, see `coordinator token new`), or pass \
+         --insecure \
          (FANFOLD_INSECURE=true) to accept every client that reaches the port"
     )]
     Exposed(std::net::SocketAddr),
@@ -330,7 +348,7 @@ impl CoordinatorFlags {
     pub fn exposure(&self, bound: std::net::SocketAddr) -> Result<Exposure, FlagError> {
         if bound.ip().is_loopback() {
             Ok(Exposure::Loopback)
-        } else if self.auth_tokens.is_some() {
+        } else if self.auth_tokens.is_some() || self.auth_token_lines.is_some() {
             Ok(Exposure::Authenticated)
         } else if self.insecure {
             Ok(Exposure::Insecure)
@@ -343,9 +361,13 @@ impl CoordinatorFlags {
     /// `--allow-streaming`). The listen address and log format are the caller's to apply.
     pub fn config(&self, registry: Registry) -> Result<fanfold_coordinator::Config, FlagError> {
         fanfold_common::spec::check_chunk_size(self.chunk_size).map_err(FlagError::ChunkSize)?;
-        let access = match &self.auth_tokens {
-            Some(path) => fanfold_coordinator::auth::Access::load(path)?,
-            None => fanfold_coordinator::auth::Access::Open,
+        let access = match (&self.auth_tokens, &self.auth_token_lines) {
+            (Some(path), _) => fanfold_coordinator::auth::Access::load(path)?,
+            (None, Some(lines)) => fanfold_coordinator::auth::Access::parse(
+                &lines.replace(';', "\n"),
+                "FANFOLD_AUTH_TOKEN_LINES",
+            )?,
+            (None, None) => fanfold_coordinator::auth::Access::Open,
         };
         let roots = |flag, dirs: &[PathBuf]| {
             fanfold_common::roots::Roots::new(dirs)
@@ -369,6 +391,15 @@ impl CoordinatorFlags {
             output_roots: roots("--output-root", &self.output_roots)?,
             max_inputs: usize::try_from(self.max_inputs).unwrap_or(usize::MAX),
             tls,
+            limits: fanfold_coordinator::Limits {
+                active_jobs: usize::try_from(self.max_active_jobs).unwrap_or(usize::MAX),
+                active_jobs_per_principal: usize::try_from(self.max_active_jobs_per_principal)
+                    .unwrap_or(usize::MAX),
+            },
+            retention: fanfold_coordinator::Retention {
+                keep_for: self.keep_results.0,
+                keep_jobs: Some(usize::try_from(self.keep_jobs).unwrap_or(usize::MAX)),
+            },
             default_chunk_size: self.chunk_size,
             scheduling: fanfold_coordinator::Scheduling {
                 prefetch: self.prefetch,
@@ -433,227 +464,4 @@ fn default_worker_name() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::Parser;
-    use fanfold_common::operation::{Options, SpecError};
-
-    use super::*;
-
-    #[derive(Parser)]
-    struct Coordinator {
-        #[command(flatten)]
-        flags: CoordinatorFlags,
-    }
-
-    #[derive(Parser)]
-    struct Worker {
-        #[command(flatten)]
-        flags: WorkerFlags,
-    }
-
-    /// Whether `registry` lets a streaming job (a program) run.
-    fn runs_programs(registry: &Registry) -> bool {
-        let options: Options = [("mapper".to_owned(), "cat".to_owned())].into();
-        match registry.build("streaming", &options) {
-            Ok(_) => true,
-            Err(SpecError::ProgramsNotAllowed(_)) => false,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    #[test]
-    fn only_loopback_is_served_without_insecure() {
-        let safe = Coordinator::try_parse_from(["coordinator"]).unwrap().flags;
-        let addr = |text: &str| text.parse::<std::net::SocketAddr>().unwrap();
-        assert_eq!(
-            safe.exposure(addr("127.0.0.1:7077")).unwrap(),
-            Exposure::Loopback
-        );
-        assert_eq!(
-            safe.exposure(addr("[::1]:7077")).unwrap(),
-            Exposure::Loopback
-        );
-        for open in ["0.0.0.0:7077", "[::]:7077", "10.1.2.3:7077"] {
-            let refused = safe.exposure(addr(open)).unwrap_err().to_string();
-            assert!(
-                refused.starts_with(&format!("refusing to listen on {open}"))
-                    && refused.contains("--insecure"),
-                "{refused}"
-            );
-        }
-        let open = Coordinator::try_parse_from(["coordinator", "--insecure"])
-            .unwrap()
-            .flags;
-        assert_eq!(
-            open.exposure(addr("0.0.0.0:7077")).unwrap(),
-            Exposure::Insecure
-        );
-    }
-
-    #[test]
-    fn coordinator_defaults_are_the_documented_ones() {
-        let flags = Coordinator::try_parse_from(["coordinator"]).unwrap().flags;
-        assert_eq!(flags.listen, "127.0.0.1:7077");
-        assert!(!flags.insecure);
-        assert_eq!(flags.http_address(), Some("127.0.0.1:8080"));
-        assert_eq!(flags.http_advertise, None);
-        assert!(!flags.log_json);
-        let config = flags.config(Registry::builtin()).unwrap();
-        assert_eq!(config.default_chunk_size, 16 << 20);
-        assert_eq!(config.scheduling.prefetch, 1);
-        assert_eq!(config.scheduling.max_attempts, 4);
-        assert_eq!(config.scheduling.worker_timeout, Duration::from_secs(10));
-        let backups = config.scheduling.backups.expect("backups on by default");
-        assert_eq!(
-            (backups.min_age, backups.slowdown),
-            (Duration::from_secs(10), 4)
-        );
-        assert_eq!(config.state_dir, None);
-        assert!(!runs_programs(&config.registry));
-    }
-
-    #[test]
-    fn coordinator_flags_reach_its_config() {
-        let flags = Coordinator::try_parse_from([
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--chunk-size",
-            "8MiB",
-            "--prefetch",
-            "3",
-            "--max-attempts",
-            "2",
-            "--worker-timeout",
-            "1500ms",
-            "--state-dir",
-            "/var/lib/fanfold",
-            "--no-backups",
-            "--allow-streaming",
-            "--log-json",
-            "--http-listen",
-            "off",
-            "--http-advertise",
-            "http://coord.example:8080",
-        ])
-        .unwrap()
-        .flags;
-        assert_eq!(flags.listen, "127.0.0.1:0");
-        assert_eq!(flags.http_address(), None);
-        assert!(flags.log_json);
-        let config = flags.config(Registry::builtin()).unwrap();
-        assert_eq!(config.default_chunk_size, 8 << 20);
-        assert_eq!(config.scheduling.prefetch, 3);
-        assert_eq!(config.scheduling.max_attempts, 2);
-        assert_eq!(
-            config.scheduling.worker_timeout,
-            Duration::from_millis(1500)
-        );
-        assert!(config.scheduling.backups.is_none());
-        assert_eq!(config.state_dir, Some(PathBuf::from("/var/lib/fanfold")));
-        assert!(runs_programs(&config.registry));
-        assert_eq!(
-            config.http_advertise.as_deref(),
-            Some("http://coord.example:8080")
-        );
-
-        let later = Coordinator::try_parse_from(["coordinator", "--backup-after", "1m"])
-            .unwrap()
-            .flags;
-        let backups = later
-            .config(Registry::builtin())
-            .unwrap()
-            .scheduling
-            .backups
-            .unwrap();
-        assert_eq!(backups.min_age, Duration::from_secs(60));
-    }
-
-    #[test]
-    fn a_chunk_size_out_of_range_is_refused_naming_the_flag() {
-        let flags = Coordinator::try_parse_from(["coordinator", "--chunk-size", "10"])
-            .unwrap()
-            .flags;
-        let error = flags.config(Registry::builtin()).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "--chunk-size: chunk size 10 is outside 1024..=268435456 bytes"
-        );
-        assert!(Coordinator::try_parse_from(["coordinator", "--max-attempts", "0"]).is_err());
-    }
-
-    #[test]
-    fn worker_flags_reach_its_config_and_defaults_fill_the_rest() {
-        let flags = Worker::try_parse_from([
-            "worker",
-            "--coordinator",
-            "coord:7077",
-            "--slots",
-            "3",
-            "--name",
-            "w1",
-            "--heartbeat",
-            "500ms",
-            "--drain-timeout",
-            "5s",
-            "--shared-storage",
-            "--allow-streaming",
-            "--shuffle-listen",
-            "127.0.0.1:7078",
-            "--shuffle-advertise",
-            "w1.local:7078",
-            "--spill-dir",
-            "/var/spill",
-        ])
-        .unwrap()
-        .flags;
-        let config = flags.config(Registry::builtin()).unwrap();
-        assert_eq!(config.shuffle_listen.to_string(), "127.0.0.1:7078");
-        assert_eq!(config.shuffle_advertise.as_deref(), Some("w1.local:7078"));
-        assert_eq!(config.spill_dir, PathBuf::from("/var/spill"));
-        assert_eq!(config.coordinator, "http://coord:7077");
-        assert_eq!((config.name.as_str(), config.slots), ("w1", 3));
-        assert_eq!(config.heartbeat, Duration::from_millis(500));
-        assert_eq!(config.drain_timeout, Duration::from_secs(5));
-        assert!(config.shared_storage);
-        assert!(runs_programs(&config.registry));
-
-        let flags = Worker::try_parse_from(["worker"]).unwrap().flags;
-        let config = flags.config(Registry::builtin()).unwrap();
-        assert!(config.shuffle_listen.ip().is_loopback());
-        assert_eq!(config.spill_dir, std::env::temp_dir());
-        assert_eq!(config.coordinator, "http://127.0.0.1:7077");
-        let cores = std::thread::available_parallelism().unwrap().get() as u32;
-        assert_eq!(config.slots, cores);
-        assert!(
-            config.name.ends_with(&format!("-{}", std::process::id())),
-            "{}",
-            config.name
-        );
-        assert_eq!(config.heartbeat, Duration::from_secs(2));
-        assert_eq!(config.drain_timeout, Duration::from_secs(30));
-        assert!(!config.shared_storage);
-        assert!(!runs_programs(&config.registry));
-        assert!(Worker::try_parse_from(["worker", "--slots", "0"]).is_err());
-        let open = ["worker", "--shuffle-listen", "0.0.0.0:7078"];
-        let refused = Worker::try_parse_from(open).unwrap().flags;
-        let error = refused.config(Registry::builtin()).unwrap_err().to_string();
-        assert!(
-            error.contains("0.0.0.0:7078") && error.contains("--insecure"),
-            "{error}"
-        );
-        let allowed = Worker::try_parse_from([&open[..], &["--insecure"]].concat()).unwrap();
-        assert!(allowed.flags.config(Registry::builtin()).is_ok());
-
-        let metrics = ["worker", "--metrics-listen", "0.0.0.0:9090"];
-        let refused = Worker::try_parse_from(metrics).unwrap().flags;
-        let error = refused.config(Registry::builtin()).unwrap_err().to_string();
-        assert!(
-            error.contains("metrics on 0.0.0.0:9090") && error.contains("--insecure"),
-            "{error}"
-        );
-        let allowed = Worker::try_parse_from([&metrics[..], &["--insecure"]].concat()).unwrap();
-        let config = allowed.flags.config(Registry::builtin()).unwrap();
-        assert_eq!(config.metrics_listen, Some("0.0.0.0:9090".parse().unwrap()));
-    }
-}
+mod tests;

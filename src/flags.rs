@@ -24,6 +24,19 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{text}' is not a duration (try 10s): {e}"))
 }
 
+/// How long something is kept: a duration, or `forever` (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime(pub Option<Duration>);
+
+/// Parses a duration, or `forever`.
+pub fn lifetime(text: &str) -> Result<Lifetime, String> {
+    if text.trim() == "forever" {
+        Ok(Lifetime(None))
+    } else {
+        duration(text).map(|d| Lifetime(Some(d)))
+    }
+}
+
 /// Turns `host:port` into `http://host:port`; leaves URLs alone.
 pub fn endpoint(text: &str) -> Result<String, String> {
     let text = text.trim();

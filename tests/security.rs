@@ -1,58 +1,19 @@
-//! Who may do what, over what: tokens and roles on every RPC and on the HTTP port, inputs and
-//! outputs confined to their roots, TLS with and without client certificates. Real binaries
-//! on loopback; tokens come from `coordinator token new`.
+//! Who may do what, over what: tokens and roles on every RPC and on the HTTP port, and
+//! inputs and outputs confined to their roots. Real binaries on loopback; tokens come from
+//! `coordinator token new` (TLS is in `tests/tls.rs`).
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use fanfold_proto::v1 as pb;
 use fanfold_proto::v1::fleet_service_client::FleetServiceClient;
 use fanfold_proto::v1::job_service_client::JobServiceClient;
+use support::auth::{new_token, submit_as, tokens_file, with_token};
 use support::*;
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// `coordinator token new NAME ROLE`: the token and its line for the tokens file.
-async fn new_token(name: &str, role: &str) -> (String, String) {
-    let out = tokio::process::Command::new(COORDINATOR)
-        .args(["token", "new", name, role])
-        .output()
-        .await
-        .unwrap();
-    assert_ok(&out);
-    let text = stdout(&out);
-    let mut lines = text.lines();
-    let token = lines.next().unwrap().to_owned();
-    let line = lines.next().unwrap().to_owned();
-    assert!(
-        line.starts_with(&format!("{name} {role} sha256:")),
-        "{line}"
-    );
-    (token, line)
-}
-
-/// Writes a private tokens file of `lines`.
-fn tokens_file(dir: &Path, lines: &[String]) -> PathBuf {
-    let path = dir.join("tokens");
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-/// A request carrying `token` as a bearer token (none: no `authorization`).
-fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    request
-}
 
 fn wordcount(input: &Path) -> pb::JobSpec {
     pb::JobSpec {
@@ -60,21 +21,6 @@ fn wordcount(input: &Path) -> pb::JobSpec {
         operation: "wordcount".into(),
         ..Default::default()
     }
-}
-
-/// Runs `submit-job` with `FANFOLD_TOKEN` set to `token`.
-async fn submit_as(coordinator: &str, token: &str, args: &[&str]) -> std::process::Output {
-    let run = tokio::process::Command::new(SUBMIT_JOB)
-        .args(["--coordinator", coordinator])
-        .args(args)
-        .env("FANFOLD_TOKEN", token)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(COMMAND_TIMEOUT, run)
-        .await
-        .expect("submit-job finished")
-        .unwrap()
 }
 
 /// Waits until job `id` is final, asking as `token`.
@@ -491,121 +437,4 @@ async fn inputs_and_outputs_stay_inside_their_roots() {
         "{error}"
     );
     assert!(!error.contains("secret words"), "{error}");
-}
-
-/// A CA, and a certificate it signed for `names`, as PEM: (ca, cert, key).
-fn certificates(names: &[&str]) -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let cert = rcgen::CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
-/// TLS on the gRPC port: a worker and a client that trust its CA work; a client with another
-/// CA, or speaking plain text, fails at once with a clear error; with --tls-client-ca a
-/// worker must present a certificate that CA signed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_serves_those_who_trust_it_and_mutual_tls_refuses_workers_without_a_certificate() {
-    let test = "tls";
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificates(&["localhost", "127.0.0.1"]);
-    let (other_ca, _, _) = certificates(&["localhost"]);
-    let (client_ca, client_cert, client_key) = certificates(&["worker"]);
-    let ca = write(dir.path(), "ca.pem", &ca);
-    let other_ca = write(dir.path(), "other-ca.pem", &other_ca);
-    let cert = write(dir.path(), "cert.pem", &cert);
-    let key = write(dir.path(), "key.pem", &key);
-    let client_ca = write(dir.path(), "client-ca.pem", &client_ca);
-    let client_cert = write(dir.path(), "client-cert.pem", &client_cert);
-    let client_key = write(dir.path(), "client-key.pem", &client_key);
-    let input = dir.path().join("words.txt");
-    std::fs::write(&input, "tls words words\n").unwrap();
-    let input_s = input.display().to_string();
-
-    let (_coordinator, addr) = coordinator(
-        test,
-        "127.0.0.1:0",
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--tls-client-ca",
-            &client_ca,
-        ],
-    )
-    .await;
-    let url = format!("https://{addr}");
-    // A worker without a client certificate is refused; one with it works.
-    let _bare = worker_with(test, &url, 1, "bare", &["--tls-ca", &ca]);
-    let _worker = worker_with(
-        test,
-        &url,
-        1,
-        "w1",
-        &[
-            "--tls-ca",
-            &ca,
-            "--tls-cert",
-            &client_cert,
-            "--tls-key",
-            &client_key,
-        ],
-    );
-    let ran = submit_job(
-        &url,
-        &["--tls-ca", &ca, "run", "--op", "wordcount", &input_s],
-    )
-    .await;
-    assert_ok(&ran);
-    assert_eq!(
-        parse_tsv(&ran.stdout),
-        count_words(std::slice::from_ref(&input))
-    );
-    until(
-        "the bare worker is refused",
-        Duration::from_secs(30),
-        || async {
-            let log = std::fs::read_to_string(log_dir(test).join("bare.log")).unwrap_or_default();
-            log.contains("client certificate").then_some(())
-        },
-    )
-    .await;
-    let listed = submit_job(&url, &["--tls-ca", &ca, "list", "--json"]).await;
-    assert_ok(&listed);
-
-    let started = std::time::Instant::now();
-    let wrong = submit_job(&url, &["--tls-ca", &other_ca, "list"]).await;
-    assert!(!wrong.status.success());
-    assert!(
-        stderr(&wrong).contains("cannot reach the coordinator"),
-        "{}",
-        stderr(&wrong)
-    );
-    let plain = submit_job(&format!("http://{addr}"), &["list"]).await;
-    assert!(!plain.status.success());
-    let with_ca_plain = submit_job(&format!("http://{addr}"), &["--tls-ca", &ca, "list"]).await;
-    assert!(
-        stderr(&with_ca_plain).contains("plain http://"),
-        "{}",
-        stderr(&with_ca_plain)
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "refusals do not hang"
-    );
 }

@@ -72,10 +72,19 @@ impl<W: Write> RowWriter<W> {
                 self.out.write_all(b"\r\n")
             }
             Format::Jsonl => {
-                let line = serde_json::json!({
-                    "key": String::from_utf8_lossy(&row.key),
-                    "value": json(&row.value),
-                });
+                let line = match std::str::from_utf8(&row.key) {
+                    Ok(key) => serde_json::json!({"key": key, "value": json(&row.value)}),
+                    // JSON strings are Unicode: such a key also goes exactly, in base64, so
+                    // two keys never print alike and each can be recovered.
+                    Err(_) => {
+                        use base64::Engine;
+                        serde_json::json!({
+                            "key": String::from_utf8_lossy(&row.key),
+                            "key_base64": base64::engine::general_purpose::STANDARD.encode(&row.key),
+                            "value": json(&row.value),
+                        })
+                    }
+                };
                 writeln!(self.out, "{line}")
             }
             Format::Lines => {
@@ -197,6 +206,37 @@ mod tests {
             w.write(row).unwrap();
         }
         String::from_utf8(w.into_inner()).unwrap()
+    }
+
+    #[test]
+    fn keys_that_are_not_utf8_stay_distinct_and_recoverable_in_json_lines() {
+        use base64::Engine;
+        let keys: [&[u8]; 4] = [b"\xff", b"\xfe", b"ok", b"a\xffb"];
+        let rows: Vec<Row> = keys
+            .iter()
+            .map(|k| Row {
+                key: k.to_vec(),
+                value: Value::Count(1),
+            })
+            .collect();
+        let text = render(Format::Jsonl, &rows);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let recovered: Vec<Vec<u8>> = lines
+            .iter()
+            .map(|line| match line.get("key_base64") {
+                Some(b64) => base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_str().unwrap())
+                    .unwrap(),
+                None => line["key"].as_str().unwrap().as_bytes().to_vec(),
+            })
+            .collect();
+        assert_eq!(recovered, keys.map(<[u8]>::to_vec));
+        assert!(lines[2].get("key_base64").is_none(), "a UTF-8 key is plain");
+        let distinct: std::collections::HashSet<&str> = text.lines().collect();
+        assert_eq!(distinct.len(), keys.len());
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Api {
     /// The HTTP port's base URL (`http://host:port`), for each status's page URL.
     pub page_base: Option<Arc<str>>,
     pub intake: intake::Rules,
+    /// Submissions planned at once; the rest wait their turn (a burst of submissions cannot
+    /// take every blocking thread).
+    pub planning: Arc<tokio::sync::Semaphore>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
 }
@@ -46,7 +49,8 @@ fn refused(e: IntakeError) -> Status {
 /// The one mapping from job errors to gRPC statuses.
 fn status(e: JobError) -> Status {
     match e {
-        JobError::NotFound(_) => Status::not_found(e.to_string()),
+        JobError::NotFound(_) | JobError::Expired { .. } => Status::not_found(e.to_string()),
+        JobError::Limit(_) => Status::resource_exhausted(e.to_string()),
         JobError::NoResult { .. } => Status::failed_precondition(e.to_string()),
         JobError::Finishing(_) => Status::unavailable(e.to_string()),
         JobError::ShuttingDown => Status::unavailable(e.to_string()),
@@ -160,7 +164,13 @@ impl JobService for Api {
                     spec.operation
                 )
             })?;
+            let permit = self
+                .planning
+                .acquire()
+                .await
+                .map_err(|_| Status::unavailable("the coordinator is shutting down"))?;
             let (spec, plan) = intake::admit(spec, &self.intake).await.map_err(refused)?;
+            drop(permit);
             let status = self.scheduler.submit(spec, plan).await.map_err(status)?;
             Ok(Response::new(pb::SubmitJobResponse {
                 status: Some(self.wire(&status)),

@@ -34,7 +34,7 @@ use tonic::service::interceptor::InterceptedService;
 use tracing::info;
 
 pub use job::BackupPolicy;
-pub use scheduler::Scheduling;
+pub use scheduler::{Limits, Retention, Scheduling};
 pub use store::StoreError;
 
 /// Coordinator settings, validated by the binary (or a test) before [`run`].
@@ -64,6 +64,10 @@ pub struct Config {
     pub max_inputs: usize,
     /// The gRPC port's certificate and key, if it serves TLS.
     pub tls: Option<transport::ServerTls>,
+    /// Jobs that may be running or queued.
+    pub limits: Limits,
+    /// How long finished jobs and their results are kept.
+    pub retention: Retention,
 }
 
 impl Default for Config {
@@ -80,9 +84,14 @@ impl Default for Config {
             output_roots: Roots::default(),
             max_inputs: intake::DEFAULT_MAX_INPUTS,
             tls: None,
+            limits: Limits::default(),
+            retention: Retention::default(),
         }
     }
 }
+
+/// Submissions planned at once (planning reads the filesystem on the blocking pool).
+const PLANNED_AT_ONCE: usize = 4;
 
 /// Largest request a client may send (a job spec is small); the fleet stream, which carries
 /// chunks, takes [`MAX_MESSAGE_BYTES`].
@@ -169,6 +178,8 @@ pub async fn run(
             metrics: metrics.clone(),
             data_roots: config.data_roots.clone(),
             output_roots: config.output_roots.clone(),
+            limits: config.limits,
+            retention: config.retention,
         },
         store,
         restored,
@@ -180,6 +191,7 @@ pub async fn run(
         scheduler: scheduler.clone(),
         metrics: metrics.clone(),
         page_base: page_base.as_deref().map(Into::into),
+        planning: std::sync::Arc::new(tokio::sync::Semaphore::new(PLANNED_AT_ONCE)),
         intake: intake::Rules {
             registry: config.registry,
             default_chunk_size: config.default_chunk_size,

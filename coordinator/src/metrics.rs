@@ -42,6 +42,8 @@ pub struct Gauges {
 pub struct Metrics {
     registry: Arc<Registry>,
     pub jobs_submitted: Counter,
+    pub jobs_refused: Counter,
+    pub jobs_expired: Counter,
     pub attempts: Counter,
     pub retries: Counter,
     pub failures: Counter,
@@ -83,6 +85,16 @@ impl Metrics {
             c
         };
         let jobs_submitted = counter(&mut registry, "jobs_submitted", "Jobs accepted");
+        let jobs_refused = counter(
+            &mut registry,
+            "jobs_refused",
+            "Submissions refused over the limits on jobs not yet ended",
+        );
+        let jobs_expired = counter(
+            &mut registry,
+            "jobs_expired",
+            "Finished jobs removed by retention, with their results",
+        );
         let attempts = counter(
             &mut registry,
             "chunk_attempts",
@@ -178,6 +190,8 @@ impl Metrics {
         Metrics {
             registry: Arc::new(registry),
             jobs_submitted,
+            jobs_refused,
+            jobs_expired,
             attempts,
             retries,
             failures,

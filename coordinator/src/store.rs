@@ -111,6 +111,8 @@ pub enum Op {
     /// The job ended: drop its chunk results, and its kept rows unless it `succeeded`.
     /// Acknowledged through [`Checkpoints`] once durable.
     Finished { job: JobId, succeeded: bool },
+    /// The job's retention ran out: drop everything kept of it.
+    Forget { job: JobId },
 }
 
 /// A step of a job's end that the journal has made durable.
@@ -328,6 +330,19 @@ impl Store {
                                 .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                                 .map_err(db)?;
                         }
+                    }
+                    Op::Forget { job } => {
+                        let id = job.to_string();
+                        let id = id.as_str();
+                        plans.remove(id).map_err(db)?;
+                        progress.remove(id).map_err(db)?;
+                        timelines.remove(id).map_err(db)?;
+                        chunks
+                            .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                            .map_err(db)?;
+                        results
+                            .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                            .map_err(db)?;
                     }
                     Op::Rows { job, rows } => {
                         let id = job.to_string();

@@ -42,6 +42,7 @@ enum TokenCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let Args { flags, command } = Args::parse();
+    raise_open_file_limit();
     if let Some(Command::Token(TokenCommand::New {
         name,
         role,
@@ -66,6 +67,24 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("coordinator: error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: every client and worker connection
+/// is a descriptor, and a soft limit of 1024 would let a few hundred idle connections stop the
+/// coordinator from opening inputs or accepting more.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }

@@ -255,6 +255,11 @@ pub struct Cluster {
     workers: Vec<(String, ContainerAsync<GenericImage>)>,
     /// The host folder the coordinator sees at `/data`.
     data: PathBuf,
+    /// Tokens: the workers' and an admin's, which `submit-job` presents.
+    worker_token: String,
+    admin_token: String,
+    /// With TLS: the host folder with `ca.pem`, `cert.pem` and `key.pem`, mounted at `/tls`.
+    tls: Option<PathBuf>,
 }
 
 /// How a worker container is started.
@@ -271,21 +276,39 @@ pub struct WorkerSpec {
 }
 
 impl Cluster {
-    /// Starts a coordinator that sees `data` (a host folder) read-only at `/data`.
+    /// Starts a coordinator that sees `data` (a host folder) read-only at `/data`, with
+    /// tokens (one for the workers, an admin's for `submit-job`) and `/data` its data root.
     pub async fn start(docker: &Docker, test: &str, data: &Path) -> Cluster {
+        Cluster::start_with(docker, test, data, None).await
+    }
+
+    /// Starts a cluster like [`Cluster::start`] whose coordinator serves TLS, with a
+    /// certificate for its name on the network and for 127.0.0.1; `tls` is a host folder for
+    /// the PEM files.
+    pub async fn start_tls(docker: &Docker, test: &str, data: &Path, tls: &Path) -> Cluster {
+        Cluster::start_with(docker, test, data, Some(tls)).await
+    }
+
+    async fn start_with(docker: &Docker, test: &str, data: &Path, tls: Option<&Path>) -> Cluster {
         let network = format!("fanfold-test-{test}-{}", std::process::id());
         let name = format!("{network}-coordinator");
         let state_volume = format!("{network}-state");
         let (repository, tag) = docker.image.rsplit_once(':').expect("image has a tag");
-        let coordinator = GenericImage::new(repository, tag)
+        let (worker_token, worker_line) = support::auth::new_token("fleet", "worker").await;
+        let (admin_token, admin_line) = support::auth::new_token("tests", "admin").await;
+        let mut coordinator = GenericImage::new(repository, tag)
             .with_exposed_port(GRPC_PORT.tcp())
             .with_wait_for(WaitFor::message_on_stdout("coordinator listening"))
             .with_cmd(["coordinator"])
             .with_network(&network)
             .with_container_name(&name)
-            // Reached by workers on the test network: no authentication yet, so explicitly.
+            // Reached by workers on the test network, each presenting a token.
             .with_env_var("FANFOLD_LISTEN", "0.0.0.0:7077")
-            .with_env_var("FANFOLD_INSECURE", "true")
+            .with_env_var(
+                "FANFOLD_AUTH_TOKEN_LINES",
+                format!("{worker_line};{admin_line}"),
+            )
+            .with_env_var("FANFOLD_DATA_ROOTS", "/data")
             .with_env_var("FANFOLD_WORKER_TIMEOUT", WORKER_TIMEOUT)
             // Attempts then count only what the tests break: no straggler backups.
             .with_env_var("FANFOLD_NO_BACKUPS", "true")
@@ -299,7 +322,28 @@ impl Cluster {
             // Locked down as on Kubernetes: only the volumes are writable, no capabilities.
             .with_readonly_rootfs(true)
             .with_cap_drop("ALL")
-            .with_startup_timeout(Duration::from_secs(60))
+            .with_startup_timeout(Duration::from_secs(60));
+        if let Some(dir) = tls {
+            let (ca, cert, key) = support::auth::certificates(&[&name, "127.0.0.1"]);
+            std::fs::create_dir_all(dir).unwrap();
+            for (file, pem) in [("ca.pem", ca), ("cert.pem", cert), ("key.pem", key)] {
+                std::fs::write(dir.join(file), pem).unwrap();
+                // The container runs as an unprivileged user (a test key, readable).
+                std::fs::set_permissions(
+                    dir.join(file),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
+                )
+                .unwrap();
+            }
+            coordinator = coordinator
+                .with_mount(
+                    Mount::bind_mount(dir.to_str().unwrap(), "/tls")
+                        .with_access_mode(AccessMode::ReadOnly),
+                )
+                .with_env_var("FANFOLD_TLS_CERT", "/tls/cert.pem")
+                .with_env_var("FANFOLD_TLS_KEY", "/tls/key.pem");
+        }
+        let coordinator = coordinator
             .start()
             .await
             .unwrap_or_else(|e| panic!("cannot start the coordinator container {name}: {e}"));
@@ -312,6 +356,9 @@ impl Cluster {
             data: data.to_owned(),
             coordinator: Some(coordinator),
             workers: Vec::new(),
+            worker_token,
+            admin_token,
+            tls: tls.map(Path::to_path_buf),
         };
         cluster.address = cluster.published_address().await;
         cluster
@@ -327,7 +374,8 @@ impl Cluster {
             .get_host_port_ipv4(GRPC_PORT.tcp())
             .await
             .expect("coordinator port is published");
-        format!("127.0.0.1:{port}")
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{port}")
     }
 
     /// Stops the coordinator container and starts it again: same container, same volume, same
@@ -368,6 +416,7 @@ impl Cluster {
         } else {
             "info"
         };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut worker = GenericImage::new(repository, tag)
             .with_wait_for(WaitFor::message_on_stderr("attached to coordinator"))
             .with_cmd(["worker"])
@@ -375,8 +424,9 @@ impl Cluster {
             .with_container_name(&name)
             .with_env_var(
                 "FANFOLD_COORDINATOR",
-                format!("{}-coordinator:{GRPC_PORT}", self.network),
+                format!("{scheme}://{}-coordinator:{GRPC_PORT}", self.network),
             )
+            .with_env_var("FANFOLD_TOKEN", &self.worker_token)
             .with_env_var("FANFOLD_WORKER_NAME", &name)
             .with_env_var("FANFOLD_SLOTS", "1")
             .with_env_var("FANFOLD_HEARTBEAT", "500ms")
@@ -388,6 +438,14 @@ impl Cluster {
             .with_readonly_rootfs(true)
             .with_cap_drop("ALL")
             .with_startup_timeout(Duration::from_secs(60));
+        if let Some(dir) = &self.tls {
+            worker = worker
+                .with_mount(
+                    Mount::bind_mount(dir.to_str().unwrap(), "/tls")
+                        .with_access_mode(AccessMode::ReadOnly),
+                )
+                .with_env_var("FANFOLD_TLS_CA", "/tls/ca.pem");
+        }
         if spec.mount_data {
             worker = worker.with_mount(
                 Mount::bind_mount(self.data.to_str().unwrap(), "/data")
@@ -421,8 +479,28 @@ impl Cluster {
     }
 
     /// Runs `submit-job` against the coordinator.
+    /// Runs `submit-job` against the coordinator as the admin (over TLS if it serves it).
     pub async fn submit_job(&self, args: &[&str]) -> std::process::Output {
-        support::submit_job(&self.address, args).await
+        let mut command = tokio::process::Command::new(support::SUBMIT_JOB);
+        command
+            .args(["--coordinator", &self.address])
+            .args(args)
+            .env("FANFOLD_TOKEN", &self.admin_token)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(dir) = &self.tls {
+            command.env("FANFOLD_TLS_CA", dir.join("ca.pem"));
+        }
+        tokio::time::timeout(support::COMMAND_TIMEOUT, command.output())
+            .await
+            .expect("submit-job finished in time")
+            .expect("run submit-job")
+    }
+
+    /// `status --json` of `job`, parsed; `None` if the coordinator does not answer.
+    pub async fn job_status(&self, job: &str) -> Option<support::Status> {
+        let out = self.submit_job(&["status", job, "--json"]).await;
+        (!out.stdout.is_empty()).then(|| support::parse_json(&out))
     }
 
     /// Polls `status --json` until `ready` holds for the job's status, or fails after `limit`.

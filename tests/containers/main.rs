@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use harness::{Cluster, WorkerSpec, docker};
 use support::{
-    Status, assert_ok, count_words, generate_corpus, job_status, parse_json, parse_tsv, stdout,
-    until,
+    Status, assert_ok, count_words, generate_corpus, parse_json, parse_tsv, stdout, until,
 };
 
 /// Chunks a worker holds at most: 1 slot + 1 prefetch.
@@ -144,6 +143,27 @@ async fn three_worker_containers_count_words_exactly() {
     let (done, total) = chunks(&status);
     assert!(done == total && total >= 100, "{status:?}");
     assert_eq!(status.counters.attempts, total, "no fault, no retry");
+}
+
+/// Over TLS: the coordinator container serves a certificate its CA signed, workers on the
+/// network and `submit-job` on the host trust that CA, and the count is exact; a client that
+/// does not trust it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_coordinator_container_serves_workers_and_clients_that_trust_its_ca() {
+    let Some(docker) = docker() else { return };
+    let tls = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tls.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cluster = Cluster::start_tls(docker, "tls", &corpus().root, tls.path()).await;
+    for _ in 0..2 {
+        cluster.add_worker(FAST_WORKER).await;
+    }
+    let job = submit(&cluster).await;
+    expect_exact_result(&cluster, &job).await;
+    let untrusted = support::submit_job(&cluster.address, &["list"]).await;
+    assert!(
+        !untrusted.status.success(),
+        "a client without the CA was served"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,15 +389,13 @@ async fn a_job_resumes_from_its_checkpoints_when_its_coordinator_container_is_ki
         cluster.add_worker(SLOW_WORKER).await;
     }
     let job = submit(&cluster).await;
-    let total = job_status(&cluster.address, &job)
-        .await
-        .unwrap()
-        .chunks_total;
+    let total = cluster.job_status(&job).await.unwrap().chunks_total;
     let before = until(
         "a third of the chunks to be checkpointed",
         JOB_LIMIT,
         || async {
-            job_status(&cluster.address, &job)
+            cluster
+                .job_status(&job)
                 .await
                 .filter(|s| s.state != "running" || s.chunks_checkpointed >= total / 3)
         },
@@ -389,7 +407,7 @@ async fn a_job_resumes_from_its_checkpoints_when_its_coordinator_container_is_ki
     // SIGKILL: nothing is flushed on the way out; only what the volume holds survives.
     cluster.restart_coordinator(Duration::ZERO).await;
     let resumed = until("the restarted coordinator to answer", JOB_LIMIT, || {
-        job_status(&cluster.address, &job)
+        cluster.job_status(&job)
     })
     .await;
     assert!(

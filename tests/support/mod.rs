@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod auth;
 pub mod web;
 
 use std::collections::{BTreeMap, HashMap};

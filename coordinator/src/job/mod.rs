@@ -180,6 +180,14 @@ impl Job {
         }
     }
 
+    /// When the job ended, once its end is durable (announced); `None` before.
+    pub fn ended_at(&self) -> Option<SystemTime> {
+        match self.phase {
+            Phase::Ended { durable: true, .. } => self.finished_at,
+            _ => None,
+        }
+    }
+
     /// The state clients are told: a final state only once it is durable.
     fn announced(&self) -> JobState {
         match self.phase {

@@ -10,7 +10,7 @@ use fanfold_common::fleet::ToWorker;
 use fanfold_common::ids::JobId;
 use fanfold_common::location::Location;
 use fanfold_common::operation::{BadRecord, Finalized};
-use fanfold_common::partial::{self, SortOrder};
+use fanfold_common::partial::{self, Row, SortOrder};
 use fanfold_common::spec::JobState;
 use tracing::info;
 
@@ -93,7 +93,13 @@ impl Scheduler {
                         let Finalized { keys, rows } = operation
                             .finalize(folded, sort, limit)
                             .map_err(|e| format!("finalize failed: {e}"))?;
-                        (keys, JobResult::Rows(Arc::new(rows)))
+                        if result_bytes(&rows) > RESULT_IN_MEMORY_BYTES {
+                            let part = keep_on_disk(&parts_dir, rows, keys)
+                                .map_err(|e| format!("cannot keep the result: {e}"))?;
+                            (keys, JobResult::Parts(Arc::new(vec![part])))
+                        } else {
+                            (keys, JobResult::Rows(Arc::new(rows)))
+                        }
                     }
                 };
                 let quarantine = if bad.is_empty() {
@@ -206,6 +212,26 @@ fn write_quarantine(path: &std::path::Path, bad: &[(Location, BadRecord)]) -> st
 
 /// A limited partitioned job's result: each part holds its own first `limit` rows; the job's
 /// are the first `limit` of them all, in the job's order (keys bytewise), written as one part.
+/// A result held in memory (and in the state directory's result batches) is at most about
+/// this big; a larger one is kept in a part file and streamed from there, as a partitioned
+/// job's result is, so finished jobs do not hold their results in memory.
+const RESULT_IN_MEMORY_BYTES: usize = 1 << 20;
+
+/// About the memory `rows` hold.
+fn result_bytes(rows: &[Row]) -> usize {
+    rows.iter()
+        .map(|row| std::mem::size_of::<Row>() + row.key.len())
+        .sum()
+}
+
+/// Writes a finalized result to one part file in `dir`.
+fn keep_on_disk(dir: &Path, rows: Vec<Row>, keys: u64) -> std::io::Result<Part> {
+    let mut writer = PartWriter::create(dir.join("part-result"))?;
+    writer.append(rows)?;
+    let (path, rows) = writer.finish()?;
+    Ok(Part { path, rows, keys })
+}
+
 fn merge_limited(
     dir: &Path,
     parts: Vec<Part>,

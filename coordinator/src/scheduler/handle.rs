@@ -27,13 +27,21 @@ pub enum JobError {
     Finishing(JobId),
     #[error("the coordinator is shutting down")]
     ShuttingDown,
+    /// The job ended and its retention ran out.
+    #[error(
+        "job {id} has expired: finished jobs are kept {policy}, then removed with their results"
+    )]
+    Expired { id: JobId, policy: String },
+    /// A submission over a limit on jobs not yet ended.
+    #[error("{0}")]
+    Limit(String),
 }
 
 pub(super) enum Command {
     Submit {
         spec: JobSpec,
         plan: Plan,
-        reply: oneshot::Sender<JobStatus>,
+        reply: oneshot::Sender<Result<JobStatus, JobError>>,
     },
     Get {
         id: JobId,
@@ -153,7 +161,7 @@ impl Handle {
     /// Queues a planned job; its spec carries the effective chunk size.
     pub async fn submit(&self, spec: JobSpec, plan: Plan) -> Result<JobStatus, JobError> {
         self.ask(|reply| Command::Submit { spec, plan, reply })
-            .await
+            .await?
     }
 
     pub async fn get(&self, id: JobId) -> Result<JobStatus, JobError> {

@@ -82,6 +82,11 @@ impl Journal {
         let _ = self.push(Op::ChunkFolded { job, chunk, output });
     }
 
+    /// The job's retention ran out: nothing of it is kept.
+    pub fn forget(&mut self, job: JobId) {
+        let _ = self.push(Op::Forget { job });
+    }
+
     /// The job's progress as decided (not as announced: announcing waits for this record).
     pub fn progress(&mut self, job: &Job) {
         if self.sender.is_none() {

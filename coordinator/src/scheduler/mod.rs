@@ -84,10 +84,17 @@ pub struct SchedulerConfig {
     pub data_roots: Roots,
     /// Output directories are committed beneath these (none: anywhere).
     pub output_roots: Roots,
+    /// How many jobs may be running or queued.
+    pub limits: Limits,
+    /// How long finished jobs are kept.
+    pub retention: Retention,
 }
+
+mod limits;
 
 use handle::Command;
 pub use handle::{Handle, JobError, outbox_capacity};
+pub use limits::{Limits, Retention};
 pub use views::{DetailQuery, JobDetail, WorkerRow};
 
 struct Scheduler {
@@ -102,6 +109,9 @@ struct Scheduler {
     loads: Vec<(WorkerId, mpsc::Sender<ToWorker>, Assignment)>,
     /// Cancel requests answered once their job's end is durable.
     cancels: HashMap<JobId, Vec<oneshot::Sender<Result<JobStatus, JobError>>>>,
+    /// Jobs removed by retention, newest last (a bounded number, `limits`).
+    expired: std::collections::VecDeque<JobId>,
+    expired_set: std::collections::HashSet<JobId>,
     commands: mpsc::Sender<Command>,
     tasks: TaskTracker,
 }
@@ -130,6 +140,8 @@ pub fn spawn(
     let mut scheduler = Scheduler {
         loads: Vec::new(),
         cancels: HashMap::new(),
+        expired: Default::default(),
+        expired_set: Default::default(),
         config,
         jobs: HashMap::new(),
         order: Vec::new(),
@@ -257,6 +269,11 @@ impl Scheduler {
     fn handle(&mut self, command: Command) {
         match command {
             Command::Submit { spec, plan, reply } => {
+                if let Err(refused) = self.within_limits(spec.owner.as_deref()) {
+                    self.config.metrics.jobs_refused.inc();
+                    let _ = reply.send(Err(refused));
+                    return;
+                }
                 let id = JobId::new();
                 let submitted_at = SystemTime::now();
                 self.journal
@@ -269,7 +286,7 @@ impl Scheduler {
                 self.jobs.insert(id, job);
                 self.order.push(id);
                 self.persist_progress(id);
-                let _ = reply.send(status);
+                let _ = reply.send(Ok(status));
                 self.finalize_if_ready(id);
                 self.publish(id);
             }
@@ -311,10 +328,11 @@ impl Scheduler {
                 let _ = reply.send(answer);
             }
             Command::Cancel { id, reply } => {
-                let Some(job) = self.jobs.get_mut(&id) else {
-                    let _ = reply.send(Err(JobError::NotFound(id)));
+                if !self.jobs.contains_key(&id) {
+                    let _ = reply.send(Err(self.missing(id)));
                     return;
-                };
+                }
+                let job = self.jobs.get_mut(&id).expect("checked");
                 if job.is_running() {
                     job.cancel();
                     info!(job_id = %id, "job cancelled");
@@ -421,8 +439,9 @@ impl Scheduler {
         }
     }
 
-    /// Periodic checks: worker leases, job timeouts, stragglers.
+    /// Periodic checks: worker leases, job timeouts, stragglers, retention.
     fn tick(&mut self) {
+        self.expire();
         for worker in self.workers.expired(self.config.scheduling.worker_timeout) {
             self.worker_left(worker, "lease expired: no heartbeat");
         }
@@ -448,7 +467,7 @@ impl Scheduler {
     }
 
     fn job(&self, id: JobId) -> Result<&Job, JobError> {
-        self.jobs.get(&id).ok_or(JobError::NotFound(id))
+        self.jobs.get(&id).ok_or_else(|| self.missing(id))
     }
 
     fn worker_count(&self) -> u32 {

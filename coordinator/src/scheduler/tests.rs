@@ -111,6 +111,8 @@ fn config() -> SchedulerConfig {
         parts_dir: std::env::temp_dir().join("fanfold-scheduler-tests"),
         data_roots: Default::default(),
         output_roots: Default::default(),
+        limits: Default::default(),
+        retention: Default::default(),
     }
 }
 

@@ -25,6 +25,7 @@
 //! `/healthz`, `/readyz`, `/metrics` (no job data, no per-job labels) and the static assets
 //! stay open for probes and scrapers.
 
+mod guard;
 mod pages;
 mod timeline;
 
@@ -98,101 +99,11 @@ fn router(web: Web) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .layer(axum::middleware::from_fn_with_state(web.clone(), guard))
+        .layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            guard::guard,
+        ))
         .with_state(web)
-}
-
-/// Whether a request naming `host` (a `Host` header: a name or address, maybe with a port)
-/// is served: IP addresses, `localhost`, single-label names and the `allowed` names.
-fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    !name.is_empty()
-        && (name.parse::<std::net::IpAddr>().is_ok()
-            || name.eq_ignore_ascii_case("localhost")
-            || !name.contains('.')
-            || allowed.iter().any(|a| a.eq_ignore_ascii_case(name)))
-}
-
-/// Refuses requests that name a host this port does not answer to (DNS rebinding), and
-/// forbids framing the pages elsewhere (clickjacking).
-async fn guard(
-    State(web): State<Web>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let mut response = if host_allowed(&host, &web.allowed_hosts) {
-        authenticated(&web.access, request, next).await
-    } else {
-        Failure(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this port does not answer to Host '{host}': name it by address or list the \
-                 name in --http-allowed-hosts"
-            ),
-        )
-        .into_response()
-    };
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
-    headers.insert(
-        header::X_FRAME_OPTIONS,
-        header::HeaderValue::from_static("DENY"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
-    );
-    response
-}
-
-/// Routes anyone may ask for: probes, the scrape (no job data) and the static assets.
-fn open_route(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics") || path.starts_with("/assets/")
-}
-
-/// Runs the request as the principal its `Authorization` names; asks for credentials (401,
-/// with a Basic challenge a browser answers) when there is none or it is not valid.
-async fn authenticated(
-    access: &Access,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if open_route(request.uri().path()) {
-        return next.run(request).await;
-    }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok());
-    match access.authenticate(presented) {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
-        Err(e) => {
-            tracing::warn!(path = %request.uri().path(), outcome = "unauthenticated", "HTTP request refused: {e}");
-            let mut response = Failure(StatusCode::UNAUTHORIZED, e.to_string()).into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Basic realm=\"fanfold\", charset=\"UTF-8\""),
-            );
-            response
-        }
-    }
 }
 
 /// Refuses what `who`'s role does not grant.
@@ -228,7 +139,8 @@ impl IntoResponse for Failure {
 impl From<JobError> for Failure {
     fn from(e: JobError) -> Self {
         let code = match e {
-            JobError::NotFound(_) => StatusCode::NOT_FOUND,
+            JobError::NotFound(_) | JobError::Expired { .. } => StatusCode::NOT_FOUND,
+            JobError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             JobError::NoResult { .. } => StatusCode::CONFLICT,
             JobError::Finishing(_) | JobError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -373,35 +285,13 @@ async fn workers_page(
     Ok(Html(pages::workers(&workers, q.part.is_some())))
 }
 
-/// Refuses a browser's cross-site request: its `Origin`, when present, must name the host it
-/// was sent to.
-fn same_origin(headers: &HeaderMap) -> Result<(), Failure> {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let origin = origin.to_str().unwrap_or_default();
-    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-    if !host.is_empty() && origin_host == host {
-        Ok(())
-    } else {
-        Err(Failure(
-            StatusCode::FORBIDDEN,
-            format!("cross-origin request from {origin} refused"),
-        ))
-    }
-}
-
 async fn cancel_form(
     State(web): State<Web>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Redirect, Failure> {
-    same_origin(&headers)?;
+    guard::same_origin(&headers)?;
     let id = parse_id(&id)?;
     web.cancel(&who, id).await?;
     Ok(Redirect::to(&format!("/jobs/{id}")))
@@ -493,7 +383,7 @@ async fn api_cancel(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    same_origin(&headers)?;
+    guard::same_origin(&headers)?;
     let status = web.cancel(&who, parse_id(&id)?).await?;
     Ok(Json(StatusView::from(&status)).into_response())
 }
@@ -543,37 +433,5 @@ async fn readyz(State(web): State<Web>) -> Response {
     match web.scheduler.gauges().await {
         Ok(_) => "ready\n".into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_allowed;
-
-    #[test]
-    fn addresses_plain_names_and_listed_names_are_served_other_names_are_not() {
-        let listed = vec!["coord.example.org".to_owned()];
-        for host in [
-            "localhost",
-            "LOCALHOST:8080",
-            "127.0.0.1:8080",
-            "10.0.0.1:8080",
-            "[::1]:80",
-            "[fd00::1]",
-            "coordinator:8080",
-            "fanfold-coordinator",
-            "Coord.Example.org:8080",
-        ] {
-            assert!(host_allowed(host, &listed), "{host}");
-        }
-        for host in [
-            "",
-            ":80",
-            "evil.example",
-            "evil.example:8080",
-            "localhost.evil.example",
-        ] {
-            assert!(!host_allowed(host, &listed), "{host}");
-        }
     }
 }

@@ -23,7 +23,7 @@ fi
 
 # An empty stream would validate; make sure every resource got through.
 count="$(grep -c '^kind: ' "$rendered" || true)"
-if [ "$count" -lt 7 ]; then
+if [ "$count" -lt 6 ]; then
   echo "validate-k8s: only $count resources rendered by $renderer" >&2
   exit 1
 fi
@@ -53,11 +53,17 @@ check(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/p
 check(env(c).get("FANFOLD_HTTP_LISTEN") == "0.0.0.0:8080", "coordinator FANFOLD_HTTP_LISTEN")
 # Tokens from the Secret, required: no pod runs without them, and the coordinator is not
 # told to accept everyone.
-secret_of = lambda c: [s["secretRef"] for s in c.get("envFrom", []) if "secretRef" in s]
+def secret_key(c, name):
+    refs = [e["valueFrom"]["secretKeyRef"] for e in c.get("env", [])
+            if e["name"] == name and "secretKeyRef" in e.get("valueFrom", {})]
+    return refs and refs[0]["name"] == "fanfold-credentials" and refs[0]["key"] == name \
+        and not refs[0].get("optional")
 check("FANFOLD_INSECURE" not in env(c), "the coordinator runs with tokens, not --insecure")
 check(env(c).get("FANFOLD_DATA_ROOTS") == "/data", "the coordinator confines inputs to /data")
-check([s for s in secret_of(c) if s["name"] == "fanfold-credentials" and not s.get("optional")],
-      "the coordinator requires the fanfold-credentials Secret")
+check(secret_key(c, "FANFOLD_AUTH_TOKEN_LINES"),
+      "the coordinator requires FANFOLD_AUTH_TOKEN_LINES from the fanfold-credentials Secret")
+check(not any("secretRef" in s for s in c.get("envFrom", [])),
+      "the coordinator gets no other secret (not the workers' token)")
 check({p["name"]: p["containerPort"] for p in c["ports"]}.get("http") == 8080, "coordinator http port")
 check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "coordinator readiness probe on /readyz")
 check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "coordinator liveness probe on /healthz")
@@ -67,8 +73,9 @@ notes, c = pod("Deployment", "fanfold-worker")
 check(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/port") == "9090",
       "worker scrape annotations")
 check(env(c).get("FANFOLD_METRICS_LISTEN") == "0.0.0.0:9090", "worker FANFOLD_METRICS_LISTEN")
-check([s for s in secret_of(c) if s["name"] == "fanfold-credentials" and not s.get("optional")],
-      "the workers require the fanfold-credentials Secret (their token)")
-check(("Secret", "fanfold-credentials") in docs, "the base has the fanfold-credentials Secret")
+check(secret_key(c, "FANFOLD_TOKEN"),
+      "the workers require FANFOLD_TOKEN from the fanfold-credentials Secret")
+check(("Secret", "fanfold-credentials") not in docs,
+      "the Secret is not in the base (applying it again would empty it)")
 print("validate-k8s: HTTP port, probes, scrape annotations and tokens in place")
 PY

@@ -187,7 +187,7 @@ pub struct ClientAuthFlags {
     #[arg(
         long = "tls-cert",
         global = true,
-        env = "FANFOLD_TLS_CERT",
+        env = "FANFOLD_TLS_CLIENT_CERT",
         requires = "client_key"
     )]
     pub client_cert: Option<PathBuf>,
@@ -195,7 +195,7 @@ pub struct ClientAuthFlags {
     #[arg(
         long = "tls-key",
         global = true,
-        env = "FANFOLD_TLS_KEY",
+        env = "FANFOLD_TLS_CLIENT_KEY",
         requires = "client_cert"
     )]
     pub client_key: Option<PathBuf>,

@@ -298,6 +298,28 @@ async fn every_call_succeeds_exactly_as_the_callers_role_grants() {
         parse_tsv(&words.stdout),
         count_words(std::slice::from_ref(&input))
     );
+    // With tokens and no --output-root, only an admin may write an output directory.
+    let target = dir.path().join("out");
+    let target = target.display().to_string();
+    let input_s = input.display().to_string();
+    let args = [
+        "run",
+        "--op",
+        "wordcount",
+        "--output-dir",
+        &target,
+        &input_s,
+    ];
+    let denied = submit_as(&addr, &alice, &args).await;
+    assert!(!denied.status.success());
+    assert!(
+        stderr(&denied).contains("no --output-root"),
+        "{}",
+        stderr(&denied)
+    );
+    assert!(!dir.path().join("out").exists());
+    assert_ok(&submit_as(&addr, &root, &args).await);
+    assert!(dir.path().join("out/_SUCCESS").exists());
     let refused = submit_job(&addr, &["status", &job]).await;
     assert!(!refused.status.success());
     assert!(

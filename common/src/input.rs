@@ -40,11 +40,13 @@ pub enum InputError {
     NotAFile { input: String },
     #[error("input {0}")]
     Location(#[from] LocationError),
+    #[error("the inputs name more than {0} files, the most a job may (--max-inputs)")]
+    TooMany(usize),
 }
 
-/// Resolves every argument; fails on the first that names nothing readable, or anything
-/// outside `roots`.
-pub fn resolve(inputs: &[String], roots: &Roots) -> Result<Vec<InputFile>, InputError> {
+/// Resolves every argument; fails on the first that names nothing readable, anything
+/// outside `roots`, or more than `max` files (as soon as it finds one more).
+pub fn resolve(inputs: &[String], roots: &Roots, max: usize) -> Result<Vec<InputFile>, InputError> {
     if inputs.is_empty() {
         return Err(InputError::Empty);
     }
@@ -82,6 +84,9 @@ pub fn resolve(inputs: &[String], roots: &Roots) -> Result<Vec<InputFile>, Input
                 })?;
                 add(input, &path, roots, &mut paths)?;
                 matched = true;
+                if paths.len() > max {
+                    return Err(InputError::TooMany(max));
+                }
             }
             if !matched {
                 return Err(InputError::NoMatch {
@@ -91,6 +96,9 @@ pub fn resolve(inputs: &[String], roots: &Roots) -> Result<Vec<InputFile>, Input
         } else {
             confined(Path::new(local))?;
             add(input, Path::new(local), roots, &mut paths)?;
+        }
+        if paths.len() > max {
+            return Err(InputError::TooMany(max));
         }
     }
     paths
@@ -128,14 +136,19 @@ fn add(
         paths.insert(path.to_path_buf());
     } else if meta.is_dir() {
         roots.check_dir(path).map_err(io)?;
+        // Beneath data roots a directory's symlinks are not followed (a link to `/` would
+        // walk the whole filesystem); a symlinked file is taken and opened beneath its root.
         let walk = walkdir::WalkDir::new(path)
-            .follow_links(true)
+            .follow_links(roots.is_empty())
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !is_hidden(e.file_name()));
         for entry in walk {
             let entry = entry.map_err(|e| io(e.into()))?;
-            if entry.file_type().is_file() {
+            let file = entry.file_type().is_file()
+                || (entry.path_is_symlink()
+                    && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()));
+            if file {
                 paths.insert(entry.into_path());
             }
         }
@@ -160,9 +173,9 @@ mod tests {
         p.display().to_string()
     }
 
-    /// Resolution with no roots.
+    /// Resolution with no roots and no limit.
     fn resolve(inputs: &[String]) -> Result<Vec<InputFile>, InputError> {
-        super::resolve(inputs, &Roots::default())
+        super::resolve(inputs, &Roots::default(), usize::MAX)
     }
 
     #[test]
@@ -174,10 +187,17 @@ mod tests {
         std::fs::write(dir.path().join("secret.log"), "s\n").unwrap();
         std::os::unix::fs::symlink(dir.path(), root.join("up")).unwrap();
         let roots = Roots::new(std::slice::from_ref(&root)).unwrap();
-        let inside = super::resolve(&[s(&root.join("logs/*.log"))], &roots).unwrap();
+        let inside = super::resolve(&[s(&root.join("logs/*.log"))], &roots, 10).unwrap();
         assert_eq!(inside.len(), 1);
         assert_eq!(inside[0].len, 2);
-        let refused = |input: String| match super::resolve(std::slice::from_ref(&input), &roots) {
+        // The root walked whole: its symlink to the directory above is not followed.
+        let walked = super::resolve(&[s(&root)], &roots, 10).unwrap();
+        let walked: Vec<String> = walked.iter().map(|f| f.location.to_string()).collect();
+        assert_eq!(walked, [s(&root.join("logs/a.log"))]);
+        let over = super::resolve(&[s(&root)], &roots, 0).unwrap_err();
+        assert!(matches!(over, InputError::TooMany(0)), "{over}");
+        let refused = |input: String| match super::resolve(std::slice::from_ref(&input), &roots, 10)
+        {
             Ok(files) => panic!("{input} resolved to {files:?}"),
             Err(e) => e.to_string(),
         };

@@ -31,6 +31,8 @@ pub struct Api {
     /// The HTTP port's base URL (`http://host:port`), for each status's page URL.
     pub page_base: Option<Arc<str>>,
     pub intake: intake::Rules,
+    /// Callers present tokens (then only admins may write outside output roots).
+    pub tokens_required: bool,
     /// Submissions planned at once; the rest wait their turn (a burst of submissions cannot
     /// take every blocking thread).
     pub planning: Arc<tokio::sync::Semaphore>,
@@ -158,19 +160,27 @@ impl JobService for Api {
                 .registry
                 .build(&spec.operation, &spec.options)
                 .is_ok_and(|op| op.runs_programs());
+            granted(
+                spec.output.is_none()
+                    || !self.intake.output_roots.is_empty()
+                    || !self.tokens_required
+                    || who.role == crate::auth::Role::Admin,
+                &who,
+                || "write an output directory: this coordinator has no --output-root".into(),
+            )?;
             granted(who.programs || !runs_programs, &who, || {
                 format!(
                     "run programs (operation '{}'): its line in the tokens file needs +programs",
                     spec.operation
                 )
             })?;
-            let permit = self
-                .planning
-                .acquire()
+            let permit = Arc::clone(&self.planning)
+                .acquire_owned()
                 .await
                 .map_err(|_| Status::unavailable("the coordinator is shutting down"))?;
-            let (spec, plan) = intake::admit(spec, &self.intake).await.map_err(refused)?;
-            drop(permit);
+            let (spec, plan) = intake::admit(spec, &self.intake, Some(permit))
+                .await
+                .map_err(refused)?;
             let status = self.scheduler.submit(spec, plan).await.map_err(status)?;
             Ok(Response::new(pb::SubmitJobResponse {
                 status: Some(self.wire(&status)),
@@ -308,17 +318,21 @@ impl JobService for Api {
 fn stream_parts(parts: Arc<Vec<Part>>) -> BoxStream<pb::ResultBatch> {
     let (tx, rx) = mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
-        for part in parts.iter() {
-            let mut reader = match PartReader::open(&part.path) {
-                Ok(reader) => reader,
+        // Every part is opened first: a result that expires while it streams (retention
+        // removes its files) is still read whole from the open files.
+        let mut readers = Vec::with_capacity(parts.len());
+        for (n, part) in parts.iter().enumerate() {
+            match PartReader::open(&part.path) {
+                Ok(reader) => readers.push((part, reader)),
                 Err(e) => {
                     let _ = tx.blocking_send(Err(Status::internal(format!(
-                        "cannot read part {}: {e}",
-                        part.path.display()
+                        "cannot read part {n} of the result: {e}"
                     ))));
                     return;
                 }
-            };
+            }
+        }
+        for (part, mut reader) in readers {
             loop {
                 match reader.batch(ROWS_PER_BATCH) {
                     Ok(rows) if rows.is_empty() => break,

@@ -43,11 +43,6 @@ pub enum IntakeError {
     TooLarge(String),
     #[error("planning stopped: {0}")]
     Interrupted(String),
-    #[error(
-        "the inputs name {found} files; this coordinator takes at most {limit} per job \
-         (--max-inputs)"
-    )]
-    TooManyInputs { found: usize, limit: usize },
 }
 
 /// What submissions are checked against: the coordinator's settings.
@@ -63,6 +58,8 @@ pub struct Rules {
     pub output_roots: Roots,
     /// Most input files one job may name.
     pub max_inputs: usize,
+    /// The coordinator's state directory: no output directory may be it, in it or around it.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]
@@ -75,6 +72,7 @@ impl Rules {
             data_roots: Roots::default(),
             output_roots: Roots::default(),
             max_inputs: DEFAULT_MAX_INPUTS,
+            state_dir: None,
         }
     }
 }
@@ -84,12 +82,20 @@ pub const DEFAULT_MAX_INPUTS: usize = 100_000;
 
 /// Turns a submitted spec into a planned job; the spec comes back with its effective chunk
 /// size set. Reads the filesystem, so it runs on the blocking pool.
-pub async fn admit(mut spec: JobSpec, rules: &Rules) -> Result<(JobSpec, Plan), IntakeError> {
+/// `hold` (a planning permit) is kept until planning ends, even if the caller goes away.
+pub async fn admit(
+    mut spec: JobSpec,
+    rules: &Rules,
+    hold: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<(JobSpec, Plan), IntakeError> {
     spec.validate()?;
     let registry = &rules.registry;
     let operation = registry.build(&spec.operation, &spec.options)?;
     if let Some(output) = &spec.output {
         crate::output::check(output, &rules.output_roots).map_err(IntakeError::Output)?;
+        if let Some(state) = &rules.state_dir {
+            crate::output::apart_from(output, state).map_err(IntakeError::Output)?;
+        }
     }
     let chunk_size = *spec.chunk_size.get_or_insert(rules.default_chunk_size);
     let inputs = spec.inputs.clone();
@@ -98,13 +104,8 @@ pub async fn admit(mut spec: JobSpec, rules: &Rules) -> Result<(JobSpec, Plan), 
     let (roots, max_inputs) = (rules.data_roots.clone(), rules.max_inputs);
     let sampled =
         tokio::task::spawn_blocking(move || -> Result<(Plan, Option<String>), IntakeError> {
-            let files = input::resolve(&inputs, &roots)?;
-            if files.len() > max_inputs {
-                return Err(IntakeError::TooManyInputs {
-                    found: files.len(),
-                    limit: max_inputs,
-                });
-            }
+            let _hold = hold;
+            let files = input::resolve(&inputs, &roots, max_inputs)?;
             // Compressed files cannot be entered mid-stream; some formats cannot be cut.
             let whole_file = |location: &Location| {
                 let name = location.to_string();

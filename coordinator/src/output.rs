@@ -66,6 +66,28 @@ fn confined(target: &Path, parent: &Path, roots: &Roots) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses a target that is the coordinator's state directory, inside it or around it: an
+/// overwrite would remove the coordinator's own state.
+pub fn apart_from(output: &OutputDir, state: &Path) -> Result<(), String> {
+    let target = Path::new(&output.path);
+    let resolved = |p: &Path| {
+        let parent = p.parent().and_then(|d| fs::canonicalize(d).ok());
+        match (parent, p.file_name()) {
+            (Some(parent), Some(name)) => parent.join(name),
+            _ => p.to_path_buf(),
+        }
+    };
+    let state = fs::canonicalize(state).unwrap_or_else(|_| state.to_path_buf());
+    let target = resolved(target);
+    if target.starts_with(&state) || state.starts_with(&target) {
+        return Err(format!(
+            "output directory '{}' overlaps the coordinator's state directory",
+            output.path
+        ));
+    }
+    Ok(())
+}
+
 fn exists(path: &str) -> String {
     format!("output directory '{path}' exists; ask to overwrite it (submit-job --overwrite)")
 }
@@ -218,6 +240,31 @@ mod tests {
     use super::*;
     use fanfold_common::partial::Value;
     use fanfold_common::render::Format;
+
+    #[test]
+    fn an_output_directory_may_not_overlap_the_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        fs::create_dir_all(state.join("parts")).unwrap();
+        let output = |path: &Path| OutputDir {
+            path: path.display().to_string(),
+            format: Format::Tsv,
+            overwrite: true,
+        };
+        for overlapping in [
+            state.clone(),
+            state.join("parts"),
+            dir.path().to_path_buf(),
+            state.join("parts/../parts"),
+        ] {
+            let refused = apart_from(&output(&overlapping), &state).unwrap_err();
+            assert!(
+                refused.contains("overlaps the coordinator's state"),
+                "{refused}"
+            );
+        }
+        assert!(apart_from(&output(&dir.path().join("results")), &state).is_ok());
+    }
 
     fn rows(n: u64) -> JobResult {
         JobResult::Rows(std::sync::Arc::new(

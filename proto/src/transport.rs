@@ -86,12 +86,22 @@ impl Interceptor for Bearer {
 pub type Connection = InterceptedService<Channel, Bearer>;
 
 /// PEM files a client trusts and presents, for `https://` addresses.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ClientTls {
     /// The CA that signed the server's certificate; without it, the public web roots.
     pub ca_pem: Option<Vec<u8>>,
     /// A client certificate and its key, for a coordinator that asks workers for one.
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for ClientTls {
+    /// Says what is set, never the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
 }
 
 impl ClientTls {
@@ -108,13 +118,22 @@ pub struct ClientSecurity {
 }
 
 /// A server's certificate and key (PEM), and the CA whose client certificates it accepts.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerTls {
     pub cert_pem: Vec<u8>,
     pub key_pem: Vec<u8>,
     /// With it, a client may present a certificate signed by this CA, and the coordinator
     /// requires one of workers (mutual TLS); clients without one are still served.
     pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for ServerTls {
+    /// Says what is set, never the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("client_ca", &self.client_ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a channel could not be opened; the caller names the address.

@@ -138,6 +138,11 @@ impl Access {
             if entries.iter().any(|e| &*e.principal.name == name) {
                 return Err(line_error(format!("principal '{name}' is named twice")));
             }
+            if entries.iter().any(|e| e.hash == hash) {
+                return Err(line_error(
+                    "this token's hash is on another line: one token, one principal".into(),
+                ));
+            }
             entries.push(Entry {
                 hash,
                 principal: Principal {
@@ -226,6 +231,12 @@ mod tests {
                 "{line}: {error}"
             );
         }
+        let same_hash = good.replacen("a ", "b ", 1);
+        let shared = Access::parse(&format!("{good}\n{same_hash}"), "tokens").unwrap_err();
+        assert!(
+            shared.to_string().contains("line 2: this token's hash"),
+            "{shared}"
+        );
         let twice = Access::parse(&format!("{good}\n{good}"), "tokens").unwrap_err();
         assert_eq!(
             twice.to_string(),

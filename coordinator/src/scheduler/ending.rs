@@ -210,17 +210,26 @@ fn write_quarantine(path: &std::path::Path, bad: &[(Location, BadRecord)]) -> st
     std::fs::rename(temp, path)
 }
 
-/// A limited partitioned job's result: each part holds its own first `limit` rows; the job's
-/// are the first `limit` of them all, in the job's order (keys bytewise), written as one part.
 /// A result held in memory (and in the state directory's result batches) is at most about
 /// this big; a larger one is kept in a part file and streamed from there, as a partitioned
 /// job's result is, so finished jobs do not hold their results in memory.
 const RESULT_IN_MEMORY_BYTES: usize = 1 << 20;
 
-/// About the memory `rows` hold.
+/// About the memory `rows` hold: keys, and the bytes in their values.
 fn result_bytes(rows: &[Row]) -> usize {
+    use fanfold_common::partial::Value;
+    let items = |items: &mut dyn Iterator<Item = &Vec<u8>>| items.map(|i| 24 + i.len()).sum();
     rows.iter()
-        .map(|row| std::mem::size_of::<Row>() + row.key.len())
+        .map(|row| {
+            let value: usize = match &row.value {
+                Value::Distinct(set) | Value::Postings(set) => items(&mut set.iter()),
+                Value::Collect(list) => items(&mut list.iter()),
+                Value::TopK { counts, .. } => items(&mut counts.keys()),
+                Value::Text(text) => text.len(),
+                _ => 0,
+            };
+            std::mem::size_of::<Row>() + row.key.len() + value
+        })
         .sum()
 }
 
@@ -232,6 +241,8 @@ fn keep_on_disk(dir: &Path, rows: Vec<Row>, keys: u64) -> std::io::Result<Part> 
     Ok(Part { path, rows, keys })
 }
 
+/// A limited partitioned job's result: each part holds its own first `limit` rows; the job's
+/// are the first `limit` of them all, in the job's order (keys bytewise), written as one part.
 fn merge_limited(
     dir: &Path,
     parts: Vec<Part>,

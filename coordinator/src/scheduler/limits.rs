@@ -93,7 +93,9 @@ impl Scheduler {
                  (--max-active-jobs); submit again when some have ended"
             )));
         }
-        if own >= limits.active_jobs_per_principal {
+        // Without tokens every job is the anonymous admin's: only the total applies.
+        let named = owner.is_some_and(|o| o != crate::auth::Principal::anonymous().name.as_ref());
+        if named && own >= limits.active_jobs_per_principal {
             return Err(JobError::Limit(format!(
                 "principal '{}' already runs or queues {own} jobs, the limit per principal \
                  (--max-active-jobs-per-principal); submit again when some have ended",
@@ -126,12 +128,18 @@ impl Scheduler {
             .map(|(_, (_, id))| *id)
             .collect();
         for id in gone {
-            self.jobs.remove(&id);
+            let quarantine = self
+                .jobs
+                .remove(&id)
+                .and_then(|job| job.snapshot(0).quarantine);
             self.order.retain(|j| *j != id);
             self.journal.forget(id);
             let dir = parts::job_dir(&self.config.parts_dir, id);
             self.tasks.spawn_blocking(move || {
                 let _ = std::fs::remove_dir_all(dir);
+                if let Some(file) = quarantine {
+                    let _ = std::fs::remove_file(file);
+                }
             });
             info!(job_id = %id, "job expired: its status and result are removed");
             self.config.metrics.jobs_expired.inc();

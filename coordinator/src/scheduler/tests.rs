@@ -138,6 +138,7 @@ async fn inputs(dir: &std::path::Path, chunk_size: u64) -> (JobSpec, Plan, HashM
     let (spec, plan) = crate::intake::admit(
         spec,
         &crate::intake::Rules::open(Registry::builtin(), 1 << 20),
+        None,
     )
     .await
     .unwrap();

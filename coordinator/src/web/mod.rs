@@ -265,8 +265,11 @@ async fn job_page(
     };
     let detail = match web.scheduler.detail(id, query).await {
         Ok(detail) => detail,
-        Err(JobError::NotFound(_)) => {
-            let page = pages::not_found(&format!("No job {id} on this coordinator."));
+        Err(e @ (JobError::NotFound(_) | JobError::Expired { .. })) => {
+            let page = match e {
+                JobError::Expired { .. } => pages::not_found(&format!("{e}.")),
+                _ => pages::not_found(&format!("No job {id} on this coordinator.")),
+            };
             return Ok((StatusCode::NOT_FOUND, Html(page)).into_response());
         }
         Err(e) => return Err(e.into()),

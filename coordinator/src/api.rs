@@ -87,16 +87,8 @@ fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
 
 /// Refuses what `who`'s role does not grant, naming the principal and the action only.
 fn granted(allowed: bool, who: &Principal, action: impl FnOnce() -> String) -> Result<(), Status> {
-    if allowed {
-        Ok(())
-    } else {
-        Err(Status::permission_denied(format!(
-            "principal '{}' (role {}) may not {}",
-            who.name,
-            who.role.name(),
-            action()
-        )))
-    }
+    who.grant(allowed, action)
+        .map_err(Status::permission_denied)
 }
 
 impl Api {

@@ -63,12 +63,10 @@ impl FleetService for Fleet {
     ) -> Result<Response<Self::AttachStream>, Status> {
         let who = request.extensions().get::<Principal>().cloned();
         let answer = match &who {
-            Some(who) if who.may_attach() => self.attached(request).await,
-            Some(who) => Err(Status::permission_denied(format!(
-                "principal '{}' (role {}) may not attach as a worker",
-                who.name,
-                who.role.name()
-            ))),
+            Some(who) => match who.grant(who.may_attach(), || "attach as a worker".into()) {
+                Ok(()) => self.attached(request).await,
+                Err(refused) => Err(Status::permission_denied(refused)),
+            },
             None => Err(Status::unauthenticated("no principal")),
         };
         self.metrics.grpc("Attach", &answer);

@@ -69,13 +69,31 @@ pub struct Principal {
     pub programs: bool,
 }
 
+/// The name of every caller of a coordinator without a tokens file.
+pub const ANONYMOUS: &str = "anonymous";
+
 impl Principal {
     /// Every caller of a coordinator without a tokens file.
     pub fn anonymous() -> Principal {
         Principal {
-            name: "anonymous".into(),
+            name: ANONYMOUS.into(),
             role: Role::Admin,
             programs: true,
+        }
+    }
+
+    /// `Ok` if `allowed`, else why not, naming the principal and the action only (the one
+    /// refusal message of the gRPC and HTTP ports).
+    pub fn grant(&self, allowed: bool, action: impl FnOnce() -> String) -> Result<(), String> {
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "principal '{}' (role {}) may not {}",
+                self.name,
+                self.role.name(),
+                action()
+            ))
         }
     }
 

@@ -94,7 +94,7 @@ impl Scheduler {
             )));
         }
         // Without tokens every job is the anonymous admin's: only the total applies.
-        let named = owner.is_some_and(|o| o != crate::auth::Principal::anonymous().name.as_ref());
+        let named = owner.is_some_and(|o| o != crate::auth::ANONYMOUS);
         if named && own >= limits.active_jobs_per_principal {
             return Err(JobError::Limit(format!(
                 "principal '{}' already runs or queues {own} jobs, the limit per principal \

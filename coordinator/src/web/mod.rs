@@ -108,19 +108,8 @@ fn router(web: Web) -> Router {
 
 /// Refuses what `who`'s role does not grant.
 fn granted(allowed: bool, who: &Principal, action: impl FnOnce() -> String) -> Result<(), Failure> {
-    if allowed {
-        Ok(())
-    } else {
-        Err(Failure(
-            StatusCode::FORBIDDEN,
-            format!(
-                "principal '{}' (role {}) may not {}",
-                who.name,
-                who.role.name(),
-                action()
-            ),
-        ))
-    }
+    who.grant(allowed, action)
+        .map_err(|refused| Failure(StatusCode::FORBIDDEN, refused))
 }
 
 /// An error as an HTTP answer: JSON `{"error": ...}` with a status code.

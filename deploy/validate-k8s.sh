@@ -62,8 +62,12 @@ check("FANFOLD_INSECURE" not in env(c), "the coordinator runs with tokens, not -
 check(env(c).get("FANFOLD_DATA_ROOTS") == "/data", "the coordinator confines inputs to /data")
 check(secret_key(c, "FANFOLD_AUTH_TOKEN_LINES"),
       "the coordinator requires FANFOLD_AUTH_TOKEN_LINES from the fanfold-credentials Secret")
-check(not any("secretRef" in s for s in c.get("envFrom", [])),
-      "the coordinator gets no other secret (not the workers' token)")
+# Besides its key of fanfold-credentials, a pod takes only the optional object-store Secret.
+def object_store_only(c):
+    refs = [s["secretRef"] for s in c.get("envFrom", []) if "secretRef" in s]
+    return refs == [{"name": "fanfold-object-store", "optional": True}]
+check(object_store_only(c),
+      "the coordinator gets no other secret (not the workers' token) but the object store's")
 check({p["name"]: p["containerPort"] for p in c["ports"]}.get("http") == 8080, "coordinator http port")
 check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "coordinator readiness probe on /readyz")
 check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "coordinator liveness probe on /healthz")
@@ -75,6 +79,7 @@ check(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/p
 check(env(c).get("FANFOLD_METRICS_LISTEN") == "0.0.0.0:9090", "worker FANFOLD_METRICS_LISTEN")
 check(secret_key(c, "FANFOLD_TOKEN"),
       "the workers require FANFOLD_TOKEN from the fanfold-credentials Secret")
+check(object_store_only(c), "the workers read objects with the object store's Secret, optional")
 check(("Secret", "fanfold-credentials") not in docs,
       "the Secret is not in the base (applying it again would empty it)")
 print("validate-k8s: HTTP port, probes, scrape annotations and tokens in place")

@@ -7,11 +7,17 @@
 //! or read. Directories are walked
 //! recursively, skipping hidden (`.`) and underscore-prefixed entries, as Hadoop's input formats
 //! do (`_SUCCESS`, `.crc`). The result is sorted and free of duplicates, so a plan is reproducible.
+//!
+//! Object-store URLs resolve the same way through the store's listing: a key names one
+//! object; a key ending in `/` (or naming no object) is a prefix whose objects are all taken,
+//! hidden ones skipped; a key with glob characters lists its fixed leading segments and keeps
+//! the keys the pattern matches, `*` not crossing `/`. Each object keeps its size and ETag.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::location::{Location, LocationError};
+use crate::location::{Location, LocationError, ObjectLocation};
+use crate::objects::{self, ObjectUrl};
 use crate::roots::Roots;
 
 /// One input file and its length at planning time.
@@ -51,8 +57,23 @@ pub fn resolve(inputs: &[String], roots: &Roots, max: usize) -> Result<Vec<Input
         return Err(InputError::Empty);
     }
     let mut paths = BTreeSet::new();
+    let mut objects: Vec<InputFile> = Vec::new();
     for input in inputs {
-        let Location::Local(local) = Location::parse(input)?;
+        if input.contains('\0') {
+            return Err(InputError::NotAFile {
+                input: input.escape_debug().to_string(),
+            });
+        }
+        let local = match Location::parse(input)? {
+            Location::Local(local) => local,
+            Location::Object(object) => {
+                objects.extend(objects_of(input, &object.url, roots, max)?);
+                if objects.len() + paths.len() > max {
+                    return Err(InputError::TooMany(max));
+                }
+                continue;
+            }
+        };
         let Some(local) = local.to_str() else {
             return Err(InputError::NotAFile {
                 input: input.clone(),
@@ -97,11 +118,13 @@ pub fn resolve(inputs: &[String], roots: &Roots, max: usize) -> Result<Vec<Input
             confined(Path::new(local))?;
             add(input, Path::new(local), roots, &mut paths)?;
         }
-        if paths.len() > max {
+        if paths.len() + objects.len() > max {
             return Err(InputError::TooMany(max));
         }
     }
-    paths
+    objects.sort_by(|a, b| a.location.cmp(&b.location));
+    objects.dedup_by(|a, b| a.location == b.location);
+    let locals: Vec<InputFile> = paths
         .into_iter()
         .map(|path| {
             let io = |source| InputError::Io {
@@ -114,7 +137,99 @@ pub fn resolve(inputs: &[String], roots: &Roots, max: usize) -> Result<Vec<Input
                 len,
             })
         })
-        .collect()
+        .collect::<Result<_, InputError>>()?;
+    Ok(locals.into_iter().chain(objects).collect())
+}
+
+/// The objects an object-store input names (see the module's rules).
+fn objects_of(
+    input: &str,
+    url: &ObjectUrl,
+    roots: &Roots,
+    max: usize,
+) -> Result<Vec<InputFile>, InputError> {
+    let io = |source| InputError::Io {
+        input: input.to_owned(),
+        source,
+    };
+    let file = |object: objects::Object| InputFile {
+        location: Location::Object(ObjectLocation {
+            url: ObjectUrl {
+                key: object.key,
+                ..url.clone()
+            },
+            etag: object.etag,
+        }),
+        len: object.size,
+    };
+    let pattern = is_pattern(&url.key);
+    // What is listed: the segments before the first pattern character, or the key as a
+    // "directory".
+    let prefix = if pattern {
+        let literal = &url.key[..url.key.find(['*', '?', '[']).unwrap_or(url.key.len())];
+        literal[..literal.rfind('/').map_or(0, |i| i + 1)].to_owned()
+    } else if url.key.is_empty() || url.key.ends_with('/') {
+        url.key.clone()
+    } else {
+        // One object, if the key names one; else the prefix of that name.
+        let whole = ObjectUrl {
+            key: url.key.clone(),
+            ..url.clone()
+        };
+        roots.check_object(&whole).map_err(io)?;
+        match objects::head(&whole) {
+            Ok(Some(object)) => return Ok(vec![file(object)]),
+            Ok(None) => {}
+            // Some servers fail a HEAD of a "directory" instead of answering 404: a prefix
+            // with objects beneath it is still one; otherwise the HEAD's error stands.
+            Err(e) => {
+                let beneath = ObjectUrl {
+                    key: format!("{}/", url.key),
+                    ..url.clone()
+                };
+                let listed = objects::list(&beneath, max).map_err(io)?;
+                if listed.is_empty() {
+                    return Err(io(e));
+                }
+            }
+        }
+        format!("{}/", url.key)
+    };
+    let listed_url = ObjectUrl {
+        key: prefix.clone(),
+        ..url.clone()
+    };
+    roots.check_object(&listed_url).map_err(io)?;
+    let matcher = pattern
+        .then(|| glob::Pattern::new(&url.key))
+        .transpose()
+        .map_err(|e| InputError::BadPattern {
+            input: input.to_owned(),
+            message: e.to_string(),
+        })?;
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let mut found = Vec::new();
+    for object in objects::list(&listed_url, max).map_err(io)? {
+        let rest = &object.key[prefix.len().min(object.key.len())..];
+        let taken = match &matcher {
+            Some(matcher) => matcher.matches_with(&object.key, options),
+            // Directory markers and hidden objects are not inputs.
+            None => !rest.is_empty() && !rest.split('/').any(|s| is_hidden(s.as_ref())),
+        };
+        if taken && !object.key.ends_with('/') {
+            found.push(file(object));
+        }
+    }
+    if found.is_empty() {
+        return Err(InputError::NoMatch {
+            input: input.to_owned(),
+        });
+    }
+    Ok(found)
 }
 
 fn is_pattern(input: &str) -> bool {
@@ -276,10 +391,11 @@ mod tests {
                 .to_string()
                 .contains(&missing)
         );
-        let url = "s3://bucket/logs/".to_owned();
+        let url = "hdfs://nn/logs/".to_owned();
         assert_eq!(
             resolve(&[url]).unwrap_err().to_string(),
-            "input 's3://bucket/logs/': s3:// inputs are not supported (local paths are)"
+            "input 'hdfs://nn/logs/': hdfs:// inputs are not supported (local paths and s3://, \
+             gs://, az:// objects are)"
         );
     }
 }

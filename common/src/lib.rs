@@ -1,7 +1,8 @@
 //! fanfold's domain, shared by the coordinator, the worker and the CLI.
 //!
-//! Nothing here does network I/O: the gRPC adapters convert wire types to these at the edge
-//! (`convert`), and everything else speaks these types.
+//! Nothing here speaks gRPC: the adapters convert wire types to these at the edge
+//! (`convert`), and everything else speaks these types. The one network I/O here is object
+//! storage (`objects`), a source behind `location::Location` like the local filesystem.
 
 pub mod chunker;
 pub mod convert;
@@ -9,6 +10,7 @@ pub mod fleet;
 pub mod ids;
 pub mod input;
 pub mod location;
+pub mod objects;
 pub mod operation;
 pub mod ops;
 pub mod partial;

@@ -2,16 +2,17 @@
 //! bad record names its file by, with the three things fanfold asks of a source: list what an
 //! input argument names ([`crate::input::resolve`]), a file's length, and a ranged read.
 //!
-//! Today a location is a path on the local filesystem (the coordinator's, or a worker's on
-//! shared storage). An input written as a URL (`s3://bucket/key`) is recognised as one, and
-//! refused clearly until a source for its scheme exists, instead of being taken for a relative
-//! path.
+//! A location is a path on the local filesystem (the coordinator's, or a worker's on shared
+//! storage) or an object in object storage (`s3://bucket/key`, [`crate::objects`]), with the
+//! version (ETag) it had when the job was planned, so a chunk never mixes two versions. Any
+//! other URL scheme is refused clearly instead of being taken for a relative path.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use crate::objects::{self, ObjectUrl};
 use crate::roots::Roots;
 
 /// One input file: where its bytes are.
@@ -19,13 +20,31 @@ use crate::roots::Roots;
 pub enum Location {
     /// A file on the local filesystem, named as the job named it.
     Local(PathBuf),
+    /// An object in object storage.
+    Object(ObjectLocation),
 }
+
+/// An object and the version of it a job reads.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectLocation {
+    pub url: ObjectUrl,
+    /// Its ETag at planning, when the store gave one.
+    pub etag: Option<String>,
+}
+
+/// Separates an object's URL from its ETag in [`Location::encoded`]: no URL holds it.
+const VERSION_SEPARATOR: char = '\0';
 
 /// A location that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LocationError {
-    #[error("'{text}': {scheme}:// inputs are not supported (local paths are)")]
+    #[error(
+        "'{text}': {scheme}:// inputs are not supported (local paths and s3://, gs://, az:// \
+         objects are)"
+    )]
     UnsupportedScheme { text: String, scheme: String },
+    #[error("'{text}': an object URL names its bucket (s3://BUCKET/KEY)")]
+    NoBucket { text: String },
     #[error("an empty location")]
     Empty,
 }
@@ -41,8 +60,9 @@ pub fn scheme(text: &str) -> Option<&str> {
 }
 
 impl Location {
-    /// Reads an input argument or a stored location: `file:///p` and plain paths are local;
-    /// any other `scheme://` is refused, naming it.
+    /// Reads an input argument or a stored location ([`Location::encoded`]): `file:///p` and
+    /// plain paths are local, object-store URLs are objects; any other `scheme://` is
+    /// refused, naming it.
     pub fn parse(text: &str) -> Result<Location, LocationError> {
         if text.is_empty() {
             return Err(LocationError::Empty);
@@ -50,6 +70,16 @@ impl Location {
         match scheme(text) {
             None => Ok(Location::Local(PathBuf::from(text))),
             Some("file") => Ok(Location::Local(PathBuf::from(&text["file://".len()..]))),
+            Some(scheme) if objects::is_object_scheme(scheme) => {
+                let (url, etag) = match text.split_once(VERSION_SEPARATOR) {
+                    Some((url, etag)) => (url, Some(etag.to_owned())),
+                    None => (text, None),
+                };
+                let url = ObjectUrl::parse(url).ok_or_else(|| LocationError::NoBucket {
+                    text: url.to_owned(),
+                })?;
+                Ok(Location::Object(ObjectLocation { url, etag }))
+            }
             Some(scheme) => Err(LocationError::UnsupportedScheme {
                 text: text.to_owned(),
                 scheme: scheme.to_owned(),
@@ -65,6 +95,19 @@ impl Location {
     pub fn as_path(&self) -> Option<&Path> {
         match self {
             Location::Local(path) => Some(path),
+            Location::Object(_) => None,
+        }
+    }
+
+    /// The location with its version, as stored and sent to workers ([`Location::parse`]
+    /// reads it back); [`fmt::Display`] gives the name alone.
+    pub fn encoded(&self) -> String {
+        match self {
+            Location::Object(ObjectLocation {
+                url,
+                etag: Some(etag),
+            }) => format!("{url}{VERSION_SEPARATOR}{etag}"),
+            other => other.to_string(),
         }
     }
 
@@ -75,21 +118,53 @@ impl Location {
             Location::Local(path) => {
                 Location::Local(std::path::absolute(path).unwrap_or_else(|_| path.clone()))
             }
+            Location::Object(_) => self.clone(),
         }
     }
 
     /// Opens the file for ranged reads, beneath `roots` if there are any
     /// ([`crate::roots::Roots::open`]: regular files only).
+    /// Opens an object by asking the store for its size (and checking it is still the
+    /// version planned).
     pub fn open(&self, roots: &Roots) -> io::Result<Source> {
         match self {
             Location::Local(path) => Ok(Source::Local(roots.open(path)?)),
+            Location::Object(object) => {
+                roots.check_object(&object.url)?;
+                let Some(found) = objects::head(&object.url)? else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{}: no such object", object.url),
+                    ));
+                };
+                if object.etag.is_some() && found.etag.is_some() && found.etag != object.etag {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: the object changed since the job was planned (its ETag differs)",
+                            object.url
+                        ),
+                    ));
+                }
+                Ok(Source::Object {
+                    object: object.clone(),
+                    len: found.size,
+                })
+            }
         }
     }
 
     /// Reads bytes `start..end`. Fails if the file is shorter than that (it changed since the
-    /// job was planned).
+    /// job was planned), or if the object is no longer the version planned.
     pub fn read_range(&self, roots: &Roots, start: u64, end: u64) -> io::Result<Vec<u8>> {
-        self.open(roots)?.read_range(start, end)
+        match self {
+            Location::Local(_) => self.open(roots)?.read_range(start, end),
+            Location::Object(object) => {
+                roots.check_object(&object.url)?;
+                let bytes = objects::read_range(&object.url, start..end, object.etag.as_deref())?;
+                Ok(Vec::from(bytes))
+            }
+        }
     }
 }
 
@@ -98,6 +173,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Local(path) => write!(f, "{}", path.display()),
+            Location::Object(object) => write!(f, "{}", object.url),
         }
     }
 }
@@ -105,6 +181,11 @@ impl fmt::Display for Location {
 /// An opened location, read by range.
 pub enum Source {
     Local(File),
+    /// An object: every read is a ranged GET of that version.
+    Object {
+        object: ObjectLocation,
+        len: u64,
+    },
 }
 
 impl Source {
@@ -113,6 +194,7 @@ impl Source {
     pub fn len(&self) -> io::Result<u64> {
         match self {
             Source::Local(file) => Ok(file.metadata()?.len()),
+            Source::Object { len, .. } => Ok(*len),
         }
     }
 
@@ -122,6 +204,15 @@ impl Source {
             Source::Local(file) => {
                 file.seek(SeekFrom::Start(offset))?;
                 file.read(buf)
+            }
+            Source::Object { object, len } => {
+                let end = (*len).min(offset.saturating_add(buf.len() as u64));
+                if offset >= end {
+                    return Ok(0);
+                }
+                let bytes = objects::read_range(&object.url, offset..end, object.etag.as_deref())?;
+                buf[..bytes.len()].copy_from_slice(&bytes);
+                Ok(bytes.len())
             }
         }
     }
@@ -143,6 +234,9 @@ impl Source {
                     ));
                 }
                 Ok(data)
+            }
+            Source::Object { object, .. } => {
+                objects::read_range(&object.url, start..end, object.etag.as_deref()).map(Vec::from)
             }
         }
     }
@@ -167,9 +261,24 @@ mod tests {
             Ok(Location::local("/data/a.txt"))
         );
         assert_eq!(
-            Location::parse("s3://bucket/key").unwrap_err().to_string(),
-            "'s3://bucket/key': s3:// inputs are not supported (local paths are)"
+            Location::parse("hdfs://nn/key").unwrap_err().to_string(),
+            "'hdfs://nn/key': hdfs:// inputs are not supported (local paths and s3://, gs://, \
+             az:// objects are)"
         );
+        let object = Location::parse("s3://bucket/logs/a.gz").unwrap();
+        assert_eq!(object.to_string(), "s3://bucket/logs/a.gz");
+        let Location::Object(mut versioned) = object.clone() else {
+            panic!("an object: {object:?}")
+        };
+        versioned.etag = Some("\"abc\"".into());
+        let versioned = Location::Object(versioned);
+        assert_eq!(versioned.to_string(), "s3://bucket/logs/a.gz");
+        assert_eq!(Location::parse(&versioned.encoded()), Ok(versioned));
+        assert_eq!(object.encoded(), "s3://bucket/logs/a.gz");
+        assert!(matches!(
+            Location::parse("s3://"),
+            Err(LocationError::NoBucket { .. })
+        ));
         assert_eq!(scheme("s3://b/k"), Some("s3"));
         assert_eq!(scheme("/a/b://c"), None);
         assert_eq!(scheme("dir/x"), None);

@@ -10,6 +10,9 @@
 //!
 //! The coordinator checks at submission and opens through its roots every time it reads;
 //! a worker on shared storage opens through the same roots, sent in its welcome.
+//!
+//! A root may also be an object-store prefix (`s3://bucket/prefix/`): with roots, an object
+//! is read only if its key lies beneath one, by whole path segments ([`Roots::check_object`]).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -19,9 +22,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-/// Directories paths must lie beneath; none means any path.
+use crate::objects::{self, ObjectUrl};
+
+/// Directories paths must lie beneath, and object prefixes objects must lie beneath; none of
+/// either means any path and any object.
 #[derive(Clone, Debug, Default)]
-pub struct Roots(Arc<Vec<Root>>);
+pub struct Roots {
+    dirs: Arc<Vec<Root>>,
+    objects: Arc<Vec<ObjectUrl>>,
+}
 
 #[derive(Debug)]
 struct Root {
@@ -38,10 +47,24 @@ fn refused(message: impl Into<String>) -> io::Error {
 }
 
 impl Roots {
-    /// Opens each directory of `dirs`, failing on one that is not a directory.
+    /// Opens each directory of `dirs`, failing on one that is not a directory; an object-store
+    /// URL among them is an object prefix.
     pub fn new(dirs: &[PathBuf]) -> io::Result<Roots> {
         let mut roots = Vec::with_capacity(dirs.len());
+        let mut prefixes = Vec::new();
         for dir in dirs {
+            if let Some(text) = dir.to_str()
+                && crate::location::scheme(text).is_some_and(objects::is_object_scheme)
+            {
+                let url = ObjectUrl::parse(text).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{text}: an object root names its bucket (s3://BUCKET/PREFIX)"),
+                    )
+                })?;
+                prefixes.push(url);
+                continue;
+            }
             let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
             let canonical = std::fs::canonicalize(dir).map_err(named)?;
             if !canonical.is_dir() {
@@ -54,26 +77,64 @@ impl Roots {
                 dir: file,
             });
         }
-        Ok(Roots(Arc::new(roots)))
+        Ok(Roots {
+            dirs: Arc::new(roots),
+            objects: Arc::new(prefixes),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.dirs.is_empty() && self.objects.is_empty()
     }
 
-    /// The roots, after following symlinks (what a worker on shared storage is told).
+    /// The roots, directories after following symlinks, then object prefixes (what a worker
+    /// is told; [`Roots::new`] reads them back).
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.0.iter().map(|r| r.canonical.clone()).collect()
+        let dirs = self.dirs.iter().map(|r| r.canonical.clone());
+        dirs.chain(self.objects.iter().map(|u| PathBuf::from(u.to_string())))
+            .collect()
     }
 
     /// The roots, as a message names them.
     fn listed(&self) -> String {
-        let paths: Vec<String> = self
-            .0
-            .iter()
-            .map(|r| r.given.display().to_string())
+        let dirs = self.dirs.iter().map(|r| r.given.display().to_string());
+        let paths: Vec<String> = dirs
+            .chain(self.objects.iter().map(ToString::to_string))
             .collect();
         paths.join(", ")
+    }
+
+    /// Checks that the object (or object prefix) `url` lies beneath an object root, by whole
+    /// segments (`s3://b/logs` holds `s3://b/logs/x`, not `s3://b/logsx`); with no roots at
+    /// all, any object does. With roots, `.` and `..` segments are refused.
+    pub fn check_object(&self, url: &ObjectUrl) -> io::Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        if url.key.split('/').any(|s| s == "." || s == "..") {
+            return Err(refused(format!(
+                "{url}: '.' and '..' are not allowed in a key while data roots are set"
+            )));
+        }
+        let beneath = |root: &ObjectUrl| {
+            let prefix = root.key.trim_end_matches('/');
+            root.scheme == url.scheme
+                && root.bucket == url.bucket
+                && (prefix.is_empty()
+                    || url.key == prefix
+                    || url
+                        .key
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/')))
+        };
+        if self.objects.iter().any(beneath) {
+            Ok(())
+        } else {
+            Err(refused(format!(
+                "{url}: outside the allowed roots ({})",
+                self.listed()
+            )))
+        }
     }
 
     /// The root `path` lies beneath as written, and the rest of the path below it. Fails
@@ -85,7 +146,7 @@ impl Roots {
             ));
         }
         let absolute = std::path::absolute(path)?;
-        for root in self.0.iter() {
+        for root in self.dirs.iter() {
             for base in [&root.given, &root.canonical] {
                 if let Ok(rest) = absolute.strip_prefix(base) {
                     return Ok((root, rest.to_path_buf()));
@@ -282,5 +343,37 @@ mod tests {
         assert!(open.open(&outside).is_ok());
         assert!(refusal(&open, &root.join("fifo")).contains("not a regular file"));
         assert!(refusal(&open, Path::new("/dev/zero")).contains("not a regular file"));
+    }
+
+    #[test]
+    fn objects_lie_beneath_object_roots_by_whole_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots =
+            Roots::new(&[dir.path().to_path_buf(), PathBuf::from("s3://data/logs/")]).unwrap();
+        let url = |text: &str| ObjectUrl::parse(text).unwrap();
+        assert!(roots.check_object(&url("s3://data/logs/a.txt")).is_ok());
+        assert!(roots.check_object(&url("s3://data/logs")).is_ok());
+        for outside in [
+            "s3://data/logsx/a.txt",
+            "s3://data/other/a.txt",
+            "s3://other/logs/a.txt",
+            "gs://data/logs/a.txt",
+            "s3://data/logs/../secret",
+        ] {
+            let refused = roots.check_object(&url(outside)).unwrap_err();
+            assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied, "{outside}");
+        }
+        // Workers are told both kinds and read them back the same.
+        let told = Roots::new(&roots.paths()).unwrap();
+        assert!(told.check_object(&url("s3://data/logs/b")).is_ok());
+        assert!(told.check_object(&url("s3://data/x")).is_err());
+        // Only object roots: no local file is readable, and any object with no roots at all.
+        let only_objects = Roots::new(&[PathBuf::from("s3://data/")]).unwrap();
+        assert!(only_objects.open(&dir.path().join("f")).is_err());
+        assert!(
+            Roots::default()
+                .check_object(&url("s3://any/thing"))
+                .is_ok()
+        );
     }
 }

@@ -63,7 +63,7 @@ pub enum SpecInvalid {
     NoOperation,
     #[error("chunk size {0} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} bytes")]
     ChunkSize(u64),
-    #[error("output directory '{0}' must be an absolute path")]
+    #[error("output directory '{0}' must be an absolute path or an object-store URL")]
     RelativeOutput(String),
     #[error("--reducers {0} is outside 1..={MAX_REDUCERS}")]
     Reducers(u32),
@@ -85,6 +85,7 @@ impl JobSpec {
         }
         if let Some(output) = &self.output
             && !std::path::Path::new(&output.path).is_absolute()
+            && crate::objects::ObjectUrl::parse(&output.path).is_none()
         {
             return Err(SpecInvalid::RelativeOutput(output.path.clone()));
         }

@@ -161,10 +161,11 @@ impl Fleet {
         // and goes out in pieces.
         let scheduler = self.scheduler.clone();
         let roots = self.data_roots.clone();
+        let sent = self.metrics.chunk_bytes_sent.clone();
         let outgoing = async_stream::stream! {
             yield Ok(welcome);
             while let Some(message) = assignments.recv().await {
-                for message in ready_to_send(worker, &scheduler, message, &roots).await {
+                for message in ready_to_send(worker, &scheduler, message, &roots, &sent).await {
                     yield Ok(message);
                 }
             }
@@ -186,6 +187,7 @@ async fn ready_to_send(
     scheduler: &Handle,
     message: ToWorker,
     roots: &Roots,
+    sent: &prometheus_client::metrics::counter::Counter,
 ) -> Vec<pb::CoordinatorMessage> {
     let ToWorker::Assign(mut assignment) = message else {
         return vec![message.into()];
@@ -194,6 +196,9 @@ async fn ready_to_send(
     if let Err(error) = reader::fill_when_sent(&mut assignment, roots).await {
         let _ = scheduler.load_failed(worker, assignment.key(), error).await;
         return Vec::new();
+    }
+    if let Payload::Inline(data) = &assignment.payload {
+        sent.inc_by(data.len() as u64);
     }
     if sent_whole {
         return vec![ToWorker::Assign(assignment).into()];

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub failures: Counter,
     pub backups: Counter,
     pub bytes_mapped: Counter,
+    pub chunk_bytes_sent: Counter,
     pub records_mapped: Counter,
     pub bytes_folded: Counter,
     pub records_folded: Counter,
@@ -119,6 +120,12 @@ impl Metrics {
             &mut registry,
             "bytes_mapped",
             "Input bytes of chunk attempts that reported a result, stale or duplicate ones included",
+        );
+        let chunk_bytes_sent = counter(
+            &mut registry,
+            "chunk_bytes_sent",
+            "Input bytes the coordinator read and sent to workers inline (a worker on shared or \
+             object storage reads its chunks itself)",
         );
         let records_mapped = counter(
             &mut registry,
@@ -197,6 +204,7 @@ impl Metrics {
             failures,
             backups,
             bytes_mapped,
+            chunk_bytes_sent,
             records_mapped,
             bytes_folded,
             records_folded,

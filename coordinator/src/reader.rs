@@ -1,7 +1,8 @@
 //! The one reader of chunk bytes on the coordinator. It decides how an assignment's bytes reach
 //! its worker, and does every read:
 //!
-//! - by reference, for a worker on shared storage: the worker reads the range itself;
+//! - by reference, for a worker on shared storage, and for an object in object storage: the
+//!   worker reads the range itself (a worker that cannot reach the store gets it inline);
 //! - inline at once, for a small chunk: read with the other small chunks of its dispatch
 //!   round in one blocking call ([`fill_small`]), since a blocking call per tiny chunk costs
 //!   more in thread handoffs than the reads;
@@ -19,8 +20,16 @@ use fanfold_common::roots::Roots;
 /// Chunks of at least this many bytes are read when sent, not when assigned.
 const READ_WHEN_SENT: u64 = 1 << 20;
 
-/// The payload an assignment starts with.
-pub fn payload(shared_storage: bool, location: &Location) -> Payload {
+/// The payload an assignment starts with, for a worker that reads shared storage (or not)
+/// and object storage (or not).
+pub fn payload(shared_storage: bool, reads_objects: bool, location: &Location) -> Payload {
+    if location.as_path().is_none() {
+        return if reads_objects {
+            Payload::Shared(location.clone())
+        } else {
+            Payload::Unread
+        };
+    }
     if shared_storage {
         // The job names files as its submitter gave them, relative to this process's
         // directory; the worker needs a location that means the same from its own.

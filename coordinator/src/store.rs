@@ -261,7 +261,7 @@ impl Store {
                     } => {
                         let plan = record::JobPlan {
                             spec: Some((&spec).into()),
-                            files: files.iter().map(ToString::to_string).collect(),
+                            files: files.iter().map(Location::encoded).collect(),
                             chunks: ranges
                                 .iter()
                                 .flat_map(|r| [u64::from(r.file), r.start, r.end])

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod auth;
+pub mod s3;
 pub mod web;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,8 +65,19 @@ pub async fn coordinator_with_http(
     listen: &str,
     extra: &[&str],
 ) -> (Proc, String, String) {
+    coordinator_with_env(test, listen, extra, &[]).await
+}
+
+/// Starts a coordinator like [`coordinator_with_http`] with extra environment variables.
+pub async fn coordinator_with_env(
+    test: &str,
+    listen: &str,
+    extra: &[&str],
+    env: &[(String, String)],
+) -> (Proc, String, String) {
     let mut child = Command::new(COORDINATOR)
         .args(["--listen", listen])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("FANFOLD_HTTP_LISTEN", "127.0.0.1:0")
         .args(extra)
         .stdout(Stdio::piped())

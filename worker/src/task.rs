@@ -1,5 +1,5 @@
 //! One assignment to its outcome, as a domain [`Report`]: get the chunk's bytes (inline, or
-//! read from shared storage), decompress them, map them (or, in skip mode, isolate the records
+//! read from shared or object storage), decompress them, map them (or, in skip mode, isolate the records
 //! that fail), catching a panic as the chunk's failure. A partitioned job's map cuts its output
 //! into sorted partitions and keeps them in the spill directory, reporting their sizes. Runs
 //! on the blocking pool.
@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use fanfold_common::chunker;
 use fanfold_common::fleet::{Assignment, ChunkOutput, MapOutput, Payload, Report};
 use fanfold_common::operation::{self, Chunk, ChunkStats};
 use fanfold_common::records;
+use fanfold_common::{chunker, objects};
 use tracing::{debug, warn};
 
 use crate::jobs::Jobs;
@@ -23,6 +23,9 @@ enum Failure {
     Unreadable(String),
     /// Decompressing or mapping it failed.
     Map(String),
+    /// Its object is not the version the job planned (changed, shortened or gone): no
+    /// attempt anywhere can read what was planned.
+    Changed(String),
 }
 
 /// Runs `assignment` and says how it went. `stop` is set when the result is no longer
@@ -66,6 +69,13 @@ pub async fn run(
                 };
                 match chunker::read(&shared, range, &roots) {
                     Ok(data) => Bytes::from(data),
+                    Err(e) if shared.as_path().is_none() && objects::is_changed(&e) => {
+                        return Err(Failure::Changed(e.to_string()));
+                    }
+                    // An object's error names it already.
+                    Err(e) if shared.as_path().is_none() => {
+                        return Err(Failure::Unreadable(e.to_string()));
+                    }
                     Err(e) => return Err(Failure::Unreadable(format!("{shared}: {e}"))),
                 }
             }
@@ -123,9 +133,10 @@ pub async fn run(
         Ok(Ok(output)) => Report::Done(output),
         // Retried, on another worker where possible: the cause may be local to this one.
         Ok(Err(Failure::Map(e))) => failed(format!("worker {worker}: {e}"), true),
+        Ok(Err(Failure::Changed(e))) => failed(format!("worker {worker}: {e}"), false),
         Ok(Err(Failure::Unreadable(e))) => {
             warn!(job_id = %assignment.job, chunk_id = %assignment.chunk, error = %e,
-                "cannot read a chunk on shared storage; handing it back");
+                "cannot read a chunk by reference (shared or object storage); handing it back");
             Report::Released {
                 unreadable: Some(format!("worker {worker}: cannot read {e}")),
             }

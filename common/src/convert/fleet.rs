@@ -64,7 +64,7 @@ impl From<Assignment> for pb::Assign {
     fn from(a: Assignment) -> Self {
         let (data, shared_path) = match a.payload {
             Payload::Inline(data) => (data, String::new()),
-            Payload::Shared(location) => (Bytes::new(), location.to_string()),
+            Payload::Shared(location) => (Bytes::new(), location.encoded()),
             Payload::Unread => (Bytes::new(), String::new()),
         };
         pb::Assign {
@@ -74,7 +74,7 @@ impl From<Assignment> for pb::Assign {
             operation: a.operation,
             options: a.options.into_iter().collect(),
             location: Some(pb::ChunkLocation {
-                path: a.location.to_string(),
+                path: a.location.encoded(),
                 start: a.range.start,
                 end: a.range.end,
             }),

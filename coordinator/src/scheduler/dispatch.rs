@@ -74,7 +74,7 @@ impl Scheduler {
             attempt,
             operation: job.spec.operation.clone(),
             options: job.spec.options.clone(),
-            payload: reader::payload(worker.shared_storage, &location),
+            payload: reader::payload(worker.shared_storage, worker.reads_objects, &location),
             location,
             range,
             skip_bad_records: job.spec.skip_bad_records,

@@ -688,13 +688,20 @@ impl Scheduler {
                 }
             }
             Report::Released { unreadable } => {
+                let object = job.range(chunk).0.as_path().is_none();
                 if let Some(error) = unreadable
                     && let Some(w) = self.workers.get_mut(worker)
-                    && w.shared_storage
                 {
-                    warn!(worker_id = %worker, name = %w.name, %error,
-                        "worker cannot read shared storage; sending it chunks inline from now on");
-                    w.shared_storage = false;
+                    if object && w.reads_objects {
+                        warn!(worker_id = %worker, name = %w.name, %error,
+                            "worker cannot read object storage; sending it objects' chunks inline \
+                             from now on");
+                        w.reads_objects = false;
+                    } else if !object && w.shared_storage {
+                        warn!(worker_id = %worker, name = %w.name, %error,
+                            "worker cannot read shared storage; sending it chunks inline from now on");
+                        w.shared_storage = false;
+                    }
                 }
                 job.release(chunk, attempt);
             }

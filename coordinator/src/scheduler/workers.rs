@@ -33,6 +33,8 @@ pub struct Worker {
     draining: bool,
     /// Chunks go to it by reference (it reads shared storage) instead of inline.
     pub shared_storage: bool,
+    /// Chunks of objects go to it by reference (until it cannot read one).
+    pub reads_objects: bool,
 }
 
 impl Worker {
@@ -118,6 +120,7 @@ impl Workers {
                 last_seen: Instant::now(),
                 draining: false,
                 shared_storage: hello.shared_storage,
+                reads_objects: true,
             },
         );
         id

@@ -13,6 +13,9 @@
 //! interrupted attempt of its own left beside the target. Input resolution skips names
 //! starting with `_` or `.`, so an output directory can be the input of the next job.
 //!
+//! An output directory in object storage (`s3://bucket/out/job1/`) is committed the way
+//! object stores allow (`objects`): parts uploaded, `_SUCCESS` written last.
+//!
 //! Called by the scheduler's finalize task on the blocking pool.
 
 use std::fs::{self, File};
@@ -20,6 +23,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use fanfold_common::ids::JobId;
+use fanfold_common::objects::ObjectUrl;
 use fanfold_common::partial::Row;
 use fanfold_common::render::RowWriter;
 use fanfold_common::roots::Roots;
@@ -28,6 +32,8 @@ use fanfold_common::spec::OutputDir;
 use crate::job::JobResult;
 use crate::parts::PartReader;
 
+mod objects;
+
 /// Rows per part file.
 pub const ROWS_PER_PART: usize = 1_000_000;
 
@@ -35,6 +41,9 @@ pub const ROWS_PER_PART: usize = 1_000_000;
 /// there are any) with its parent resolved, it is not a symlink, its parent is a directory,
 /// and it does not exist unless overwriting.
 pub fn check(output: &OutputDir, roots: &Roots) -> Result<(), String> {
+    if let Some(url) = ObjectUrl::parse(&output.path) {
+        return objects::check(output, &url, roots);
+    }
     let target = Path::new(&output.path);
     let parent = parent(target)?;
     if !parent.is_dir() {
@@ -69,6 +78,9 @@ fn confined(target: &Path, parent: &Path, roots: &Roots) -> Result<(), String> {
 /// Refuses a target that is the coordinator's state directory, inside it or around it: an
 /// overwrite would remove the coordinator's own state.
 pub fn apart_from(output: &OutputDir, state: &Path) -> Result<(), String> {
+    if ObjectUrl::parse(&output.path).is_some() {
+        return Ok(());
+    }
     let target = Path::new(&output.path);
     let resolved = |p: &Path| {
         let parent = p.parent().and_then(|d| fs::canonicalize(d).ok());
@@ -121,6 +133,9 @@ pub fn commit(
     result: &JobResult,
     roots: &Roots,
 ) -> Result<(), String> {
+    if let Some(url) = ObjectUrl::parse(&output.path) {
+        return objects::commit(output, &url, job, result, roots);
+    }
     let target = PathBuf::from(&output.path);
     let parent = parent(&target)?;
     confined(&target, parent, roots)?;
@@ -145,31 +160,10 @@ pub fn commit(
             _ => {}
         }
         fs::create_dir(&temp)?;
-        match result {
-            JobResult::Rows(rows) => {
-                let parts = rows.len().div_ceil(ROWS_PER_PART).max(1);
-                for part in 0..parts {
-                    let end = rows.len().min((part + 1) * ROWS_PER_PART);
-                    write_part(&temp, part, output, |writer| {
-                        rows[part * ROWS_PER_PART..end]
-                            .iter()
-                            .try_for_each(|row| writer.write(row))
-                    })?;
-                }
-            }
-            JobResult::Parts(parts) => {
-                for (n, part) in parts.iter().enumerate() {
-                    let mut reader = PartReader::open(&part.path)?;
-                    write_part(&temp, n, output, |writer| {
-                        while let Some(entry) = reader.next_entry()? {
-                            let row = Row::try_from(entry)
-                                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-                            writer.write(&row)?;
-                        }
-                        Ok(())
-                    })?;
-                }
-            }
+        for part in 0..parts_of(result) {
+            write_part(&temp, part, output, |writer| {
+                write_rows(result, part, writer)
+            })?;
         }
         let mut success = File::create(temp.join("_SUCCESS"))?;
         success.write_all(marker(job).as_bytes())?;
@@ -217,6 +211,44 @@ pub fn commit(
     Ok(())
 }
 
+/// The number of part files `result` is written as.
+fn parts_of(result: &JobResult) -> usize {
+    match result {
+        JobResult::Rows(rows) => rows.len().div_ceil(ROWS_PER_PART).max(1),
+        JobResult::Parts(parts) => parts.len(),
+    }
+}
+
+/// Writes the rows of part `part` of `result` (of [`parts_of`]).
+fn write_rows<W: Write>(
+    result: &JobResult,
+    part: usize,
+    writer: &mut RowWriter<W>,
+) -> io::Result<()> {
+    match result {
+        JobResult::Rows(rows) => {
+            let end = rows.len().min((part + 1) * ROWS_PER_PART);
+            rows[part * ROWS_PER_PART..end]
+                .iter()
+                .try_for_each(|row| writer.write(row))
+        }
+        JobResult::Parts(parts) => {
+            let mut reader = PartReader::open(&parts[part].path)?;
+            while let Some(entry) = reader.next_entry()? {
+                let row = Row::try_from(entry)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                writer.write(&row)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The name of part file `part` in the output's format.
+fn part_name(part: usize, output: &OutputDir) -> String {
+    format!("part-{part:05}.{}", output.format.extension())
+}
+
 /// Writes part file `part` of `dir` in the output's format, its rows from `rows`, synced.
 fn write_part(
     dir: &Path,
@@ -224,7 +256,7 @@ fn write_part(
     output: &OutputDir,
     rows: impl FnOnce(&mut RowWriter<BufWriter<File>>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let path = dir.join(format!("part-{part:05}.{}", output.format.extension()));
+    let path = dir.join(part_name(part, output));
     let mut writer = RowWriter::new(output.format, BufWriter::new(File::create(path)?));
     writer.header()?;
     rows(&mut writer)?;

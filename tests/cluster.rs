@@ -369,8 +369,8 @@ async fn submit_job_reports_errors_in_one_line_with_exit_codes() {
     );
     // A URL is a location of its own, not a relative path under the client's directory.
     one_line_error(
-        &submit_job(&addr, &["run", "s3://bucket/logs/"]).await,
-        "input 's3://bucket/logs/': s3:// inputs are not supported (local paths are)",
+        &submit_job(&addr, &["run", "hdfs://nn/logs/"]).await,
+        "input 'hdfs://nn/logs/': hdfs:// inputs are not supported",
     );
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");

@@ -451,8 +451,14 @@ async fn outputs_to_the_store_commit_with_success_last() {
         ("s3://data/secret/keys.txt", "s3://data/results/x/"),
         ("s3://data/in/../secret/keys.txt", "s3://data/results/x/"),
         ("s3://data/in/", "s3://data/elsewhere/"),
+        // The output root itself, which every job's results share, is no one's directory.
+        ("s3://data/in/", "s3://data/results/"),
     ] {
-        let refused = submit_job(&f.addr, &["run", input, "--output-dir", output]).await;
+        let refused = submit_job(
+            &f.addr,
+            &["run", input, "--output-dir", output, "--overwrite"],
+        )
+        .await;
         assert!(!refused.status.success());
         assert!(
             stderr(&refused).contains("outside the allowed roots")

@@ -78,8 +78,10 @@ impl ObjectUrl {
         format!("{}/{key}", self.base())
     }
 
+    /// The key as the store names it: as listed, not percent-encoded (a key with `%`, `=` or
+    /// `*` must reach the same object it was listed as).
     fn path(&self) -> ObjectPath {
-        ObjectPath::from(self.key.as_str())
+        key_path(&self.key)
     }
 }
 
@@ -87,6 +89,17 @@ impl std::fmt::Display for ObjectUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.base(), self.key)
     }
+}
+
+/// A key as a path: parsed as is where it is a valid path, encoded otherwise.
+fn key_path(key: &str) -> ObjectPath {
+    ObjectPath::parse(key).unwrap_or_else(|_| ObjectPath::from(key))
+}
+
+/// An ETag without quotes or a weak marker: listings and headers spell them differently
+/// (Azure lists `0x8D..` and answers `"0x8D.."`).
+fn plain_etag(etag: Option<String>) -> Option<String> {
+    etag.map(|e| e.trim_start_matches("W/").trim_matches('"').to_owned())
 }
 
 /// One object found by a listing or a head.
@@ -209,8 +222,18 @@ fn describe(error: &object_store::Error) -> String {
         object_store::Error::Precondition { .. } => {
             "the object changed since the job was planned (its ETag differs)".to_owned()
         }
-        other => crate::error_chain(other),
+        other => redact_queries(&crate::error_chain(other)),
     }
+}
+
+/// `text` with the query of every URL in it cut: a signed or SAS URL carries its credential
+/// there, and an error must not.
+fn redact_queries(text: &str) -> String {
+    static QUERY: OnceLock<regex::Regex> = OnceLock::new();
+    QUERY
+        .get_or_init(|| regex::Regex::new(r"(https?://[^\s?]*)\?[^\s]*").expect("a valid pattern"))
+        .replace_all(text, "$1?…")
+        .into_owned()
 }
 
 /// The object at `url` (size and ETag), or `None` if there is none.
@@ -222,7 +245,7 @@ pub fn head(url: &ObjectUrl) -> io::Result<Option<Object>> {
             Ok(meta) => Ok(Some(Object {
                 key: meta.location.to_string(),
                 size: meta.size,
-                etag: meta.e_tag,
+                etag: plain_etag(meta.e_tag),
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(failure(&name, e)),
@@ -231,7 +254,7 @@ pub fn head(url: &ObjectUrl) -> io::Result<Option<Object>> {
 }
 
 /// Every object whose key starts with `prefix` (a key prefix, or a "directory" ending in
-/// `/`), in key order. Stops with an error once more than `max` are found.
+/// `/`), in key order. Fails once more than `max` are found.
 pub fn list(url: &ObjectUrl, max: usize) -> io::Result<Vec<Object>> {
     let store = store(url)?;
     let (prefix, name) = (url.key.clone(), url.to_string());
@@ -239,7 +262,7 @@ pub fn list(url: &ObjectUrl, max: usize) -> io::Result<Vec<Object>> {
         // The crate lists by whole path segments: list the segments' directory, then keep
         // what starts with the prefix as written.
         let dir = match prefix.rfind('/') {
-            Some(i) => ObjectPath::from(&prefix[..i]),
+            Some(i) => key_path(&prefix[..i]),
             None => ObjectPath::from(""),
         };
         let mut found = Vec::new();
@@ -251,10 +274,12 @@ pub fn list(url: &ObjectUrl, max: usize) -> io::Result<Vec<Object>> {
                 found.push(Object {
                     key,
                     size: meta.size,
-                    etag: meta.e_tag,
+                    etag: plain_etag(meta.e_tag),
                 });
                 if found.len() > max {
-                    break;
+                    return Err(io::Error::other(format!(
+                        "{name}: more than {max} objects are listed beneath it (--max-inputs)"
+                    )));
                 }
             }
         }
@@ -275,7 +300,7 @@ pub fn read_range(url: &ObjectUrl, range: Range<u64>, etag: Option<&str>) -> io:
             return Ok(Bytes::new());
         }
         let options = GetOptions {
-            if_match: etag.clone(),
+            if_match: etag.as_ref().map(|e| format!("\"{e}\"")),
             range: Some(GetRange::Bounded(range)),
             ..Default::default()
         };
@@ -283,8 +308,8 @@ pub fn read_range(url: &ObjectUrl, range: Range<u64>, etag: Option<&str>) -> io:
             .get_opts(&path, options)
             .await
             .map_err(|e| failure(&name, e))?;
-        if let (Some(planned), Some(now)) = (&etag, &got.meta.e_tag)
-            && planned != now
+        if let (Some(planned), Some(now)) = (&etag, plain_etag(got.meta.e_tag.clone()))
+            && *planned != now
         {
             return Err(changed(&name));
         }
@@ -387,5 +412,18 @@ mod tests {
         assert!(ObjectUrl::parse("s3:///key").is_none());
         assert!(ObjectUrl::parse("http://host/key").is_none());
         assert!(ObjectUrl::parse("/local/path").is_none());
+    }
+
+    #[test]
+    fn errors_keep_no_url_query() {
+        let text = "Error performing GET https://acct.blob.core.windows.net/c/k?sv=2022&sig=SECRET \
+                    in 1s: 403";
+        let redacted = redact_queries(text);
+        assert!(!redacted.contains("SECRET"), "{redacted}");
+        assert!(
+            redacted.contains("https://acct.blob.core.windows.net/c/k?…"),
+            "{redacted}"
+        );
+        assert_eq!(redact_queries("http://h/k in 1s"), "http://h/k in 1s");
     }
 }

@@ -91,11 +91,19 @@ pub async fn admit(
     spec.validate()?;
     let registry = &rules.registry;
     let operation = registry.build(&spec.operation, &spec.options)?;
-    if let Some(output) = &spec.output {
-        crate::output::check(output, &rules.output_roots).map_err(IntakeError::Output)?;
-        if let Some(state) = &rules.state_dir {
-            crate::output::apart_from(output, state).map_err(IntakeError::Output)?;
-        }
+    if let Some(output) = spec.output.clone() {
+        // An object-store output is checked by listing it: off the async runtime.
+        let (roots, state) = (rules.output_roots.clone(), rules.state_dir.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            crate::output::check(&output, &roots)?;
+            if let Some(state) = &state {
+                crate::output::apart_from(&output, state)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| IntakeError::Interrupted(e.to_string()))?
+        .map_err(IntakeError::Output)?;
     }
     let chunk_size = *spec.chunk_size.get_or_insert(rules.default_chunk_size);
     let inputs = spec.inputs.clone();

@@ -150,9 +150,27 @@ pub async fn attach(
                     welcome.data_roots.iter().map(Into::into).collect();
                 match fanfold_common::roots::Roots::new(&dirs) {
                     Ok(roots) => jobs.set_roots(roots),
-                    Err(e) if config.shared_storage => warn!(error = %e,
-                        "cannot open the coordinator's data roots; its chunks will come inline"),
-                    Err(_) => {}
+                    Err(e) => {
+                        if config.shared_storage {
+                            warn!(error = %e, "cannot open the coordinator's data roots; \
+                                its chunks of files will come inline");
+                        }
+                        // Object prefixes need no directory here: objects are still read
+                        // directly, beneath them (and local files, refused, come inline).
+                        let prefixes: Vec<std::path::PathBuf> = dirs
+                            .into_iter()
+                            .filter(|d| {
+                                d.to_str()
+                                    .and_then(fanfold_common::location::scheme)
+                                    .is_some_and(fanfold_common::objects::is_object_scheme)
+                            })
+                            .collect();
+                        if !prefixes.is_empty()
+                            && let Ok(roots) = fanfold_common::roots::Roots::new(&prefixes)
+                        {
+                            jobs.set_roots(roots);
+                        }
+                    }
                 }
                 match transport::Token::new(&welcome.shuffle_token) {
                     Ok(token) => shuffle.set_token(token),

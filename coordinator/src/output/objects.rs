@@ -35,6 +35,18 @@ fn directory(url: &ObjectUrl) -> ObjectUrl {
     }
 }
 
+/// Checks that the directory's parent lies beneath an output root, as on disk: the root
+/// itself, which other jobs' results share, is never one job's output directory.
+fn beneath_a_root(dir: &ObjectUrl, roots: &Roots) -> std::io::Result<()> {
+    roots.check_object(dir)?;
+    let key = dir.key.trim_end_matches('/');
+    let parent = ObjectUrl {
+        key: key[..key.rfind('/').map_or(0, |i| i + 1)].to_owned(),
+        ..dir.clone()
+    };
+    roots.check_object(&parent)
+}
+
 fn named(output: &OutputDir, error: impl std::fmt::Display) -> String {
     format!("output directory '{}': {error}", output.path)
 }
@@ -48,8 +60,8 @@ pub fn check(output: &OutputDir, url: &ObjectUrl, roots: &Roots) -> Result<(), S
             "a whole bucket cannot be an output directory",
         ));
     }
-    roots.check_object(&dir).map_err(|e| named(output, e))?;
-    let there = objects::list(&dir, 1).map_err(|e| named(output, e))?;
+    beneath_a_root(&dir, roots).map_err(|e| named(output, e))?;
+    let there = objects::list(&dir, LISTED_AT_MOST).map_err(|e| named(output, e))?;
     if !there.is_empty() && !output.overwrite {
         return Err(super::exists(&output.path));
     }
@@ -65,7 +77,7 @@ pub fn commit(
     roots: &Roots,
 ) -> Result<(), String> {
     let dir = directory(url);
-    roots.check_object(&dir).map_err(|e| named(output, e))?;
+    beneath_a_root(&dir, roots).map_err(|e| named(output, e))?;
     let at = |name: &str| ObjectUrl {
         key: format!("{}{name}", dir.key),
         ..dir.clone()

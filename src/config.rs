@@ -125,9 +125,20 @@ pub struct WorkerFlags {
     /// Chunks mapped at once [default: available cores].
     #[arg(long, env = "FANFOLD_SLOTS", value_parser = clap::value_parser!(u32).range(1..))]
     pub slots: Option<u32>,
-    /// Name in the coordinator's logs [default: HOSTNAME-PID].
+    /// Name in the coordinator's logs, and in `worker://NAME/PATH` inputs [default:
+    /// HOSTNAME-PID; HOSTNAME alone with --local-root, so the name outlives a restart].
     #[arg(long, env = "FANFOLD_WORKER_NAME")]
     pub name: Option<String>,
+    /// A directory whose files this worker offers as inputs of its own (repeatable;
+    /// comma-separated in the variable): `worker://NAME/PATH` names one on this worker,
+    /// `worker://*/PATH` the same path on every worker that offers it. Chunks of them are
+    /// read only here. Without one, the worker offers no files.
+    #[arg(
+        long = "local-root",
+        env = "FANFOLD_LOCAL_ROOTS",
+        value_delimiter = ','
+    )]
+    pub local_roots: Vec<PathBuf>,
     /// Interval between heartbeats; keep it well under the coordinator's worker timeout.
     #[arg(long, env = "FANFOLD_HEARTBEAT", default_value = "2s", value_parser = flags::duration)]
     pub heartbeat: Duration,
@@ -438,8 +449,38 @@ impl WorkerFlags {
         let slots = self
             .slots
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
-        let name = self.name.clone().unwrap_or_else(default_worker_name);
+        let local_roots = match self.local_roots.as_slice() {
+            [] => None,
+            dirs => {
+                if let Some(url) = dirs.iter().find(|d| {
+                    d.to_str()
+                        .is_some_and(|t| fanfold_common::location::scheme(t).is_some())
+                }) {
+                    return Err(FlagError::Root {
+                        flag: "--local-root",
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            format!(
+                                "{}: a local root is a directory on this machine",
+                                url.display()
+                            ),
+                        ),
+                    });
+                }
+                Some(
+                    fanfold_common::roots::Roots::new(dirs).map_err(|source| FlagError::Root {
+                        flag: "--local-root",
+                        source,
+                    })?,
+                )
+            }
+        };
+        let name = self.name.clone().unwrap_or_else(|| match local_roots {
+            Some(_) => host_name(),
+            None => default_worker_name(),
+        });
         let mut config = fanfold_worker::Config::new(&self.coordinator, name, slots);
+        config.local_roots = local_roots;
         config.heartbeat = self.heartbeat;
         config.drain_timeout = self.drain_timeout;
         config.shared_storage = self.shared_storage;
@@ -457,10 +498,16 @@ impl WorkerFlags {
 
 /// `HOSTNAME-PID`, or `worker-PID` where the host name cannot be read.
 fn default_worker_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}", host_name(), std::process::id())
+}
+
+/// This machine's host name, or `worker` where it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "worker".into());
-    format!("{host}-{}", std::process::id())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into())
 }
 
 #[cfg(test)]

@@ -459,6 +459,7 @@ async fn a_worker_of_another_protocol_is_refused() {
             shared_storage: false,
             protocol: fanfold_proto::PROTOCOL - 1,
             shuffle_address: String::new(),
+            local_roots: Vec::new(),
         })),
     };
     // The stream stays open after the hello, as a worker's does.

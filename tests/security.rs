@@ -198,6 +198,7 @@ async fn every_call_succeeds_exactly_as_the_callers_role_grants() {
                 shared_storage: false,
                 protocol: fanfold_proto::PROTOCOL,
                 shuffle_address: String::new(),
+                local_roots: Vec::new(),
             })),
         };
         let attached = fleet

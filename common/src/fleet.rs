@@ -104,6 +104,8 @@ pub enum ToWorker {
     Cancel(JobId),
     /// Another attempt of this chunk won; drop this one.
     CancelAttempt(AttemptKey),
+    /// List and cut some of its own files.
+    ListLocal(LocalListing),
 }
 
 /// A worker's introduction, its first message.
@@ -123,6 +125,29 @@ pub struct WorkerHello {
     pub protocol: u32,
     /// `host:port` where reducers fetch the map outputs it keeps.
     pub shuffle_address: String,
+    /// The directories whose files it offers as `worker://NAME/PATH` inputs.
+    pub local_roots: Vec<String>,
+}
+
+/// A question to a worker that offers files of its own: which files do these patterns name,
+/// and where are their record boundaries? Answered by [`FromWorker::LocalListed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalListing {
+    pub request: u64,
+    /// Absolute paths, directories or globs, beneath the worker's local roots.
+    pub patterns: Vec<String>,
+    pub chunk_size: u64,
+    pub max_files: u64,
+}
+
+/// One of a worker's own files, as it listed and cut it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalFile {
+    pub path: String,
+    pub len: u64,
+    /// The end of each record-aligned chunk, in order, the last `len`; one chunk for a
+    /// compressed file.
+    pub ends: Vec<u64>,
 }
 
 /// A chunk's result: its partial, its counters and the records it skipped as bad.
@@ -196,5 +221,10 @@ pub enum FromWorker {
     Reduced {
         key: ReduceKey,
         report: ReduceReport,
+    },
+    /// The answer to a [`ToWorker::ListLocal`]: the files, or why they could not be listed.
+    LocalListed {
+        request: u64,
+        result: Result<Vec<LocalFile>, String>,
     },
 }

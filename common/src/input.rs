@@ -44,6 +44,9 @@ pub enum InputError {
     NoMatch { input: String },
     #[error("input '{input}': not a regular file or directory")]
     NotAFile { input: String },
+    /// Worker files are listed by their workers, not here.
+    #[error("input '{input}': a worker's own files are listed by that worker")]
+    OnAWorker { input: String },
     #[error("input {0}")]
     Location(#[from] LocationError),
     #[error("the inputs name more than {0} files, the most a job may (--max-inputs)")]
@@ -66,6 +69,11 @@ pub fn resolve(inputs: &[String], roots: &Roots, max: usize) -> Result<Vec<Input
         }
         let local = match Location::parse(input)? {
             Location::Local(local) => local,
+            Location::Worker(_) => {
+                return Err(InputError::OnAWorker {
+                    input: input.clone(),
+                });
+            }
             Location::Object(object) => {
                 objects.extend(objects_of(input, &object.url, roots, max)?);
                 if objects.len() + paths.len() > max {
@@ -232,7 +240,8 @@ fn objects_of(
     Ok(found)
 }
 
-fn is_pattern(input: &str) -> bool {
+/// Whether an input is a glob pattern.
+pub fn is_pattern(input: &str) -> bool {
     input.contains(['*', '?', '['])
 }
 
@@ -395,7 +404,7 @@ mod tests {
         assert_eq!(
             resolve(&[url]).unwrap_err().to_string(),
             "input 'hdfs://nn/logs/': hdfs:// inputs are not supported (local paths and s3://, \
-             gs://, az:// objects are)"
+             gs://, az:// objects and worker:// files are)"
         );
     }
 }

@@ -3,9 +3,11 @@
 //! input argument names ([`crate::input::resolve`]), a file's length, and a ranged read.
 //!
 //! A location is a path on the local filesystem (the coordinator's, or a worker's on shared
-//! storage) or an object in object storage (`s3://bucket/key`, [`crate::objects`]), with the
-//! version (ETag) it had when the job was planned, so a chunk never mixes two versions. Any
-//! other URL scheme is refused clearly instead of being taken for a relative path.
+//! storage), a file on one worker's own disk (`worker://NAME/path`, read only by that worker,
+//! beneath its `--local-root`), or an object in object storage (`s3://bucket/key`,
+//! [`crate::objects`]), with the version (ETag) it had when the job was planned, so a chunk
+//! never mixes two versions. Any other URL scheme is refused clearly instead of being taken
+//! for a relative path.
 
 use std::fmt;
 use std::fs::File;
@@ -22,6 +24,48 @@ pub enum Location {
     Local(PathBuf),
     /// An object in object storage.
     Object(ObjectLocation),
+    /// A file on one worker's own disk.
+    Worker(WorkerFile),
+}
+
+/// A file only one worker reads: the worker's name and the absolute path on its machine.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkerFile {
+    pub worker: String,
+    pub path: PathBuf,
+}
+
+/// The scheme of worker-local files: `worker://NAME/path`, `worker://*/pattern` in inputs.
+pub const WORKER_SCHEME: &str = "worker";
+
+/// An input naming worker-local files: which workers (`None` for `*`, every worker that
+/// offers local files) and the absolute path, directory or glob on each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerInput {
+    pub worker: Option<String>,
+    pub pattern: String,
+}
+
+impl WorkerInput {
+    /// Reads `worker://NAME/PATH` or `worker://*/PATH`; `None` if `text` is not a
+    /// `worker://` URL at all.
+    pub fn parse(text: &str) -> Option<Result<WorkerInput, LocationError>> {
+        let rest = text.strip_prefix("worker://")?;
+        let bad = || LocationError::BadWorkerFile {
+            text: text.to_owned(),
+        };
+        let Some(slash) = rest.find('/') else {
+            return Some(Err(bad()));
+        };
+        let (worker, pattern) = rest.split_at(slash);
+        if worker.is_empty() || pattern.len() < 2 || pattern.contains('\0') {
+            return Some(Err(bad()));
+        }
+        Some(Ok(WorkerInput {
+            worker: (worker != "*").then(|| worker.to_owned()),
+            pattern: pattern.to_owned(),
+        }))
+    }
 }
 
 /// An object and the version of it a job reads.
@@ -40,9 +84,14 @@ const VERSION_SEPARATOR: char = '\0';
 pub enum LocationError {
     #[error(
         "'{text}': {scheme}:// inputs are not supported (local paths and s3://, gs://, az:// \
-         objects are)"
+         objects and worker:// files are)"
     )]
     UnsupportedScheme { text: String, scheme: String },
+    #[error(
+        "'{text}': a worker file names its worker and an absolute path (worker://NAME/PATH, or \
+         worker://*/PATH for every worker)"
+    )]
+    BadWorkerFile { text: String },
     #[error("'{text}': an object URL names its bucket (s3://BUCKET/KEY)")]
     NoBucket { text: String },
     #[error("an empty location")]
@@ -70,6 +119,18 @@ impl Location {
         match scheme(text) {
             None => Ok(Location::Local(PathBuf::from(text))),
             Some("file") => Ok(Location::Local(PathBuf::from(&text["file://".len()..]))),
+            Some(WORKER_SCHEME) => match WorkerInput::parse(text) {
+                Some(Ok(WorkerInput {
+                    worker: Some(worker),
+                    pattern,
+                })) => Ok(Location::Worker(WorkerFile {
+                    worker,
+                    path: PathBuf::from(pattern),
+                })),
+                _ => Err(LocationError::BadWorkerFile {
+                    text: text.to_owned(),
+                }),
+            },
             Some(scheme) if objects::is_object_scheme(scheme) => {
                 let (url, etag) = match text.split_once(VERSION_SEPARATOR) {
                     Some((url, etag)) => (url, Some(etag.to_owned())),
@@ -95,7 +156,15 @@ impl Location {
     pub fn as_path(&self) -> Option<&Path> {
         match self {
             Location::Local(path) => Some(path),
-            Location::Object(_) => None,
+            Location::Object(_) | Location::Worker(_) => None,
+        }
+    }
+
+    /// The worker that alone may read the location, if only one may.
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            Location::Worker(file) => Some(&file.worker),
+            Location::Local(_) | Location::Object(_) => None,
         }
     }
 
@@ -118,17 +187,19 @@ impl Location {
             Location::Local(path) => {
                 Location::Local(std::path::absolute(path).unwrap_or_else(|_| path.clone()))
             }
-            Location::Object(_) => self.clone(),
+            Location::Object(_) | Location::Worker(_) => self.clone(),
         }
     }
 
     /// Opens the file for ranged reads, beneath `roots` if there are any
-    /// ([`crate::roots::Roots::open`]: regular files only).
+    /// ([`crate::roots::Roots::open`]: regular files only); a worker file beneath its
+    /// worker's local roots, which the caller passes (and must not be empty).
     /// Opens an object by asking the store for its size (and checking it is still the
     /// version planned).
     pub fn open(&self, roots: &Roots) -> io::Result<Source> {
         match self {
             Location::Local(path) => Ok(Source::Local(roots.open(path)?)),
+            Location::Worker(file) => Ok(Source::Local(roots.open(&file.path)?)),
             Location::Object(object) => {
                 roots.check_object(&object.url)?;
                 let Some(found) = objects::head(&object.url)? else {
@@ -158,7 +229,7 @@ impl Location {
     /// job was planned), or if the object is no longer the version planned.
     pub fn read_range(&self, roots: &Roots, start: u64, end: u64) -> io::Result<Vec<u8>> {
         match self {
-            Location::Local(_) => self.open(roots)?.read_range(start, end),
+            Location::Local(_) | Location::Worker(_) => self.open(roots)?.read_range(start, end),
             Location::Object(object) => {
                 roots.check_object(&object.url)?;
                 let bytes = objects::read_range(&object.url, start..end, object.etag.as_deref())?;
@@ -174,6 +245,7 @@ impl fmt::Display for Location {
         match self {
             Location::Local(path) => write!(f, "{}", path.display()),
             Location::Object(object) => write!(f, "{}", object.url),
+            Location::Worker(file) => write!(f, "worker://{}{}", file.worker, file.path.display()),
         }
     }
 }
@@ -263,8 +335,34 @@ mod tests {
         assert_eq!(
             Location::parse("hdfs://nn/key").unwrap_err().to_string(),
             "'hdfs://nn/key': hdfs:// inputs are not supported (local paths and s3://, gs://, \
-             az:// objects are)"
+             az:// objects and worker:// files are)"
         );
+        let file = Location::parse("worker://web-3/var/log/app.log").unwrap();
+        assert_eq!(file.owner(), Some("web-3"));
+        assert_eq!(file.to_string(), "worker://web-3/var/log/app.log");
+        assert_eq!(Location::parse(&file.encoded()), Ok(file));
+        for bad in [
+            "worker://*/var/log",
+            "worker://web-3",
+            "worker:///var/log",
+            "worker://w/",
+        ] {
+            assert!(
+                matches!(
+                    Location::parse(bad),
+                    Err(LocationError::BadWorkerFile { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            WorkerInput::parse("worker://*/var/log/*.log").unwrap(),
+            Ok(WorkerInput {
+                worker: None,
+                pattern: "/var/log/*.log".into()
+            })
+        );
+        assert!(WorkerInput::parse("/var/log").is_none());
         let object = Location::parse("s3://bucket/logs/a.gz").unwrap();
         assert_eq!(object.to_string(), "s3://bucket/logs/a.gz");
         let Location::Object(mut versioned) = object.clone() else {

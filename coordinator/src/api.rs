@@ -31,6 +31,8 @@ pub struct Api {
     /// The HTTP port's base URL (`http://host:port`), for each status's page URL.
     pub page_base: Option<Arc<str>>,
     pub intake: intake::Rules,
+    /// How planning reaches the workers that list their own files.
+    pub workers: crate::worker_files::WorkerFiles,
     /// Callers present tokens (then only admins may write outside output roots).
     pub tokens_required: bool,
     /// Submissions planned at once; the rest wait their turn (a burst of submissions cannot
@@ -55,7 +57,7 @@ fn status(e: JobError) -> Status {
         JobError::Limit(_) => Status::resource_exhausted(e.to_string()),
         JobError::NoResult { .. } => Status::failed_precondition(e.to_string()),
         JobError::Finishing(_) => Status::unavailable(e.to_string()),
-        JobError::ShuttingDown => Status::unavailable(e.to_string()),
+        JobError::ShuttingDown | JobError::WorkerRefused(_) => Status::unavailable(e.to_string()),
     }
 }
 
@@ -170,7 +172,7 @@ impl JobService for Api {
                 .acquire_owned()
                 .await
                 .map_err(|_| Status::unavailable("the coordinator is shutting down"))?;
-            let (spec, plan) = intake::admit(spec, &self.intake, Some(permit))
+            let (spec, plan) = intake::admit(spec, &self.intake, Some(&self.workers), Some(permit))
                 .await
                 .map_err(refused)?;
             let status = self.scheduler.submit(spec, plan).await.map_err(status)?;

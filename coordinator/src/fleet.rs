@@ -35,6 +35,8 @@ use crate::scheduler::{self, Handle};
 
 pub struct Fleet {
     pub scheduler: Handle,
+    /// Where workers' answers to listings of their own files go.
+    pub listings: Arc<crate::worker_files::Listings>,
     pub metrics: crate::metrics::Metrics,
     /// Where reduce tasks' part files are written.
     pub parts_dir: PathBuf,
@@ -133,12 +135,22 @@ impl Fleet {
         let scheduler = self.scheduler.clone();
         let shutdown = self.shutdown.clone();
         let parts_dir = self.parts_dir.clone();
+        let listings = Arc::clone(&self.listings);
         self.tasks.spawn(async move {
             let mut parts = Parts {
                 dir: parts_dir,
                 writing: HashMap::new(),
             };
-            let why = read_reports(worker, &mut inbound, &scheduler, &mut parts, &shutdown).await;
+            let why = read_reports(
+                worker,
+                &mut inbound,
+                &scheduler,
+                &listings,
+                &mut parts,
+                &shutdown,
+            )
+            .await;
+            listings.forget(worker);
             parts.abandon();
             info!(worker_id = %worker, %name, reason = why, "worker stream ended");
             scheduler.worker_left(worker).await;
@@ -227,6 +239,7 @@ async fn read_reports(
     worker: WorkerId,
     inbound: &mut Streaming<pb::WorkerMessage>,
     scheduler: &Handle,
+    listings: &crate::worker_files::Listings,
     parts: &mut Parts,
     shutdown: &CancellationToken,
 ) -> &'static str {
@@ -266,6 +279,10 @@ async fn read_reports(
                     }
                 };
                 scheduler.reduced(worker, key, report, part).await
+            }
+            Ok(FromWorker::LocalListed { request, result }) => {
+                listings.answer(worker, request, result);
+                Ok(())
             }
             Ok(FromWorker::Hello(_)) => {
                 warn!(worker_id = %worker, "ignored a second hello");

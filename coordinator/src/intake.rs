@@ -19,6 +19,7 @@ use fanfold_common::roots::Roots;
 use fanfold_common::spec::{JobSpec, SpecInvalid};
 
 use crate::job::Plan;
+use crate::worker_files::{self, WorkerFiles};
 
 /// The largest chunk that can be assigned: a gRPC message, less room for the rest of it.
 const MAX_CHUNK_BYTES: u64 = fanfold_proto::MAX_MESSAGE_BYTES as u64 - (1 << 20);
@@ -81,11 +82,14 @@ impl Rules {
 pub const DEFAULT_MAX_INPUTS: usize = 100_000;
 
 /// Turns a submitted spec into a planned job; the spec comes back with its effective chunk
-/// size set. Reads the filesystem, so it runs on the blocking pool.
+/// size set. Reads the filesystem, so it runs on the blocking pool; worker files
+/// (`worker://`) are listed and cut by their workers, reached through `workers` (without it
+/// such inputs are refused).
 /// `hold` (a planning permit) is kept until planning ends, even if the caller goes away.
 pub async fn admit(
     mut spec: JobSpec,
     rules: &Rules,
+    workers: Option<&WorkerFiles>,
     hold: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<(JobSpec, Plan), IntakeError> {
     spec.validate()?;
@@ -106,14 +110,31 @@ pub async fn admit(
         .map_err(IntakeError::Output)?;
     }
     let chunk_size = *spec.chunk_size.get_or_insert(rules.default_chunk_size);
-    let inputs = spec.inputs.clone();
+    let (named, inputs) = worker_files::split(&spec.inputs)?;
+    let on_workers = match (named.is_empty(), workers) {
+        (true, _) => Vec::new(),
+        (false, Some(workers)) => {
+            worker_files::list(workers, &named, chunk_size, rules.max_inputs).await?
+        }
+        (false, None) => {
+            return Err(IntakeError::Input(InputError::OnAWorker {
+                input: named[0].text.to_owned(),
+            }));
+        }
+    };
     let whole_files = spec.whole_file;
     let reducers = spec.reducers.unwrap_or(0);
     let (roots, max_inputs) = (rules.data_roots.clone(), rules.max_inputs);
     let sampled =
         tokio::task::spawn_blocking(move || -> Result<(Plan, Option<String>), IntakeError> {
             let _hold = hold;
-            let files = input::resolve(&inputs, &roots, max_inputs)?;
+            let mut files = match (inputs.is_empty(), on_workers.is_empty()) {
+                (true, false) => Vec::new(),
+                _ => input::resolve(&inputs, &roots, max_inputs)?,
+            };
+            if files.len() + on_workers.len() > max_inputs {
+                return Err(InputError::TooMany(max_inputs).into());
+            }
             // Compressed files cannot be entered mid-stream; some formats cannot be cut.
             let whole_file = |location: &Location| {
                 let name = location.to_string();
@@ -121,8 +142,28 @@ pub async fn admit(
                     || Compression::of(&name) != Compression::None
                     || operation.whole_file(&name)
             };
-            let chunks =
+            let mut chunks =
                 chunker::plan(&files, chunk_size, whole_file, &roots).map_err(IntakeError::Plan)?;
+            // Worker files come cut by their workers; those read whole are one chunk.
+            for (file, ends) in on_workers {
+                let index = u32::try_from(files.len())
+                    .map_err(|_| IntakeError::Input(InputError::TooMany(max_inputs)))?;
+                let ends = match whole_file(&file.location) {
+                    true if file.len > 0 => vec![file.len],
+                    true => Vec::new(),
+                    false => ends,
+                };
+                let mut start = 0;
+                for end in ends {
+                    chunks.push(ChunkRange {
+                        file: index,
+                        start,
+                        end,
+                    });
+                    start = end;
+                }
+                files.push(file);
+            }
             chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES)
                 .map_err(IntakeError::TooLarge)?;
             let splits = (reducers > 1 && operation.range_partitioned())
@@ -157,8 +198,8 @@ const SAMPLED_CHUNKS: usize = 256;
 /// Split keys for a range-partitioned job: the keys at every 1/`reducers` of a sample of the
 /// input (the whole records at the start of up to [`SAMPLED_CHUNKS`] chunks, spread over the
 /// plan, mapped by the operation and weighted by their counts), so the parts come out about
-/// equal however the keys are skewed (Hadoop's InputSampler). Compressed files are not
-/// sampled; with no sample every key goes to the first part.
+/// equal however the keys are skewed (Hadoop's InputSampler). Compressed files and worker
+/// files are not sampled; with no sample every key goes to the first part.
 fn sample_splits(
     operation: &dyn Operation,
     files: &[InputFile],
@@ -171,7 +212,8 @@ fn sample_splits(
     for chunk in chunks.iter().step_by(step) {
         let location = &files[chunk.file as usize].location;
         let name = location.to_string();
-        if Compression::of(&name) != Compression::None {
+        // Compressed files cannot be entered mid-stream; worker files are not read here.
+        if Compression::of(&name) != Compression::None || location.owner().is_some() {
             continue;
         }
         let end = chunk.end.min(chunk.start + SAMPLE_BYTES);

@@ -18,6 +18,7 @@ mod reader;
 mod scheduler;
 mod store;
 mod web;
+mod worker_files;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -187,8 +188,13 @@ pub async fn run(
         &tasks,
         shutdown.child_token(),
     );
+    let listings = std::sync::Arc::new(worker_files::Listings::default());
     let api = api::Api {
         scheduler: scheduler.clone(),
+        workers: worker_files::WorkerFiles {
+            scheduler: scheduler.clone(),
+            listings: listings.clone(),
+        },
         metrics: metrics.clone(),
         page_base: page_base.as_deref().map(Into::into),
         planning: std::sync::Arc::new(tokio::sync::Semaphore::new(PLANNED_AT_ONCE)),
@@ -206,6 +212,7 @@ pub async fn run(
     };
     let fleet = fleet::Fleet {
         scheduler: scheduler.clone(),
+        listings,
         metrics: metrics.clone(),
         parts_dir: parts_dir.clone(),
         prefetch: config.scheduling.prefetch,

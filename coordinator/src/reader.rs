@@ -3,6 +3,7 @@
 //!
 //! - by reference, for a worker on shared storage, and for an object in object storage: the
 //!   worker reads the range itself (a worker that cannot reach the store gets it inline);
+//!   always for a worker file, which only its worker can read;
 //! - inline at once, for a small chunk: read with the other small chunks of its dispatch
 //!   round in one blocking call ([`fill_small`]), since a blocking call per tiny chunk costs
 //!   more in thread handoffs than the reads;
@@ -23,6 +24,10 @@ const READ_WHEN_SENT: u64 = 1 << 20;
 /// The payload an assignment starts with, for a worker that reads shared storage (or not)
 /// and object storage (or not).
 pub fn payload(shared_storage: bool, reads_objects: bool, location: &Location) -> Payload {
+    if location.owner().is_some() {
+        // Only its worker can read it, and the coordinator cannot.
+        return Payload::Shared(location.clone());
+    }
     if location.as_path().is_none() {
         return if reads_objects {
             Payload::Shared(location.clone())

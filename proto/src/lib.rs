@@ -16,7 +16,7 @@ pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
 /// a worker of different revisions refuse each other: a field one of them does not know (count
 /// columns, chunk pieces) would otherwise be dropped in silence. Raised with every change to
 /// what either side must understand.
-pub const PROTOCOL: u32 = 4;
+pub const PROTOCOL: u32 = 5;
 
 pub mod v1 {
     tonic::include_proto!("fanfold.v1");

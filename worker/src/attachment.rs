@@ -76,6 +76,13 @@ pub async fn attach(
         shared_storage: config.shared_storage,
         protocol: PROTOCOL,
         shuffle_address: shuffle.address.clone(),
+        local_roots: jobs.local_roots().map_or_else(Vec::new, |roots| {
+            roots
+                .paths()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()
+        }),
     };
     let _ = outbox.try_send(FromWorker::Hello(hello));
     let outgoing = ReceiverStream::new(outgoing).map(pb::WorkerMessage::from);
@@ -244,6 +251,25 @@ pub async fn attach(
                     Ok(_) => {}
                     Err(e) => warn!(error = %e, "ignored a malformed cancel"),
                 }
+                None
+            }
+            pb::coordinator_message::Kind::ListLocal(listing) => {
+                let ToWorker::ListLocal(listing) = ToWorker::from(listing) else {
+                    unreachable!("a listing converts to a listing");
+                };
+                // Off the stream's task: listing a large directory takes a while.
+                let (jobs, outbox) = (Arc::clone(jobs), outbox.clone());
+                tokio::spawn(async move {
+                    let request = listing.request;
+                    let result = tokio::task::spawn_blocking(move || {
+                        crate::local::list(jobs.local_roots(), &listing)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                    let _ = outbox
+                        .send(FromWorker::LocalListed { request, result })
+                        .await;
+                });
                 None
             }
             pb::coordinator_message::Kind::CancelAttempt(cancel) => {

@@ -2,7 +2,8 @@
 //! the job rather than for every chunk: the operation (options parsed, regexes compiled).
 //! A partitioned job's map outputs are in the worker's spill directory (`crate::spill`).
 //! Also what every job of the coordinator shares: the data roots its welcome named, beneath
-//! which shared-storage chunks are read.
+//! which shared-storage chunks are read, and the worker's own local roots, beneath which its
+//! `worker://` files are listed and read.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
@@ -28,15 +29,24 @@ pub struct Jobs {
     contexts: Mutex<VecDeque<(JobId, Arc<JobContext>)>>,
     /// The data roots of the coordinator's latest welcome; `None` before the first.
     roots: RwLock<Option<Roots>>,
+    /// The directories whose files this worker offers as its own (`--local-root`).
+    local: Option<Roots>,
 }
 
 impl Jobs {
-    pub fn new(registry: Registry) -> Self {
+    pub fn new(registry: Registry, local: Option<Roots>) -> Self {
         Jobs {
             registry,
             contexts: Mutex::new(VecDeque::new()),
             roots: RwLock::new(None),
+            local,
         }
+    }
+
+    /// The roots this worker's own files (`worker://` inputs) are listed and read beneath;
+    /// `None` if it offers none.
+    pub fn local_roots(&self) -> Option<&Roots> {
+        self.local.as_ref()
     }
 
     /// Keeps the data roots a welcome named.

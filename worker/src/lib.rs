@@ -11,12 +11,14 @@
 //! task: fetch, merge, finalize, send the part), `spill` (the map outputs kept on disk),
 //! `shuffle` (the ShuffleService this worker serves and the fetch from another's: with the
 //! attachment, the only files that speak the wire), `stops` (cancelled jobs and attempts) and
-//! `jobs` (what a job's chunks share on this worker, built once per job). Heartbeats go out on
+//! `jobs` (what a job's chunks share on this worker, built once per job), `local` (listing and
+//! cutting the worker's own files for `worker://` inputs). Heartbeats go out on
 //! their own task, so CPU work never delays them.
 
 mod attachment;
 mod executor;
 mod jobs;
+mod local;
 mod metrics;
 mod reduce;
 mod shuffle;
@@ -60,6 +62,8 @@ pub struct Config {
     pub shuffle_advertise: Option<String>,
     /// Under which the worker keeps partitioned jobs' map outputs.
     pub spill_dir: PathBuf,
+    /// The directories whose files it offers as `worker://NAME/PATH` inputs; `None`: none.
+    pub local_roots: Option<fanfold_common::roots::Roots>,
     /// Where `/metrics` is served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// The token presented to the coordinator, and TLS for an `https://` coordinator.
@@ -114,6 +118,7 @@ impl Config {
             shuffle_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shuffle_advertise: None,
             spill_dir: std::env::temp_dir(),
+            local_roots: None,
             metrics_listen: None,
             security: Default::default(),
         }
@@ -172,7 +177,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let first_backoff = Duration::from_millis(100);
     let mut backoff = first_backoff;
     // Job contexts outlive an attachment: a coordinator that comes back resumes its jobs.
-    let jobs = Arc::new(jobs::Jobs::new(config.registry.clone()));
+    let jobs = Arc::new(jobs::Jobs::new(
+        config.registry.clone(),
+        config.local_roots.clone(),
+    ));
     while !shutdown.is_cancelled() {
         match attachment::attach(&config, &jobs, &shuffle, &metrics, &shutdown).await {
             Ok(attachment::End::Shutdown) => break,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use fanfold_common::fleet::{Assignment, ChunkOutput, MapOutput, Payload, Report};
+use fanfold_common::location::Location;
 use fanfold_common::operation::{self, Chunk, ChunkStats};
 use fanfold_common::records;
 use fanfold_common::{chunker, objects};
@@ -23,8 +24,8 @@ enum Failure {
     Unreadable(String),
     /// Decompressing or mapping it failed.
     Map(String),
-    /// Its object is not the version the job planned (changed, shortened or gone): no
-    /// attempt anywhere can read what was planned.
+    /// Its object is not the version the job planned (changed, shortened or gone), or its
+    /// worker file cannot be read here: no attempt anywhere can read what was planned.
     Changed(String),
 }
 
@@ -58,9 +59,28 @@ pub async fn run(
     );
     let spill = Arc::clone(spill);
     let roots = jobs.roots();
+    let local = jobs.local_roots().cloned();
+    let me = worker.to_owned();
     let mapped = tokio::task::spawn_blocking(move || {
         let data = match payload {
             Payload::Inline(data) => data,
+            // A file of this worker's own: no other can read it, so no error is retried
+            // elsewhere.
+            Payload::Shared(shared @ Location::Worker(_)) => {
+                let read = match (&local, shared.owner()) {
+                    (Some(local), Some(owner)) if owner == me => {
+                        chunker::read(&shared, range, local)
+                    }
+                    (None, _) => Err(std::io::Error::other(
+                        "this worker offers no files of its own",
+                    )),
+                    (_, owner) => Err(std::io::Error::other(format!(
+                        "the file belongs to worker {}",
+                        owner.unwrap_or_default()
+                    ))),
+                };
+                Bytes::from(read.map_err(|e| Failure::Changed(format!("{shared}: {e}")))?)
+            }
             Payload::Shared(shared) => {
                 let Some(roots) = roots else {
                     return Err(Failure::Unreadable(format!(

@@ -72,6 +72,7 @@ async fn worker(
         protocol: fanfold_proto::PROTOCOL,
         // Runs no partitioned jobs: nothing to fetch.
         shuffle_address: String::new(),
+        local_roots: Vec::new(),
     };
     outbox
         .send(message(pb::worker_message::Kind::Hello(hello)))
@@ -124,6 +125,7 @@ async fn worker(
             // Its 1 KiB chunks come whole, never in pieces.
             pb::coordinator_message::Kind::Piece(_) => anyhow::bail!("unexpected chunk piece"),
             pb::coordinator_message::Kind::Reduce(_) => anyhow::bail!("unexpected reduce task"),
+            pb::coordinator_message::Kind::ListLocal(_) => anyhow::bail!("unexpected listing"),
         }
     }
     Ok(answered)

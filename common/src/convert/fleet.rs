@@ -7,8 +7,8 @@ use fanfold_proto::v1 as pb;
 use super::{ConvertError, job_id};
 use crate::chunker::ChunkRange;
 use crate::fleet::{
-    Assignment, AttemptKey, ChunkOutput, FromWorker, MapOutput, MapSource, Payload,
-    ReduceAssignment, ReduceKey, ReduceReport, Report, ToWorker, WorkerHello,
+    Assignment, AttemptKey, ChunkOutput, FromWorker, LocalFile, LocalListing, MapOutput, MapSource,
+    Payload, ReduceAssignment, ReduceKey, ReduceReport, Report, ToWorker, WorkerHello,
 };
 use crate::ids::{Attempt, ChunkId};
 use crate::location::Location;
@@ -40,6 +40,7 @@ impl From<WorkerHello> for pb::Hello {
             shared_storage: h.shared_storage,
             protocol: h.protocol,
             shuffle_address: h.shuffle_address,
+            local_roots: h.local_roots,
         }
     }
 }
@@ -54,6 +55,7 @@ impl From<pb::Hello> for WorkerHello {
             shared_storage: h.shared_storage,
             protocol: h.protocol,
             shuffle_address: h.shuffle_address,
+            local_roots: h.local_roots,
         }
     }
 }
@@ -139,6 +141,12 @@ impl From<ToWorker> for pb::CoordinatorMessage {
                     attempt: k.attempt.0,
                 })
             }
+            ToWorker::ListLocal(l) => pb::coordinator_message::Kind::ListLocal(pb::ListLocal {
+                request: l.request,
+                patterns: l.patterns,
+                chunk_size: l.chunk_size,
+                max_files: l.max_files,
+            }),
         };
         pb::CoordinatorMessage { kind: Some(kind) }
     }
@@ -271,6 +279,17 @@ pub fn decode_sorted_segment(data: &[u8]) -> Result<Segment, ConvertError> {
     Ok(Segment { counts, entries })
 }
 
+impl From<pb::ListLocal> for ToWorker {
+    fn from(l: pb::ListLocal) -> Self {
+        ToWorker::ListLocal(LocalListing {
+            request: l.request,
+            patterns: l.patterns,
+            chunk_size: l.chunk_size,
+            max_files: l.max_files,
+        })
+    }
+}
+
 impl TryFrom<pb::CancelJob> for ToWorker {
     type Error = ConvertError;
     fn try_from(c: pb::CancelJob) -> Result<Self, Self::Error> {
@@ -348,6 +367,24 @@ impl From<FromWorker> for pb::WorkerMessage {
                     lost_attempt: lost.map_or(0, |(_, attempt)| attempt.0),
                 }),
             },
+            FromWorker::LocalListed { request, result } => {
+                let (files, error) = match result {
+                    Ok(files) => (files, String::new()),
+                    Err(error) => (Vec::new(), error),
+                };
+                Kind::LocalListed(pb::LocalListed {
+                    request,
+                    files: files
+                        .into_iter()
+                        .map(|f| pb::LocalFile {
+                            path: f.path,
+                            len: f.len,
+                            ends: f.ends,
+                        })
+                        .collect(),
+                    error,
+                })
+            }
         };
         pb::WorkerMessage { kind: Some(kind) }
     }
@@ -409,6 +446,22 @@ impl TryFrom<pb::WorkerMessage> for FromWorker {
                     lost: failed
                         .lost_chunk
                         .map(|chunk| (ChunkId(chunk), Attempt(failed.lost_attempt))),
+                },
+            },
+            Kind::LocalListed(listed) => FromWorker::LocalListed {
+                request: listed.request,
+                result: if listed.error.is_empty() {
+                    Ok(listed
+                        .files
+                        .into_iter()
+                        .map(|f| LocalFile {
+                            path: f.path,
+                            len: f.len,
+                            ends: f.ends,
+                        })
+                        .collect())
+                } else {
+                    Err(listed.error)
                 },
             },
         })
@@ -495,6 +548,7 @@ mod tests {
                 shared_storage: true,
                 protocol: 9,
                 shuffle_address: "127.0.0.1:9".into(),
+                local_roots: vec!["/var/log".into()],
             }),
             FromWorker::Heartbeat,
             FromWorker::Draining,
@@ -552,6 +606,18 @@ mod tests {
                     lost: Some((ChunkId(0), Attempt(1))),
                 },
             },
+            FromWorker::LocalListed {
+                request: 7,
+                result: Ok(vec![LocalFile {
+                    path: "/var/log/a.log".into(),
+                    len: 10,
+                    ends: vec![4, 10],
+                }]),
+            },
+            FromWorker::LocalListed {
+                request: 8,
+                result: Err("no such directory".into()),
+            },
         ];
         for message in messages {
             let wire = pb::WorkerMessage::from(clone_message(&message));
@@ -564,6 +630,17 @@ mod tests {
         assert!(
             matches!(ToWorker::try_from(c).unwrap(), ToWorker::CancelAttempt(k) if k == assignment.key())
         );
+        let listing = LocalListing {
+            request: 3,
+            patterns: vec!["/var/log/*.log".into()],
+            chunk_size: 1 << 20,
+            max_files: 10,
+        };
+        let wire = pb::CoordinatorMessage::from(ToWorker::ListLocal(listing.clone()));
+        let Some(pb::coordinator_message::Kind::ListLocal(l)) = wire.kind else {
+            panic!("{wire:?}");
+        };
+        assert!(matches!(ToWorker::from(l), ToWorker::ListLocal(back) if back == listing));
         let bad = pb::Assign {
             job_id: "not-an-id".into(),
             ..Default::default()
@@ -596,6 +673,10 @@ mod tests {
             FromWorker::Reduced { key, report } => FromWorker::Reduced {
                 key: *key,
                 report: report.clone(),
+            },
+            FromWorker::LocalListed { request, result } => FromWorker::LocalListed {
+                request: *request,
+                result: result.clone(),
             },
         }
     }

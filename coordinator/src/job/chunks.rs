@@ -67,7 +67,11 @@ pub enum Failed {
 
 pub struct ChunkTable {
     chunks: Vec<ChunkState>,
-    pending: VecDeque<ChunkId>,
+    /// Pending chunks by pool: any worker takes pool 0's; pool `k` holds chunks only one
+    /// worker may run (its files are its own), the caller knowing whose.
+    pending: Vec<VecDeque<ChunkId>>,
+    /// Each chunk's pool; empty when every chunk is in pool 0.
+    pools: Vec<u32>,
     running: u64,
     done: u64,
     /// How long each finished chunk's winning attempt took.
@@ -75,21 +79,60 @@ pub struct ChunkTable {
 }
 
 impl ChunkTable {
-    /// `n` chunks, all pending, in order.
+    /// `n` chunks, all pending, in order, any worker's to run.
     pub fn new(n: usize) -> Self {
+        Self::with_pools(vec![0; n])
+    }
+
+    /// A chunk per entry of `pools`, all pending, in order, each in its pool.
+    pub fn with_pools(pools: Vec<u32>) -> Self {
+        let count = pools.iter().max().map_or(1, |&p| p as usize + 1);
+        let mut pending = vec![VecDeque::new(); count];
+        for (i, &pool) in pools.iter().enumerate() {
+            pending[pool as usize].push_back(ChunkId(i as u64));
+        }
         ChunkTable {
             chunks: vec![
                 ChunkState::Pending {
                     issued: 0,
                     failures: 0
                 };
-                n
+                pools.len()
             ],
-            pending: (0..n as u64).map(ChunkId).collect(),
+            pending,
+            pools: if count == 1 { Vec::new() } else { pools },
             running: 0,
             done: 0,
             durations: Vec::new(),
         }
+    }
+
+    fn pool_of(&self, chunk: ChunkId) -> usize {
+        self.pools.get(chunk.0 as usize).map_or(0, |&p| p as usize)
+    }
+
+    /// The queue a chunk waits in.
+    fn queue_of(&mut self, chunk: ChunkId) -> &mut VecDeque<ChunkId> {
+        let pool = self.pool_of(chunk);
+        &mut self.pending[pool]
+    }
+
+    /// Pools other than 0 with pending chunks: whose worker the job waits for.
+    pub fn waiting_pools(&self) -> impl Iterator<Item = u32> + '_ {
+        (1..self.pending.len())
+            .filter(|&p| !self.pending[p].is_empty())
+            .map(|p| p as u32)
+    }
+
+    /// Whether a worker of pool `own` (if any) would be given a chunk.
+    pub fn has_pending_for(&self, own: Option<u32>) -> bool {
+        !self.pending[0].is_empty()
+            || own.is_some_and(|p| self.pending.get(p as usize).is_some_and(|q| !q.is_empty()))
+    }
+
+    /// The pool a chunk is in.
+    pub fn pool(&self, chunk: ChunkId) -> u32 {
+        self.pool_of(chunk) as u32
     }
 
     pub fn len(&self) -> u64 {
@@ -105,27 +148,38 @@ impl ChunkTable {
     }
 
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.pending.iter().any(|q| !q.is_empty())
     }
 
     /// Every chunk counts as done (a job whose result was kept before a restart).
     pub fn all_done(&mut self) {
         self.chunks.fill(ChunkState::Done { issued: 0 });
-        self.pending.clear();
+        self.pending.iter_mut().for_each(VecDeque::clear);
         self.running = 0;
         self.done = self.len();
     }
 
     /// Nothing more runs or waits (the job is over).
     pub fn stop(&mut self) {
-        self.pending.clear();
+        self.pending.iter_mut().for_each(VecDeque::clear);
         self.durations = Vec::new();
         self.running = 0;
     }
 
-    /// Takes the next pending chunk and marks it running on `worker`.
+    /// Takes the next pending chunk of pool 0 and marks it running on `worker`.
     pub fn assign_next(&mut self, worker: WorkerId) -> Option<(ChunkId, Attempt)> {
-        let chunk = self.pending.pop_front()?;
+        self.assign_next_for(worker, None)
+    }
+
+    /// Takes the next pending chunk for a worker of pool `own` (its own first, then pool
+    /// 0's) and marks it running on `worker`.
+    pub fn assign_next_for(
+        &mut self,
+        worker: WorkerId,
+        own: Option<u32>,
+    ) -> Option<(ChunkId, Attempt)> {
+        let own = own.and_then(|p| self.pending.get_mut(p as usize)?.pop_front());
+        let chunk = own.or_else(|| self.pending[0].pop_front())?;
         let state = &mut self.chunks[chunk.0 as usize];
         let ChunkState::Pending { issued, failures } = *state else {
             unreachable!("queued chunk {chunk} is not pending: {state:?}");
@@ -149,7 +203,7 @@ impl ChunkTable {
     /// policy's bar. One pass over the chunks, so the scheduler asks once per tick, not once
     /// per idle worker.
     pub fn stragglers(&self, policy: BackupPolicy) -> Vec<(ChunkId, WorkerId)> {
-        if !self.pending.is_empty() || self.running == 0 || self.durations.is_empty() {
+        if self.has_pending() || self.running == 0 || self.durations.is_empty() {
             return Vec::new();
         }
         let mut durations = self.durations.clone();
@@ -267,7 +321,7 @@ impl ChunkTable {
             issued,
             failures: 0,
         };
-        self.pending.push_front(chunk);
+        self.queue_of(chunk).push_front(chunk);
         self.done -= 1;
         true
     }
@@ -279,7 +333,7 @@ impl ChunkTable {
             return false;
         };
         *state = ChunkState::Done { issued: 0 };
-        self.pending.retain(|c| *c != chunk);
+        self.queue_of(chunk).retain(|c| *c != chunk);
         self.done += 1;
         true
     }
@@ -310,7 +364,7 @@ impl ChunkTable {
     /// Puts a chunk with no live attempt back at the front of the queue.
     fn requeue(&mut self, chunk: ChunkId, issued: u32, failures: u32) {
         self.chunks[chunk.0 as usize] = ChunkState::Pending { issued, failures };
-        self.pending.push_front(chunk);
+        self.queue_of(chunk).push_front(chunk);
         self.running -= 1;
     }
 
@@ -332,7 +386,7 @@ impl ChunkTable {
     /// The running attempt that started first, once nothing is pending: what the job waits
     /// on. One pass over the chunks, asked once per scheduler tick.
     pub fn oldest_running(&self) -> Option<(ChunkId, WorkerId, Instant)> {
-        if !self.pending.is_empty() || self.running == 0 {
+        if self.has_pending() || self.running == 0 {
             return None;
         }
         self.chunks

@@ -72,6 +72,32 @@ impl Plan {
     pub fn bytes(&self) -> u64 {
         self.chunks.iter().map(ChunkRange::len).sum()
     }
+
+    /// The workers whose own files the job reads, and each chunk's pool: 0 for a chunk any
+    /// worker may run, `k` for one only the worker `owners[k - 1]` may.
+    fn pools(&self) -> (Vec<String>, Vec<u32>) {
+        let mut owners: Vec<String> = Vec::new();
+        let of_file: Vec<u32> = self
+            .files
+            .iter()
+            .map(|file| match file.owner() {
+                None => 0,
+                Some(name) => match owners.iter().position(|o| o == name) {
+                    Some(i) => i as u32 + 1,
+                    None => {
+                        owners.push(name.to_owned());
+                        owners.len() as u32
+                    }
+                },
+            })
+            .collect();
+        let pools = self
+            .chunks
+            .iter()
+            .map(|c| of_file[c.file as usize])
+            .collect();
+        (owners, pools)
+    }
 }
 
 /// What the finalize step works from.
@@ -140,6 +166,10 @@ pub struct Job {
     /// The running chunk the job waits on, noted each scheduler tick ([`Job::note_slowest`]).
     slowest_running: Option<fanfold_common::spec::RunningChunk>,
     status: watch::Sender<JobStatus>,
+    /// The workers whose own files it reads: pool `k` of its chunk table is `owners[k - 1]`'s.
+    owners: Vec<String>,
+    /// Since when each pool's worker, with chunks waiting for it, has been away.
+    absent: std::collections::HashMap<u32, Instant>,
 }
 
 impl Job {
@@ -147,11 +177,14 @@ impl Job {
         let n = plan.chunks.len();
         let bytes_total = plan.bytes();
         let reduce = spec.reducers.map(|r| Reduce::new(n, r));
+        let (owners, pools) = plan.pools();
         Job {
             reduce,
             id,
             spec,
-            chunks: ChunkTable::new(n),
+            chunks: ChunkTable::with_pools(pools),
+            owners,
+            absent: Default::default(),
             plan,
             folded: Partial::new(),
             phase: Phase::Mapping,
@@ -245,12 +278,47 @@ impl Job {
         )
     }
 
-    /// Takes the next pending chunk and marks it running on `worker`.
+    /// The chunk pool of the worker named `name`: its own files' chunks, if the job reads any.
+    fn pool_of(&self, name: &str) -> Option<u32> {
+        self.owners
+            .iter()
+            .position(|o| o == name)
+            .map(|i| i as u32 + 1)
+    }
+
+    /// Whether the worker named `name` would be given a task.
+    pub fn has_pending_for(&self, name: &str) -> bool {
+        self.phase == Phase::Mapping
+            && (self.chunks.has_pending_for(self.pool_of(name))
+                || self.reduce.as_ref().is_some_and(Reduce::has_pending))
+    }
+
+    /// Whether the worker named `name` may run `chunk` (it is nobody's file, or its own).
+    pub fn may_run(&self, chunk: ChunkId, name: &str) -> bool {
+        match self.chunks.pool(chunk) {
+            0 => true,
+            pool => self.pool_of(name) == Some(pool),
+        }
+    }
+
+    /// Takes the next pending chunk any worker may run and marks it running on `worker`.
+    #[cfg(test)]
     pub fn assign_next(&mut self, worker: WorkerId) -> Option<(ChunkId, Attempt)> {
+        self.assign_next_for(worker, None)
+    }
+
+    /// Takes the next pending chunk for the worker named `name` (its own files' first) and
+    /// marks it running on `worker`.
+    fn assign_next_for(
+        &mut self,
+        worker: WorkerId,
+        name: Option<&str>,
+    ) -> Option<(ChunkId, Attempt)> {
         if self.phase != Phase::Mapping {
             return None;
         }
-        let assigned = self.chunks.assign_next(worker)?;
+        let own = name.and_then(|n| self.pool_of(n));
+        let assigned = self.chunks.assign_next_for(worker, own)?;
         self.counters.attempts += 1;
         self.timeline
             .start(Stage::Map, assigned.0.0, assigned.1, worker, false);
@@ -259,8 +327,8 @@ impl Job {
 
     /// Takes the next pending chunk or, once every map output is kept, reduce task, and marks
     /// it running on `worker`.
-    pub fn assign_task(&mut self, worker: WorkerId) -> Option<Task> {
-        if let Some((chunk, attempt)) = self.assign_next(worker) {
+    pub fn assign_task(&mut self, worker: WorkerId, name: &str) -> Option<Task> {
+        if let Some((chunk, attempt)) = self.assign_next_for(worker, Some(name)) {
             return Some(Task::Map(chunk, attempt));
         }
         if self.phase != Phase::Mapping {

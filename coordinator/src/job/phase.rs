@@ -13,10 +13,11 @@
 //! A success is journaled only after the rows are durable and the output directory committed.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fanfold_common::partial::Partial;
 use fanfold_common::spec::{Counters, JobState};
+use tokio::time::Instant;
 
 use super::{Job, JobResult, ToFinalize};
 
@@ -110,6 +111,36 @@ impl Job {
             }
             _ => false,
         }
+    }
+
+    /// Fails the job if chunks of a worker's own files wait for a worker that has been away
+    /// (per `present`, by name) for longer than `lease`: no other worker can read them.
+    pub fn check_owners(&mut self, present: impl Fn(&str) -> bool, lease: Duration) -> bool {
+        if self.phase != Phase::Mapping {
+            return false;
+        }
+        let waiting: Vec<u32> = self.chunks.waiting_pools().collect();
+        self.absent.retain(|pool, _| waiting.contains(pool));
+        for pool in waiting {
+            let owner = &self.owners[pool as usize - 1];
+            if present(owner) {
+                self.absent.remove(&pool);
+                continue;
+            }
+            let since = *self.absent.entry(pool).or_insert_with(Instant::now);
+            if since.elapsed() >= lease {
+                let message = format!(
+                    "worker '{owner}' left and did not come back within {lease:?}: its own \
+                     files (worker://{owner}/...) cannot be read by another worker, and \
+                     {}/{} chunks are done",
+                    self.chunks.done(),
+                    self.chunks.len()
+                );
+                self.finish(JobState::Failed, Some(message));
+                return true;
+            }
+        }
+        false
     }
 
     /// Hands the folded partial, the skipped records and the operation that finalizes the

@@ -291,3 +291,69 @@ fn a_job_cancelled_while_finalizing_ends_cancelled_without_rows() {
     assert_eq!(job.snapshot(0).state, JobState::Cancelled);
     assert!(job.result().is_none());
 }
+
+/// A job over one shared file and one file of each of two workers' own, two chunks each.
+fn job_with_worker_files() -> Job {
+    let own = |worker: &str| {
+        Location::Worker(fanfold_common::location::WorkerFile {
+            worker: worker.into(),
+            path: "/var/log/app.log".into(),
+        })
+    };
+    let plan = Plan {
+        files: vec![Location::local("in.txt"), own("a"), own("b")],
+        chunks: (0..6)
+            .map(|i| ChunkRange {
+                file: i / 2,
+                start: u64::from(i % 2) * 10,
+                end: u64::from(i % 2) * 10 + 10,
+            })
+            .collect(),
+        operation: Some(
+            Registry::builtin()
+                .build("wordcount", &Default::default())
+                .unwrap(),
+        ),
+    };
+    Job::new(JobId::new(), JobSpec::default(), plan, SystemTime::now())
+}
+
+#[test]
+fn a_workers_own_files_go_to_it_alone_its_own_first() {
+    let mut job = job_with_worker_files();
+    let chunk = |task: Option<Task>| match task {
+        Some(Task::Map(chunk, _)) => chunk.0,
+        other => panic!("{other:?}"),
+    };
+    // Worker "a" takes its own two chunks first, then shared ones.
+    let taken: Vec<u64> = (0..3).map(|_| chunk(job.assign_task(W1, "a"))).collect();
+    assert_eq!(taken, vec![2, 3, 0]);
+    // A worker with no files of its own never gets b's.
+    assert_eq!(chunk(job.assign_task(W2, "other")), 1);
+    assert!(!job.has_pending_for("other") && job.has_pending_for("b"));
+    assert!(job.assign_task(W2, "other").is_none());
+    assert!(job.may_run(ChunkId(4), "b") && !job.may_run(ChunkId(4), "a"));
+    assert!(job.may_run(ChunkId(0), "anyone"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn chunks_waiting_for_an_absent_worker_fail_the_job_after_a_lease() {
+    let lease = Duration::from_secs(10);
+    let mut job = job_with_worker_files();
+    // b is around: nothing happens, however long.
+    tokio::time::advance(lease * 2).await;
+    assert!(!job.check_owners(|name| name == "b" || name == "a", lease));
+    // b left: its chunks wait a lease for it...
+    assert!(!job.check_owners(|name| name == "a", lease));
+    tokio::time::advance(lease / 2).await;
+    assert!(!job.check_owners(|name| name == "a", lease));
+    // ...and it coming back resets the wait.
+    assert!(!job.check_owners(|_| true, lease));
+    tokio::time::advance(lease / 2).await;
+    assert!(!job.check_owners(|name| name == "a", lease));
+    tokio::time::advance(lease).await;
+    assert!(job.check_owners(|name| name == "a", lease));
+    assert_eq!(job.state(), JobState::Failed);
+    let error = job.snapshot(1).error.unwrap_or_default();
+    assert!(error.contains("worker 'b' left"), "{error}");
+}

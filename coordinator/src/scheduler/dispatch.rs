@@ -24,22 +24,27 @@ impl Scheduler {
             return;
         }
         let mut touched = HashSet::new();
-        'rounds: loop {
+        loop {
+            if !self.order.iter().any(|id| self.jobs[id].has_pending()) {
+                break;
+            }
             let mut assigned_any = false;
             for &worker_id in &ids {
-                if self.workers.get(worker_id).is_none_or(|w| w.free() == 0) {
+                let Some(worker) = self.workers.get(worker_id).filter(|w| w.free() > 0) else {
                     continue;
-                }
+                };
+                let name = worker.name.clone();
                 let Some(job_id) = self
                     .order
                     .iter()
                     .copied()
-                    .find(|id| self.jobs[id].has_pending())
+                    .find(|id| self.jobs[id].has_pending_for(&name))
                 else {
-                    break 'rounds;
+                    // Nothing for this worker; what is left may be other workers' own files.
+                    continue;
                 };
                 let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
-                match job.assign_task(worker_id).expect("job has pending") {
+                match job.assign_task(worker_id, &name).expect("job has pending") {
                     Task::Map(chunk, attempt) => {
                         self.config.metrics.attempts.inc();
                         self.send(worker_id, job_id, chunk, attempt)
@@ -178,7 +183,14 @@ impl Scheduler {
                 break;
             }
             for (chunk, runner) in self.jobs[&job_id].stragglers(policy) {
-                let Some(at) = idle.iter().position(|w| *w != runner) else {
+                let job = &self.jobs[&job_id];
+                let workers = &self.workers;
+                let Some(at) = idle.iter().position(|w| {
+                    *w != runner
+                        && workers
+                            .get(*w)
+                            .is_some_and(|worker| job.may_run(chunk, &worker.name))
+                }) else {
                     continue;
                 };
                 let worker_id = idle.remove(at);

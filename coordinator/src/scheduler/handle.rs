@@ -35,6 +35,19 @@ pub enum JobError {
     /// A submission over a limit on jobs not yet ended.
     #[error("{0}")]
     Limit(String),
+    /// A worker that cannot join the fleet as it is.
+    #[error("{0}")]
+    WorkerRefused(String),
+}
+
+/// An attached worker that offers files of its own (`--local-root`).
+#[derive(Clone, Debug)]
+pub struct LocalWorker {
+    pub id: WorkerId,
+    pub name: String,
+    /// The directories it offers files beneath.
+    pub roots: Vec<String>,
+    pub outbox: mpsc::Sender<ToWorker>,
 }
 
 pub(super) enum Command {
@@ -78,7 +91,10 @@ pub(super) enum Command {
         /// Where its stream comes from.
         address: String,
         outbox: mpsc::Sender<ToWorker>,
-        reply: oneshot::Sender<WorkerId>,
+        reply: oneshot::Sender<Result<WorkerId, String>>,
+    },
+    LocalWorkers {
+        reply: oneshot::Sender<Vec<LocalWorker>>,
     },
     WorkerLeft {
         worker: WorkerId,
@@ -238,7 +254,13 @@ impl Handle {
             outbox,
             reply,
         })
-        .await
+        .await?
+        .map_err(JobError::WorkerRefused)
+    }
+
+    /// The attached workers that offer files of their own and take work, by id.
+    pub async fn local_workers(&self) -> Result<Vec<LocalWorker>, JobError> {
+        self.ask(|reply| Command::LocalWorkers { reply }).await
     }
 
     pub async fn worker_left(&self, worker: WorkerId) {

@@ -93,7 +93,7 @@ pub struct SchedulerConfig {
 mod limits;
 
 use handle::Command;
-pub use handle::{Handle, JobError, outbox_capacity};
+pub use handle::{Handle, JobError, LocalWorker, outbox_capacity};
 pub use limits::{Limits, Retention};
 pub use views::{DetailQuery, JobDetail, WorkerRow};
 
@@ -354,12 +354,42 @@ impl Scheduler {
                 reply,
             } => {
                 let (name, slots, shared) = (hello.name.clone(), hello.slots, hello.shared_storage);
+                // Worker files are named by their worker's name: two attached at once would
+                // share their chunks and their listings.
+                if !hello.local_roots.is_empty()
+                    && self
+                        .workers
+                        .iter()
+                        .any(|w| w.name == name && !w.local_roots.is_empty())
+                {
+                    warn!(%name, "refused a second worker of the same name with local roots");
+                    let _ = reply.send(Err(format!(
+                        "a worker named '{name}' that offers files of its own is attached \
+                         already: give each worker with --local-root its own --name"
+                    )));
+                    return;
+                }
                 let id = self
                     .workers
                     .join(hello, address, self.config.scheduling.prefetch, outbox);
                 info!(worker_id = %id, %name, slots, shared_storage = shared, "worker attached");
-                let _ = reply.send(id);
+                let _ = reply.send(Ok(id));
                 self.publish_all();
+            }
+            Command::LocalWorkers { reply } => {
+                let local = self
+                    .workers
+                    .sorted()
+                    .into_iter()
+                    .filter(|(_, w)| !w.local_roots.is_empty() && !w.is_draining())
+                    .map(|(id, w)| handle::LocalWorker {
+                        id,
+                        name: w.name.clone(),
+                        roots: w.local_roots.clone(),
+                        outbox: w.outbox.clone(),
+                    })
+                    .collect();
+                let _ = reply.send(local);
             }
             Command::WorkerLeft { worker } => self.worker_left(worker, "stream ended"),
             Command::Heartbeat { worker } => {
@@ -452,6 +482,20 @@ impl Scheduler {
             .collect();
         for id in timed_out {
             warn!(job_id = %id, "job timed out");
+            self.ended(id);
+            self.publish(id);
+        }
+        // A worker's own files wait for it as long as a lease; then their job fails.
+        let lease = self.config.scheduling.worker_timeout;
+        let workers = &self.workers;
+        let present = |name: &str| workers.iter().any(|w| w.name == name && !w.is_draining());
+        let orphaned: Vec<JobId> = self
+            .jobs
+            .iter_mut()
+            .filter_map(|(id, job)| job.check_owners(present, lease).then_some(*id))
+            .collect();
+        for id in orphaned {
+            warn!(job_id = %id, "job failed: a worker with its files left");
             self.ended(id);
             self.publish(id);
         }

@@ -40,6 +40,7 @@ async fn attach_with(handle: &Handle, slots: u32, shared_storage: bool) -> Fake 
         shared_storage,
         protocol: fanfold_proto::PROTOCOL,
         shuffle_address: String::new(),
+        local_roots: Vec::new(),
     };
     let id = handle
         .worker_joined(hello, "127.0.0.1:1".into(), outbox)
@@ -138,6 +139,7 @@ async fn inputs(dir: &std::path::Path, chunk_size: u64) -> (JobSpec, Plan, HashM
     let (spec, plan) = crate::intake::admit(
         spec,
         &crate::intake::Rules::open(Registry::builtin(), 1 << 20),
+        None,
         None,
     )
     .await
@@ -449,7 +451,7 @@ async fn a_straggler_gets_a_backup_on_an_idle_worker_and_the_first_result_wins()
                     ToWorker::CancelAttempt(key) => {
                         let _ = cancels_tx.send((key.chunk, key.attempt));
                     }
-                    ToWorker::Cancel(_) | ToWorker::Reduce(_) => {}
+                    ToWorker::Cancel(_) | ToWorker::Reduce(_) | ToWorker::ListLocal(_) => {}
                 }
             }
         })

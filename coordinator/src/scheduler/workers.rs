@@ -35,6 +35,8 @@ pub struct Worker {
     pub shared_storage: bool,
     /// Chunks of objects go to it by reference (until it cannot read one).
     pub reads_objects: bool,
+    /// The directories whose files it offers as its own (`worker://NAME/PATH`).
+    pub local_roots: Vec<String>,
 }
 
 impl Worker {
@@ -121,6 +123,7 @@ impl Workers {
                 draining: false,
                 shared_storage: hello.shared_storage,
                 reads_objects: true,
+                local_roots: hello.local_roots,
             },
         );
         id

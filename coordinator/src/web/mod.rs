@@ -131,7 +131,9 @@ impl From<JobError> for Failure {
             JobError::NotFound(_) | JobError::Expired { .. } => StatusCode::NOT_FOUND,
             JobError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             JobError::NoResult { .. } => StatusCode::CONFLICT,
-            JobError::Finishing(_) | JobError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            JobError::Finishing(_) | JobError::ShuttingDown | JobError::WorkerRefused(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         Failure(code, e.to_string())
     }

@@ -4,8 +4,10 @@
 # read their chunks from the shared volume; then restarts the coordinator and fetches the
 # result again from its state volume; then runs the count partitioned (--reducers 3), the
 # workers fetching map outputs from each other, and compares; last, checks the HTTP port's
-# /healthz, /api/v1/jobs and /metrics from the host, and that its compose health check passes.
-# It runs with fresh tokens (deploy/compose-tokens.sh): a client without one is refused.
+# /healthz, /api/v1/jobs and /metrics from the host, and that its compose health check passes;
+# last, a job over object storage (the `objects` profile's S3 server), its result written to
+# the store. It runs with fresh tokens (deploy/compose-tokens.sh): a client without one is
+# refused.
 #
 #   deploy/compose-smoke.sh [SUBMIT_JOB]    # default: the image build's static submit-job
 #
@@ -33,11 +35,26 @@ out="$(mktemp -d)"
 # Fresh tokens: the coordinator's lines and the workers' token for compose, the admin token
 # (FANFOLD_TOKEN) for submit-job here.
 deploy/compose-tokens.sh "$out/tokens.env" >/dev/null
+# The example S3 server's endpoint and keys (fresh ones), for the coordinator and the workers;
+# its buckets are directories here: `samples` (a copy of the sample text) and `results`.
+mkdir -p "$out/buckets/results"
+cp -r samples "$out/buckets/samples"
+chmod -R a+rwX "$out/buckets"
+s3_secret="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+cat >>"$out/tokens.env" <<EOF
+AWS_ACCESS_KEY_ID=smoke-$$
+AWS_SECRET_ACCESS_KEY=$s3_secret
+AWS_ENDPOINT_URL=http://objects:9000
+AWS_REGION=us-east-1
+AWS_ALLOW_HTTP=true
+FANFOLD_DATA_ROOTS=/data,s3://samples/
+FANFOLD_BUCKETS_DIR=$out/buckets
+EOF
 set -a
 # shellcheck disable=SC1091
 . "$out/tokens.env"
 set +a
-compose+=(--env-file "$out/tokens.env" -f deploy/docker-compose.yml -p "$project")
+compose+=(--env-file "$out/tokens.env" -f deploy/docker-compose.yml -p "$project" --profile objects)
 
 cleanup() {
   status=$?
@@ -154,3 +171,33 @@ if [ "$health" != healthy ]; then
   exit 1
 fi
 echo "compose-smoke: the coordinator's health check (probe of /readyz) says healthy"
+
+# Object storage: bucket `samples` of the example S3 server holds the sample text. The
+# workers read their chunks' byte ranges from the store themselves (the coordinator's count
+# of chunk bytes it sent stays put), and the result goes to bucket `results`, _SUCCESS last.
+sent() {
+  python3 - "http://127.0.0.1:$FANFOLD_HTTP_PORT" <<'PY'
+import os, re, sys, urllib.request
+request = urllib.request.Request(sys.argv[1] + "/metrics",
+                                 headers={"Authorization": f"Bearer {os.environ['FANFOLD_TOKEN']}"})
+text = urllib.request.urlopen(request, timeout=10).read().decode()
+print(re.search(r"^fanfold_chunk_bytes_sent_total (\S+)$", text, re.M)[1])
+PY
+}
+before="$(sent)"
+"$submit_job" --coordinator "127.0.0.1:$FANFOLD_PORT" run s3://samples/ --chunk-size 16KiB \
+  --output-dir s3://results/words/ --quiet --output "$out/objects.tsv"
+after="$(sent)"
+LC_ALL=C sort "$out/objects.tsv" >"$out/objects.sorted"
+cmp "$out/fanfold.sorted" "$out/objects.sorted"
+if [ "$before" != "$after" ]; then
+  echo "compose-smoke: the coordinator sent $before then $after chunk bytes for a job over objects" >&2
+  exit 1
+fi
+[ -f "$out/buckets/results/words/_SUCCESS" ] || {
+  echo "compose-smoke: no _SUCCESS in the results bucket" >&2
+  exit 1
+}
+cat "$out"/buckets/results/words/part-* | LC_ALL=C sort | cmp - "$out/fanfold.sorted"
+echo "compose-smoke: a job over s3://samples/ gives the same count, read by the workers from" \
+  "the store, its parts and _SUCCESS in s3://results/words/"

@@ -479,6 +479,19 @@ impl WorkerFlags {
             Some(_) => host_name(),
             None => default_worker_name(),
         });
+        if local_roots.is_some() && !fanfold_common::location::is_worker_name(&name) {
+            return Err(FlagError::Root {
+                flag: "--local-root",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "worker name '{name}': with --local-root the name (--name) names this \
+                         worker's files, worker://NAME/PATH, and may hold only letters, digits, \
+                         '.', '_' and '-'"
+                    ),
+                ),
+            });
+        }
         let mut config = fanfold_worker::Config::new(&self.coordinator, name, slots);
         config.local_roots = local_roots;
         config.heartbeat = self.heartbeat;

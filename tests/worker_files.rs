@@ -134,6 +134,12 @@ async fn each_worker_maps_its_own_files_and_the_counts_are_exact() {
     both.push(extra.clone());
     assert!(parse_tsv(&out.stdout) == count_words(&both));
 
+    // Inputs that overlap name each file once.
+    let a_file = format!("worker://w1{}", dirs[1].1[0].display());
+    let out = submit_job(&addr, &["run", &one, &a_file, "--op", "wordcount", "-q"]).await;
+    assert_ok(&out);
+    assert!(parse_tsv(&out.stdout) == count_words(&dirs[1].1));
+
     // Clear refusals, naming the input and the worker.
     let nobody = format!("worker://nobody{}", dirs[0].0.display());
     let out = submit_job(&addr, &["run", &nobody, "--op", "wordcount", "-q"]).await;

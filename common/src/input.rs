@@ -111,6 +111,19 @@ pub fn resolve(inputs: &[String], roots: &Roots, max: usize) -> Result<Vec<Input
                     input: input.clone(),
                     source: e.into(),
                 })?;
+                // A wildcard may pass through a symlinked directory: a match out of the roots
+                // is refused naming the pattern, not the outside name it found.
+                if let Some(parent) = path.parent()
+                    && roots.check_dir(parent).is_err()
+                {
+                    return Err(InputError::Io {
+                        input: input.clone(),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::PermissionDenied,
+                            "a match leads out of its root (through a symlink)",
+                        ),
+                    });
+                }
                 add(input, &path, roots, &mut paths)?;
                 matched = true;
                 if paths.len() > max {

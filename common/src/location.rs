@@ -38,6 +38,15 @@ pub struct WorkerFile {
 /// The scheme of worker-local files: `worker://NAME/path`, `worker://*/pattern` in inputs.
 pub const WORKER_SCHEME: &str = "worker";
 
+/// Whether `name` may name a worker's files: letters, digits, `.`, `_` and `-`, not empty
+/// (so `worker://NAME/PATH` reads back the same, and `*` means every worker).
+pub fn is_worker_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// An input naming worker-local files: which workers (`None` for `*`, every worker that
 /// offers local files) and the absolute path, directory or glob on each.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -363,6 +372,10 @@ mod tests {
             })
         );
         assert!(WorkerInput::parse("/var/log").is_none());
+        assert!(is_worker_name("web-3.eu_west"));
+        for bad in ["", "*", "web/1", "a b", "wörker"] {
+            assert!(!is_worker_name(bad), "{bad}");
+        }
         let object = Location::parse("s3://bucket/logs/a.gz").unwrap();
         assert_eq!(object.to_string(), "s3://bucket/logs/a.gz");
         let Location::Object(mut versioned) = object.clone() else {

@@ -64,6 +64,12 @@ impl Listings {
             .lock()
             .expect("listings")
             .insert(request, (worker.id, reply));
+        // However this ends (answered, timed out, or the submission dropped), the request
+        // is not kept waiting.
+        let _forget = Forget {
+            listings: self,
+            request,
+        };
         let listing = LocalListing {
             request,
             patterns,
@@ -81,8 +87,21 @@ impl Listings {
                 .map_err(|_| "it left before answering".to_owned())?
         };
         let answered = tokio::time::timeout(LISTING_TIMEOUT, asked).await;
-        self.waiting.lock().expect("listings").remove(&request);
         answered.unwrap_or_else(|_| Err(format!("no answer in {LISTING_TIMEOUT:?}")))
+    }
+}
+
+/// Removes a listing request when dropped.
+struct Forget<'a> {
+    listings: &'a Listings,
+    request: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.listings.waiting.lock() {
+            waiting.remove(&self.request);
+        }
     }
 }
 
@@ -170,10 +189,12 @@ pub async fn list(
             listings.ask(worker, vec![named.input.pattern.clone()], chunk_size, max)
         }))
         .await;
-        let before = files.len();
+        // Whether the input named anything, counted before files named twice are dropped.
+        let mut named_any = false;
         for (worker, answer) in asked.iter().zip(answers) {
             let listed =
                 answer.map_err(|e| failed(named.text, format!("worker {}: {e}", worker.name)))?;
+            named_any |= !listed.is_empty();
             for file in listed {
                 let (file, ends) = checked(&worker.name, file)
                     .map_err(|e| failed(named.text, format!("worker {}: {e}", worker.name)))?;
@@ -185,7 +206,7 @@ pub async fn list(
                 return Err(InputError::TooMany(max));
             }
         }
-        if files.len() == before {
+        if !named_any {
             let offered: Vec<String> = asked
                 .iter()
                 .map(|w| format!("{} ({})", w.name, w.roots.join(", ")))

@@ -59,24 +59,38 @@ pub fn list(roots: Option<&Roots>, listing: &LocalListing) -> Result<Vec<LocalFi
 /// worker whose root is `/srv/a`) names the files beneath those roots that it matches, so
 /// each worker of a fleet answers `worker://*/...` with its own files. Names nothing: empty.
 fn matching(pattern: &str, roots: &Roots, max: usize) -> Result<Vec<InputFile>, String> {
-    let resolved = |inputs: &[String]| match input::resolve(inputs, roots, max) {
-        Ok(found) => Ok(found),
-        Err(InputError::NoMatch { .. }) => Ok(Vec::new()),
-        Err(InputError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Vec::new())
-        }
-        Err(e) => Err(e.to_string()),
-    };
     let fixed: PathBuf = Path::new(pattern)
         .components()
         .take_while(|c| !input::is_pattern(&c.as_os_str().to_string_lossy()))
         .collect();
+    // Not found means nothing here only if what the pattern starts from is not here; a file
+    // that vanishes mid-walk fails the listing rather than dropping this worker's files.
+    let resolved = |inputs: &[String]| match input::resolve(inputs, roots, max) {
+        Ok(found) => Ok(found),
+        Err(InputError::NoMatch { .. }) => Ok(Vec::new()),
+        Err(InputError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound && !fixed.exists() =>
+        {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    // Roots are kept with symlinks followed; so is the pattern's start, to compare them.
+    let canonical = std::fs::canonicalize(&fixed).unwrap_or_else(|_| fixed.clone());
     let dirs = roots.paths();
-    if dirs.iter().any(|root| fixed.starts_with(root)) {
+    if dirs
+        .iter()
+        .any(|root| fixed.starts_with(root) || canonical.starts_with(root))
+    {
         return resolved(&[pattern.to_owned()]);
     }
-    let glob = input::is_pattern(pattern)
-        .then(|| glob::Pattern::new(pattern))
+    let rest = Path::new(pattern)
+        .strip_prefix(&fixed)
+        .expect("the fixed part is a prefix");
+    let pattern = canonical.join(rest).display().to_string();
+    let fixed = canonical;
+    let glob = input::is_pattern(&pattern)
+        .then(|| glob::Pattern::new(&pattern))
         .transpose()
         .map_err(|e| format!("'{pattern}': bad glob pattern: {e}"))?;
     let options = glob::MatchOptions {
@@ -158,9 +172,26 @@ mod tests {
         // Without local roots a worker offers nothing.
         let err = list(None, &listing(&[all], 5)).unwrap_err();
         assert!(err.contains("--local-root"), "{err}");
+        // A root and a pattern named through a symlink are the same directory.
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(&logs, &alias).unwrap();
+        let by_alias = Roots::new(std::slice::from_ref(&alias)).unwrap();
+        let through = format!("{}/*.log", alias.display());
+        assert_eq!(
+            list(Some(&by_alias), &listing(&[through], 5))
+                .unwrap()
+                .len(),
+            1
+        );
+        let above = format!("{}/*/a.log", dir.path().display());
+        assert_eq!(
+            list(Some(&by_alias), &listing(&[above], 5)).unwrap().len(),
+            1
+        );
         // A symlink out of a root is not followed.
         std::os::unix::fs::symlink(dir.path().join("outside.log"), logs.join("link.log")).unwrap();
         let linked = logs.join("link.log").display().to_string();
-        assert!(list(Some(&roots), &listing(&[linked], 5)).is_err());
+        let err = list(Some(&roots), &listing(&[linked], 5)).unwrap_err();
+        assert!(err.contains("leads out of its root"), "{err}");
     }
 }

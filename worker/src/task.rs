@@ -79,7 +79,14 @@ pub async fn run(
                         owner.unwrap_or_default()
                     ))),
                 };
-                Bytes::from(read.map_err(|e| Failure::Changed(format!("{shared}: {e}")))?)
+                // Gone or shortened is final; anything else may pass (retried, here).
+                Bytes::from(read.map_err(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::Other => Failure::Changed(format!("{shared}: {e}")),
+                    _ => Failure::Map(format!("{shared}: {e}")),
+                })?)
             }
             Payload::Shared(shared) => {
                 let Some(roots) = roots else {

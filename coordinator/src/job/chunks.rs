@@ -199,11 +199,13 @@ impl ChunkTable {
     }
 
     /// Every chunk overdue for a backup attempt, most overdue first, with the worker running
-    /// it: only once nothing is pending, only chunks with a single live attempt, only past the
+    /// it: only once no chunk any worker may take is pending (chunks waiting for their own
+    /// worker do not count), only chunks with a single live attempt, only past the
     /// policy's bar. One pass over the chunks, so the scheduler asks once per tick, not once
     /// per idle worker.
     pub fn stragglers(&self, policy: BackupPolicy) -> Vec<(ChunkId, WorkerId)> {
-        if self.has_pending() || self.running == 0 || self.durations.is_empty() {
+        // Chunks waiting for their own worker do not hold back backups of the rest.
+        if !self.pending[0].is_empty() || self.running == 0 || self.durations.is_empty() {
             return Vec::new();
         }
         let mut durations = self.durations.clone();

@@ -286,18 +286,22 @@ impl Job {
             .map(|i| i as u32 + 1)
     }
 
-    /// Whether the worker named `name` would be given a task.
-    pub fn has_pending_for(&self, name: &str) -> bool {
+    /// Whether a worker would be given a task; `own` is its name if it offers files of its
+    /// own (only such a worker may run a worker file's chunks).
+    pub fn has_pending_for(&self, own: Option<&str>) -> bool {
         self.phase == Phase::Mapping
-            && (self.chunks.has_pending_for(self.pool_of(name))
+            && (self
+                .chunks
+                .has_pending_for(own.and_then(|n| self.pool_of(n)))
                 || self.reduce.as_ref().is_some_and(Reduce::has_pending))
     }
 
-    /// Whether the worker named `name` may run `chunk` (it is nobody's file, or its own).
-    pub fn may_run(&self, chunk: ChunkId, name: &str) -> bool {
+    /// Whether a worker (`own` as for [`Job::has_pending_for`]) may run `chunk`: it is
+    /// nobody's file, or the worker's own.
+    pub fn may_run(&self, chunk: ChunkId, own: Option<&str>) -> bool {
         match self.chunks.pool(chunk) {
             0 => true,
-            pool => self.pool_of(name) == Some(pool),
+            pool => own.and_then(|n| self.pool_of(n)) == Some(pool),
         }
     }
 
@@ -307,8 +311,8 @@ impl Job {
         self.assign_next_for(worker, None)
     }
 
-    /// Takes the next pending chunk for the worker named `name` (its own files' first) and
-    /// marks it running on `worker`.
+    /// Takes the next pending chunk for a worker (`name` as `own` of
+    /// [`Job::has_pending_for`]; its own files' first) and marks it running on `worker`.
     fn assign_next_for(
         &mut self,
         worker: WorkerId,
@@ -327,8 +331,8 @@ impl Job {
 
     /// Takes the next pending chunk or, once every map output is kept, reduce task, and marks
     /// it running on `worker`.
-    pub fn assign_task(&mut self, worker: WorkerId, name: &str) -> Option<Task> {
-        if let Some((chunk, attempt)) = self.assign_next_for(worker, Some(name)) {
+    pub fn assign_task(&mut self, worker: WorkerId, own: Option<&str>) -> Option<Task> {
+        if let Some((chunk, attempt)) = self.assign_next_for(worker, own) {
             return Some(Task::Map(chunk, attempt));
         }
         if self.phase != Phase::Mapping {

@@ -326,14 +326,18 @@ fn a_workers_own_files_go_to_it_alone_its_own_first() {
         other => panic!("{other:?}"),
     };
     // Worker "a" takes its own two chunks first, then shared ones.
-    let taken: Vec<u64> = (0..3).map(|_| chunk(job.assign_task(W1, "a"))).collect();
+    let taken: Vec<u64> = (0..3)
+        .map(|_| chunk(job.assign_task(W1, Some("a"))))
+        .collect();
     assert_eq!(taken, vec![2, 3, 0]);
-    // A worker with no files of its own never gets b's.
-    assert_eq!(chunk(job.assign_task(W2, "other")), 1);
-    assert!(!job.has_pending_for("other") && job.has_pending_for("b"));
-    assert!(job.assign_task(W2, "other").is_none());
-    assert!(job.may_run(ChunkId(4), "b") && !job.may_run(ChunkId(4), "a"));
-    assert!(job.may_run(ChunkId(0), "anyone"));
+    // A worker with no files of its own never gets b's, even one named "b".
+    assert_eq!(chunk(job.assign_task(W2, None)), 1);
+    assert!(!job.has_pending_for(None) && job.has_pending_for(Some("b")));
+    assert!(job.assign_task(W2, None).is_none());
+    assert!(job.assign_task(W2, Some("other")).is_none());
+    assert!(job.may_run(ChunkId(4), Some("b")) && !job.may_run(ChunkId(4), Some("a")));
+    assert!(!job.may_run(ChunkId(4), None));
+    assert!(job.may_run(ChunkId(0), None));
 }
 
 #[tokio::test(start_paused = true)]

@@ -33,18 +33,21 @@ impl Scheduler {
                 let Some(worker) = self.workers.get(worker_id).filter(|w| w.free() > 0) else {
                     continue;
                 };
-                let name = worker.name.clone();
+                let own = worker.owns_files().then(|| worker.name.clone());
                 let Some(job_id) = self
                     .order
                     .iter()
                     .copied()
-                    .find(|id| self.jobs[id].has_pending_for(&name))
+                    .find(|id| self.jobs[id].has_pending_for(own.as_deref()))
                 else {
                     // Nothing for this worker; what is left may be other workers' own files.
                     continue;
                 };
                 let job = self.jobs.get_mut(&job_id).expect("ordered job exists");
-                match job.assign_task(worker_id, &name).expect("job has pending") {
+                match job
+                    .assign_task(worker_id, own.as_deref())
+                    .expect("job has pending")
+                {
                     Task::Map(chunk, attempt) => {
                         self.config.metrics.attempts.inc();
                         self.send(worker_id, job_id, chunk, attempt)
@@ -187,9 +190,10 @@ impl Scheduler {
                 let workers = &self.workers;
                 let Some(at) = idle.iter().position(|w| {
                     *w != runner
-                        && workers
-                            .get(*w)
-                            .is_some_and(|worker| job.may_run(chunk, &worker.name))
+                        && workers.get(*w).is_some_and(|worker| {
+                            let own = worker.owns_files().then_some(worker.name.as_str());
+                            job.may_run(chunk, own)
+                        })
                 }) else {
                     continue;
                 };

@@ -355,19 +355,32 @@ impl Scheduler {
             } => {
                 let (name, slots, shared) = (hello.name.clone(), hello.slots, hello.shared_storage);
                 // Worker files are named by their worker's name: two attached at once would
-                // share their chunks and their listings.
-                if !hello.local_roots.is_empty()
-                    && self
+                // share their chunks and their listings, and the name must read back from
+                // `worker://NAME/PATH`.
+                if !hello.local_roots.is_empty() {
+                    let refusal = if !fanfold_common::location::is_worker_name(&name) {
+                        Some(format!(
+                            "worker name '{name}': a worker with --local-root needs a name of \
+                             letters, digits, '.', '_' and '-' (it names its files, \
+                             worker://NAME/PATH)"
+                        ))
+                    } else if self
                         .workers
                         .iter()
-                        .any(|w| w.name == name && !w.local_roots.is_empty())
-                {
-                    warn!(%name, "refused a second worker of the same name with local roots");
-                    let _ = reply.send(Err(format!(
-                        "a worker named '{name}' that offers files of its own is attached \
-                         already: give each worker with --local-root its own --name"
-                    )));
-                    return;
+                        .any(|w| w.name == name && w.owns_files())
+                    {
+                        Some(format!(
+                            "a worker named '{name}' that offers files of its own is attached \
+                             already: give each worker with --local-root its own --name"
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(refusal) = refusal {
+                        warn!(%name, %refusal, "refused a worker");
+                        let _ = reply.send(Err(refusal));
+                        return;
+                    }
                 }
                 let id = self
                     .workers
@@ -488,7 +501,8 @@ impl Scheduler {
         // A worker's own files wait for it as long as a lease; then their job fails.
         let lease = self.config.scheduling.worker_timeout;
         let workers = &self.workers;
-        let present = |name: &str| workers.iter().any(|w| w.name == name && !w.is_draining());
+        // A draining owner still counts: its chunks wait until it has gone.
+        let present = |name: &str| workers.iter().any(|w| w.name == name && w.owns_files());
         let orphaned: Vec<JobId> = self
             .jobs
             .iter_mut()

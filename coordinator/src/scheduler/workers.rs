@@ -73,6 +73,11 @@ impl Worker {
         self.last_seen.elapsed()
     }
 
+    /// It offers files of its own: the chunks of `worker://NAME/` files are its alone.
+    pub fn owns_files(&self) -> bool {
+        !self.local_roots.is_empty()
+    }
+
     pub fn holds_job(&self, job: JobId) -> bool {
         self.holding.iter().any(|k| k.job == job) || self.reducing.iter().any(|k| k.job == job)
     }

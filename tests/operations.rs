@@ -948,4 +948,26 @@ async fn a_total_order_sort_matches_gnu_sort() {
         ran.stdout == expected.stdout,
         "records sorted by amount differ from Python's sort"
     );
+
+    // `--reducers auto`: a sort is spread over every slot of the fleet (2 workers x 2), a
+    // small count is folded at the coordinator; both exact.
+    let input = input.to_str().unwrap();
+    let auto = [
+        input,
+        "--op",
+        "sort",
+        "--reducers",
+        "auto",
+        "--format",
+        "lines",
+    ];
+    let ran = run(&c.addr, &auto).await;
+    assert_eq!(ran.status.reducers, Some(4));
+    assert!(
+        ran.stdout == sorted.stdout,
+        "the auto-partitioned sort is GNU sort's"
+    );
+    let ran = run(&c.addr, &[input, "--reducers", "auto"]).await;
+    assert_eq!(ran.status.reducers, None);
+    assert!(parse_tsv(&ran.stdout) == count_words(&[std::path::PathBuf::from(input)]));
 }

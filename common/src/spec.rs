@@ -35,6 +35,9 @@ pub struct JobSpec {
     pub output: Option<OutputDir>,
     /// Reduce on the workers in this many partitions; `None` folds at the coordinator.
     pub reducers: Option<u32>,
+    /// The coordinator picks `reducers` when it plans the job ([`auto_reducers`]); a planned
+    /// job's spec holds its choice instead.
+    pub reducers_auto: bool,
     /// The principal that submitted the job. The coordinator sets it from the caller's
     /// token; whatever a client sends is replaced.
     pub owner: Option<String>,
@@ -43,6 +46,25 @@ pub struct JobSpec {
 /// Most partitions a job may ask for: each map output has an index entry per partition, and
 /// each reduce task fetches from every map output.
 pub const MAX_REDUCERS: u32 = 4096;
+
+/// Input bytes per partition that `--reducers auto` aims at.
+pub const AUTO_BYTES_PER_REDUCER: u64 = 256 << 20;
+
+/// The partitions `--reducers auto` picks for `input_bytes` on a fleet of `slots` map slots:
+/// one per [`AUTO_BYTES_PER_REDUCER`] of input, at most two per slot (so every slot reduces
+/// and no reduce task is tiny), at most [`MAX_REDUCERS`]; `None`, folding at the coordinator,
+/// where that is one partition. A range-partitioned job (`sort`) gets at least one partition
+/// per slot, so its output is spread over the fleet.
+pub fn auto_reducers(input_bytes: u64, slots: u32, range_partitioned: bool) -> Option<u32> {
+    let slots = u64::from(slots.max(1));
+    let by_size = input_bytes.div_ceil(AUTO_BYTES_PER_REDUCER);
+    let floor = if range_partitioned { slots } else { 1 };
+    let r = by_size
+        .max(floor)
+        .min(2 * slots)
+        .min(u64::from(MAX_REDUCERS));
+    (r > 1).then_some(r as u32)
+}
 
 /// A result directory on the coordinator's filesystem, written as part files.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,6 +94,8 @@ pub enum SpecInvalid {
          its own, so only a top N can be merged across parts"
     )]
     UnlimitedValueSort,
+    #[error("--reducers is either a number or auto")]
+    AutoAndCount,
 }
 
 impl JobSpec {
@@ -88,6 +112,9 @@ impl JobSpec {
             && crate::objects::ObjectUrl::parse(&output.path).is_none()
         {
             return Err(SpecInvalid::RelativeOutput(output.path.clone()));
+        }
+        if self.reducers_auto && self.reducers.is_some() {
+            return Err(SpecInvalid::AutoAndCount);
         }
         if let Some(r) = self.reducers {
             if !(1..=MAX_REDUCERS).contains(&r) {
@@ -268,5 +295,31 @@ mod tests {
             ..by_value
         };
         assert_eq!(top.validate(), Ok(()));
+        let both = JobSpec {
+            reducers_auto: true,
+            ..partitioned
+        };
+        assert_eq!(both.validate(), Err(SpecInvalid::AutoAndCount));
+    }
+
+    #[test]
+    fn auto_reducers_follow_the_input_size_within_the_fleet() {
+        const MIB: u64 = 1 << 20;
+        // Small inputs fold at the coordinator, as without --reducers.
+        assert_eq!(auto_reducers(100 * MIB, 4, false), None);
+        assert_eq!(auto_reducers(256 * MIB, 4, false), None);
+        assert_eq!(auto_reducers(257 * MIB, 4, false), Some(2));
+        // One per 256 MiB, at most two per slot.
+        assert_eq!(auto_reducers(1024 * MIB, 4, false), Some(4));
+        assert_eq!(auto_reducers(100 * 1024 * MIB, 4, false), Some(8));
+        assert_eq!(
+            auto_reducers(100 * 1024 * MIB, 0, false),
+            Some(2),
+            "no fleet yet: one slot"
+        );
+        // A sort spreads over every slot however small its input.
+        assert_eq!(auto_reducers(MIB, 3, true), Some(3));
+        assert_eq!(auto_reducers(MIB, 1, true), None);
+        assert_eq!(auto_reducers(u64::MAX, u32::MAX, false), Some(MAX_REDUCERS));
     }
 }

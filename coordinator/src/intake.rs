@@ -16,7 +16,7 @@ use fanfold_common::operation::{Chunk, ChunkStats, Operation, SpecError};
 use fanfold_common::records::Compression;
 use fanfold_common::registry::Registry;
 use fanfold_common::roots::Roots;
-use fanfold_common::spec::{JobSpec, SpecInvalid};
+use fanfold_common::spec::{JobSpec, SpecInvalid, auto_reducers};
 
 use crate::job::Plan;
 use crate::worker_files::{self, WorkerFiles};
@@ -123,65 +123,94 @@ pub async fn admit(
         }
     };
     let whole_files = spec.whole_file;
-    let reducers = spec.reducers.unwrap_or(0);
+    // `--reducers auto` is decided once the input's size is known, from the fleet's slots now.
+    let auto_slots = match (spec.reducers_auto, workers) {
+        (true, Some(workers)) => Some(
+            workers
+                .scheduler
+                .workers()
+                .await
+                .map_err(|e| IntakeError::Interrupted(e.to_string()))?
+                .iter()
+                .map(|w| w.slots)
+                .sum::<u32>(),
+        ),
+        (true, None) => Some(0),
+        (false, _) => None,
+    };
+    // A partitioned job cannot sort by value without a limit: auto folds it instead.
+    let may_partition =
+        spec.sort != fanfold_common::partial::SortOrder::ValueDesc || spec.limit.is_some();
+    let asked = spec.reducers;
     let (roots, max_inputs) = (rules.data_roots.clone(), rules.max_inputs);
-    let sampled =
-        tokio::task::spawn_blocking(move || -> Result<(Plan, Option<String>), IntakeError> {
-            let _hold = hold;
-            let mut files = match (inputs.is_empty(), on_workers.is_empty()) {
-                (true, false) => Vec::new(),
-                _ => input::resolve(&inputs, &roots, max_inputs)?,
+    let sampled = tokio::task::spawn_blocking(move || -> Result<Planned, IntakeError> {
+        let _hold = hold;
+        let mut files = match (inputs.is_empty(), on_workers.is_empty()) {
+            (true, false) => Vec::new(),
+            _ => input::resolve(&inputs, &roots, max_inputs)?,
+        };
+        if files.len() + on_workers.len() > max_inputs {
+            return Err(InputError::TooMany(max_inputs).into());
+        }
+        // Compressed files cannot be entered mid-stream; some formats cannot be cut.
+        let whole_file = |location: &Location| {
+            let name = location.to_string();
+            whole_files
+                || Compression::of(&name) != Compression::None
+                || operation.whole_file(&name)
+        };
+        let mut chunks =
+            chunker::plan(&files, chunk_size, whole_file, &roots).map_err(IntakeError::Plan)?;
+        // Worker files come cut by their workers; those read whole are one chunk.
+        for (file, ends) in on_workers {
+            let index = u32::try_from(files.len())
+                .map_err(|_| IntakeError::Input(InputError::TooMany(max_inputs)))?;
+            let ends = match whole_file(&file.location) {
+                true if file.len > 0 => vec![file.len],
+                true => Vec::new(),
+                false => ends,
             };
-            if files.len() + on_workers.len() > max_inputs {
-                return Err(InputError::TooMany(max_inputs).into());
+            let mut start = 0;
+            for end in ends {
+                chunks.push(ChunkRange {
+                    file: index,
+                    start,
+                    end,
+                });
+                start = end;
             }
-            // Compressed files cannot be entered mid-stream; some formats cannot be cut.
-            let whole_file = |location: &Location| {
-                let name = location.to_string();
-                whole_files
-                    || Compression::of(&name) != Compression::None
-                    || operation.whole_file(&name)
-            };
-            let mut chunks =
-                chunker::plan(&files, chunk_size, whole_file, &roots).map_err(IntakeError::Plan)?;
-            // Worker files come cut by their workers; those read whole are one chunk.
-            for (file, ends) in on_workers {
-                let index = u32::try_from(files.len())
-                    .map_err(|_| IntakeError::Input(InputError::TooMany(max_inputs)))?;
-                let ends = match whole_file(&file.location) {
-                    true if file.len > 0 => vec![file.len],
-                    true => Vec::new(),
-                    false => ends,
-                };
-                let mut start = 0;
-                for end in ends {
-                    chunks.push(ChunkRange {
-                        file: index,
-                        start,
-                        end,
-                    });
-                    start = end;
-                }
-                files.push(file);
+            files.push(file);
+        }
+        chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES).map_err(IntakeError::TooLarge)?;
+        let reducers = match auto_slots {
+            Some(slots) if may_partition => {
+                let bytes = chunks.iter().map(ChunkRange::len).sum();
+                auto_reducers(bytes, slots, operation.range_partitioned())
             }
-            chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES)
-                .map_err(IntakeError::TooLarge)?;
-            let splits = (reducers > 1 && operation.range_partitioned())
-                .then(|| sample_splits(operation.as_ref(), &files, &chunks, reducers, &roots))
-                .transpose()
-                .map_err(IntakeError::Plan)?;
-            Ok((
-                Plan {
-                    files: files.into_iter().map(|f| f.location).collect(),
-                    chunks,
-                    operation: Some(operation),
-                },
-                splits.map(|s| fanfold_common::shuffle::splits_option(&s)),
-            ))
-        })
-        .await
-        .map_err(|e| IntakeError::Interrupted(e.to_string()))??;
-    let (mut plan, splits) = sampled;
+            Some(_) => None,
+            None => asked,
+        };
+        let splits = reducers
+            .filter(|&r| r > 1 && operation.range_partitioned())
+            .map(|reducers| sample_splits(operation.as_ref(), &files, &chunks, reducers, &roots))
+            .transpose()
+            .map_err(IntakeError::Plan)?;
+        Ok((
+            Plan {
+                files: files.into_iter().map(|f| f.location).collect(),
+                chunks,
+                operation: Some(operation),
+            },
+            splits.map(|s| fanfold_common::shuffle::splits_option(&s)),
+            reducers,
+        ))
+    })
+    .await
+    .map_err(|e| IntakeError::Interrupted(e.to_string()))??;
+    let (mut plan, splits, reducers) = sampled;
+    // The planned spec holds the partitions chosen, `auto` or not.
+    spec.reducers = reducers;
+    spec.reducers_auto = false;
     if let Some(splits) = splits {
         // Every worker builds the operation with the same split keys, from the spec.
         spec.options.insert("splits".into(), splits);
@@ -189,6 +218,9 @@ pub async fn admit(
     }
     Ok((spec, plan))
 }
+
+/// A plan, a range-partitioned job's split keys, and its partitions.
+type Planned = (Plan, Option<String>, Option<u32>);
 
 /// Bytes read at the start of each sampled chunk.
 const SAMPLE_BYTES: u64 = 64 << 10;

@@ -51,10 +51,12 @@ pub struct RunArgs {
     #[arg(long)]
     whole_file: bool,
     /// Reduce on the workers in R partitions (for many keys): map outputs stay on the workers,
-    /// each of R reduce tasks merges one partition and the result comes as R parts. Without
-    /// it, the coordinator folds every chunk's partial.
-    #[arg(long, value_name = "R")]
-    reducers: Option<u32>,
+    /// each of R reduce tasks merges one partition and the result comes as R parts. `auto`
+    /// lets the coordinator pick R from the input's size and the fleet (one per 256 MiB, at
+    /// most two per worker slot; none below 512 MiB). Without it, the coordinator folds every
+    /// chunk's partial.
+    #[arg(long, value_name = "R|auto", value_parser = reducers)]
+    reducers: Option<Reducers>,
     /// Have the coordinator also write the result to DIR (on its filesystem) as part files in
     /// the --format, committed atomically.
     #[arg(long, value_name = "DIR")]
@@ -99,6 +101,23 @@ pub enum Sort {
     Value,
 }
 
+/// What `--reducers` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reducers {
+    Count(u32),
+    Auto,
+}
+
+fn reducers(text: &str) -> Result<Reducers, String> {
+    match text {
+        "auto" => Ok(Reducers::Auto),
+        n => n
+            .parse()
+            .map(Reducers::Count)
+            .map_err(|_| format!("'{n}' is neither a number of partitions nor auto")),
+    }
+}
+
 fn option(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -137,7 +156,11 @@ impl RunArgs {
             }),
             timeout: self.timeout,
             skip_bad_records: self.skip_bad_records,
-            reducers: self.reducers,
+            reducers: match self.reducers {
+                Some(Reducers::Count(n)) => Some(n),
+                _ => None,
+            },
+            reducers_auto: self.reducers == Some(Reducers::Auto),
             owner: None,
         }
     }
@@ -277,9 +300,13 @@ mod tests {
                     overwrite: true,
                 }),
                 reducers: Some(4),
+                reducers_auto: false,
                 owner: None,
             }
         );
+        let auto = spec(&["in.txt", "--reducers", "auto"]);
+        assert!(auto.reducers_auto && auto.reducers.is_none());
+        assert!(Run::try_parse_from(["run", "x", "--reducers", "many"]).is_err());
         assert_eq!(
             spec(&["in.txt"]),
             JobSpec {

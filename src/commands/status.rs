@@ -167,6 +167,7 @@ mod tests {
                     overwrite: true,
                 }),
                 reducers: Some(3),
+                reducers_auto: false,
                 owner: Some("alice".into()),
             },
             chunks_total: 12,

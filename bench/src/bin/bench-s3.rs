@@ -7,6 +7,7 @@
 use clap::Parser;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use object_store::ObjectStoreExt;
 
 #[derive(Parser)]
 struct Args {
@@ -19,6 +20,12 @@ struct Args {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
+    /// Before printing the endpoint, upload each file of DIR as an object of BUCKET (made if
+    /// missing), through the server itself (repeatable). Objects uploaded so carry their
+    /// ETag; files put beneath --root by hand make the server hash the whole file for every
+    /// read, which no real store does.
+    #[arg(long, value_name = "DIR=BUCKET")]
+    upload: Vec<String>,
 }
 
 #[tokio::main]
@@ -31,25 +38,53 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e:?}", args.root.display()))?;
     let mut builder = s3s::service::S3ServiceBuilder::new(fs);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(
-        args.access_key,
-        args.secret_key,
+        args.access_key.clone(),
+        args.secret_key.clone(),
     ));
     let service = builder.build();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!(
-        "{}",
-        serde_json::json!({ "endpoint": format!("http://{}", listener.local_addr()?) })
-    );
-    let http = ConnBuilder::new(TokioExecutor::new());
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let conn = http
-            .serve_connection(TokioIo::new(socket), service.clone())
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let serving = tokio::spawn(async move {
+        let http = ConnBuilder::new(TokioExecutor::new());
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let conn = http
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    });
+    for upload in &args.upload {
+        let (dir, bucket) = upload
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--upload {upload}: DIR=BUCKET"))?;
+        std::fs::create_dir_all(args.root.join(bucket))?;
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(bucket)
+            .with_access_key_id(&args.access_key)
+            .with_secret_access_key(&args.secret_key)
+            .build()?;
+        let mut files: Vec<_> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.sort();
+        for file in files.iter().filter(|f| f.is_file()) {
+            let key = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let data = bytes::Bytes::from(std::fs::read(file)?);
+            store.put(&key.into(), data.into()).await?;
+        }
     }
+    println!("{}", serde_json::json!({ "endpoint": endpoint }));
+    serving.await?;
+    Ok(())
 }

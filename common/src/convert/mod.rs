@@ -78,6 +78,7 @@ impl From<&JobSpec> for pb::JobSpec {
                 .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             skip_bad_records: spec.skip_bad_records,
             reducers: spec.reducers.unwrap_or(0),
+            reducers_auto: spec.reducers_auto,
             owner: spec.owner.clone().unwrap_or_default(),
         }
     }
@@ -125,6 +126,7 @@ impl TryFrom<pb::JobSpec> for JobSpec {
             skip_bad_records: spec.skip_bad_records,
             whole_file: spec.whole_file,
             reducers: (spec.reducers != 0).then_some(spec.reducers),
+            reducers_auto: spec.reducers_auto,
             owner: (!spec.owner.is_empty()).then_some(spec.owner),
         })
     }
@@ -523,6 +525,7 @@ mod tests {
                 timeout: Some(Duration::from_secs(90)),
                 skip_bad_records: true,
                 reducers: Some(5),
+                reducers_auto: true,
                 owner: Some("alice".into()),
             },
             chunks_total: 3,

@@ -84,3 +84,42 @@ check(("Secret", "fanfold-credentials") not in docs,
       "the Secret is not in the base (applying it again would empty it)")
 print("validate-k8s: HTTP port, probes, scrape annotations and tokens in place")
 PY
+
+# The node-logs example (deploy/k8s-examples/node-logs): the base plus a worker on every node
+# offering the node's /var/log, read-only, named after its node.
+example="$(mktemp)"
+trap 'rm -f "$rendered" "$example"' EXIT
+if command -v kubectl >/dev/null 2>&1; then
+  kubectl kustomize deploy/k8s-examples/node-logs >"$example"
+else
+  python3 deploy/render-kustomize.py deploy/k8s-examples/node-logs >"$example"
+fi
+python3 -m kubernetes_validate --strict --quiet --kubernetes-version "$version" "$example"
+python3 - "$example" <<'PY'
+import sys
+import yaml
+
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+
+def check(ok, what):
+    if not ok:
+        sys.exit("validate-k8s: node-logs example: " + what)
+
+check(("Deployment", "fanfold-worker") in docs, "the base is included")
+spec = docs[("DaemonSet", "fanfold-node-worker")]["spec"]["template"]["spec"]
+c = spec["containers"][0]
+env = {e["name"]: e for e in c["env"]}
+check(env["FANFOLD_WORKER_NAME"].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+      == "spec.nodeName", "each node worker is named after its node")
+check(env["FANFOLD_LOCAL_ROOTS"].get("value") == "/var/log", "it offers /var/log")
+ref = env["FANFOLD_TOKEN"]["valueFrom"]["secretKeyRef"]
+check(ref["name"] == "fanfold-credentials" and not ref.get("optional"), "it requires its token")
+mounts = {m["name"]: m for m in c["volumeMounts"]}
+volumes = {v["name"]: v for v in spec["volumes"]}
+check(mounts["node-logs"]["mountPath"] == "/var/log" and mounts["node-logs"].get("readOnly"),
+      "the node's logs are mounted read-only")
+check(volumes["node-logs"]["hostPath"]["path"] == "/var/log", "from the node's /var/log")
+check(spec["securityContext"].get("runAsNonRoot") and
+      c["securityContext"].get("readOnlyRootFilesystem"), "it runs unprivileged, read-only")
+print("validate-k8s: node-logs example valid: a worker per node offering its /var/log read-only")
+PY

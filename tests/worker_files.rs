@@ -305,3 +305,60 @@ async fn a_worker_that_leaves_fails_its_files_unless_it_comes_back_within_the_le
         "{error}"
     );
 }
+
+/// A worker's peak resident memory (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_log_is_mapped_as_it_is_decompressed_in_bounded_memory() {
+    let test = "worker_files_gzip";
+    let dir = tempfile::tempdir().unwrap();
+    // 64 MiB of text as 64 gzip members of the same MiB (a valid gzip stream: members
+    // concatenate); its counts are 64 times the MiB's.
+    let mut rng = Rng::new(9);
+    let mut base = String::new();
+    while base.len() < (1 << 20) - 64 {
+        for _ in 0..1 + rng.below(10) {
+            base.push_str(&format!("w{} ", rng.below(3000)));
+        }
+        base.push('\n');
+    }
+    let mut member = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut member, base.as_bytes()).unwrap();
+    let member = member.finish().unwrap();
+    let copies = 64u64;
+    let log = dir.path().join("app.log.gz");
+    std::fs::write(&log, member.repeat(copies as usize)).unwrap();
+    let one = dir.path().join("one.txt");
+    std::fs::write(&one, &base).unwrap();
+    let expected: std::collections::HashMap<Vec<u8>, u64> = count_words(&[one])
+        .into_iter()
+        .map(|(k, n)| (k, n * copies))
+        .collect();
+
+    let (_coordinator, addr, http) = coordinator_with_http(test, "127.0.0.1:0", &[]).await;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::rename(&log, logs.join("app.log.gz")).unwrap();
+    let worker = start_local_worker(test, &addr, "w0", &logs, &[]);
+    attached(&http, 1).await;
+    let input = format!("worker://w0{}/app.log.gz", logs.display());
+    let out = submit_job(&addr, &["run", &input, "--op", "wordcount", "-q"]).await;
+    assert_ok(&out);
+    assert!(
+        parse_tsv(&out.stdout) == expected,
+        "counts differ from 64 x the MiB's"
+    );
+    // Decompressed whole, the file alone would take 64 MiB beside the worker's own (about
+    // 20 MiB); block by block it takes one block (16 MiB).
+    let peak = peak_rss_mib(worker.pid());
+    assert!(
+        peak < 60,
+        "the worker peaked at {peak} MiB for a 64 MiB decompressed file"
+    );
+}

@@ -31,6 +31,9 @@ pub struct Assignment {
     /// A partitioned job's map (at least 1): the output is cut into this many partitions and
     /// kept on the worker for the reducers. 0 sends the partial back.
     pub reducers: u32,
+    /// The job maps each file whole (per-document jobs), so a compressed chunk is mapped in
+    /// one piece, not block by block as it is decompressed.
+    pub whole_file: bool,
 }
 
 impl Assignment {

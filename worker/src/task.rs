@@ -18,6 +18,46 @@ use tracing::{debug, warn};
 use crate::jobs::Jobs;
 use crate::spill::Spill;
 
+/// A chunk's bytes as they arrive at the map: in memory, or a local file to stream (a
+/// compressed file mapped block by block), checked to be as long as planned.
+enum Input {
+    Bytes(Bytes),
+    File(std::io::Take<std::fs::File>),
+}
+
+impl Input {
+    /// Reads `range` of `location` beneath `roots`: all of it now, or (`stream`, a local file)
+    /// opened for reading as it is mapped. Objects are read now.
+    fn read(
+        location: &Location,
+        range: fanfold_common::chunker::ChunkRange,
+        roots: &fanfold_common::roots::Roots,
+        stream: bool,
+    ) -> std::io::Result<Input> {
+        if !stream || location.owner().is_none() && location.as_path().is_none() {
+            return chunker::read(location, range, roots).map(|d| Input::Bytes(Bytes::from(d)));
+        }
+        let fanfold_common::location::Source::Local(mut file) = location.open(roots)? else {
+            unreachable!("a local file opens as one");
+        };
+        if file.metadata()?.len() < range.end {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "file is shorter than when the job was planned",
+            ));
+        }
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(range.start))?;
+        Ok(Input::File(std::io::Read::take(file, range.len())))
+    }
+}
+
+/// The rest of a reader, in memory.
+fn read_all(mut reader: impl std::io::Read) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    reader.read_to_end(&mut data)?;
+    Ok(data)
+}
+
 /// Why a chunk was not mapped.
 enum Failure {
     /// Its bytes could not be read by reference: the coordinator sends them inline instead.
@@ -51,6 +91,13 @@ pub async fn run(
         assignment.range,
         assignment.skip_bad_records,
     );
+    let name = location.to_string();
+    // A compressed chunk is decompressed and mapped a block at a time, so memory does not
+    // grow with the file, unless the job or the operation takes each file whole (a CSV's
+    // header is only at its start).
+    let streamed = records::Compression::of(&name) != records::Compression::None
+        && !assignment.whole_file
+        && !context.operation.whole_file(&name);
     let (job, chunk_id, attempt, reducers) = (
         assignment.job,
         assignment.chunk,
@@ -63,13 +110,13 @@ pub async fn run(
     let me = worker.to_owned();
     let mapped = tokio::task::spawn_blocking(move || {
         let data = match payload {
-            Payload::Inline(data) => data,
+            Payload::Inline(data) => Input::Bytes(data),
             // A file of this worker's own: no other can read it, so no error is retried
             // elsewhere.
             Payload::Shared(shared @ Location::Worker(_)) => {
                 let read = match (&local, shared.owner()) {
                     (Some(local), Some(owner)) if owner == me => {
-                        chunker::read(&shared, range, local)
+                        Input::read(&shared, range, local, streamed)
                     }
                     (None, _) => Err(std::io::Error::other(
                         "this worker offers no files of its own",
@@ -80,13 +127,13 @@ pub async fn run(
                     ))),
                 };
                 // Gone or shortened is final; anything else may pass (retried, here).
-                Bytes::from(read.map_err(|e| match e.kind() {
+                read.map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound
                     | std::io::ErrorKind::UnexpectedEof
                     | std::io::ErrorKind::PermissionDenied
                     | std::io::ErrorKind::Other => Failure::Changed(format!("{shared}: {e}")),
                     _ => Failure::Map(format!("{shared}: {e}")),
-                })?)
+                })?
             }
             Payload::Shared(shared) => {
                 let Some(roots) = roots else {
@@ -94,8 +141,8 @@ pub async fn run(
                         "{shared}: the coordinator's data roots are not open here"
                     )));
                 };
-                match chunker::read(&shared, range, &roots) {
-                    Ok(data) => Bytes::from(data),
+                match Input::read(&shared, range, &roots, streamed) {
+                    Ok(input) => input,
                     Err(e) if shared.as_path().is_none() && objects::is_changed(&e) => {
                         return Err(Failure::Changed(e.to_string()));
                     }
@@ -108,19 +155,43 @@ pub async fn run(
             }
             Payload::Unread => return Err(Failure::Map("an assignment without its bytes".into())),
         };
-        let name = location.to_string();
-        let data = records::decompress(&name, &data).map_err(Failure::Map)?;
         let mut stats = ChunkStats::default();
-        let chunk = Chunk::new(&data, &name, range.start).with_stop(&flag);
         let operation = context.operation.as_ref();
-        let (partial, bad) = if skip {
-            operation::map_isolating(operation, &chunk, &mut stats)
-                .map_err(|e| Failure::Map(e.to_string()))?
+        let map = |data: &[u8], start: u64, stats: &mut ChunkStats| {
+            let chunk = Chunk::new(data, &name, start).with_stop(&flag);
+            if skip {
+                operation::map_isolating(operation, &chunk, stats).map_err(|e| e.to_string())
+            } else {
+                let partial = operation.map(&chunk, stats).map_err(|e| e.to_string())?;
+                Ok((partial, Vec::new()))
+            }
+        };
+        let (partial, bad) = if streamed {
+            // Block by block, each block's partial merged into the chunk's.
+            let mut partial = fanfold_common::partial::Partial::new();
+            let mut bad = Vec::new();
+            let each = |block: &[u8], offset: u64| {
+                let (part, skipped) = map(block, offset, &mut stats)?;
+                partial.merge(part).map_err(|e| e.to_string())?;
+                bad.extend(skipped);
+                Ok(())
+            };
+            let block = records::DECOMPRESSED_BLOCK;
+            match data {
+                Input::Bytes(bytes) => records::for_each_block(&name, &bytes[..], block, each),
+                Input::File(file) => records::for_each_block(&name, file, block, each),
+            }
+            .map_err(Failure::Map)?;
+            (partial, bad)
         } else {
-            let partial = operation
-                .map(&chunk, &mut stats)
-                .map_err(|e| Failure::Map(e.to_string()))?;
-            (partial, Vec::new())
+            let bytes = match data {
+                Input::Bytes(bytes) => bytes,
+                Input::File(file) => {
+                    Bytes::from(read_all(file).map_err(|e| Failure::Map(format!("{name}: {e}")))?)
+                }
+            };
+            let data = records::decompress(&name, &bytes).map_err(Failure::Map)?;
+            map(&data, range.start, &mut stats).map_err(Failure::Map)?
         };
         if reducers == 0 {
             return Ok(ChunkOutput {

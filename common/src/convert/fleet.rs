@@ -85,6 +85,7 @@ impl From<Assignment> for pb::Assign {
             skip_bad_records: a.skip_bad_records,
             shared_path,
             reducers: a.reducers,
+            whole_file: a.whole_file,
         }
     }
 }
@@ -121,6 +122,7 @@ impl TryFrom<pb::Assign> for Assignment {
             payload,
             skip_bad_records: a.skip_bad_records,
             reducers: a.reducers,
+            whole_file: a.whole_file,
         })
     }
 }
@@ -492,12 +494,14 @@ mod tests {
             payload: Payload::Shared(Location::local("/abs/logs/a.txt")),
             skip_bad_records: true,
             reducers: 3,
+            whole_file: true,
         };
         let back = Assignment::try_from(pb::Assign::from(assignment.clone())).unwrap();
         assert_eq!(back.key(), assignment.key());
         assert_eq!(back.location, assignment.location);
         assert_eq!((back.range.start, back.range.end), (10, 20));
         assert_eq!(back.reducers, 3);
+        assert!(back.whole_file);
         assert!(
             matches!(back.payload, Payload::Shared(l) if l == Location::local("/abs/logs/a.txt"))
         );

@@ -87,6 +87,7 @@ impl Scheduler {
             range,
             skip_bad_records: job.spec.skip_bad_records,
             reducers: job.reducers(),
+            whole_file: job.spec.whole_file,
         };
         worker.holding.insert(assignment.key());
         debug!(job_id = %job_id, chunk_id = %chunk, %attempt, worker_id = %worker_id, "assign");

@@ -378,7 +378,7 @@ pub fn for_each_block(
 /// Concatenated zstd frames as one stream.
 enum ZstdFrames<R: std::io::BufRead> {
     Between(R),
-    In(ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>),
+    In(Box<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>),
     Done,
 }
 
@@ -393,7 +393,7 @@ impl<R: std::io::BufRead> Read for ZstdFrames<R> {
                     }
                     let frame = ruzstd::decoding::StreamingDecoder::new(source)
                         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-                    *self = ZstdFrames::In(frame);
+                    *self = ZstdFrames::In(Box::new(frame));
                 }
                 ZstdFrames::In(mut frame) => {
                     let n = frame.read(out)?;

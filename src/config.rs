@@ -167,6 +167,12 @@ pub struct WorkerFlags {
     /// worker keeps its own directory there and removes it when it stops.
     #[arg(long, env = "FANFOLD_SPILL_DIR")]
     pub spill_dir: Option<PathBuf>,
+    /// Memory this worker's tasks may hold, e.g. 2GiB [default: half of the machine's memory
+    /// or of the container's limit, whichever is less]. Half of it is shared by the slots'
+    /// reduce tasks: one that fetches more spills sorted runs to the spill directory and
+    /// merges them at the end.
+    #[arg(long, env = "FANFOLD_MEMORY", value_parser = flags::size)]
+    pub memory: Option<u64>,
     /// Serve Prometheus /metrics (slots busy, chunks mapped, map time, bytes read, resident
     /// memory) on this address; none by default. An address other machines can reach needs
     /// --insecure.
@@ -505,7 +511,29 @@ impl WorkerFlags {
         if let Some(dir) = &self.spill_dir {
             config.spill_dir = dir.clone();
         }
+        config.memory = self.memory.unwrap_or_else(default_memory);
         Ok(config)
+    }
+}
+
+/// Half of the machine's memory or of this process's cgroup limit, whichever is less; 1 GiB
+/// where neither can be read.
+fn default_memory() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        });
+    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|l| l.trim().parse::<u64>().ok());
+    match (total, limit) {
+        (Some(t), Some(l)) => t.min(l) / 2,
+        (Some(t), None) => t / 2,
+        (None, Some(l)) => l / 2,
+        (None, None) => 1 << 30,
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
@@ -19,9 +19,16 @@ struct Cluster {
 }
 
 async fn cluster(test: &str, workers: u32, slots: u32) -> Cluster {
+    cluster_with(test, workers, slots, &[]).await
+}
+
+/// A cluster whose workers start with `extra` flags.
+async fn cluster_with(test: &str, workers: u32, slots: u32, extra: &[&str]) -> Cluster {
     let (coordinator, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
     let mut procs = vec![coordinator];
-    procs.extend((0..workers).map(|i| worker(test, &addr, slots, &format!("worker-{i}"))));
+    procs.extend(
+        (0..workers).map(|i| worker_with(test, &addr, slots, &format!("worker-{i}"), extra)),
+    );
     Cluster {
         _procs: procs,
         addr,
@@ -563,7 +570,8 @@ async fn partitioned_operations_match_python() {
     let csv = csv_fixtures(&dir.path().join("csv").tap_mkdir());
     let jsonl = jsonl_fixtures(&dir.path().join("jsonl").tap_mkdir(), 11);
     let roots = |name: &str| vec![dir.path().join(name)];
-    let c = cluster("ops_partitioned", 3, 2).await;
+    // Workers with little memory: reduce tasks spill sorted runs and merge them from disk.
+    let c = cluster_with("ops_partitioned", 3, 2, &["--memory", "64KiB"]).await;
     let lines = [("pattern", "^(beta|gamma)\\b"), ("output", "lines")];
     let count = [("pattern", "alpha.*(GAMMA|Zürich)")];
     let mean = [("key", "user.id"), ("agg", "mean"), ("value", "amount")];
@@ -970,4 +978,63 @@ async fn a_total_order_sort_matches_gnu_sort() {
     let ran = run(&c.addr, &[input, "--reducers", "auto"]).await;
     assert_eq!(ran.status.reducers, None);
     assert!(parse_tsv(&ran.stdout) == count_words(&[std::path::PathBuf::from(input)]));
+}
+
+/// A distinct over many keys on workers whose `--memory` is far smaller than a partition:
+/// each reduce task spills several sorted runs and merges them; the counts are exact
+/// against a sequential count, and the workers' metrics show the spills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reduce_tasks_spill_beyond_their_memory_and_stay_exact() {
+    let test = "ops_spill";
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(17);
+    let mut text = String::new();
+    let mut expected: HashMap<Vec<u8>, u64> = HashMap::new();
+    for _ in 0..120_000 {
+        let key = format!("user-{}", rng.below(60_000));
+        *expected.entry(key.clone().into_bytes()).or_default() += 1;
+        text.push_str(&key);
+        text.push('\n');
+    }
+    let input = dir.path().join("ids.txt");
+    std::fs::write(&input, &text).unwrap();
+    let (coordinator_proc, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let _procs: Vec<Proc> = std::iter::once(coordinator_proc)
+        .chain(ports.iter().enumerate().map(|(i, port)| {
+            let listen = format!("127.0.0.1:{port}");
+            let flags = ["--memory", "256KiB", "--metrics-listen", &listen];
+            worker_with(test, &addr, 2, &format!("worker-{i}"), &flags)
+        }))
+        .collect();
+    let args = [
+        input.to_str().unwrap(),
+        "--op",
+        "distinct",
+        "--reducers",
+        "2",
+        "--chunk-size",
+        "64KiB",
+    ];
+    let ran = run(&addr, &args).await;
+    assert!(
+        parse_tsv(&ran.stdout) == expected,
+        "distinct counts differ from a sequential count"
+    );
+    let mut spilled = 0.0;
+    for port in ports {
+        let base = format!("http://127.0.0.1:{port}");
+        let metrics = web::parse_metrics(&web::get(&base, "/metrics").await.body);
+        spilled += metrics["fanfold_worker_reduce_spilled_bytes_total"];
+    }
+    // Each task holds 64 KiB; its partition is about ten times that.
+    assert!(spilled > 256.0 * 1024.0, "spilled {spilled} bytes");
 }

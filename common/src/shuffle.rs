@@ -135,6 +135,42 @@ pub fn merge_sorted(
     sort: SortOrder,
     limit: Option<u64>,
 ) -> Result<(u64, Vec<Row>), MergeError> {
+    let mut rows = Vec::new();
+    merge_runs(segments, |key, value| {
+        rows.push(Row {
+            key: key.to_vec(),
+            value: value.settle(),
+        });
+        Ok(())
+    })?;
+    Ok(finish(rows, sort, limit))
+}
+
+/// The keys before the limit, and the rows of a partition (in key order) ordered and limited
+/// as the default finalize does.
+pub fn finish(mut rows: Vec<Row>, sort: SortOrder, limit: Option<u64>) -> (u64, Vec<Row>) {
+    let keys = rows.len() as u64;
+    let rows = match sort {
+        SortOrder::Key => {
+            if let Some(n) = limit {
+                rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+            }
+            rows
+        }
+        SortOrder::ValueDesc => {
+            partial::order(rows, sort, limit, |a, b| partial::key_order(&a.key, &b.key))
+        }
+    };
+    (keys, rows)
+}
+
+/// Merges key-sorted segments into one run: `each` gets every key once, in key order, with
+/// its values merged (not settled: a run may be merged again). Equal keys merge in segment
+/// order.
+pub fn merge_runs(
+    segments: Vec<Segment>,
+    mut each: impl FnMut(&[u8], Value) -> Result<(), MergeError>,
+) -> Result<(), MergeError> {
     // Entries' keys stay put (items borrow them); their values are taken once each.
     let mut counts = Vec::with_capacity(segments.len());
     let mut entry_keys: Vec<Vec<Vec<u8>>> = Vec::with_capacity(segments.len());
@@ -163,7 +199,6 @@ pub fn merge_sorted(
     }
     // Stable: equal keys keep their segment order, and sorted runs are merged, not re-sorted.
     items.sort_by(|a, b| partial::key_order(a.key(), b.key()));
-    let mut rows: Vec<Row> = Vec::new();
     let mut current: Option<(&[u8], Value)> = None;
     for item in items {
         let key = item.key();
@@ -175,33 +210,15 @@ pub fn merge_sorted(
             Some((k, v)) if *k == key => v.merge(value)?,
             _ => {
                 if let Some((k, v)) = current.replace((key, value)) {
-                    rows.push(Row {
-                        key: k.to_vec(),
-                        value: v.settle(),
-                    });
+                    each(k, v)?;
                 }
             }
         }
     }
     if let Some((k, v)) = current {
-        rows.push(Row {
-            key: k.to_vec(),
-            value: v.settle(),
-        });
+        each(k, v)?;
     }
-    let keys = rows.len() as u64;
-    let rows = match sort {
-        SortOrder::Key => {
-            if let Some(n) = limit {
-                rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
-            }
-            rows
-        }
-        SortOrder::ValueDesc => {
-            partial::order(rows, sort, limit, |a, b| partial::key_order(&a.key, &b.key))
-        }
-    };
-    Ok((keys, rows))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ struct Shared {
     spill: Arc<Spill>,
     shuffle_address: String,
     fetcher: Arc<crate::shuffle::Fetcher>,
+    reduce_memory: u64,
     queue: tokio::sync::Mutex<mpsc::Receiver<Work>>,
     reports: mpsc::Sender<FromWorker>,
     stops: Mutex<Stops>,
@@ -70,6 +71,7 @@ impl Executor {
             spill: Arc::clone(&shuffle.spill),
             shuffle_address: shuffle.address.clone(),
             fetcher: Arc::clone(&shuffle.fetcher),
+            reduce_memory: shuffle.reduce_memory,
             queue: tokio::sync::Mutex::new(assignments),
             reports,
             stops: Mutex::default(),
@@ -205,6 +207,8 @@ async fn reduce(shared: &Shared, task: ReduceAssignment) -> Option<FromWorker> {
             fetcher: &shared.fetcher,
             worker: &shared.name,
             reports: &shared.reports,
+            memory: shared.reduce_memory,
+            spilled: &shared.metrics.reduce_spilled_bytes,
         };
         shared.metrics.busy.inc();
         let report = reduce::run(context, task, Arc::clone(&stop)).await;

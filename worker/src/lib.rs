@@ -21,6 +21,7 @@ mod jobs;
 mod local;
 mod metrics;
 mod reduce;
+mod runs;
 mod shuffle;
 mod spill;
 mod stops;
@@ -62,6 +63,9 @@ pub struct Config {
     pub shuffle_advertise: Option<String>,
     /// Under which the worker keeps partitioned jobs' map outputs.
     pub spill_dir: PathBuf,
+    /// The memory its tasks may hold (`--memory`): a reduce task spills sorted runs to the
+    /// spill directory beyond its share.
+    pub memory: u64,
     /// The directories whose files it offers as `worker://NAME/PATH` inputs; `None`: none.
     pub local_roots: Option<fanfold_common::roots::Roots>,
     /// Where `/metrics` is served, if anywhere.
@@ -79,7 +83,12 @@ pub struct Shuffle {
     /// The token of the coordinator's latest welcome: presented to other workers' shuffle
     /// services and required of their fetches here.
     pub token: shuffle::Key,
+    /// Bytes of fetched map output a reduce task holds before it spills them to a sorted run.
+    pub reduce_memory: u64,
 }
+
+/// The least a reduce task holds before it spills.
+const MIN_REDUCE_MEMORY: u64 = 64 << 10;
 
 impl Shuffle {
     fn set_token(&self, token: fanfold_proto::transport::Token) {
@@ -118,6 +127,7 @@ impl Config {
             shuffle_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shuffle_advertise: None,
             spill_dir: std::env::temp_dir(),
+            memory: 1 << 30,
             local_roots: None,
             metrics_listen: None,
             security: Default::default(),
@@ -154,6 +164,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         address,
         fetcher: Arc::new(shuffle::Fetcher::new(key.clone())),
         token: key.clone(),
+        // Half the budget for the slots' maps, half for their reduce tasks.
+        reduce_memory: (config.memory / (2 * u64::from(config.slots.max(1))))
+            .max(MIN_REDUCE_MEMORY),
     };
     info!(shuffle = %shuffle.address, spill_dir = %spill.root().display(), "serving map outputs");
     let serving = shuffle::serve(listener, Arc::clone(&spill), key, shutdown.child_token());

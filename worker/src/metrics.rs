@@ -23,6 +23,7 @@ pub struct Metrics {
     pub map_seconds: Histogram,
     pub bytes_read: Counter,
     pub reduce_tasks: Counter,
+    pub reduce_spilled_bytes: Counter,
     resident: Gauge,
 }
 
@@ -55,6 +56,11 @@ impl Metrics {
         );
         let bytes_read = counter(&mut registry, "bytes_read", "Input bytes of chunks mapped");
         let reduce_tasks = counter(&mut registry, "reduce_tasks", "Reduce tasks finished");
+        let reduce_spilled_bytes = counter(
+            &mut registry,
+            "reduce_spilled_bytes",
+            "Bytes of sorted runs reduce tasks wrote to disk beyond their memory",
+        );
         let resident = gauge(
             &mut registry,
             "resident_bytes",
@@ -67,6 +73,7 @@ impl Metrics {
             map_seconds,
             bytes_read,
             reduce_tasks,
+            reduce_spilled_bytes,
             resident,
         }
     }

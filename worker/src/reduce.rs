@@ -36,6 +36,10 @@ pub struct Context<'a> {
     pub fetcher: &'a crate::shuffle::Fetcher,
     pub worker: &'a str,
     pub reports: &'a mpsc::Sender<FromWorker>,
+    /// Bytes of fetched segments the task holds before it spills them to a sorted run.
+    pub memory: u64,
+    /// Counts the bytes it spills.
+    pub spilled: &'a prometheus_client::metrics::counter::Counter,
 }
 
 /// Runs a reduce task, sending its rows to `reports` as it goes; returns the report to send
@@ -66,6 +70,9 @@ pub async fn run(
     let mut folded = Partial::new();
     let mut sorted: Vec<fanfold_common::shuffle::Segment> = Vec::new();
     let mut fetched_bytes = 0u64;
+    // Sorted segments held, by their fetched size, and the runs spilled beyond the budget.
+    let mut held = 0u64;
+    let mut runs = crate::runs::Runs::default();
     for source in &task.sources {
         if stop.load(Ordering::Relaxed) {
             return Some(failed(
@@ -117,6 +124,7 @@ pub async fn run(
             }
         };
         fetched_bytes += data.len() as u64;
+        held += data.len() as u64;
         let by_key = operation.finalizes_by_key();
         let merged = tokio::task::spawn_blocking(move || {
             let corrupt = |e| format!("a corrupt map output: {e}");
@@ -137,6 +145,64 @@ pub async fn run(
             Ok(Err(e)) => return Some(failed(e, false)),
             Err(e) => return Some(failed(e.to_string(), true)),
         };
+        if by_key && held > context.memory {
+            // Beyond the budget: what is held goes to disk as one sorted run.
+            let path = context.spill.root().join(key.job.to_string()).join(format!(
+                "reduce-{}-{}-{}.run",
+                key.partition,
+                key.attempt,
+                runs.len()
+            ));
+            let segments = std::mem::take(&mut sorted);
+            let spilled = tokio::task::spawn_blocking(move || {
+                let before = runs.bytes;
+                runs.spill(path, |put| {
+                    let mut error = None;
+                    fanfold_common::shuffle::merge_runs(segments, |key, value| {
+                        if error.is_none()
+                            && let Err(e) = put(key, value)
+                        {
+                            error = Some(e);
+                        }
+                        Ok(())
+                    })
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                    error.map_or(Ok(()), Err)
+                })?;
+                let wrote = runs.bytes - before;
+                Ok::<_, std::io::Error>((runs, wrote))
+            })
+            .await;
+            match spilled {
+                Ok(Ok((kept, wrote))) => {
+                    runs = kept;
+                    context.spilled.inc_by(wrote);
+                    held = 0;
+                }
+                Ok(Err(e)) => return Some(failed(format!("cannot spill a sorted run: {e}"), true)),
+                Err(e) => return Some(failed(e.to_string(), true)),
+            }
+        }
+    }
+    if !runs.is_empty() {
+        let merged = merge_spilled(
+            &context,
+            key,
+            runs,
+            sorted,
+            task.sort,
+            task.limit,
+            fetched_bytes,
+            &stop,
+        )
+        .await;
+        return merged.map(|done| {
+            done.unwrap_or_else(|e| {
+                // Stopped on purpose is retryable; a merge that failed is not.
+                let retryable = stop.load(Ordering::Relaxed);
+                failed(e, retryable)
+            })
+        });
     }
     let (sort, limit) = (task.sort, task.limit);
     let finalized = tokio::task::spawn_blocking(move || {
@@ -180,4 +246,100 @@ pub async fn run(
         rows: total,
         fetched_bytes,
     })
+}
+
+/// The end of a task that spilled: its runs and the segments it still holds merged a key at a
+/// time, rows settled and sent in batches as they come (key order), or gathered and ordered
+/// (`--sort value`, which needs every row before the first). `None` if the reports channel
+/// closed; `Err` if merging failed.
+#[allow(clippy::too_many_arguments)]
+async fn merge_spilled(
+    context: &Context<'_>,
+    key: fanfold_common::fleet::ReduceKey,
+    runs: crate::runs::Runs,
+    held: Vec<fanfold_common::shuffle::Segment>,
+    sort: fanfold_common::partial::SortOrder,
+    limit: Option<u64>,
+    fetched_bytes: u64,
+    stop: &Arc<AtomicBool>,
+) -> Option<Result<ReduceReport, String>> {
+    use fanfold_common::partial::{Row, SortOrder};
+    let reports = context.reports.clone();
+    let stop = Arc::clone(stop);
+    let merged = tokio::task::spawn_blocking(move || {
+        let mut last = Vec::new();
+        fanfold_common::shuffle::merge_runs(held, |k, v| {
+            last.push((k.to_vec(), v));
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        let limit = limit.unwrap_or(u64::MAX);
+        let (mut keys, mut sent) = (0u64, 0u64);
+        let mut batch: Vec<Row> = Vec::new();
+        let mut gathered: Vec<Row> = Vec::new();
+        let mut closed = false;
+        runs.merge(last, |k, v| {
+            keys += 1;
+            let row = Row {
+                key: k,
+                value: v.settle(),
+            };
+            match sort {
+                SortOrder::ValueDesc => gathered.push(row),
+                SortOrder::Key if sent + (batch.len() as u64) < limit => batch.push(row),
+                SortOrder::Key => {}
+            }
+            if batch.len() == ROWS_PER_BATCH {
+                if stop.load(Ordering::Relaxed) {
+                    return Err("stopped (job cancelled or worker stopping)".into());
+                }
+                sent += batch.len() as u64;
+                let rows = std::mem::take(&mut batch);
+                if reports
+                    .blocking_send(FromWorker::PartRows { key, rows })
+                    .is_err()
+                {
+                    closed = true;
+                    return Err("the attachment closed".into());
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| if closed { String::new() } else { e })?;
+        if sort == SortOrder::ValueDesc {
+            let (_, rows) = fanfold_common::shuffle::finish(
+                gathered,
+                sort,
+                (limit != u64::MAX).then_some(limit),
+            );
+            batch = rows;
+        }
+        for rows in batch.chunks(ROWS_PER_BATCH) {
+            sent += rows.len() as u64;
+            let rows = rows.to_vec();
+            if reports
+                .blocking_send(FromWorker::PartRows { key, rows })
+                .is_err()
+            {
+                return Err(String::new());
+            }
+        }
+        Ok((keys, sent, runs.bytes))
+    })
+    .await;
+    match merged {
+        Ok(Ok((keys, rows, spilled))) => {
+            debug!(job_id = %key.job, partition = key.partition, keys, rows, fetched_bytes,
+                spilled, "partition reduced from spilled runs");
+            Some(Ok(ReduceReport::Done {
+                keys,
+                rows,
+                fetched_bytes,
+            }))
+        }
+        // The attachment closed while rows were being sent.
+        Ok(Err(e)) if e.is_empty() => None,
+        Ok(Err(e)) => Some(Err(e)),
+        Err(e) => Some(Err(e.to_string())),
+    }
 }

@@ -15,6 +15,22 @@ mod fleet;
 
 pub use fleet::{decode_segment, decode_sorted_segment, encode_segment};
 
+/// A value's bytes, as a reducer's spilled run keeps it.
+pub fn encode_value(value: Value) -> Vec<u8> {
+    use prost::Message;
+    pb::Value::from(value).encode_to_vec()
+}
+
+/// A value from [`encode_value`]'s bytes.
+pub fn decode_value(data: &[u8]) -> Result<Value, ConvertError> {
+    use prost::Message;
+    let value = pb::Value::decode(data).map_err(|e| ConvertError::Invalid {
+        field: "value",
+        message: e.to_string(),
+    })?;
+    Value::try_from(value)
+}
+
 use crate::ids::JobId;
 use crate::operation::{BadRecord, ChunkStats};
 use crate::partial::{ChunkPartial, Counts, Partial, Row, SortOrder, Value};

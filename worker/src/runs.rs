@@ -1,0 +1,250 @@
+//! A reduce task's spilled runs: when the sorted segments it has fetched outgrow its share of
+//! the worker's `--memory`, it merges them into one key-sorted run (values merged, not
+//! settled) and writes the run to a file in the job's spill directory; at the end it merges
+//! its runs and what it still holds, a key at a time, and never holds the partition whole
+//! (Hadoop's reduce-side merge). A run file is a sequence of records: key length and key,
+//! value length and value (`fanfold_common::convert::encode_value`), lengths as u32 LE.
+//! Files are removed when the task ends, whatever the end, and with the job's spill directory.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+
+use fanfold_common::convert::{decode_value, encode_value};
+use fanfold_common::partial::{Value, key_order};
+
+/// A key and its merged value, read from a run.
+type Merged = Result<(Vec<u8>, Value), String>;
+
+/// The spilled runs of one reduce task, removed when it is dropped.
+#[derive(Default)]
+pub struct Runs {
+    files: Vec<PathBuf>,
+    /// Bytes written to them.
+    pub bytes: u64,
+}
+
+impl Runs {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Runs spilled so far.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Writes a key-sorted run to `path` (`write` calls `put` once per key, in order).
+    pub fn spill(
+        &mut self,
+        path: PathBuf,
+        write: impl FnOnce(&mut dyn FnMut(&[u8], Value) -> io::Result<()>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        self.files.push(path.clone());
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        let mut written = 0u64;
+        write(&mut |key, value| {
+            let value = encode_value(value);
+            for part in [key, &value[..]] {
+                let len = u32::try_from(part.len()).map_err(|_| io::Error::other("too large"))?;
+                out.write_all(&len.to_le_bytes())?;
+                out.write_all(part)?;
+                written += 4 + part.len() as u64;
+            }
+            Ok(())
+        })?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+        self.bytes += written;
+        Ok(())
+    }
+
+    /// Merges the runs, in the order they were spilled, then `last` (held in memory, key
+    /// sorted): `each` gets every key once, in key order, its values merged in that order.
+    pub fn merge(
+        &self,
+        last: Vec<(Vec<u8>, Value)>,
+        mut each: impl FnMut(Vec<u8>, Value) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut sources: Vec<Box<dyn Iterator<Item = Merged>>> = Vec::new();
+        for path in &self.files {
+            let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            sources.push(Box::new(RunReader {
+                input: BufReader::with_capacity(256 << 10, file),
+            }));
+        }
+        sources.push(Box::new(last.into_iter().map(Ok)));
+        let mut heap = BinaryHeap::new();
+        for (source, iter) in sources.iter_mut().enumerate() {
+            if let Some(first) = iter.next() {
+                let (key, value) = first?;
+                heap.push(Head { key, value, source });
+            }
+        }
+        let mut current: Option<(Vec<u8>, Value)> = None;
+        while let Some(Head { key, value, source }) = heap.pop() {
+            if let Some(next) = sources[source].next() {
+                let (k, v) = next?;
+                heap.push(Head {
+                    key: k,
+                    value: v,
+                    source,
+                });
+            }
+            match &mut current {
+                Some((k, v)) if *k == key => v.merge(value).map_err(|e| e.to_string())?,
+                _ => {
+                    if let Some((k, v)) = current.replace((key, value)) {
+                        each(k, v)?;
+                    }
+                }
+            }
+        }
+        if let Some((k, v)) = current {
+            each(k, v)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// The next key of one source; the smallest key comes first, then the earliest source.
+struct Head {
+    key: Vec<u8>,
+    value: Value,
+    source: usize,
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: the heap is a max-heap.
+        key_order(&other.key, &self.key).then_with(|| other.source.cmp(&self.source))
+    }
+}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Head {}
+
+/// Reads a run file's records in order.
+struct RunReader {
+    input: BufReader<File>,
+}
+
+impl RunReader {
+    /// The next length-prefixed part; `None` at the end of the file.
+    fn part(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut len = [0u8; 4];
+        match self.input.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut part = vec![0u8; u32::from_le_bytes(len) as usize];
+        self.input.read_exact(&mut part)?;
+        Ok(Some(part))
+    }
+}
+
+impl Iterator for RunReader {
+    type Item = Merged;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut read = || -> Result<Option<(Vec<u8>, Value)>, String> {
+            let Some(key) = self.part().map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            let value = self
+                .part()
+                .map_err(|e| e.to_string())?
+                .ok_or("a spilled run ends mid-record")?;
+            Ok(Some((
+                key,
+                decode_value(&value).map_err(|e| e.to_string())?,
+            )))
+        };
+        read().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_merge_into_each_key_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = Runs::default();
+        // Three runs and a held tail over overlapping keys: the merge is a sequential count.
+        let mut expected = std::collections::BTreeMap::<Vec<u8>, u64>::new();
+        let mut held = Vec::new();
+        for r in 0..4u64 {
+            let mut run: Vec<(Vec<u8>, Value)> = (0..300u64)
+                .filter(|i| (i + r) % 3 != 0)
+                .map(|i| {
+                    (
+                        format!("k{:04}", i * 7 % 500).into_bytes(),
+                        Value::Count(r + 1),
+                    )
+                })
+                .collect();
+            run.sort_by(|a, b| key_order(&a.0, &b.0));
+            run.dedup_by(|a, b| {
+                if a.0 == b.0 {
+                    b.1.merge(a.1.clone()).unwrap();
+                    true
+                } else {
+                    false
+                }
+            });
+            for (k, v) in &run {
+                let Value::Count(n) = v else { unreachable!() };
+                *expected.entry(k.clone()).or_default() += n;
+            }
+            if r == 3 {
+                held = run;
+            } else {
+                runs.spill(dir.path().join(format!("run-{r}")), |put| {
+                    run.into_iter().try_for_each(|(k, v)| put(&k, v))
+                })
+                .unwrap();
+            }
+        }
+        assert!(runs.bytes > 0);
+        let mut got = Vec::new();
+        runs.merge(held, |k, v| {
+            let Value::Count(n) = v else { unreachable!() };
+            got.push((k, n));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
+        let files = runs.files.clone();
+        drop(runs);
+        assert!(
+            files.iter().all(|f| !f.exists()),
+            "runs are removed with the task"
+        );
+    }
+}

@@ -570,7 +570,8 @@ async fn partitioned_operations_match_python() {
     let csv = csv_fixtures(&dir.path().join("csv").tap_mkdir());
     let jsonl = jsonl_fixtures(&dir.path().join("jsonl").tap_mkdir(), 11);
     let roots = |name: &str| vec![dir.path().join(name)];
-    // Workers with little memory: reduce tasks spill sorted runs and merge them from disk.
+    // Workers with the least memory a reduce task may have (64 KiB): a partition larger
+    // than that is spilled as sorted runs and merged from disk.
     let c = cluster_with("ops_partitioned", 3, 2, &["--memory", "64KiB"]).await;
     let lines = [("pattern", "^(beta|gamma)\\b"), ("output", "lines")];
     let count = [("pattern", "alpha.*(GAMMA|Zürich)")];
@@ -999,6 +1000,9 @@ async fn reduce_tasks_spill_beyond_their_memory_and_stay_exact() {
     let input = dir.path().join("ids.txt");
     std::fs::write(&input, &text).unwrap();
     let (coordinator_proc, addr) = coordinator(test, "127.0.0.1:0", &[]).await;
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let spill_dir = spill.to_str().unwrap();
     let ports: Vec<u16> = (0..2)
         .map(|_| {
             std::net::TcpListener::bind("127.0.0.1:0")
@@ -1011,7 +1015,14 @@ async fn reduce_tasks_spill_beyond_their_memory_and_stay_exact() {
     let _procs: Vec<Proc> = std::iter::once(coordinator_proc)
         .chain(ports.iter().enumerate().map(|(i, port)| {
             let listen = format!("127.0.0.1:{port}");
-            let flags = ["--memory", "256KiB", "--metrics-listen", &listen];
+            let flags = [
+                "--memory",
+                "256KiB",
+                "--metrics-listen",
+                &listen,
+                "--spill-dir",
+                spill_dir,
+            ];
             worker_with(test, &addr, 2, &format!("worker-{i}"), &flags)
         }))
         .collect();
@@ -1029,6 +1040,37 @@ async fn reduce_tasks_spill_beyond_their_memory_and_stay_exact() {
         parse_tsv(&ran.stdout) == expected,
         "distinct counts differ from a sequential count"
     );
+    // The first 100 keys bytewise, and the 10 most frequent (ties by key), from the counts.
+    let mut by_key: Vec<(&Vec<u8>, &u64)> = expected.iter().collect();
+    by_key.sort();
+    let first: Vec<String> = by_key[..100]
+        .iter()
+        .map(|(k, n)| format!("{}\t{n}", String::from_utf8_lossy(k)))
+        .collect();
+    let ran = run(&addr, &[&args[..], &["--limit", "100"]].concat()).await;
+    assert_eq!(
+        stdout_lines(&ran.stdout),
+        first,
+        "--limit 100 after spilling"
+    );
+    by_key.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let top: Vec<String> = by_key[..10]
+        .iter()
+        .map(|(k, n)| format!("{}\t{n}", String::from_utf8_lossy(k)))
+        .collect();
+    let value = [&args[..], &["--sort", "value", "--limit", "10"]].concat();
+    let ran = run(&addr, &value).await;
+    assert_eq!(
+        stdout_lines(&ran.stdout),
+        top,
+        "--sort value --limit 10 after spilling"
+    );
+    // No run is left in the workers' spill directories.
+    let left: Vec<_> = walk_files(&spill)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "run"))
+        .collect();
+    assert!(left.is_empty(), "runs left behind: {left:?}");
     let mut spilled = 0.0;
     for port in ports {
         let base = format!("http://127.0.0.1:{port}");
@@ -1037,4 +1079,26 @@ async fn reduce_tasks_spill_beyond_their_memory_and_stay_exact() {
     }
     // Each task holds 64 KiB; its partition is about ten times that.
     assert!(spilled > 256.0 * 1024.0, "spilled {spilled} bytes");
+}
+
+/// Lines of a result, without their newlines.
+fn stdout_lines(out: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every file beneath `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

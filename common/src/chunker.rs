@@ -69,11 +69,17 @@ pub fn plan(
 }
 
 /// Fails, naming the file and byte range, if a chunk is larger than `max` bytes: a single record
-/// (or a whole, compressed or CSV file) that large cannot travel to a worker in one message.
-/// A worker's own file never travels (its worker reads it where it is), so it has no bound.
-pub fn check_sizes(files: &[InputFile], chunks: &[ChunkRange], max: u64) -> Result<(), String> {
-    let travels = |c: &&ChunkRange| files[c.file as usize].location.owner().is_none();
-    match chunks.iter().filter(travels).find(|c| c.len() > max) {
+/// (or a whole, compressed or CSV file) that large cannot travel to a worker in one message,
+/// nor be held whole by one. Files for which `unbounded` says so are exempt (a worker's own
+/// compressed file, which its worker decompresses as it maps, reading it where it is).
+pub fn check_sizes(
+    files: &[InputFile],
+    chunks: &[ChunkRange],
+    max: u64,
+    unbounded: impl Fn(&Location) -> bool,
+) -> Result<(), String> {
+    let bounded = |c: &&ChunkRange| !unbounded(&files[c.file as usize].location);
+    match chunks.iter().filter(bounded).find(|c| c.len() > max) {
         None => Ok(()),
         Some(c) => Err(format!(
             "input '{}': bytes {}..{} must be one chunk (one record, or a file that is read \
@@ -273,8 +279,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), &[b"ok\n0123456789\nok\n".to_vec()]);
         let chunks = plan(&files, 1, |_| false, &Roots::default()).unwrap();
-        assert!(check_sizes(&files, &chunks, 11).is_ok());
-        let err = check_sizes(&files, &chunks, 10).unwrap_err();
+        assert!(check_sizes(&files, &chunks, 11, |_| false).is_ok());
+        assert!(check_sizes(&files, &chunks, 10, |_| true).is_ok());
+        let err = check_sizes(&files, &chunks, 10, |_| false).unwrap_err();
         assert_eq!(
             err,
             format!(

@@ -24,7 +24,8 @@ pub struct Chunk<'a> {
     pub data: &'a [u8],
     /// The input file, as the coordinator resolved it: the document a record belongs to.
     pub path: &'a str,
-    /// Byte offset of `data` in the file (0 for a whole file or a compressed one).
+    /// Byte offset of `data` in the file (0 for a whole file); in a compressed file, its
+    /// offset in the decompressed stream (a compressed chunk is mapped block by block).
     pub start: u64,
     /// Set when the chunk's result is no longer wanted (job cancelled, worker stopping).
     stop: Option<&'a AtomicBool>,

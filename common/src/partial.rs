@@ -145,7 +145,7 @@ impl Value {
 
     /// The ordering of `--sort value` (larger first): numbers by value, sets and lists by
     /// size, top-k by its largest count, text bytewise. Kinds never mix within one job.
-    fn cmp_value(&self, other: &Value) -> Ordering {
+    pub fn cmp_value(&self, other: &Value) -> Ordering {
         fn magnitude(v: &Value) -> Option<f64> {
             Some(match v {
                 Value::Count(n) => *n as f64,

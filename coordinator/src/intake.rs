@@ -181,7 +181,17 @@ pub async fn admit(
             }
             files.push(file);
         }
-        chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES).map_err(IntakeError::TooLarge)?;
+        // A worker's own compressed file is read where it is and mapped as it is
+        // decompressed: it has no size bound. Everything else travels or is held whole.
+        let streamed = |location: &Location| {
+            let name = location.to_string();
+            location.owner().is_some()
+                && Compression::of(&name) != Compression::None
+                && !whole_files
+                && !operation.whole_file(&name)
+        };
+        chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES, streamed)
+            .map_err(IntakeError::TooLarge)?;
         let reducers = match auto_slots {
             Some(slots) if may_partition => {
                 let bytes = chunks.iter().map(ChunkRange::len).sum();

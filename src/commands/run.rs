@@ -53,7 +53,7 @@ pub struct RunArgs {
     /// Reduce on the workers in R partitions (for many keys): map outputs stay on the workers,
     /// each of R reduce tasks merges one partition and the result comes as R parts. `auto`
     /// lets the coordinator pick R from the input's size and the fleet (one per 256 MiB, at
-    /// most two per worker slot; none below 512 MiB). Without it, the coordinator folds every
+    /// most two per worker slot; none for 256 MiB or less). Without it, the coordinator folds every
     /// chunk's partial.
     #[arg(long, value_name = "R|auto", value_parser = reducers)]
     reducers: Option<Reducers>,

@@ -166,7 +166,9 @@ pub async fn run(
                         }
                         Ok(())
                     })
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                    .map_err(|e| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+                    })?;
                     error.map_or(Ok(()), Err)
                 })?;
                 let wrote = runs.bytes - before;
@@ -178,6 +180,10 @@ pub async fn run(
                     runs = kept;
                     context.spilled.inc_by(wrote);
                     held = 0;
+                }
+                // Values that do not merge fail every attempt; a disk that fails may not.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Some(failed(format!("finalize failed: {e}"), false));
                 }
                 Ok(Err(e)) => return Some(failed(format!("cannot spill a sorted run: {e}"), true)),
                 Err(e) => return Some(failed(e.to_string(), true)),
@@ -196,13 +202,7 @@ pub async fn run(
             &stop,
         )
         .await;
-        return merged.map(|done| {
-            done.unwrap_or_else(|e| {
-                // Stopped on purpose is retryable; a merge that failed is not.
-                let retryable = stop.load(Ordering::Relaxed);
-                failed(e, retryable)
-            })
-        });
+        return merged.map(|done| done.unwrap_or_else(|(e, retryable)| failed(e, retryable)));
     }
     let (sort, limit) = (task.sort, task.limit);
     let finalized = tokio::task::spawn_blocking(move || {
@@ -248,10 +248,21 @@ pub async fn run(
     })
 }
 
+/// Why the end of a spilled task did not finish.
+enum Unfinished {
+    /// The reports channel closed: the attachment is gone.
+    Closed,
+    /// The error, and whether another attempt may succeed.
+    Failed(String, bool),
+}
+
+/// Keys merged between checks of the stop flag.
+const STOP_EVERY: u64 = 4096;
+
 /// The end of a task that spilled: its runs and the segments it still holds merged a key at a
-/// time, rows settled and sent in batches as they come (key order), or gathered and ordered
-/// (`--sort value`, which needs every row before the first). `None` if the reports channel
-/// closed; `Err` if merging failed.
+/// time, rows settled and sent in batches as they come (key order), or the best `limit` kept
+/// as they come and sent at the end (`--sort value`, which a partitioned job only has with a
+/// limit). `None` if the reports channel closed.
 #[allow(clippy::too_many_arguments)]
 async fn merge_spilled(
     context: &Context<'_>,
@@ -262,67 +273,83 @@ async fn merge_spilled(
     limit: Option<u64>,
     fetched_bytes: u64,
     stop: &Arc<AtomicBool>,
-) -> Option<Result<ReduceReport, String>> {
-    use fanfold_common::partial::{Row, SortOrder};
+) -> Option<Result<ReduceReport, (String, bool)>> {
+    use fanfold_common::partial::{Row, SortOrder, key_order};
     let reports = context.reports.clone();
     let stop = Arc::clone(stop);
     let merged = tokio::task::spawn_blocking(move || {
+        let stopped =
+            || Unfinished::Failed("stopped (job cancelled or worker stopping)".into(), true);
+        let send = |rows: Vec<Row>| {
+            if stop.load(Ordering::Relaxed) {
+                return Err(stopped());
+            }
+            reports
+                .blocking_send(FromWorker::PartRows { key, rows })
+                .map_err(|_| Unfinished::Closed)
+        };
         let mut last = Vec::new();
         fanfold_common::shuffle::merge_runs(held, |k, v| {
             last.push((k.to_vec(), v));
             Ok(())
         })
-        .map_err(|e| e.to_string())?;
-        let limit = limit.unwrap_or(u64::MAX);
+        .map_err(|e| Unfinished::Failed(e.to_string(), false))?;
+        let cap = usize::try_from(limit.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+        let by_value = |a: &Row, b: &Row| {
+            b.value
+                .cmp_value(&a.value)
+                .then_with(|| key_order(&a.key, &b.key))
+        };
         let (mut keys, mut sent) = (0u64, 0u64);
         let mut batch: Vec<Row> = Vec::new();
-        let mut gathered: Vec<Row> = Vec::new();
-        let mut closed = false;
-        runs.merge(last, |k, v| {
+        let mut best: Vec<Row> = Vec::new();
+        let mut ending = None;
+        let merged = runs.merge(last, |k, v| {
             keys += 1;
+            if keys % STOP_EVERY == 0 && stop.load(Ordering::Relaxed) {
+                ending = Some(stopped());
+                return Err(String::new());
+            }
             let row = Row {
                 key: k,
                 value: v.settle(),
             };
             match sort {
-                SortOrder::ValueDesc => gathered.push(row),
-                SortOrder::Key if sent + (batch.len() as u64) < limit => batch.push(row),
+                SortOrder::ValueDesc => {
+                    best.push(row);
+                    // Only the best `limit` rows can be the part's: drop the rest as we go.
+                    if best.len() >= cap.saturating_mul(2).max(ROWS_PER_BATCH) {
+                        let nth = cap.min(best.len() - 1);
+                        best.select_nth_unstable_by(nth, by_value);
+                        best.truncate(cap);
+                    }
+                }
+                SortOrder::Key if (sent as usize).saturating_add(batch.len()) < cap => {
+                    batch.push(row)
+                }
                 SortOrder::Key => {}
             }
             if batch.len() == ROWS_PER_BATCH {
-                if stop.load(Ordering::Relaxed) {
-                    return Err("stopped (job cancelled or worker stopping)".into());
-                }
                 sent += batch.len() as u64;
-                let rows = std::mem::take(&mut batch);
-                if reports
-                    .blocking_send(FromWorker::PartRows { key, rows })
-                    .is_err()
-                {
-                    closed = true;
-                    return Err("the attachment closed".into());
+                if let Err(e) = send(std::mem::take(&mut batch)) {
+                    ending = Some(e);
+                    return Err(String::new());
                 }
             }
             Ok(())
-        })
-        .map_err(|e| if closed { String::new() } else { e })?;
+        });
+        if let Some(ending) = ending {
+            return Err(ending);
+        }
+        // A run that cannot be read back is this disk's trouble: another attempt may do.
+        merged.map_err(|e| Unfinished::Failed(e, true))?;
         if sort == SortOrder::ValueDesc {
-            let (_, rows) = fanfold_common::shuffle::finish(
-                gathered,
-                sort,
-                (limit != u64::MAX).then_some(limit),
-            );
+            let (_, rows) = fanfold_common::shuffle::finish(best, sort, limit);
             batch = rows;
         }
         for rows in batch.chunks(ROWS_PER_BATCH) {
             sent += rows.len() as u64;
-            let rows = rows.to_vec();
-            if reports
-                .blocking_send(FromWorker::PartRows { key, rows })
-                .is_err()
-            {
-                return Err(String::new());
-            }
+            send(rows.to_vec())?;
         }
         Ok((keys, sent, runs.bytes))
     })
@@ -337,9 +364,8 @@ async fn merge_spilled(
                 fetched_bytes,
             }))
         }
-        // The attachment closed while rows were being sent.
-        Ok(Err(e)) if e.is_empty() => None,
-        Ok(Err(e)) => Some(Err(e)),
-        Err(e) => Some(Err(e.to_string())),
+        Ok(Err(Unfinished::Closed)) => None,
+        Ok(Err(Unfinished::Failed(e, retryable))) => Some(Err((e, retryable))),
+        Err(e) => Some(Err((e.to_string(), true))),
     }
 }

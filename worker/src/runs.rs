@@ -74,7 +74,7 @@ impl Runs {
         for path in &self.files {
             let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
             sources.push(Box::new(RunReader {
-                input: BufReader::with_capacity(256 << 10, file),
+                input: BufReader::with_capacity(64 << 10, file),
             }));
         }
         sources.push(Box::new(last.into_iter().map(Ok)));
@@ -155,12 +155,12 @@ struct RunReader {
 impl RunReader {
     /// The next length-prefixed part; `None` at the end of the file.
     fn part(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let mut len = [0u8; 4];
-        match self.input.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+        // The end of the file only between records; anything cut short is corrupt.
+        if io::BufRead::fill_buf(&mut self.input)?.is_empty() {
+            return Ok(None);
         }
+        let mut len = [0u8; 4];
+        self.input.read_exact(&mut len)?;
         let mut part = vec![0u8; u32::from_le_bytes(len) as usize];
         self.input.read_exact(&mut part)?;
         Ok(Some(part))

@@ -171,6 +171,9 @@ pub async fn run(
             let mut partial = fanfold_common::partial::Partial::new();
             let mut bad = Vec::new();
             let each = |block: &[u8], offset: u64| {
+                if flag.load(Ordering::Relaxed) {
+                    return Err("stopped".to_owned());
+                }
                 let (part, skipped) = map(block, offset, &mut stats)?;
                 partial.merge(part).map_err(|e| e.to_string())?;
                 bad.extend(skipped);

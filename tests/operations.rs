@@ -1065,6 +1065,24 @@ async fn reduce_tasks_spill_beyond_their_memory_and_stay_exact() {
         top,
         "--sort value --limit 10 after spilling"
     );
+    // A total-order sort spills the same way: the parts in order are GNU sort's order.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    let sort = [
+        input.to_str().unwrap(),
+        "--op",
+        "sort",
+        "--reducers",
+        "2",
+        "--format",
+        "lines",
+    ];
+    let sort = [&sort[..], &["--chunk-size", "64KiB"]].concat();
+    let ran = run(&addr, &sort).await;
+    assert!(
+        stdout_lines(&ran.stdout) == lines,
+        "the sort after spilling is not in order"
+    );
     // No run is left in the workers' spill directories.
     let left: Vec<_> = walk_files(&spill)
         .into_iter()

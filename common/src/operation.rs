@@ -159,6 +159,13 @@ pub trait Operation: Send + Sync + 'static {
         false
     }
 
+    /// For an operation that [`Operation::finalizes_by_key`]: the key a result row shows for
+    /// `key`, applied to each row after ordering and limiting (a field-sorted line shows the
+    /// line, a histogram slot its bucket). The key itself by default.
+    fn row_key(&self, key: Vec<u8>) -> Vec<u8> {
+        key
+    }
+
     /// Whether the coordinator should sample the input for split keys when it plans a
     /// partitioned job: it then passes `reducers - 1` of them in the option `splits`, which
     /// the operation must accept (spelled by `crate::shuffle::splits_option`, read back by

@@ -194,10 +194,9 @@ pub async fn run(
         let merged = merge_spilled(
             &context,
             key,
-            runs,
-            sorted,
-            task.sort,
-            task.limit,
+            (runs, sorted),
+            Arc::clone(&operation),
+            (task.sort, task.limit),
             fetched_bytes,
             &stop,
         )
@@ -207,7 +206,10 @@ pub async fn run(
     let (sort, limit) = (task.sort, task.limit);
     let finalized = tokio::task::spawn_blocking(move || {
         if operation.finalizes_by_key() {
-            let (keys, rows) = fanfold_common::shuffle::merge_sorted(sorted, sort, limit)?;
+            let (keys, mut rows) = fanfold_common::shuffle::merge_sorted(sorted, sort, limit)?;
+            for row in &mut rows {
+                row.key = operation.row_key(std::mem::take(&mut row.key));
+            }
             Ok(Finalized { keys, rows })
         } else {
             operation.finalize(folded, sort, limit)
@@ -263,14 +265,12 @@ const STOP_EVERY: u64 = 4096;
 /// time, rows settled and sent in batches as they come (key order), or the best `limit` kept
 /// as they come and sent at the end (`--sort value`, which a partitioned job only has with a
 /// limit). `None` if the reports channel closed.
-#[allow(clippy::too_many_arguments)]
 async fn merge_spilled(
     context: &Context<'_>,
     key: fanfold_common::fleet::ReduceKey,
-    runs: crate::runs::Runs,
-    held: Vec<fanfold_common::shuffle::Segment>,
-    sort: fanfold_common::partial::SortOrder,
-    limit: Option<u64>,
+    (runs, held): (crate::runs::Runs, Vec<fanfold_common::shuffle::Segment>),
+    operation: Arc<dyn fanfold_common::operation::Operation>,
+    (sort, limit): (fanfold_common::partial::SortOrder, Option<u64>),
     fetched_bytes: u64,
     stop: &Arc<AtomicBool>,
 ) -> Option<Result<ReduceReport, (String, bool)>> {
@@ -325,7 +325,10 @@ async fn merge_spilled(
                     }
                 }
                 SortOrder::Key if (sent as usize).saturating_add(batch.len()) < cap => {
-                    batch.push(row)
+                    batch.push(Row {
+                        key: operation.row_key(row.key),
+                        value: row.value,
+                    })
                 }
                 SortOrder::Key => {}
             }
@@ -345,7 +348,13 @@ async fn merge_spilled(
         merged.map_err(|e| Unfinished::Failed(e, true))?;
         if sort == SortOrder::ValueDesc {
             let (_, rows) = fanfold_common::shuffle::finish(best, sort, limit);
-            batch = rows;
+            batch = rows
+                .into_iter()
+                .map(|row| Row {
+                    key: operation.row_key(row.key),
+                    value: row.value,
+                })
+                .collect();
         }
         for rows in batch.chunks(ROWS_PER_BATCH) {
             sent += rows.len() as u64;

@@ -140,6 +140,15 @@ impl Operation for Histogram {
     fn whole_file(&self, path: &str) -> bool {
         self.field.is_some() && self.input.whole_file(path)
     }
+
+    fn finalizes_by_key(&self) -> bool {
+        true
+    }
+
+    fn row_key(&self, key: Vec<u8>) -> Vec<u8> {
+        let slot = key.try_into().map_or(0, u32::from_be_bytes);
+        self.label(slot).into_bytes()
+    }
 }
 
 #[cfg(test)]

@@ -147,6 +147,17 @@ impl Operation for Sort {
         Ok(Finalized { keys, rows })
     }
 
+    fn finalizes_by_key(&self) -> bool {
+        true
+    }
+
+    fn row_key(&self, key: Vec<u8>) -> Vec<u8> {
+        match self.field {
+            None => key,
+            Some(_) => line_of(&key).to_vec(),
+        }
+    }
+
     /// By range: keys below the first split key go to partition 0, and so on.
     fn partition(&self, key: &[u8], reducers: u32) -> u32 {
         let at = self.splits.partition_point(|split| split.as_slice() <= key);

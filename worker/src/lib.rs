@@ -90,6 +90,11 @@ pub struct Shuffle {
 /// The least a reduce task holds before it spills.
 const MIN_REDUCE_MEMORY: u64 = 64 << 10;
 
+/// Memory a reduce task takes per byte of fetched map output it holds: the decoded segments,
+/// then the merge's items and its rows (a key and a value each), about eight times the
+/// encoded bytes for short keys (measured on a distinct over 20 M keys, bench/NOTES.md).
+const REDUCE_EXPANSION: u64 = 8;
+
 impl Shuffle {
     fn set_token(&self, token: fanfold_proto::transport::Token) {
         self.token.set(token);
@@ -165,7 +170,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         fetcher: Arc::new(shuffle::Fetcher::new(key.clone())),
         token: key.clone(),
         // Half the budget for the slots' maps, half for their reduce tasks.
-        reduce_memory: (config.memory / (2 * u64::from(config.slots.max(1))))
+        reduce_memory: (config.memory / (2 * u64::from(config.slots.max(1))) / REDUCE_EXPANSION)
             .max(MIN_REDUCE_MEMORY),
     };
     info!(shuffle = %shuffle.address, spill_dir = %spill.root().display(), "serving map outputs");

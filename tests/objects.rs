@@ -43,17 +43,8 @@ async fn run(addr: &str, args: &[&str]) -> (Vec<u8>, Status) {
     all.extend_from_slice(args);
     let out = submit_job(addr, &all).await;
     assert_ok(&out);
-    let status = submit_job(addr, &["status", &job_id(&out), "--json"]).await;
+    let status = submit_job(addr, &["status", &submitted_job_id(&out), "--json"]).await;
     (out.stdout, parse_json(&status))
-}
-
-/// The job id on the "submitted" line of a `run`'s stderr.
-fn job_id(out: &std::process::Output) -> String {
-    let err = stderr(out);
-    err.split_whitespace()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no job id in {err}"))
-        .to_owned()
 }
 
 /// The coordinator's count of input bytes it sent to workers itself.

@@ -119,12 +119,7 @@ async fn run(addr: &str, args: &[&str]) -> Ran {
     all.extend_from_slice(args);
     let out = submit_job(addr, &all).await;
     assert_ok(&out);
-    let err = stderr(&out);
-    let job = err
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no job id in {err}"))
-        .to_owned();
+    let job = submitted_job_id(&out);
     let status = submit_job(addr, &["status", &job, "--json"]).await;
     assert_ok(&status);
     Ran {

@@ -52,15 +52,6 @@ async fn attached(http: &str, n: usize) {
     .await;
 }
 
-/// The job id on the "submitted" line of a `run`'s stderr.
-fn job_id(out: &std::process::Output) -> String {
-    let err = stderr(out);
-    err.split_whitespace()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no job id in {err}"))
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_worker_maps_its_own_files_and_the_counts_are_exact() {
     let test = "worker_files";
@@ -94,7 +85,7 @@ async fn each_worker_maps_its_own_files_and_the_counts_are_exact() {
         parse_tsv(&out.stdout) == count_words(&all),
         "counts differ from the independent count over the union"
     );
-    let id = job_id(&out);
+    let id = submitted_job_id(&out);
     let chunks: Chunks =
         web::get_json(&http, &format!("/api/v1/jobs/{id}/chunks?limit=100000")).await;
     assert!(
@@ -197,6 +188,34 @@ fn plain_dirs(parent: &Path) -> Vec<(PathBuf, Vec<PathBuf>)> {
         .collect()
 }
 
+/// Submits a job, waits until w0 has mapped some of its chunks, checks the job still runs,
+/// and kills `owner` (SIGKILL); returns the job id.
+async fn submit_then_kill(addr: &str, http: &str, args: &[&str], owner: &mut Proc) -> String {
+    let out = submit_job(addr, args).await;
+    assert_ok(&out);
+    let id = stdout(&out).trim().to_owned();
+    until(
+        "some of w0's chunks done",
+        Duration::from_secs(60),
+        || async {
+            let chunks: Chunks =
+                web::get_json(http, &format!("/api/v1/jobs/{id}/chunks?limit=100000")).await;
+            let done = chunks
+                .chunks
+                .iter()
+                .filter(|c| c.state == "done" && c.worker.as_deref() == Some("w0"))
+                .count();
+            (done >= 2).then_some(())
+        },
+    )
+    .await;
+    let before = job_status(addr, &id).await.unwrap();
+    assert_eq!(before.state, "running", "the job ended before the kill");
+    owner.child.start_kill().unwrap(); // SIGKILL
+    owner.child.wait().await.unwrap();
+    id
+}
+
 /// A mapper that takes its time over each chunk, so a job lasts while a worker is killed.
 const SLOW_MAPPER: &str = "sleep 0.25; awk '{ for (i = 1; i <= NF; i++) print $i \"\\t1\" }'";
 
@@ -239,28 +258,7 @@ async fn a_worker_that_leaves_fails_its_files_unless_it_comes_back_within_the_le
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     // Killed and back at once, under the same name: the job is exact.
-    let out = submit_job(&addr, &args).await;
-    assert_ok(&out);
-    let id = stdout(&out).trim().to_owned();
-    until(
-        "some of w0's chunks done",
-        Duration::from_secs(60),
-        || async {
-            let chunks: Chunks =
-                web::get_json(&http, &format!("/api/v1/jobs/{id}/chunks?limit=100000")).await;
-            let done = chunks
-                .chunks
-                .iter()
-                .filter(|c| c.state == "done" && c.worker.as_deref() == Some("w0"))
-                .count();
-            (done >= 2).then_some(())
-        },
-    )
-    .await;
-    let before = job_status(&addr, &id).await.unwrap();
-    assert_eq!(before.state, "running", "the job ended before the kill");
-    owner.child.start_kill().unwrap(); // SIGKILL
-    owner.child.wait().await.unwrap();
+    let id = submit_then_kill(&addr, &http, &args, &mut owner).await;
     owner = start_local_worker(test, &addr, "w0", &dirs[0].0, &streaming);
     let status = until("the job to end", Duration::from_secs(120), || async {
         let status = job_status(&addr, &id).await?;
@@ -277,22 +275,7 @@ async fn a_worker_that_leaves_fails_its_files_unless_it_comes_back_within_the_le
     );
 
     // Killed for good: its chunks wait a lease, then the job fails, naming it.
-    let out = submit_job(&addr, &args).await;
-    assert_ok(&out);
-    let id = stdout(&out).trim().to_owned();
-    until(
-        "some of w0's chunks done",
-        Duration::from_secs(60),
-        || async {
-            let status = job_status(&addr, &id).await?;
-            (status.chunks_done >= 2).then_some(())
-        },
-    )
-    .await;
-    let before = job_status(&addr, &id).await.unwrap();
-    assert_eq!(before.state, "running", "the job ended before the kill");
-    owner.child.start_kill().unwrap();
-    owner.child.wait().await.unwrap();
+    let id = submit_then_kill(&addr, &http, &args, &mut owner).await;
     let status = until("the job to fail", Duration::from_secs(60), || async {
         let status = job_status(&addr, &id).await?;
         (status.state != "running").then_some(status)

@@ -171,6 +171,15 @@ pub async fn submit_job(coordinator: &str, args: &[&str]) -> Output {
         .expect("run submit-job")
 }
 
+/// The job id on the "job ID submitted" line of a `run`'s stderr.
+pub fn submitted_job_id(out: &Output) -> String {
+    let err = stderr(out);
+    err.split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in {err}"))
+        .to_owned()
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -6,6 +6,12 @@ use fanfold_common::partial::Value;
 use fanfold_common::registry::Registry;
 use std::time::Duration;
 
+fn wordcount() -> Arc<dyn Operation> {
+    Registry::builtin()
+        .build("wordcount", &Default::default())
+        .unwrap()
+}
+
 fn job(chunks: u64) -> Job {
     let plan = Plan {
         files: vec![Location::local("in.txt")],
@@ -16,11 +22,7 @@ fn job(chunks: u64) -> Job {
                 end: i * 10 + 10,
             })
             .collect(),
-        operation: Some(
-            Registry::builtin()
-                .build("wordcount", &Default::default())
-                .unwrap(),
-        ),
+        operation: Some(wordcount()),
     };
     Job::new(JobId::new(), JobSpec::default(), plan, SystemTime::now())
 }
@@ -309,11 +311,7 @@ fn job_with_worker_files() -> Job {
                 end: u64::from(i % 2) * 10 + 10,
             })
             .collect(),
-        operation: Some(
-            Registry::builtin()
-                .build("wordcount", &Default::default())
-                .unwrap(),
-        ),
+        operation: Some(wordcount()),
     };
     Job::new(JobId::new(), JobSpec::default(), plan, SystemTime::now())
 }

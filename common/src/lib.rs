@@ -5,6 +5,7 @@
 //! storage (`objects`), a source behind `location::Location` like the local filesystem.
 
 pub mod chunker;
+pub mod compression;
 pub mod convert;
 pub mod fleet;
 pub mod ids;

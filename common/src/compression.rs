@@ -36,6 +36,14 @@ pub(crate) fn strip_compression(path: &str) -> &str {
     &path[..path.len() - cut]
 }
 
+/// Whether a chunk of the file `name` is decompressed and mapped block by block
+/// ([`for_each_block`]): a compressed file, unless the job (`whole_file`) or the operation
+/// (a CSV, whose header is only at its start) takes each file whole. The worker maps by this
+/// rule, and the coordinator bounds the chunks that do not follow it.
+pub fn streams(name: &str, whole_file: bool, operation: &dyn crate::operation::Operation) -> bool {
+    Compression::of(name) != Compression::None && !whole_file && !operation.whole_file(name)
+}
+
 /// Decompressed bytes handed to a map at once by [`for_each_block`]: whole records, about
 /// this many (more for a record that is longer).
 pub const DECOMPRESSED_BLOCK: usize = 16 << 20;

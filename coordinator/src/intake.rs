@@ -184,11 +184,12 @@ pub async fn admit(
         // A worker's own compressed file is read where it is and mapped as it is
         // decompressed: it has no size bound. Everything else travels or is held whole.
         let streamed = |location: &Location| {
-            let name = location.to_string();
             location.owner().is_some()
-                && Compression::of(&name) != Compression::None
-                && !whole_files
-                && !operation.whole_file(&name)
+                && fanfold_common::compression::streams(
+                    &location.to_string(),
+                    whole_files,
+                    operation.as_ref(),
+                )
         };
         chunker::check_sizes(&files, &chunks, MAX_CHUNK_BYTES, streamed)
             .map_err(IntakeError::TooLarge)?;

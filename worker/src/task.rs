@@ -92,12 +92,12 @@ pub async fn run(
         assignment.skip_bad_records,
     );
     let name = location.to_string();
-    // A compressed chunk is decompressed and mapped a block at a time, so memory does not
-    // grow with the file, unless the job or the operation takes each file whole (a CSV's
-    // header is only at its start).
-    let streamed = records::Compression::of(&name) != records::Compression::None
-        && !assignment.whole_file
-        && !context.operation.whole_file(&name);
+    // Decompressed and mapped a block at a time, so memory does not grow with the file.
+    let streamed = fanfold_common::compression::streams(
+        &name,
+        assignment.whole_file,
+        context.operation.as_ref(),
+    );
     let (job, chunk_id, attempt, reducers) = (
         assignment.job,
         assignment.chunk,

@@ -33,7 +33,7 @@ impl Scheduler {
                 let Some(worker) = self.workers.get(worker_id).filter(|w| w.free() > 0) else {
                     continue;
                 };
-                let own = worker.owns_files().then(|| worker.name.clone());
+                let own = worker.owner_name().map(str::to_owned);
                 let Some(job_id) = self
                     .order
                     .iter()
@@ -191,10 +191,9 @@ impl Scheduler {
                 let workers = &self.workers;
                 let Some(at) = idle.iter().position(|w| {
                     *w != runner
-                        && workers.get(*w).is_some_and(|worker| {
-                            let own = worker.owns_files().then_some(worker.name.as_str());
-                            job.may_run(chunk, own)
-                        })
+                        && workers
+                            .get(*w)
+                            .is_some_and(|worker| job.may_run(chunk, worker.owner_name()))
                 }) else {
                     continue;
                 };

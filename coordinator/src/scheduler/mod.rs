@@ -367,7 +367,7 @@ impl Scheduler {
                     } else if self
                         .workers
                         .iter()
-                        .any(|w| w.name == name && w.owns_files())
+                        .any(|w| w.owner_name() == Some(name.as_str()))
                     {
                         Some(format!(
                             "a worker named '{name}' that offers files of its own is attached \
@@ -502,7 +502,7 @@ impl Scheduler {
         let lease = self.config.scheduling.worker_timeout;
         let workers = &self.workers;
         // A draining owner still counts: its chunks wait until it has gone.
-        let present = |name: &str| workers.iter().any(|w| w.name == name && w.owns_files());
+        let present = |name: &str| workers.iter().any(|w| w.owner_name() == Some(name));
         let orphaned: Vec<JobId> = self
             .jobs
             .iter_mut()

@@ -78,6 +78,11 @@ impl Worker {
         !self.local_roots.is_empty()
     }
 
+    /// Its name, if it offers files of its own: what a job's pools of such files know it by.
+    pub fn owner_name(&self) -> Option<&str> {
+        self.owns_files().then_some(self.name.as_str())
+    }
+
     pub fn holds_job(&self, job: JobId) -> bool {
         self.holding.iter().any(|k| k.job == job) || self.reducing.iter().any(|k| k.job == job)
     }

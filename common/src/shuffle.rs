@@ -199,26 +199,52 @@ pub fn merge_runs(
     }
     // Stable: equal keys keep their segment order, and sorted runs are merged, not re-sorted.
     items.sort_by(|a, b| partial::key_order(a.key(), b.key()));
-    let mut current: Option<(&[u8], Value)> = None;
+    let mut current = Coalesce::default();
     for item in items {
         let key = item.key();
         let value = match item {
             Item::Count(_, n) => Value::Count(n),
             Item::Entry(_, s, i) => values[s][i].take().expect("each entry is taken once"),
         };
-        match &mut current {
-            Some((k, v)) if *k == key => v.merge(value)?,
-            _ => {
-                if let Some((k, v)) = current.replace((key, value)) {
-                    each(k, v)?;
-                }
-            }
+        if let Some((k, v)) = current.push(key, value)? {
+            each(k, v)?;
         }
     }
-    if let Some((k, v)) = current {
+    if let Some((k, v)) = current.finish() {
         each(k, v)?;
     }
     Ok(())
+}
+
+/// Merges the values of equal keys that arrive one after another (in key order), so each key
+/// is handed on once with its values merged in arrival order.
+pub struct Coalesce<K> {
+    current: Option<(K, Value)>,
+}
+
+impl<K: PartialEq> Default for Coalesce<K> {
+    fn default() -> Self {
+        Coalesce { current: None }
+    }
+}
+
+impl<K: PartialEq> Coalesce<K> {
+    /// Takes the next key and value; returns the key before it with its merged value once
+    /// that key's run has ended.
+    pub fn push(&mut self, key: K, value: Value) -> Result<Option<(K, Value)>, MergeError> {
+        match &mut self.current {
+            Some((k, v)) if *k == key => {
+                v.merge(value)?;
+                Ok(None)
+            }
+            _ => Ok(self.current.replace((key, value))),
+        }
+    }
+
+    /// The last key and its merged value.
+    pub fn finish(self) -> Option<(K, Value)> {
+        self.current
+    }
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ impl Runs {
                 heap.push(Head { key, value, source });
             }
         }
-        let mut current: Option<(Vec<u8>, Value)> = None;
+        let mut current = fanfold_common::shuffle::Coalesce::default();
         while let Some(Head { key, value, source }) = heap.pop() {
             if let Some(next) = sources[source].next() {
                 let (k, v) = next?;
@@ -95,16 +95,11 @@ impl Runs {
                     source,
                 });
             }
-            match &mut current {
-                Some((k, v)) if *k == key => v.merge(value).map_err(|e| e.to_string())?,
-                _ => {
-                    if let Some((k, v)) = current.replace((key, value)) {
-                        each(k, v)?;
-                    }
-                }
+            if let Some((k, v)) = current.push(key, value).map_err(|e| e.to_string())? {
+                each(k, v)?;
             }
         }
-        if let Some((k, v)) = current {
+        if let Some((k, v)) = current.finish() {
             each(k, v)?;
         }
         Ok(())

@@ -1,9 +1,12 @@
 //! Shared pieces of the benchmark drivers that `bench/run` starts: gRPC connections to a
-//! coordinator, submitting a job and waiting for it, and reading a process's CPU time.
+//! coordinator, submitting a job and waiting for it, reading a process's CPU time, and an
+//! S3-compatible server ([`s3`], which the tests serve too).
 //!
 //! The drivers print one JSON object on stdout; `bench/run` checks, tabulates and plots them.
 
 use std::time::Duration;
+
+pub mod s3;
 
 use anyhow::{Context, bail};
 use fanfold_proto::v1 as pb;

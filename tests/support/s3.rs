@@ -1,12 +1,9 @@
-//! A real S3-compatible server (`s3s-fs`) on a loopback port, in the test process, serving
-//! a temporary directory: bucket `B` is directory `B`, object `B/K` is file `B/K`, so a test
-//! writes, changes and inspects objects as files. Requests are signed and checked with the
-//! server's one key pair.
+//! A real S3-compatible server (`s3s-fs`, `fanfold_bench::s3`, the one `bench-s3` serves) on
+//! a loopback port, in the test process, serving a temporary directory: bucket `B` is
+//! directory `B`, object `B/K` is file `B/K`, so a test writes, changes and inspects objects
+//! as files. Requests are signed and checked with the server's one key pair.
 
 use std::path::{Path, PathBuf};
-
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 
 pub const ACCESS_KEY: &str = "fanfold-test-access";
 pub const SECRET_KEY: &str = "fanfold-test-secret-key";
@@ -26,29 +23,13 @@ impl S3 {
             .enable_all()
             .build()
             .unwrap();
-        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
-        let service = {
-            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-            builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-            builder.build()
-        };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let dir = root.path().to_path_buf();
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let http = ConnBuilder::new(TokioExecutor::new());
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-            }
+            fanfold_bench::s3::serve(listener, &dir, ACCESS_KEY, SECRET_KEY).await
         });
         S3 {
             endpoint,

@@ -5,8 +5,6 @@
 //! key pair it is given.
 
 use clap::Parser;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use object_store::ObjectStoreExt;
 
 #[derive(Parser)]
@@ -34,30 +32,20 @@ async fn main() -> anyhow::Result<()> {
     if args.access_key.is_empty() || args.secret_key.is_empty() {
         anyhow::bail!("an access key and a secret key are needed");
     }
-    let fs = s3s_fs::FileSystem::new(&args.root)
-        .map_err(|e| anyhow::anyhow!("{}: {e:?}", args.root.display()))?;
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-    builder.set_auth(s3s::auth::SimpleAuth::from_single(
-        args.access_key.clone(),
-        args.secret_key.clone(),
-    ));
-    let service = builder.build();
+    if !args.root.is_dir() {
+        anyhow::bail!("{}: not a directory", args.root.display());
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
-    let serving = tokio::spawn(async move {
-        let http = ConnBuilder::new(TokioExecutor::new());
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                continue;
-            };
-            let conn = http
-                .serve_connection(TokioIo::new(socket), service.clone())
-                .into_owned();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-    });
+    let (root, access, secret) = (
+        args.root.clone(),
+        args.access_key.clone(),
+        args.secret_key.clone(),
+    );
+    let serving =
+        tokio::spawn(
+            async move { fanfold_bench::s3::serve(listener, &root, &access, &secret).await },
+        );
     for upload in &args.upload {
         let (dir, bucket) = upload
             .split_once('=')
@@ -85,6 +73,5 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("{}", serde_json::json!({ "endpoint": endpoint }));
-    serving.await?;
-    Ok(())
+    serving.await?
 }

@@ -86,7 +86,7 @@ async fn finished_jobs_expire_with_their_results_and_say_so() {
         "--keep-results",
         "3s",
     ];
-    let (coordinator_proc, addr) = coordinator(test, "127.0.0.1:0", &flags).await;
+    let (mut coordinator_proc, addr) = coordinator(test, "127.0.0.1:0", &flags).await;
     let _worker = worker(test, &addr, 1, "w1");
     let mut ids = Vec::new();
     for i in 0..4 {
@@ -133,7 +133,9 @@ async fn finished_jobs_expire_with_their_results_and_say_so() {
     assert!(stderr(&newest).contains("expired"), "{}", stderr(&newest));
 
     // Gone from the state directory too: a coordinator started on it knows none of them.
-    drop(coordinator_proc);
+    // Killed and reaped first: a second coordinator refuses a state directory still in use.
+    coordinator_proc.child.start_kill().unwrap();
+    coordinator_proc.child.wait().await.unwrap();
     let (_again, addr) = coordinator(test, "127.0.0.1:0", &flags).await;
     assert!(list_jobs(&addr).await.unwrap().is_empty());
     let unknown = submit_job(&addr, &["status", &ids[3]]).await;

@@ -148,7 +148,7 @@ async fn check(
     files: &[PathBuf],
     extra: &[&str],
     json: bool,
-) {
+) -> Status {
     let expected = oracle(op, options, files);
     assert!(
         !expected.rows.is_empty(),
@@ -219,6 +219,7 @@ async fn check(
     } else {
         assert_eq!(ran.status.reduces_total, 0, "{what}: not partitioned");
     }
+    ran.status
 }
 
 /// Reads a TSV value in the shape the oracle uses: a number, a list, or text.
@@ -482,7 +483,21 @@ async fn csv_and_jsonl_operations_match_python() {
         if agg == "topk" {
             options.push(("k", "3"));
         }
-        check(&c.addr, "groupby", &options, &csv_root, &csv, &small, true).await;
+        let status = check(&c.addr, "groupby", &options, &csv_root, &csv, &small, true).await;
+        // The plain CSV is cut outside its quoted newlines; the compressed two are one
+        // chunk each.
+        let plain = std::fs::metadata(&csv[0]).unwrap().len();
+        assert!(
+            status.chunks_total >= 2 + plain / 1024,
+            "{agg}: {} chunks",
+            status.chunks_total
+        );
+    }
+    // Cut smaller, more cuts fall inside quoted fields holding newlines.
+    for size in ["1025", "1337", "2000"] {
+        let options = [("key", "region"), ("agg", "sum"), ("value", "amount")];
+        let cut = ["--chunk-size", size];
+        check(&c.addr, "groupby", &options, &csv_root, &csv, &cut, true).await;
     }
     for agg in ["sum", "mean", "max", "distinct", "topk"] {
         let value = if agg == "distinct" || agg == "topk" {

@@ -37,11 +37,14 @@ pub(crate) fn strip_compression(path: &str) -> &str {
 }
 
 /// Whether a chunk of the file `name` is decompressed and mapped block by block
-/// ([`for_each_block`]): a compressed file, unless the job (`whole_file`) or the operation
-/// (a CSV, whose header is only at its start) takes each file whole. The worker maps by this
-/// rule, and the coordinator bounds the chunks that do not follow it.
+/// ([`for_each_block`], whose blocks end at newlines): a compressed file of records cut at
+/// newlines, unless the job (`whole_file`) takes each file whole. A compressed CSV is mapped
+/// whole (its quoted fields may hold newlines; its header is only at its start). The worker
+/// maps by this rule, and the coordinator bounds the chunks that do not follow it.
 pub fn streams(name: &str, whole_file: bool, operation: &dyn crate::operation::Operation) -> bool {
-    Compression::of(name) != Compression::None && !whole_file && !operation.whole_file(name)
+    Compression::of(name) != Compression::None
+        && !whole_file
+        && operation.cut(name) == crate::chunker::Cut::Lines
 }
 
 /// Decompressed bytes handed to a map at once by [`for_each_block`]: whole records, about

@@ -27,6 +27,11 @@ pub struct Chunk<'a> {
     /// Byte offset of `data` in the file (0 for a whole file); in a compressed file, its
     /// offset in the decompressed stream (a compressed chunk is mapped block by block).
     pub start: u64,
+    /// How many bytes at the front of `data` are the file's first record, not this chunk's:
+    /// a CSV chunk after the first is read with its file's header row in front (or, with
+    /// `header=false`, the row that sets the field count), so it parses as the whole file
+    /// does. 0 for every other chunk.
+    pub header: usize,
     /// Set when the chunk's result is no longer wanted (job cancelled, worker stopping).
     stop: Option<&'a AtomicBool>,
 }
@@ -37,7 +42,18 @@ impl<'a> Chunk<'a> {
             data,
             path,
             start,
+            header: 0,
             stop: None,
+        }
+    }
+
+    /// A chunk read as [`crate::chunker::read`] reads `range`: its file's first record in
+    /// front when the range carries one.
+    pub fn of_range(data: &'a [u8], path: &'a str, range: crate::chunker::ChunkRange) -> Self {
+        Chunk {
+            start: range.start - range.header,
+            header: range.header as usize,
+            ..Chunk::new(data, path, range.start)
         }
     }
 
@@ -56,6 +72,7 @@ impl<'a> Chunk<'a> {
             data: &self.data[range.clone()],
             path: self.path,
             start: self.start + range.start as u64,
+            header: self.header.saturating_sub(range.start).min(range.len()),
             stop: self.stop,
         }
     }
@@ -174,11 +191,11 @@ pub trait Operation: Send + Sync + 'static {
         false
     }
 
-    /// Whether a file must be mapped as one chunk because a record boundary cannot be found
-    /// from an arbitrary offset (CSV, whose quoted fields may hold newlines). Compressed files
-    /// and whole-file jobs are one chunk per file anyway.
-    fn whole_file(&self, _path: &str) -> bool {
-        false
+    /// How a file's records are cut into chunks: at newlines by default; CSV at newlines
+    /// outside quotes, with the header in front of each chunk ([`Chunk::header`]); or not at
+    /// all. Compressed files and whole-file jobs are one chunk per file anyway.
+    fn cut(&self, _path: &str) -> crate::chunker::Cut {
+        crate::chunker::Cut::Lines
     }
 
     /// Whether the operation runs programs named in its options (streaming). A [`crate::registry::Registry`]

@@ -2,8 +2,9 @@
 //! is `crate::compression`'s).
 //!
 //! Formats: newline-delimited text (a record is a line, `\r\n` or `\n`), CSV (RFC 4180 quoting,
-//! a header row by default; a quoted field may hold newlines, so a CSV file is always one
-//! chunk), and JSON Lines (one JSON value per line; blank lines are skipped). The format comes
+//! a header row by default; a quoted field may hold newlines, so a CSV file is cut only at
+//! newlines outside quotes, each chunk read with the header in front: `crate::chunker::Cut`),
+//! and JSON Lines (one JSON value per line; blank lines are skipped). The format comes
 //! from the `format` option or, by default, from the file name (after a compression extension):
 //! `.csv`, `.tsv` (tab-delimited CSV), `.jsonl`/`.ndjson`/`.json`, anything else is text.
 //!
@@ -16,9 +17,10 @@
 
 use std::borrow::Cow;
 
+use crate::chunker::Cut;
 use crate::compression::strip_compression;
 pub use crate::compression::{Compression, DECOMPRESSED_BLOCK, decompress, for_each_block};
-use crate::operation::{ChunkStats, MapError, Options, SpecError};
+use crate::operation::{Chunk, ChunkStats, MapError, Options, SpecError};
 
 /// How a file's records are laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,9 +95,14 @@ impl InputOptions {
         })
     }
 
-    /// CSV files are one chunk each: a cut cannot tell whether it falls inside a quoted field.
-    pub fn whole_file(&self, path: &str) -> bool {
-        self.format_of(path) == Format::Csv
+    /// How a file in these options' format is cut: CSV outside quotes, the rest at newlines.
+    pub fn cut(&self, path: &str) -> Cut {
+        match self.format_of(path) {
+            Format::Csv => Cut::Csv {
+                delimiter: self.delimiter_of(path),
+            },
+            Format::Text | Format::Jsonl => Cut::Lines,
+        }
     }
 
     fn delimiter_of(&self, path: &str) -> u8 {
@@ -219,16 +226,24 @@ pub fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Calls `each` with every record of a chunk in its format. Records that cannot be parsed are
 /// counted as bad without reaching `each`; `each` says whether it could use a record.
-/// Counts records and bytes into `stats`.
+/// Counts records and bytes into `stats`. The file's first record in front of a CSV chunk
+/// ([`Chunk::header`]) is read as the file's header (or, without one, sets the field count)
+/// and is not a record of the chunk.
 pub fn for_each_record(
-    data: &[u8],
-    path: &str,
+    chunk: &Chunk<'_>,
     input: &InputOptions,
     stats: &mut ChunkStats,
     mut each: impl FnMut(&Record<'_>) -> Result<bool, MapError>,
 ) -> Result<(), MapError> {
-    stats.bytes_in += data.len() as u64;
-    match input.format_of(path) {
+    let (path, prefix) = (chunk.path, chunk.header.min(chunk.data.len()));
+    let format = input.format_of(path);
+    // Only a CSV chunk reads its file's first record; any other format starts past it.
+    let data = match format {
+        Format::Csv => chunk.data,
+        Format::Text | Format::Jsonl => &chunk.data[prefix..],
+    };
+    stats.bytes_in += (chunk.data.len() - prefix) as u64;
+    match format {
         Format::Text => {
             for line in lines(data) {
                 let good = !line.contains(&0) && each(&Record::Line(line))?;
@@ -259,6 +274,10 @@ pub fn for_each_record(
                 None
             };
             let mut row = csv::ByteRecord::new();
+            if prefix > 0 && !input.header {
+                // The file's first row, read for its field count: the file's, not this chunk's.
+                let _ = reader.read_byte_record(&mut row);
+            }
             loop {
                 match reader.read_byte_record(&mut row) {
                     Ok(false) => break,
@@ -300,7 +319,7 @@ mod tests {
         let field = Field::new(field);
         let mut stats = ChunkStats::default();
         let mut seen = Vec::new();
-        for_each_record(data, path, input, &mut stats, |r| {
+        for_each_record(&Chunk::new(data, path, 0), input, &mut stats, |r| {
             let value = field
                 .get(r)
                 .map(|v| String::from_utf8_lossy(&v).into_owned());

@@ -9,7 +9,7 @@
 //! Called by the JobService adapter for every submission, by the scheduler when it restores a
 //! job after a restart ([`replan`]), and by the scheduler's tests.
 
-use fanfold_common::chunker::{self, ChunkRange};
+use fanfold_common::chunker::{self, ChunkRange, Cut};
 use fanfold_common::input::{self, InputError, InputFile};
 use fanfold_common::location::Location;
 use fanfold_common::operation::{Chunk, ChunkStats, Operation, SpecError};
@@ -152,23 +152,26 @@ pub async fn admit(
         if files.len() + on_workers.len() > max_inputs {
             return Err(InputError::TooMany(max_inputs).into());
         }
-        // Compressed files cannot be entered mid-stream; some formats cannot be cut.
-        let whole_file = |location: &Location| {
+        // Compressed files cannot be entered mid-stream; CSV is cut outside its quotes.
+        let cut = |location: &Location| {
             let name = location.to_string();
-            whole_files
-                || Compression::of(&name) != Compression::None
-                || operation.whole_file(&name)
+            if whole_files || Compression::of(&name) != Compression::None {
+                Cut::Whole
+            } else {
+                operation.cut(&name)
+            }
         };
         let mut chunks =
-            chunker::plan(&files, chunk_size, whole_file, &roots).map_err(IntakeError::Plan)?;
-        // Worker files come cut by their workers; those read whole are one chunk.
+            chunker::plan(&files, chunk_size, cut, &roots).map_err(IntakeError::Plan)?;
+        // Worker files come cut at newlines by their workers; the rest are one chunk (a
+        // worker does not scan its CSV files' quotes).
         for (file, ends) in on_workers {
             let index = u32::try_from(files.len())
                 .map_err(|_| IntakeError::Input(InputError::TooMany(max_inputs)))?;
-            let ends = match whole_file(&file.location) {
-                true if file.len > 0 => vec![file.len],
-                true => Vec::new(),
-                false => ends,
+            let ends = match cut(&file.location) {
+                Cut::Lines => ends,
+                Cut::Csv { .. } | Cut::Whole if file.len > 0 => vec![file.len],
+                Cut::Csv { .. } | Cut::Whole => Vec::new(),
             };
             let mut start = 0;
             for end in ends {
@@ -176,6 +179,7 @@ pub async fn admit(
                     file: index,
                     start,
                     end,
+                    header: 0,
                 });
                 start = end;
             }
@@ -259,15 +263,19 @@ fn sample_splits(
         if Compression::of(&name) != Compression::None || location.owner().is_some() {
             continue;
         }
-        let end = chunk.end.min(chunk.start + SAMPLE_BYTES);
-        let mut data = location.read_range(roots, chunk.start, end)?;
-        if end < chunk.end {
+        let sampled = ChunkRange {
+            end: chunk.end.min(chunk.start + SAMPLE_BYTES),
+            ..*chunk
+        };
+        let mut data = chunker::read(location, sampled, roots)?;
+        if sampled.end < chunk.end {
             // Whole records only: up to the last newline read.
             let whole = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             data.truncate(whole);
         }
         let mut stats = ChunkStats::default();
-        if let Ok(partial) = operation.map(&Chunk::new(&data, &name, chunk.start), &mut stats) {
+        let sample = Chunk::of_range(&data, &name, sampled);
+        if let Ok(partial) = operation.map(&sample, &mut stats) {
             keys.extend(partial.into_entries().map(|(key, value)| {
                 let weight = match value {
                     fanfold_common::partial::Value::Count(n) => n,

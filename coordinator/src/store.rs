@@ -266,6 +266,10 @@ impl Store {
                                 .iter()
                                 .flat_map(|r| [u64::from(r.file), r.start, r.end])
                                 .collect(),
+                            headers: match ranges.iter().any(|r| r.header > 0) {
+                                true => ranges.iter().map(|r| r.header).collect(),
+                                false => Vec::new(),
+                            },
                             submitted_at: Some(submitted_at.into()),
                         };
                         let id = job.to_string();
@@ -389,11 +393,13 @@ impl Store {
             let ranges = plan
                 .chunks
                 .chunks_exact(3)
-                .map(|t| {
+                .enumerate()
+                .map(|(i, t)| {
                     Ok(ChunkRange {
                         file: u32::try_from(t[0]).map_err(corrupt)?,
                         start: t[1],
                         end: t[2],
+                        header: plan.headers.get(i).copied().unwrap_or(0),
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;

@@ -35,11 +35,14 @@ pub fn list(roots: Option<&Roots>, listing: &LocalListing) -> Result<Vec<LocalFi
     }
     files.sort_by(|a, b| a.location.cmp(&b.location));
     files.dedup_by(|a, b| a.location == b.location);
-    let compressed = |location: &fanfold_common::location::Location| {
-        Compression::of(&location.to_string()) != Compression::None
+    let cut = |location: &fanfold_common::location::Location| match Compression::of(
+        &location.to_string(),
+    ) {
+        Compression::None => chunker::Cut::Lines,
+        _ => chunker::Cut::Whole,
     };
     let chunks =
-        chunker::plan(&files, listing.chunk_size, compressed, roots).map_err(|e| e.to_string())?;
+        chunker::plan(&files, listing.chunk_size, cut, roots).map_err(|e| e.to_string())?;
     let mut listed: Vec<LocalFile> = files
         .iter()
         .map(|f| LocalFile {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use fanfold_common::chunker::ChunkRange;
 use fanfold_common::fleet::{Assignment, ChunkOutput, MapOutput, Payload, Report};
 use fanfold_common::location::Location;
 use fanfold_common::operation::{self, Chunk, ChunkStats};
@@ -30,7 +31,7 @@ impl Input {
     /// opened for reading as it is mapped. Objects are read now.
     fn read(
         location: &Location,
-        range: fanfold_common::chunker::ChunkRange,
+        range: ChunkRange,
         roots: &fanfold_common::roots::Roots,
         stream: bool,
     ) -> std::io::Result<Input> {
@@ -157,8 +158,10 @@ pub async fn run(
         };
         let mut stats = ChunkStats::default();
         let operation = context.operation.as_ref();
-        let map = |data: &[u8], start: u64, stats: &mut ChunkStats| {
-            let chunk = Chunk::new(data, &name, start).with_stop(&flag);
+        // A streamed chunk's blocks carry their own offsets; any other is mapped as read,
+        // its file's first record in front if it carries one.
+        let map = |data: &[u8], range: ChunkRange, stats: &mut ChunkStats| {
+            let chunk = Chunk::of_range(data, &name, range).with_stop(&flag);
             if skip {
                 operation::map_isolating(operation, &chunk, stats).map_err(|e| e.to_string())
             } else {
@@ -174,7 +177,11 @@ pub async fn run(
                 if flag.load(Ordering::Relaxed) {
                     return Err("stopped".to_owned());
                 }
-                let (part, skipped) = map(block, offset, &mut stats)?;
+                let block_range = ChunkRange {
+                    start: offset,
+                    ..ChunkRange::default()
+                };
+                let (part, skipped) = map(block, block_range, &mut stats)?;
                 partial.merge(part).map_err(|e| e.to_string())?;
                 bad.extend(skipped);
                 Ok(())
@@ -194,7 +201,7 @@ pub async fn run(
                 }
             };
             let data = records::decompress(&name, &bytes).map_err(Failure::Map)?;
-            map(&data, range.start, &mut stats).map_err(Failure::Map)?
+            map(&data, range, &mut stats).map_err(Failure::Map)?
         };
         if reducers == 0 {
             return Ok(ChunkOutput {

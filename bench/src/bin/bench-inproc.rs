@@ -37,7 +37,12 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let started = std::time::Instant::now();
     let files = input::resolve(&args.inputs, &Default::default(), usize::MAX)?;
-    let chunks = chunker::plan(&files, args.chunk_size, |_| false, &Default::default())?;
+    let chunks = chunker::plan(
+        &files,
+        args.chunk_size,
+        |_| chunker::Cut::Lines,
+        &Default::default(),
+    )?;
     let operation = Registry::builtin().build("wordcount", &Options::new())?;
     let next = AtomicUsize::new(0);
     let partials: Vec<anyhow::Result<(Partial, ChunkStats)>> = std::thread::scope(|scope| {

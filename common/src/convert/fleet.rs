@@ -79,6 +79,7 @@ impl From<Assignment> for pb::Assign {
                 path: a.location.encoded(),
                 start: a.range.start,
                 end: a.range.end,
+                header: a.range.header,
             }),
             data,
             piece_bytes: 0,
@@ -96,7 +97,7 @@ impl TryFrom<pb::Assign> for Assignment {
     fn try_from(a: pb::Assign) -> Result<Self, Self::Error> {
         let key = key(&a.job_id, a.chunk, a.attempt)?;
         let place = a.location.ok_or(ConvertError::Missing("location"))?;
-        if place.end < place.start {
+        if place.end < place.start || place.header > place.start {
             return Err(ConvertError::Invalid {
                 field: "location",
                 message: format!("range {}..{} ends before it starts", place.start, place.end),
@@ -118,6 +119,7 @@ impl TryFrom<pb::Assign> for Assignment {
                 file: 0,
                 start: place.start,
                 end: place.end,
+                header: place.header,
             },
             payload,
             skip_bad_records: a.skip_bad_records,
@@ -490,6 +492,7 @@ mod tests {
                 file: 3,
                 start: 10,
                 end: 20,
+                header: 4,
             },
             payload: Payload::Shared(Location::local("/abs/logs/a.txt")),
             skip_bad_records: true,
@@ -499,7 +502,10 @@ mod tests {
         let back = Assignment::try_from(pb::Assign::from(assignment.clone())).unwrap();
         assert_eq!(back.key(), assignment.key());
         assert_eq!(back.location, assignment.location);
-        assert_eq!((back.range.start, back.range.end), (10, 20));
+        assert_eq!(
+            (back.range.start, back.range.end, back.range.header),
+            (10, 20, 4)
+        );
         assert_eq!(back.reducers, 3);
         assert!(back.whole_file);
         assert!(

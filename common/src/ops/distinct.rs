@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::chunker::Cut;
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
 use crate::ops::groupby::needs_fields;
 use crate::partial::Partial;
@@ -50,7 +51,7 @@ impl Operation for Distinct {
             }
             Some(field) => {
                 needs_fields(NAME, &self.input, chunk.path)?;
-                for_each_record(chunk.data, chunk.path, &self.input, stats, |record| {
+                for_each_record(chunk, &self.input, stats, |record| {
                     Ok(match field.get(record) {
                         Some(value) => {
                             bump(&mut partial, &value)?;
@@ -64,8 +65,11 @@ impl Operation for Distinct {
         Ok(partial)
     }
 
-    fn whole_file(&self, path: &str) -> bool {
-        self.field.is_some() && self.input.whole_file(path)
+    fn cut(&self, path: &str) -> Cut {
+        match self.field {
+            Some(_) => self.input.cut(path),
+            None => Cut::Lines,
+        }
     }
 
     fn finalizes_by_key(&self) -> bool {

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::chunker::Cut;
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
 use crate::partial::{Partial, Value};
 use crate::records::{Field, Format, INPUT_OPTIONS, InputOptions, for_each_record, number};
@@ -103,7 +104,7 @@ impl Operation for GroupBy {
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError> {
         needs_fields(NAME, &self.input, chunk.path)?;
         let mut partial = Partial::new();
-        for_each_record(chunk.data, chunk.path, &self.input, stats, |record| {
+        for_each_record(chunk, &self.input, stats, |record| {
             let Some(key) = self.key.get(record) else {
                 return Ok(false);
             };
@@ -168,8 +169,8 @@ impl Operation for GroupBy {
         Ok(partial)
     }
 
-    fn whole_file(&self, path: &str) -> bool {
-        self.input.whole_file(path)
+    fn cut(&self, path: &str) -> Cut {
+        self.input.cut(path)
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crate::chunker::Cut;
 use crate::operation::{
     Chunk, ChunkStats, Finalized, MapError, Operation, Options, SpecError, check_options,
 };
@@ -90,7 +91,7 @@ impl Operation for Histogram {
             )));
         }
         let mut counts = vec![0u64; self.edges.len() + 1];
-        for_each_record(chunk.data, chunk.path, &self.input, stats, |record| {
+        for_each_record(chunk, &self.input, stats, |record| {
             let value = match (&self.field, record) {
                 (Some(field), record) => field.get(record),
                 (None, Record::Line(line)) => Some(std::borrow::Cow::Borrowed(*line)),
@@ -137,8 +138,11 @@ impl Operation for Histogram {
         })
     }
 
-    fn whole_file(&self, path: &str) -> bool {
-        self.field.is_some() && self.input.whole_file(path)
+    fn cut(&self, path: &str) -> Cut {
+        match self.field {
+            Some(_) => self.input.cut(path),
+            None => Cut::Lines,
+        }
     }
 
     fn finalizes_by_key(&self) -> bool {

@@ -20,6 +20,7 @@ fn job(chunks: u64) -> Job {
                 file: 0,
                 start: i * 10,
                 end: i * 10 + 10,
+                header: 0,
             })
             .collect(),
         operation: Some(wordcount()),
@@ -309,6 +310,7 @@ fn job_with_worker_files() -> Job {
                 file: i / 2,
                 start: u64::from(i % 2) * 10,
                 end: u64::from(i % 2) * 10 + 10,
+                header: 0,
             })
             .collect(),
         operation: Some(wordcount()),

@@ -65,7 +65,7 @@ fn mapped(a: &Assignment) -> Report {
     let Payload::Inline(data) = &a.payload else {
         panic!("a small chunk is read when assigned: {:?}", a.payload);
     };
-    let chunk = fanfold_common::operation::Chunk::new(data, &path, a.range.start);
+    let chunk = fanfold_common::operation::Chunk::of_range(data, &path, a.range);
     let partial = op.map(&chunk, &mut stats).unwrap();
     Report::Done(ChunkOutput {
         partial: partial.into_columns(),

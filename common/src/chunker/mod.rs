@@ -1,9 +1,11 @@
-//! Cuts newline-delimited files into record-aligned chunks and reads a chunk's bytes.
+//! Cuts files into record-aligned chunks and reads a chunk's bytes.
 //!
 //! A cut at byte offset `n` moves forward to the next record boundary, so a chunk owns every
 //! record that *starts* inside its nominal range (Hadoop's TextInputFormat rule): no record is
 //! split, lost or read twice, CRLF included, and a record longer than the chunk size stays whole
-//! in one chunk. Planning reads only a small window after each cut, never the whole dataset.
+//! in one chunk. For newline-delimited files planning reads only a small window after each
+//! cut, never the whole dataset; a CSV file is scanned once for its quotes ([`csv`]), since a
+//! newline inside a quoted field is not a boundary.
 //!
 //! The coordinator plans at submission and reads each chunk's bytes when it assigns the chunk.
 
@@ -13,12 +15,30 @@ use crate::input::InputFile;
 use crate::location::{Location, Source};
 use crate::roots::Roots;
 
+mod csv;
+
+/// How a file is cut into chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// At newlines: text and JSON Lines.
+    Lines,
+    /// At newlines outside quoted fields, each chunk after the first read with the file's
+    /// first record in front (its header, or the row that sets a header-less file's field
+    /// count).
+    Csv { delimiter: u8 },
+    /// Not at all: one chunk per file (compressed files, whole-file jobs).
+    Whole,
+}
+
 /// A record-aligned byte range `[start, end)` of one input file, `file` indexing the job's files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChunkRange {
     pub file: u32,
     pub start: u64,
     pub end: u64,
+    /// The length of the file's first record, read in front of the range (`[0, header)` then
+    /// `[start, end)`: a CSV chunk after the first); 0 for none.
+    pub header: u64,
 }
 
 impl ChunkRange {
@@ -34,36 +54,42 @@ impl ChunkRange {
 /// Bytes scanned per read while looking for the record boundary after a cut.
 const SCAN_WINDOW: usize = 64 * 1024;
 
-/// Plans the chunks of every file, in file order. Empty files yield no chunk; a file for which
-/// `whole_file` says so (compressed, CSV, whole-file jobs) is one chunk.
+/// Plans the chunks of every file, in file order, each file cut as `cut` says. Empty files
+/// yield no chunk.
 pub fn plan(
     files: &[InputFile],
     chunk_size: u64,
-    whole_file: impl Fn(&Location) -> bool,
+    cut: impl Fn(&Location) -> Cut,
     roots: &Roots,
 ) -> io::Result<Vec<ChunkRange>> {
     assert!(chunk_size > 0, "chunk size must be positive");
     let mut chunks = Vec::new();
     for (index, file) in files.iter().enumerate() {
         let index = u32::try_from(index).map_err(|_| io::Error::other("too many input files"))?;
-        if whole_file(&file.location) {
-            if file.len > 0 {
-                chunks.push(ChunkRange {
-                    file: index,
-                    start: 0,
-                    end: file.len,
-                });
-            }
-            continue;
-        }
-        plan_file(&file.location, file.len, chunk_size, roots, |start, end| {
+        let mut emit = |start, end, header| {
             chunks.push(ChunkRange {
                 file: index,
                 start,
                 end,
+                header,
             })
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.location)))?;
+        };
+        let planned = match cut(&file.location) {
+            Cut::Whole => {
+                if file.len > 0 {
+                    emit(0, file.len, 0);
+                }
+                Ok(())
+            }
+            Cut::Lines => plan_file(&file.location, file.len, chunk_size, roots, |s, e| {
+                emit(s, e, 0)
+            }),
+            Cut::Csv { .. } if file.len == 0 => Ok(()),
+            Cut::Csv { delimiter } => file.location.open(roots).and_then(|mut source| {
+                csv::plan_file(&mut source, file.len, chunk_size, delimiter, &mut emit)
+            }),
+        };
+        planned.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", file.location)))?;
     }
     Ok(chunks)
 }
@@ -134,9 +160,15 @@ fn next_record_start(file: &mut Source, from: u64, len: u64, window: &mut [u8]) 
     Ok(len)
 }
 
-/// Reads the bytes of a planned chunk. Fails if the file changed so the range no longer exists.
+/// Reads the bytes of a planned chunk, its file's first record in front if it carries one.
+/// Fails if the file changed so the range no longer exists.
 pub fn read(location: &Location, range: ChunkRange, roots: &Roots) -> io::Result<Vec<u8>> {
-    location.read_range(roots, range.start, range.end)
+    if range.header == 0 {
+        return location.read_range(roots, range.start, range.end);
+    }
+    let mut data = location.read_range(roots, 0, range.header)?;
+    data.extend(location.read_range(roots, range.start, range.end)?);
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -179,7 +211,7 @@ mod tests {
     fn check(contents: &[Vec<u8>], chunk_size: u64) {
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), contents);
-        let chunks = plan(&files, chunk_size, |_| false, &Roots::default()).unwrap();
+        let chunks = plan(&files, chunk_size, |_| Cut::Lines, &Roots::default()).unwrap();
         let mut seen: Vec<Vec<Vec<u8>>> = vec![Vec::new(); files.len()];
         let mut expected_start = vec![0u64; files.len()];
         for chunk in &chunks {
@@ -236,7 +268,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), &[Vec::new()]);
         assert!(
-            plan(&files, 10, |_| false, &Roots::default())
+            plan(&files, 10, |_| Cut::Lines, &Roots::default())
                 .unwrap()
                 .is_empty()
         );
@@ -250,7 +282,7 @@ mod tests {
         check(std::slice::from_ref(&input), 10);
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), &[input]);
-        let chunks = plan(&files, 10, |_| false, &Roots::default()).unwrap();
+        let chunks = plan(&files, 10, |_| Cut::Lines, &Roots::default()).unwrap();
         // The long line starts inside the first chunk's range, so the first chunk holds it.
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].len(), 6 + 200_001);
@@ -266,7 +298,10 @@ mod tests {
         let chunks = plan(
             &files,
             1,
-            |l| !l.to_string().ends_with("part-00002"),
+            |l| match l.to_string().ends_with("part-00002") {
+                true => Cut::Lines,
+                false => Cut::Whole,
+            },
             &Roots::default(),
         )
         .unwrap();
@@ -278,7 +313,7 @@ mod tests {
     fn an_oversized_record_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let files = write_files(dir.path(), &[b"ok\n0123456789\nok\n".to_vec()]);
-        let chunks = plan(&files, 1, |_| false, &Roots::default()).unwrap();
+        let chunks = plan(&files, 1, |_| Cut::Lines, &Roots::default()).unwrap();
         assert!(check_sizes(&files, &chunks, 11, |_| false).is_ok());
         assert!(check_sizes(&files, &chunks, 10, |_| true).is_ok());
         let err = check_sizes(&files, &chunks, 10, |_| false).unwrap_err();

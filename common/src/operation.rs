@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::partial::{self, MergeError, Partial, Row, SortOrder};
+use crate::partial::{self, ChunkPartial, MergeError, Partial, Row, SortOrder};
 
 /// Operation options by name, as given in the job spec.
 pub type Options = BTreeMap<String, String>;
@@ -140,6 +140,18 @@ impl Finalized {
 pub trait Operation: Send + Sync + 'static {
     /// Maps one chunk to its partial, folding locally, and counts what it saw in `stats`.
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError>;
+
+    /// [`Operation::map`] straight to the form a partial travels in: what a worker sends. An
+    /// operation that counts can build its count columns without a [`Partial`] in between (a
+    /// key allocated, hashed and copied again per distinct key); the result must stand for
+    /// the same partial as `map`'s.
+    fn map_columns(
+        &self,
+        chunk: &Chunk<'_>,
+        stats: &mut ChunkStats,
+    ) -> Result<ChunkPartial, MapError> {
+        Ok(self.map(chunk, stats)?.into_columns())
+    }
 
     /// Turns the job's folded partial into result rows: settles each value, sorts, keeps the
     /// first `limit`. The default orders keys bytewise. Runs once, at the coordinator; an error

@@ -169,17 +169,20 @@ impl Field {
         &self.name
     }
 
+    /// The CSV column this field names in a file with `header`: the header's column of that
+    /// name, else the name read as a 0-based index.
+    pub fn column(&self, header: Option<&csv::ByteRecord>) -> Option<usize> {
+        header
+            .and_then(|h| h.iter().position(|name| name == self.name.as_bytes()))
+            .or_else(|| self.name.parse().ok())
+    }
+
     /// The field's bytes: a JSON string's contents, other JSON scalars and composites as JSON
     /// text; `None` if the record lacks it, it is JSON `null`, or the record is a text line.
     pub fn get<'r>(&self, record: &Record<'r>) -> Option<Cow<'r, [u8]>> {
         match record {
             Record::Line(_) => None,
-            Record::Csv { header, row } => {
-                let index = header
-                    .and_then(|h| h.iter().position(|name| name == self.name.as_bytes()))
-                    .or_else(|| self.name.parse().ok())?;
-                row.get(index).map(Cow::Borrowed)
-            }
+            Record::Csv { header, row } => row.get(self.column(*header)?).map(Cow::Borrowed),
             Record::Json(value) => {
                 let mut current: &'r serde_json::Value = value;
                 for segment in &self.segments {

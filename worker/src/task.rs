@@ -163,14 +163,18 @@ pub async fn run(
         let map = |data: &[u8], range: ChunkRange, stats: &mut ChunkStats| {
             let chunk = Chunk::of_range(data, &name, range).with_stop(&flag);
             if skip {
-                operation::map_isolating(operation, &chunk, stats).map_err(|e| e.to_string())
+                let (partial, bad) = operation::map_isolating(operation, &chunk, stats)
+                    .map_err(|e| e.to_string())?;
+                Ok((partial.into_columns(), bad))
             } else {
-                let partial = operation.map(&chunk, stats).map_err(|e| e.to_string())?;
+                let partial = operation
+                    .map_columns(&chunk, stats)
+                    .map_err(|e| e.to_string())?;
                 Ok((partial, Vec::new()))
             }
         };
         let (partial, bad) = if streamed {
-            // Block by block, each block's partial merged into the chunk's.
+            // Block by block, each block's partial folded into the chunk's.
             let mut partial = fanfold_common::partial::Partial::new();
             let mut bad = Vec::new();
             let each = |block: &[u8], offset: u64| {
@@ -182,7 +186,7 @@ pub async fn run(
                     ..ChunkRange::default()
                 };
                 let (part, skipped) = map(block, block_range, &mut stats)?;
-                partial.merge(part).map_err(|e| e.to_string())?;
+                partial.fold(part).map_err(|e| e.to_string())?;
                 bad.extend(skipped);
                 Ok(())
             };
@@ -192,7 +196,7 @@ pub async fn run(
                 Input::File(file) => records::for_each_block(&name, file, block, each),
             }
             .map_err(Failure::Map)?;
-            (partial, bad)
+            (partial.into_columns(), bad)
         } else {
             let bytes = match data {
                 Input::Bytes(bytes) => bytes,
@@ -205,12 +209,15 @@ pub async fn run(
         };
         if reducers == 0 {
             return Ok(ChunkOutput {
-                partial: partial.into_columns(),
+                partial,
                 stats,
                 bad,
                 map_output: None,
             });
         }
+        let partial = partial
+            .into_partial()
+            .map_err(|e| Failure::Map(e.to_string()))?;
         let segments: Vec<Vec<u8>> = fanfold_common::shuffle::partition(partial, reducers, |k| {
             operation.partition(k, reducers)
         })

@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
-use crate::partial::{Partial, Value};
+use crate::partial::{ChunkPartial, Columns, Partial};
 use crate::records::lines;
 
 pub const NAME: &str = "wordcount";
@@ -99,6 +99,15 @@ impl Operation for WordCount {
     }
 
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError> {
+        Ok(self.map_columns(chunk, stats)?.into_partial()?)
+    }
+
+    /// Counts go straight into the columns a worker sends: each distinct token copied once.
+    fn map_columns(
+        &self,
+        chunk: &Chunk<'_>,
+        stats: &mut ChunkStats,
+    ) -> Result<ChunkPartial, MapError> {
         let data = chunk.data;
         stats.bytes_in += data.len() as u64;
         if self.tokenizer == Tokenizer::Whitespace {
@@ -106,11 +115,10 @@ impl Operation for WordCount {
             if let Some(counted) = fast::count_tokens(data) {
                 stats.records_in +=
                     counted.newlines + u64::from(data.last().is_some_and(|&b| b != b'\n'));
-                let mut partial = Partial::with_capacity(counted.counts.len());
-                for (key, n) in counted.counts {
-                    partial.add(key, Value::Count(n))?;
-                }
-                return Ok(partial);
+                return Ok(ChunkPartial {
+                    entries: Partial::new(),
+                    counts: counted.counts,
+                });
             }
         }
         let mut counts: FxHashMap<Vec<u8>, u64> = FxHashMap::default();
@@ -121,9 +129,14 @@ impl Operation for WordCount {
                 });
             stats.record(good);
         }
-        Ok(Partial::from_entries(
-            counts.into_iter().map(|(k, v)| (k, Value::Count(v))),
-        )?)
+        let mut columns = Columns::with_capacity(counts.len());
+        for (key, n) in &counts {
+            columns.push(key, *n);
+        }
+        Ok(ChunkPartial {
+            entries: Partial::new(),
+            counts: columns.finish(),
+        })
     }
 }
 
@@ -136,10 +149,12 @@ impl Operation for WordCount {
 mod fast {
     use hashbrown::HashTable;
 
+    use crate::partial::{Columns, Counts};
+
     /// What [`count_tokens`] found.
     pub(super) struct Counted {
         /// Each distinct token, once, with its number of occurrences.
-        pub(super) counts: Vec<(Vec<u8>, u64)>,
+        pub(super) counts: Counts,
         /// How many \n bytes the data holds.
         pub(super) newlines: u64,
     }
@@ -174,16 +189,16 @@ mod fast {
         if let Some(start) = counter.running {
             counter.count_running(start, data.len());
         }
-        // Every key is copied out before the caller inserts any into its map: inserting into
-        // a map larger than the cache while allocating measured slower.
-        let mut counts = Vec::with_capacity(counter.short.len() + counter.long.len());
-        counts.extend(counter.short.into_iter().map(|s| {
-            let bytes = s.word.to_le_bytes();
-            (bytes[..short_len(s.word)].to_vec(), s.count)
-        }));
-        counts.extend(counter.long.into_iter().map(|e| (e.key.to_vec(), e.count)));
+        // Every key is copied once, into the columns the worker sends.
+        let mut counts = Columns::with_capacity(counter.short.len() + counter.long.len());
+        for s in counter.short {
+            counts.push(&s.word.to_le_bytes()[..short_len(s.word)], s.count);
+        }
+        for e in counter.long {
+            counts.push(e.key, e.count);
+        }
         Some(Counted {
-            counts,
+            counts: counts.finish(),
             newlines: counter.newlines,
         })
     }
@@ -535,6 +550,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::partial::Value;
 
     fn map(op: &WordCount, data: &[u8]) -> (Partial, ChunkStats) {
         let mut stats = ChunkStats::default();

@@ -204,6 +204,35 @@ impl Field {
     }
 }
 
+/// A field read from every record of one chunk. A CSV field's column is found in the header
+/// at the chunk's first record and kept (every record of a chunk has its file's header), not
+/// looked up by name in every record.
+pub struct ChunkField<'f> {
+    field: &'f Field,
+    column: Option<Option<usize>>,
+}
+
+impl<'f> ChunkField<'f> {
+    pub fn new(field: &'f Field) -> Self {
+        ChunkField {
+            field,
+            column: None,
+        }
+    }
+
+    /// What [`Field::get`] gives for `record`.
+    pub fn get<'r>(&mut self, record: &Record<'r>) -> Option<Cow<'r, [u8]>> {
+        match record {
+            Record::Csv { header, row } => {
+                let field = self.field;
+                let column = *self.column.get_or_insert_with(|| field.column(*header));
+                row.get(column?).map(Cow::Borrowed)
+            }
+            other => self.field.get(other),
+        }
+    }
+}
+
 /// Parses a finite number (surrounding ASCII whitespace allowed); `None` otherwise.
 pub fn number(bytes: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(bytes).ok()?.trim_ascii();

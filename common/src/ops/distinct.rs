@@ -11,7 +11,7 @@ use crate::chunker::Cut;
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
 use crate::ops::groupby::needs_fields;
 use crate::partial::Partial;
-use crate::records::{Field, INPUT_OPTIONS, InputOptions, for_each_record, lines};
+use crate::records::{ChunkField, Field, INPUT_OPTIONS, InputOptions, for_each_record, lines};
 
 pub const NAME: &str = "distinct";
 
@@ -51,6 +51,7 @@ impl Operation for Distinct {
             }
             Some(field) => {
                 needs_fields(NAME, &self.input, chunk.path)?;
+                let mut field = ChunkField::new(field);
                 for_each_record(chunk, &self.input, stats, |record| {
                     Ok(match field.get(record) {
                         Some(value) => {

@@ -14,7 +14,9 @@ use crate::operation::{
 };
 use crate::ops::groupby::needs_fields;
 use crate::partial::{self, Partial, Row, SortOrder, Value};
-use crate::records::{Field, Format, INPUT_OPTIONS, InputOptions, Record, for_each_record, number};
+use crate::records::{
+    ChunkField, Field, Format, INPUT_OPTIONS, InputOptions, Record, for_each_record, number,
+};
 
 pub const NAME: &str = "histogram";
 
@@ -91,8 +93,9 @@ impl Operation for Histogram {
             )));
         }
         let mut counts = vec![0u64; self.edges.len() + 1];
+        let mut field = self.field.as_ref().map(ChunkField::new);
         for_each_record(chunk, &self.input, stats, |record| {
-            let value = match (&self.field, record) {
+            let value = match (&mut field, record) {
                 (Some(field), record) => field.get(record),
                 (None, Record::Line(line)) => Some(std::borrow::Cow::Borrowed(*line)),
                 (None, _) => None,

@@ -11,7 +11,7 @@ use rustc_hash::FxBuildHasher;
 
 use crate::partial::{ChunkPartial, Columns, Counts, Partial, Value};
 
-/// Where a group's arena key is, and its index in the aggregates.
+/// Where a group's key is in the arena, and its index in the aggregates.
 struct Slot {
     hash: u64,
     start: usize,
@@ -24,18 +24,17 @@ pub(super) struct Groups {
     slots: HashTable<Slot>,
     /// Every group's key, in first-seen order.
     keys: Vec<u8>,
-    lengths: Vec<u32>,
     /// Each group's count, when counting.
     counts: Vec<u64>,
-    /// Each group's aggregate otherwise; `None` until its first record sets it.
-    values: Vec<Option<Value>>,
+    /// Each group's aggregate otherwise.
+    values: Vec<Value>,
     counting: bool,
 }
 
 /// A group's aggregate, to update.
 pub(super) enum Group<'a> {
     Count(&'a mut u64),
-    Value(&'a mut Option<Value>),
+    Value(&'a mut Value),
 }
 
 impl Groups {
@@ -44,42 +43,35 @@ impl Groups {
         Groups {
             slots: HashTable::with_capacity(256),
             keys: Vec::new(),
-            lengths: Vec::new(),
             counts: Vec::new(),
             values: Vec::new(),
             counting,
         }
     }
 
-    /// The group of `key`, made if it is new.
-    pub(super) fn group(&mut self, key: &[u8]) -> Group<'_> {
+    /// The group of `key`, made if it is new (with `start()` as its aggregate, unless
+    /// counting).
+    pub(super) fn group(&mut self, key: &[u8], start: impl FnOnce() -> Value) -> Group<'_> {
         let hash = FxBuildHasher.hash_one(key);
-        let Groups {
-            slots,
-            keys,
-            lengths,
-            ..
-        } = self;
+        let groups = self.counts.len() + self.values.len();
+        let Groups { slots, keys, .. } = self;
         let same = |s: &Slot| s.len as usize == key.len() && &keys[s.start..][..key.len()] == key;
         let index = match slots.entry(hash, same, |s| s.hash) {
             Entry::Occupied(slot) => slot.get().index as usize,
             Entry::Vacant(vacant) => {
-                let index = lengths.len();
-                let len = u32::try_from(key.len()).expect("a key under 4 GiB");
                 vacant.insert(Slot {
                     hash,
                     start: keys.len(),
-                    len,
-                    index: u32::try_from(index).expect("under 4 billion groups in a chunk"),
+                    len: u32::try_from(key.len()).expect("a key under 4 GiB"),
+                    index: u32::try_from(groups).expect("under 4 billion groups in a chunk"),
                 });
                 keys.extend_from_slice(key);
-                lengths.push(len);
                 if self.counting {
                     self.counts.push(0);
                 } else {
-                    self.values.push(None);
+                    self.values.push(start());
                 }
-                index
+                groups
             }
         };
         if self.counting {
@@ -97,7 +89,7 @@ impl Groups {
     pub(super) fn finish(self) -> ChunkPartial {
         let key = |s: &Slot| &self.keys[s.start..][..s.len as usize];
         if self.counting {
-            let mut columns = Columns::with_capacity(self.lengths.len());
+            let mut columns = Columns::with_capacity(self.counts.len());
             for slot in self.slots.iter() {
                 columns.push(key(slot), self.counts[slot.index as usize]);
             }
@@ -107,13 +99,13 @@ impl Groups {
             };
         }
         let mut values = self.values;
-        let mut entries = Partial::with_capacity(self.lengths.len());
+        let mut entries = Partial::with_capacity(values.len());
         for slot in self.slots.iter() {
-            if let Some(value) = values[slot.index as usize].take() {
-                entries
-                    .add(key(slot).to_vec(), value)
-                    .expect("each key once in a chunk's groups");
-            }
+            // Each group is moved out once; what is left in its place is never read.
+            let value = std::mem::replace(&mut values[slot.index as usize], Value::Count(0));
+            entries
+                .add(key(slot).to_vec(), value)
+                .expect("each key once in a chunk's groups");
         }
         ChunkPartial {
             entries,

@@ -10,14 +10,15 @@
 
 mod fast;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::chunker::Cut;
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
 use crate::partial::{ChunkPartial, Partial, Value};
-use crate::records::{Field, Format, INPUT_OPTIONS, InputOptions, Record, for_each_record, number};
+use crate::records::{
+    ChunkField, Field, Format, INPUT_OPTIONS, InputOptions, for_each_record, number,
+};
 use crate::sketch::{ExactSum, Sketch};
 
 pub const NAME: &str = "groupby";
@@ -122,13 +123,14 @@ impl Operation for GroupBy {
     ) -> Result<ChunkPartial, MapError> {
         needs_fields(NAME, &self.input, chunk.path)?;
         let mut groups = fast::Groups::new(self.agg == Agg::Count);
-        let (mut key_column, mut value_column) = (None, None);
+        let mut key_field = ChunkField::new(&self.key);
+        let mut value_field = self.value.as_ref().map(ChunkField::new);
         for_each_record(chunk, &self.input, stats, |record| {
-            let Some(key) = field(&self.key, &mut key_column, record) else {
+            let Some(key) = key_field.get(record) else {
                 return Ok(false);
             };
-            let value = match &self.value {
-                Some(f) => match field(f, &mut value_column, record) {
+            let value = match &mut value_field {
+                Some(f) => match f.get(record) {
                     Some(v) => Some(v),
                     None => return Ok(false),
                 },
@@ -138,12 +140,9 @@ impl Operation for GroupBy {
             let Some(x) = self.number(value) else {
                 return Ok(false);
             };
-            match groups.group(&key) {
+            match groups.group(&key, || self.start(x)) {
                 fast::Group::Count(n) => *n += 1,
-                fast::Group::Value(slot) => {
-                    let slot = slot.get_or_insert_with(|| self.start(x));
-                    update(slot, x, value);
-                }
+                fast::Group::Value(slot) => update(slot, x, value),
             }
             Ok(true)
         })?;
@@ -210,22 +209,6 @@ fn update(slot: &mut Value, x: f64, value: &[u8]) {
             }
         },
         _ => unreachable!("groupby only makes the values above"),
-    }
-}
-
-/// A field of a record. A CSV column is found in the header once per chunk (`column`
-/// remembers it: every record of a chunk has its file's header), not once per record.
-fn field<'r>(
-    field: &Field,
-    column: &mut Option<Option<usize>>,
-    record: &Record<'r>,
-) -> Option<Cow<'r, [u8]>> {
-    match record {
-        Record::Csv { header, row } => {
-            let index = *column.get_or_insert_with(|| field.column(*header));
-            row.get(index?).map(Cow::Borrowed)
-        }
-        other => field.get(other),
     }
 }
 

@@ -116,18 +116,25 @@ async fn crash_storm_kills_workers_and_the_answer_stays_exact() {
         let mut workers: Vec<Proc> = (0..3)
             .map(|i| worker(test, &addr, 1, &format!("r{round}-w{i}")))
             .collect();
-        // Small chunks and quick kills: the job lasts a second or two, and the storm must hit
-        // it several times.
+        // Small chunks, and kills paced by the job's progress rather than by the clock: a
+        // kill lands as the folded chunks pass each of three marks (a quarter apart, with
+        // jitter), so however fast the job runs the storm hits it three times mid-flight.
         let job = submit_chunked(&addr, "16KiB").await;
         let mut rng = Rng::new(round + 1);
+        let mut marks: Vec<u64> = (1..=3u64).map(|i| i * 25 - 5 + rng.below(10)).collect();
         let mut kills_mid_job = 0;
         let mut started = 3;
         loop {
-            tokio::time::sleep(Duration::from_millis(150 + rng.below(300))).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
             let status = job_status(&addr, &job).await.expect("coordinator up");
             if status.state != "running" {
                 break;
             }
+            let percent_done = status.chunks_done * 100 / status.chunks_total.max(1);
+            if marks.first().is_none_or(|&mark| percent_done < mark) {
+                continue;
+            }
+            marks.remove(0);
             let victim = rng.below(workers.len() as u64) as usize;
             let mut dead = workers.swap_remove(victim);
             dead.child.start_kill().unwrap(); // SIGKILL

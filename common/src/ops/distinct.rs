@@ -11,7 +11,7 @@ use crate::chunker::Cut;
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
 use crate::ops::groupby::needs_fields;
 use crate::partial::Partial;
-use crate::records::{ChunkField, Field, INPUT_OPTIONS, InputOptions, for_each_record, lines};
+use crate::records::{ChunkFields, Field, INPUT_OPTIONS, InputOptions, for_each_record, lines};
 
 pub const NAME: &str = "distinct";
 
@@ -51,9 +51,10 @@ impl Operation for Distinct {
             }
             Some(field) => {
                 needs_fields(NAME, &self.input, chunk.path)?;
-                let mut field = ChunkField::new(field);
+                let mut fields = ChunkFields::new([Some(field)]);
                 for_each_record(chunk, &self.input, stats, |record| {
-                    Ok(match field.get(record) {
+                    let [value] = fields.get(record);
+                    Ok(match value {
                         Some(value) => {
                             bump(&mut partial, &value)?;
                             true

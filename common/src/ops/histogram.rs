@@ -15,7 +15,7 @@ use crate::operation::{
 use crate::ops::groupby::needs_fields;
 use crate::partial::{self, Partial, Row, SortOrder, Value};
 use crate::records::{
-    ChunkField, Field, Format, INPUT_OPTIONS, InputOptions, Record, for_each_record, number,
+    ChunkFields, Field, Format, INPUT_OPTIONS, InputOptions, Record, for_each_record, number,
 };
 
 pub const NAME: &str = "histogram";
@@ -93,12 +93,16 @@ impl Operation for Histogram {
             )));
         }
         let mut counts = vec![0u64; self.edges.len() + 1];
-        let mut field = self.field.as_ref().map(ChunkField::new);
+        let mut fields = ChunkFields::new([self.field.as_ref()]);
         for_each_record(chunk, &self.input, stats, |record| {
-            let value = match (&mut field, record) {
-                (Some(field), record) => field.get(record),
-                (None, Record::Line(line)) => Some(std::borrow::Cow::Borrowed(*line)),
-                (None, _) => None,
+            let value = match record {
+                Record::Line(line) if self.field.is_none() => {
+                    Some(std::borrow::Cow::Borrowed(*line))
+                }
+                record => {
+                    let [value] = fields.get(record);
+                    value
+                }
             };
             Ok(match value.as_deref().and_then(number) {
                 Some(x) => {

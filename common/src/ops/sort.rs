@@ -104,17 +104,15 @@ impl Operation for Sort {
             let key = match &self.field {
                 _ if line.contains(&0) => None,
                 None => Some(std::borrow::Cow::Borrowed(line)),
-                Some((field, numeric)) => serde_json::from_slice::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|value| {
-                        let value = field.get(&Record::Json(&value))?;
-                        let sort_key = if *numeric {
-                            ordered(number(&value)?).to_vec()
-                        } else {
-                            value.into_owned()
-                        };
-                        Some(std::borrow::Cow::Owned(keyed(&sort_key, line)))
-                    }),
+                Some((field, numeric)) => std::str::from_utf8(line).ok().and_then(|text| {
+                    let value = field.get(&Record::Json(text))?;
+                    let sort_key = if *numeric {
+                        ordered(number(&value)?).to_vec()
+                    } else {
+                        value.into_owned()
+                    };
+                    Some(std::borrow::Cow::Owned(keyed(&sort_key, line)))
+                }),
             };
             stats.record(key.is_some());
             if let Some(key) = key {

@@ -17,7 +17,7 @@ use crate::chunker::Cut;
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
 use crate::partial::{ChunkPartial, Partial, Value};
 use crate::records::{
-    ChunkField, Field, Format, INPUT_OPTIONS, InputOptions, for_each_record, number,
+    ChunkFields, Field, Format, INPUT_OPTIONS, InputOptions, for_each_record, number,
 };
 use crate::sketch::{ExactSum, Sketch};
 
@@ -123,19 +123,14 @@ impl Operation for GroupBy {
     ) -> Result<ChunkPartial, MapError> {
         needs_fields(NAME, &self.input, chunk.path)?;
         let mut groups = fast::Groups::new(self.agg == Agg::Count);
-        let mut key_field = ChunkField::new(&self.key);
-        let mut value_field = self.value.as_ref().map(ChunkField::new);
+        let mut fields = ChunkFields::new([Some(&self.key), self.value.as_ref()]);
         for_each_record(chunk, &self.input, stats, |record| {
-            let Some(key) = key_field.get(record) else {
+            let [Some(key), value] = fields.get(record) else {
                 return Ok(false);
             };
-            let value = match &mut value_field {
-                Some(f) => match f.get(record) {
-                    Some(v) => Some(v),
-                    None => return Ok(false),
-                },
-                None => None,
-            };
+            if value.is_none() && self.value.is_some() {
+                return Ok(false);
+            }
             let value = value.as_deref().unwrap_or_default();
             let Some(x) = self.number(value) else {
                 return Ok(false);

@@ -4,7 +4,8 @@
 //! Formats: newline-delimited text (a record is a line, `\r\n` or `\n`), CSV (RFC 4180 quoting,
 //! a header row by default; a quoted field may hold newlines, so a CSV file is cut only at
 //! newlines outside quotes, each chunk read with the header in front: `crate::chunker::Cut`),
-//! and JSON Lines (one JSON value per line; blank lines are skipped). The format comes
+//! and JSON Lines (one JSON value per line; blank lines are skipped; a field is read by its
+//! path in one pass over the line, no value tree built: [`json`]). The format comes
 //! from the `format` option or, by default, from the file name (after a compression extension):
 //! `.csv`, `.tsv` (tab-delimited CSV), `.jsonl`/`.ndjson`/`.json`, anything else is text.
 //!
@@ -14,6 +15,8 @@
 //! does not parse, invalid UTF-8 where text is needed).
 //!
 //! Called by operations inside [`crate::operation::Operation::map`].
+
+mod json;
 
 use std::borrow::Cow;
 
@@ -146,7 +149,9 @@ pub enum Record<'a> {
         header: Option<&'a csv::ByteRecord>,
         row: &'a csv::ByteRecord,
     },
-    Json(&'a serde_json::Value),
+    /// A JSON Lines record's text, checked UTF-8; [`Field::get`] reads it (and finds no
+    /// field in a line that is not one JSON value).
+    Json(&'a str),
 }
 
 /// A field of a record: a CSV column by header name (or 0-based index) or a JSON value by
@@ -183,52 +188,47 @@ impl Field {
         match record {
             Record::Line(_) => None,
             Record::Csv { header, row } => row.get(self.column(*header)?).map(Cow::Borrowed),
-            Record::Json(value) => {
-                let mut current: &'r serde_json::Value = value;
-                for segment in &self.segments {
-                    current = match current {
-                        serde_json::Value::Object(map) => map.get(segment)?,
-                        serde_json::Value::Array(items) => {
-                            items.get(segment.parse::<usize>().ok()?)?
-                        }
-                        _ => return None,
-                    };
-                }
-                match current {
-                    serde_json::Value::Null => None,
-                    serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_bytes())),
-                    other => Some(Cow::Owned(other.to_string().into_bytes())),
-                }
+            Record::Json(line) => {
+                let [found] = json::get(line, [&self.segments]);
+                found
             }
         }
     }
 }
 
-/// A field read from every record of one chunk. A CSV field's column is found in the header
+/// Fields read from every record of one chunk. A CSV field's column is found in the header
 /// at the chunk's first record and kept (every record of a chunk has its file's header), not
-/// looked up by name in every record.
-pub struct ChunkField<'f> {
-    field: &'f Field,
-    column: Option<Option<usize>>,
+/// looked up by name in every record; a JSON record's fields are all read in one pass.
+pub struct ChunkFields<'f, const N: usize> {
+    /// A `None` field is not read.
+    fields: [Option<&'f Field>; N],
+    columns: Option<[Option<usize>; N]>,
 }
 
-impl<'f> ChunkField<'f> {
-    pub fn new(field: &'f Field) -> Self {
-        ChunkField {
-            field,
-            column: None,
+impl<'f, const N: usize> ChunkFields<'f, N> {
+    pub fn new(fields: [Option<&'f Field>; N]) -> Self {
+        ChunkFields {
+            fields,
+            columns: None,
         }
     }
 
-    /// What [`Field::get`] gives for `record`.
-    pub fn get<'r>(&mut self, record: &Record<'r>) -> Option<Cow<'r, [u8]>> {
+    /// What [`Field::get`] gives for `record`, for each field (`None` for a field not read).
+    pub fn get<'r>(&mut self, record: &Record<'r>) -> [Option<Cow<'r, [u8]>>; N] {
         match record {
+            Record::Line(_) => std::array::from_fn(|_| None),
             Record::Csv { header, row } => {
-                let field = self.field;
-                let column = *self.column.get_or_insert_with(|| field.column(*header));
-                row.get(column?).map(Cow::Borrowed)
+                let fields = &self.fields;
+                let columns = self.columns.get_or_insert_with(|| {
+                    fields.map(|field| field.and_then(|f| f.column(*header)))
+                });
+                columns.map(|column| row.get(column?).map(Cow::Borrowed))
             }
-            other => self.field.get(other),
+            Record::Json(line) => {
+                // The fields not read are looked for at no path: an empty path is none.
+                let paths = self.fields.map(|f| f.map_or(&[][..], |f| &f.segments[..]));
+                json::get(line, paths)
+            }
         }
     }
 }
@@ -287,8 +287,10 @@ pub fn for_each_record(
                 if line.trim_ascii().is_empty() {
                     continue;
                 }
-                let good = match serde_json::from_slice::<serde_json::Value>(line) {
-                    Ok(value) if !line.contains(&0) => each(&Record::Json(&value))?,
+                // Not UTF-8 or holding a NUL: not JSON text. Whether the rest is one JSON
+                // value is found as its fields are read.
+                let good = match std::str::from_utf8(line) {
+                    Ok(text) if !line.contains(&0) => each(&Record::Json(text))?,
                     _ => false,
                 };
                 stats.record(good);
@@ -355,8 +357,9 @@ mod tests {
             let value = field
                 .get(r)
                 .map(|v| String::from_utf8_lossy(&v).into_owned());
+            let good = value.is_some();
             seen.push(value);
-            Ok(true)
+            Ok(good)
         })
         .unwrap();
         (seen, stats)
@@ -397,11 +400,14 @@ mod tests {
 
     #[test]
     fn json_paths_reach_nested_values_and_bad_lines_are_counted() {
+        // A line that is not JSON text (a NUL, invalid UTF-8) never reaches the operation; one
+        // that is not a JSON value has no fields.
         let data =
-            b"{\"a\":{\"b\":[1,{\"c\":\"x\"}]}}\nnot json\n\n{\"a\":null}\n{\"a\":{\"b\":[2.5]}}";
+            b"{\"a\":{\"b\":[1,{\"c\":\"x\"}]}}\nnot json\n\n{\"a\":null}\n{\"a\":{\"b\":[2.5]}}\n\
+                     {\"a\":\"\0\"}\n{\"a\":\"\xff\"}";
         let (seen, stats) = collect(data, "p.jsonl", &input(&[]), "a.b.1.c");
-        assert_eq!(seen, [Some("x".to_string()), None, None]);
-        assert_eq!((stats.records_in, stats.bad_records), (4, 1));
+        assert_eq!(seen, [Some("x".to_string()), None, None, None]);
+        assert_eq!((stats.records_in, stats.bad_records), (6, 5));
         let (seen, _) = collect(b"{\"a\":{\"b\":[2.5]}}\n", "p.json", &input(&[]), "a.b.0");
         assert_eq!(seen, [Some("2.5".to_string())]);
     }

@@ -21,7 +21,7 @@ use fanfold_common::fleet::{ChunkOutput, MapSource, ReduceKey};
 use fanfold_common::ids::{Attempt, ChunkId, JobId, WorkerId};
 use fanfold_common::location::Location;
 use fanfold_common::operation::{BadRecord, ChunkStats, Operation};
-use fanfold_common::partial::{MergeError, Partial, Row};
+use fanfold_common::partial::{Folded, MergeError, Row};
 use fanfold_common::spec::{Counters, JobSpec, JobState, JobStatus};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -102,7 +102,7 @@ impl Plan {
 
 /// What the finalize step works from.
 pub struct ToFinalize {
-    pub folded: Partial,
+    pub folded: Folded,
     /// A partitioned job's parts, in partition order (then `folded` is empty).
     pub parts: Option<Vec<Part>>,
     /// Records skipped as bad, with their files.
@@ -141,7 +141,7 @@ pub struct Job {
     pub spec: JobSpec,
     plan: Plan,
     chunks: ChunkTable,
-    folded: Partial,
+    folded: Folded,
     phase: Phase,
     bytes_done: u64,
     chunks_checkpointed: u64,
@@ -186,7 +186,7 @@ impl Job {
             owners,
             absent: Default::default(),
             plan,
-            folded: Partial::new(),
+            folded: Folded::new(),
             phase: Phase::Mapping,
             bytes_done: 0,
             chunks_checkpointed: 0,

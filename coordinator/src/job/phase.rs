@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use fanfold_common::partial::Partial;
+use fanfold_common::partial::Folded;
 use fanfold_common::spec::{Counters, JobState};
 use tokio::time::Instant;
 
@@ -59,7 +59,7 @@ impl Job {
             self.chunks.all_done();
             self.chunks_checkpointed = self.chunks.len();
             self.bytes_done = self.bytes_total;
-            self.folded = Partial::new();
+            self.folded = Folded::new();
             self.quarantine = quarantine;
             self.result = Some(rows);
             self.phase = Phase::Committing {
@@ -270,7 +270,7 @@ impl Job {
         self.chunks.stop();
         self.timeline.close();
         self.slowest_running = None;
-        self.folded = Partial::new();
+        self.folded = Folded::new();
         self.bad = Vec::new();
     }
 }

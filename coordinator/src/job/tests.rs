@@ -1,8 +1,8 @@
 //! The chunk lifecycle and exactly-once rules of one job, without a scheduler or sockets.
 
 use super::*;
-use fanfold_common::partial::ChunkPartial;
 use fanfold_common::partial::Value;
+use fanfold_common::partial::{ChunkPartial, Partial};
 use fanfold_common::registry::Registry;
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ fn a_chunk_folds_exactly_once_and_stale_attempts_are_dropped() {
         job.complete(chunk, second, out(one("x")), false).unwrap()
     ));
     assert!(job.ready_to_finalize());
-    let folded = job.take_for_finalize().folded;
+    let folded = job.take_for_finalize().folded.into_partial();
     assert_eq!(folded.get(b"x"), Some(&Value::Count(1)));
     assert_eq!(folded.get(b"late"), None);
 }
@@ -176,7 +176,7 @@ async fn a_straggler_gets_one_backup_and_the_first_result_wins() {
     let status = job.snapshot(0);
     assert_eq!((status.counters.attempts, status.counters.backups), (4, 1));
     assert_eq!(
-        job.take_for_finalize().folded.get(b"c"),
+        job.take_for_finalize().folded.into_partial().get(b"c"),
         Some(&Value::Count(1))
     );
 }

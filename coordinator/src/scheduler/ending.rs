@@ -91,7 +91,7 @@ impl Scheduler {
                     }
                     None => {
                         let Finalized { keys, rows } = operation
-                            .finalize(folded, sort, limit)
+                            .finalize(folded.into_partial(), sort, limit)
                             .map_err(|e| format!("finalize failed: {e}"))?;
                         if result_bytes(&rows) > RESULT_IN_MEMORY_BYTES {
                             let part = keep_on_disk(&parts_dir, rows, keys)

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use crate::chunker::Cut;
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
+use crate::ops::groupby::fast::Groups;
 use crate::ops::groupby::needs_fields;
-use crate::partial::Partial;
+use crate::partial::{ChunkPartial, Partial};
 use crate::records::{ChunkFields, Field, INPUT_OPTIONS, InputOptions, for_each_record, lines};
 
 pub const NAME: &str = "distinct";
@@ -30,21 +31,25 @@ pub fn factory(options: &Options) -> Result<Arc<dyn Operation>, SpecError> {
     }))
 }
 
-fn bump(partial: &mut Partial, value: &[u8]) -> Result<(), MapError> {
-    // One lookup for a value seen before, two for a new one.
-    Ok(partial.add_count(value, 1)?)
-}
-
 impl Operation for Distinct {
     fn map(&self, chunk: &Chunk<'_>, stats: &mut ChunkStats) -> Result<Partial, MapError> {
-        let mut partial = Partial::new();
+        Ok(self.map_columns(chunk, stats)?.into_partial()?)
+    }
+
+    /// Counts the values in group-by's table ([`Groups`]), whose counts leave as columns.
+    fn map_columns(
+        &self,
+        chunk: &Chunk<'_>,
+        stats: &mut ChunkStats,
+    ) -> Result<ChunkPartial, MapError> {
+        let mut groups = Groups::new(true);
         match &self.field {
             None => {
                 stats.bytes_in += chunk.data.len() as u64;
                 for line in lines(chunk.data) {
                     let good = !line.contains(&0);
                     if good {
-                        bump(&mut partial, line)?;
+                        groups.count(line);
                     }
                     stats.record(good);
                 }
@@ -56,7 +61,7 @@ impl Operation for Distinct {
                     let [value] = fields.get(record);
                     Ok(match value {
                         Some(value) => {
-                            bump(&mut partial, &value)?;
+                            groups.count(&value);
                             true
                         }
                         None => false,
@@ -64,7 +69,7 @@ impl Operation for Distinct {
                 })?;
             }
         }
-        Ok(partial)
+        Ok(groups.finish())
     }
 
     fn cut(&self, path: &str) -> Cut {

@@ -1,4 +1,5 @@
 //! A chunk's groups: one table whose keys live in one arena, each key hashed once per record.
+//! Group-by groups in it, and distinct counts its values in it.
 //! A count's groups leave as the columns a worker sends, copied there once; other aggregates
 //! as entries of a [`Partial`]. Against a `HashMap<Vec<u8>, Value>` this saves a lookup per
 //! record and, for counts, an allocation per group.
@@ -20,7 +21,7 @@ struct Slot {
 }
 
 /// The groups of one chunk.
-pub(super) struct Groups {
+pub(crate) struct Groups {
     slots: HashTable<Slot>,
     /// Every group's key, in first-seen order.
     keys: Vec<u8>,
@@ -32,14 +33,14 @@ pub(super) struct Groups {
 }
 
 /// A group's aggregate, to update.
-pub(super) enum Group<'a> {
+pub(crate) enum Group<'a> {
     Count(&'a mut u64),
     Value(&'a mut Value),
 }
 
 impl Groups {
     /// Groups that count (`counting`) or hold any other aggregate.
-    pub(super) fn new(counting: bool) -> Self {
+    pub(crate) fn new(counting: bool) -> Self {
         Groups {
             slots: HashTable::with_capacity(256),
             keys: Vec::new(),
@@ -51,7 +52,7 @@ impl Groups {
 
     /// The group of `key`, made if it is new (with `start()` as its aggregate, unless
     /// counting).
-    pub(super) fn group(&mut self, key: &[u8], start: impl FnOnce() -> Value) -> Group<'_> {
+    pub(crate) fn group(&mut self, key: &[u8], start: impl FnOnce() -> Value) -> Group<'_> {
         let hash = FxBuildHasher.hash_one(key);
         let groups = self.counts.len() + self.values.len();
         let Groups { slots, keys, .. } = self;
@@ -81,12 +82,20 @@ impl Groups {
         }
     }
 
+    /// Adds one to the count of `key` (groups that count).
+    pub(crate) fn count(&mut self, key: &[u8]) {
+        debug_assert!(self.counting);
+        if let Group::Count(n) = self.group(key, || Value::Count(0)) {
+            *n += 1;
+        }
+    }
+
     /// The chunk's partial as it travels: counts in columns, other aggregates as entries,
     /// either way in the table's order, which is hash order. The coordinator folds them into a
     /// table hashed the same way, so consecutive keys land in neighbouring buckets: folding a
     /// million keys in first-seen order instead (the arena as it is, without this copy) was
     /// slower by more than the copy, every lookup a cache miss.
-    pub(super) fn finish(self) -> ChunkPartial {
+    pub(crate) fn finish(self) -> ChunkPartial {
         let key = |s: &Slot| &self.keys[s.start..][..s.len as usize];
         if self.counting {
             let mut columns = Columns::with_capacity(self.counts.len());

@@ -8,7 +8,7 @@
 //! dotted path. A record without the key or value field, or whose value is not a finite number
 //! where one is needed, is a bad record.
 
-mod fast;
+pub(crate) mod fast;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -61,7 +61,7 @@ impl Operation for Distinct {
                     let [value] = fields.get(record);
                     Ok(match value {
                         Some(value) => {
-                            groups.count(&value);
+                            groups.count(&value.bytes());
                             true
                         }
                         None => false,

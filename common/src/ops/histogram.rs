@@ -15,7 +15,8 @@ use crate::operation::{
 use crate::ops::groupby::needs_fields;
 use crate::partial::{self, Partial, Row, SortOrder, Value};
 use crate::records::{
-    ChunkFields, Field, Format, INPUT_OPTIONS, InputOptions, Record, for_each_record, number,
+    ChunkFields, Field, FieldValue, Format, INPUT_OPTIONS, InputOptions, Record, for_each_record,
+    number,
 };
 
 pub const NAME: &str = "histogram";
@@ -96,15 +97,13 @@ impl Operation for Histogram {
         let mut fields = ChunkFields::new([self.field.as_ref()]);
         for_each_record(chunk, &self.input, stats, |record| {
             let value = match record {
-                Record::Line(line) if self.field.is_none() => {
-                    Some(std::borrow::Cow::Borrowed(*line))
-                }
+                Record::Line(line) if self.field.is_none() => number(line),
                 record => {
                     let [value] = fields.get(record);
-                    value
+                    value.as_ref().and_then(FieldValue::number)
                 }
             };
-            Ok(match value.as_deref().and_then(number) {
+            Ok(match value {
                 Some(x) => {
                     counts[self.slot(x) as usize] += 1;
                     true

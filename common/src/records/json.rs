@@ -1,12 +1,14 @@
-//! A field of a JSON Lines record read by its path in one streaming pass over the line's text,
-//! with no value tree built: members off the path are skipped (checked for syntax, never
-//! stored), the value at the path is the only one kept, borrowed from the line where it can be.
+//! The fields of a JSON Lines record read by their paths in one streaming pass over the line's
+//! text, with no value tree built: members off the paths are skipped (checked for syntax, never
+//! stored), the values at the paths are the only ones kept, borrowed from the line where they
+//! can be.
 //!
-//! The answer is what looking the path up in the line's parsed [`serde_json::Value`] gives
+//! Each answer is what looking its path up in the line's parsed [`serde_json::Value`] gives
 //! (the property test below holds the two equal): the same line is refused, a repeated member
-//! name means its last value, a number reads as that value's text (`1e3` as `1000.0`), and a
-//! composite as its compact JSON text. One difference: a number outside `f64`'s range in a
-//! member the path skips does not refuse the line.
+//! name means its last value, a number reads as that value's text (`1e3` as `1000.0`; a number
+//! with a fraction or an exponent is kept as the `f64` it parsed to, its text made only if it
+//! is asked for: [`FieldValue`]), and a composite as its compact JSON text. One difference: a
+//! number outside `f64`'s range in a member no path reads does not refuse the line.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -16,10 +18,12 @@ use serde::de::{
     Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
 
+use super::FieldValue;
+
 /// The values at `paths` (each a list of member names or array indexes) in the JSON text
-/// `line`, found in one pass: a string's contents, other values as JSON text; `None` where the
-/// line lacks a path or holds `null` there, and for every path if the line is not one JSON
-/// value. An empty path finds nothing.
+/// `line`, found in one pass: a string's contents, a number with a fraction or an exponent as
+/// its `f64`, other values as JSON text; `None` where the line lacks a path or holds `null`
+/// there, and for every path if the line is not one JSON value. An empty path finds nothing.
 pub fn get<'a, const N: usize>(line: &'a str, paths: [&[String]; N]) -> [Found<'a>; N] {
     let mut out = std::array::from_fn(|_| None);
     let mut de = serde_json::Deserializer::from_str(line);
@@ -36,7 +40,7 @@ pub fn get<'a, const N: usize>(line: &'a str, paths: [&[String]; N]) -> [Found<'
 }
 
 /// What a path finds.
-pub type Found<'de> = Option<Cow<'de, [u8]>>;
+pub type Found<'de> = Option<FieldValue<'de>>;
 
 /// Walks a value along the rest of some of the paths (the first `len`): `rests[i]` is what is
 /// left of the path whose answer goes to `out[slots[i]]`. An empty path finds nothing.
@@ -136,8 +140,10 @@ fn lookup(value: &serde_json::Value, path: &[String]) -> Found<'static> {
     }
     match current {
         serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(Cow::Owned(s.as_bytes().to_vec())),
-        other => Some(Cow::Owned(other.to_string().into_bytes())),
+        serde_json::Value::String(s) => Some(FieldValue::Bytes(Cow::Owned(s.as_bytes().to_vec()))),
+        other => Some(FieldValue::Bytes(Cow::Owned(
+            other.to_string().into_bytes(),
+        ))),
     }
 }
 
@@ -250,31 +256,37 @@ impl<'de> Visitor<'de> for Leaf {
     }
 
     fn visit_bool<E>(self, b: bool) -> Result<Found<'de>, E> {
-        Ok(Some(Cow::Borrowed(if b { b"true" } else { b"false" })))
+        Ok(Some(FieldValue::Bytes(Cow::Borrowed(if b {
+            b"true"
+        } else {
+            b"false"
+        }))))
     }
 
     fn visit_i64<E>(self, n: i64) -> Result<Found<'de>, E> {
-        Ok(Some(Cow::Owned(n.to_string().into_bytes())))
+        Ok(Some(FieldValue::Bytes(Cow::Owned(
+            n.to_string().into_bytes(),
+        ))))
     }
 
     fn visit_u64<E>(self, n: u64) -> Result<Found<'de>, E> {
-        Ok(Some(Cow::Owned(n.to_string().into_bytes())))
+        Ok(Some(FieldValue::Bytes(Cow::Owned(
+            n.to_string().into_bytes(),
+        ))))
     }
 
     fn visit_f64<E>(self, x: f64) -> Result<Found<'de>, E> {
-        // The parsed value's own text: `1e3` reads as `1000.0`, as it always has.
-        Ok(Some(Cow::Owned(
-            serde_json::Value::from(x).to_string().into_bytes(),
-        )))
+        // Kept as a number: its text (`1e3` as `1000.0`) only if it is asked for.
+        Ok(Some(FieldValue::Float(x)))
     }
 
     fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Found<'de>, E> {
-        Ok(Some(Cow::Borrowed(s.as_bytes())))
+        Ok(Some(FieldValue::Bytes(Cow::Borrowed(s.as_bytes()))))
     }
 
     /// A string with escapes, unescaped.
     fn visit_str<E>(self, s: &str) -> Result<Found<'de>, E> {
-        Ok(Some(Cow::Owned(s.as_bytes().to_vec())))
+        Ok(Some(FieldValue::Bytes(Cow::Owned(s.as_bytes().to_vec()))))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Found<'de>, A::Error> {
@@ -292,7 +304,9 @@ impl<'de> Visitor<'de> for Leaf {
 
 /// A composite value as its compact JSON text.
 fn compact<'de, E>(value: serde_json::Value) -> Result<Found<'de>, E> {
-    Ok(Some(Cow::Owned(value.to_string().into_bytes())))
+    Ok(Some(FieldValue::Bytes(Cow::Owned(
+        value.to_string().into_bytes(),
+    ))))
 }
 
 #[cfg(test)]
@@ -301,7 +315,8 @@ mod tests {
     use proptest::prelude::*;
 
     /// What the path gives looked up in the line's parsed value tree: the plain lookup `get`
-    /// must equal.
+    /// must equal. Written out here rather than calling `lookup`, which the walk itself uses
+    /// where one path ends at a member another goes into.
     fn reference(line: &str, path: &[String]) -> Option<Vec<u8>> {
         let mut current = &serde_json::from_str::<serde_json::Value>(line).ok()?;
         for segment in path {
@@ -324,7 +339,7 @@ mod tests {
 
     fn got(line: &str, dotted: &str) -> Option<String> {
         let [found] = get(line, [&path(dotted)]);
-        found.map(|v| String::from_utf8(v.into_owned()).unwrap())
+        found.map(|v| String::from_utf8(v.into_bytes().into_owned()).unwrap())
     }
 
     #[test]
@@ -339,8 +354,15 @@ mod tests {
         assert_eq!(got(line, "s.t"), None);
         assert!(matches!(
             get(line, [&path("s")]),
-            [Some(Cow::Borrowed(b"plain"))]
+            [Some(FieldValue::Bytes(Cow::Borrowed(b"plain")))]
         ));
+        assert_eq!(
+            get(line, [&path("f"), &path("a.b.0")]),
+            [
+                Some(FieldValue::Float(1000.0)),
+                Some(FieldValue::Bytes(Cow::Borrowed(b"1")))
+            ]
+        );
         // Several paths in one pass, sharing members, one ending where another goes on.
         let [c, b, b0, s, f] = get(
             line,
@@ -352,7 +374,7 @@ mod tests {
                 &path("f"),
             ],
         )
-        .map(|v| v.map(|v| String::from_utf8(v.into_owned()).unwrap()));
+        .map(|v| v.map(|v| String::from_utf8(v.into_bytes().into_owned()).unwrap()));
         assert_eq!(c.as_deref(), Some("x\ty"));
         assert_eq!(b.as_deref(), Some(r#"[1,{"c":"x\ty"}]"#));
         assert_eq!(b0.as_deref(), Some("1"));
@@ -434,7 +456,10 @@ mod tests {
             let paths = dotted.map(|d| path(&d));
             let found = get(&line, [&paths[0], &paths[1], &paths[2]]);
             for (found, path) in found.into_iter().zip(&paths) {
-                prop_assert_eq!(found.map(Cow::into_owned), reference(&line, path));
+                prop_assert_eq!(
+                    found.map(|f| f.into_bytes().into_owned()),
+                    reference(&line, path)
+                );
             }
         }
     }

@@ -5,9 +5,10 @@
 //! a header row by default; a quoted field may hold newlines, so a CSV file is cut only at
 //! newlines outside quotes, each chunk read with the header in front: `crate::chunker::Cut`),
 //! and JSON Lines (one JSON value per line; blank lines are skipped; a field is read by its
-//! path in one pass over the line, no value tree built: [`json`]). The format comes
-//! from the `format` option or, by default, from the file name (after a compression extension):
-//! `.csv`, `.tsv` (tab-delimited CSV), `.jsonl`/`.ndjson`/`.json`, anything else is text.
+//! path in one pass over the line, no value tree built: `common/src/records/json.rs`). The
+//! format comes from the `format` option or, by default, from the file name (after a
+//! compression extension): `.csv`, `.tsv` (tab-delimited CSV), `.jsonl`/`.ndjson`/`.json`,
+//! anything else is text.
 //!
 //! A record that cannot be used is skipped and counted as a bad record, never a failure:
 //! a JSON line that does not parse, a CSV row with the wrong number of fields, a record holding
@@ -190,7 +191,7 @@ impl Field {
             Record::Csv { header, row } => row.get(self.column(*header)?).map(Cow::Borrowed),
             Record::Json(line) => {
                 let [found] = json::get(line, [&self.segments]);
-                found
+                found.map(FieldValue::into_bytes)
             }
         }
     }
@@ -213,8 +214,9 @@ impl<'f, const N: usize> ChunkFields<'f, N> {
         }
     }
 
-    /// What [`Field::get`] gives for `record`, for each field (`None` for a field not read).
-    pub fn get<'r>(&mut self, record: &Record<'r>) -> [Option<Cow<'r, [u8]>>; N] {
+    /// What [`Field::get`] gives for `record`, for each field (`None` for a field not read),
+    /// a JSON number with a fraction or exponent as the number.
+    pub fn get<'r>(&mut self, record: &Record<'r>) -> [Option<FieldValue<'r>>; N] {
         match record {
             Record::Line(_) => std::array::from_fn(|_| None),
             Record::Csv { header, row } => {
@@ -222,7 +224,10 @@ impl<'f, const N: usize> ChunkFields<'f, N> {
                 let columns = self.columns.get_or_insert_with(|| {
                     fields.map(|field| field.and_then(|f| f.column(*header)))
                 });
-                columns.map(|column| row.get(column?).map(Cow::Borrowed))
+                columns.map(|column| {
+                    row.get(column?)
+                        .map(|b| FieldValue::Bytes(Cow::Borrowed(b)))
+                })
             }
             Record::Json(line) => {
                 // The fields not read are looked for at no path: an empty path is none.
@@ -231,6 +236,44 @@ impl<'f, const N: usize> ChunkFields<'f, N> {
             }
         }
     }
+}
+
+/// A field's value as read: its bytes, or a JSON number with a fraction or an exponent as the
+/// number it parsed to, so a sum need not print it and parse it back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FieldValue<'r> {
+    Bytes(Cow<'r, [u8]>),
+    Float(f64),
+}
+
+impl<'r> FieldValue<'r> {
+    /// The bytes [`Field::get`] gives: a number as its JSON text (`1e3` as `1000.0`).
+    pub fn bytes(&self) -> Cow<'_, [u8]> {
+        match self {
+            FieldValue::Bytes(bytes) => Cow::Borrowed(bytes),
+            FieldValue::Float(x) => Cow::Owned(float_text(*x)),
+        }
+    }
+
+    pub fn into_bytes(self) -> Cow<'r, [u8]> {
+        match self {
+            FieldValue::Bytes(bytes) => bytes,
+            FieldValue::Float(x) => Cow::Owned(float_text(x)),
+        }
+    }
+
+    /// The value as a finite number, as [`number`] reads its bytes.
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            FieldValue::Bytes(bytes) => number(bytes),
+            FieldValue::Float(x) => Some(*x).filter(|x| x.is_finite()),
+        }
+    }
+}
+
+/// A JSON number's text as its parsed value prints it.
+fn float_text(x: f64) -> Vec<u8> {
+    serde_json::Value::from(x).to_string().into_bytes()
 }
 
 /// Parses a finite number (surrounding ASCII whitespace allowed); `None` otherwise.

@@ -10,6 +10,7 @@
 
 pub(crate) mod fast;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use crate::chunker::Cut;
 use crate::operation::{Chunk, ChunkStats, MapError, Operation, Options, SpecError, check_options};
 use crate::partial::{ChunkPartial, Partial, Value};
 use crate::records::{
-    ChunkFields, Field, Format, INPUT_OPTIONS, InputOptions, for_each_record, number,
+    ChunkFields, Field, FieldValue, Format, INPUT_OPTIONS, InputOptions, for_each_record,
 };
 use crate::sketch::{ExactSum, Sketch};
 
@@ -131,13 +132,19 @@ impl Operation for GroupBy {
             if value.is_none() && self.value.is_some() {
                 return Ok(false);
             }
-            let value = value.as_deref().unwrap_or_default();
-            let Some(x) = self.number(value) else {
+            let Some(x) = self.number(value.as_ref()) else {
                 return Ok(false);
             };
-            match groups.group(&key, || self.start(x)) {
+            match groups.group(&key.bytes(), || self.start(x)) {
                 fast::Group::Count(n) => *n += 1,
-                fast::Group::Value(slot) => update(slot, x, value),
+                fast::Group::Value(slot) => {
+                    // A number's text is made only for the aggregates that keep values.
+                    let text = match (&value, self.agg) {
+                        (Some(v), Agg::Distinct | Agg::ApproxDistinct | Agg::TopK(_)) => v.bytes(),
+                        _ => Cow::Borrowed(&[][..]),
+                    };
+                    update(slot, x, &text);
+                }
             }
             Ok(true)
         })?;
@@ -152,9 +159,9 @@ impl Operation for GroupBy {
 impl GroupBy {
     /// The value's number where the aggregate needs one (`None`: not a finite number, a bad
     /// record); 0 where it does not.
-    fn number(&self, value: &[u8]) -> Option<f64> {
+    fn number(&self, value: Option<&FieldValue<'_>>) -> Option<f64> {
         match self.agg {
-            Agg::Sum | Agg::Min | Agg::Max | Agg::Mean => number(value),
+            Agg::Sum | Agg::Min | Agg::Max | Agg::Mean => value?.number(),
             _ => Some(0.0),
         }
     }
@@ -319,7 +326,7 @@ mod tests {
                 None => None,
             };
             let value = value.as_deref().unwrap_or_default();
-            let Some(x) = op.number(value) else {
+            let Some(x) = op.number(Some(&FieldValue::Bytes(Cow::Borrowed(value)))) else {
                 return Ok(false);
             };
             update(partial.value_mut(&key, || op.start(x)), x, value);

@@ -138,13 +138,18 @@ fn lookup(value: &serde_json::Value, path: &[String]) -> Found<'static> {
             _ => return None,
         };
     }
-    match current {
-        serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(FieldValue::Bytes(Cow::Owned(s.as_bytes().to_vec()))),
-        other => Some(FieldValue::Bytes(Cow::Owned(
-            other.to_string().into_bytes(),
-        ))),
-    }
+    found(current)
+}
+
+/// A parsed value as a path's answer: a string's contents, anything else but `null` as its
+/// compact JSON text.
+fn found(value: &serde_json::Value) -> Found<'static> {
+    let bytes = match value {
+        serde_json::Value::Null => return None,
+        serde_json::Value::String(s) => s.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
+    };
+    Some(FieldValue::Bytes(Cow::Owned(bytes)))
 }
 
 impl<'de, const N: usize> DeserializeSeed<'de> for Paths<'_, '_, 'de, N> {
@@ -192,8 +197,8 @@ impl<'de, const N: usize> Visitor<'de> for Paths<'_, '_, 'de, N> {
         for (first, rest) in firsts.iter_mut().zip(&self.rests[..self.len]) {
             *first = rest.first().map_or("", String::as_str);
         }
-        while let Some(hits) = map.next_key_seed(Name(&firsts[..self.len]))? {
-            map.next_value_seed(self.member(|first| hits.contains(first)))?;
+        while let Some(hit) = map.next_key_seed(Name(&firsts[..self.len]))? {
+            map.next_value_seed(self.member(|first| hit == Some(first)))?;
         }
         Ok(())
     }
@@ -209,35 +214,27 @@ impl<'de, const N: usize> Visitor<'de> for Paths<'_, '_, 'de, N> {
     }
 }
 
-/// Which of the paths' next names a member's name is, compared where it lies in the line.
+/// Which of the paths' next names a member's name is (`None`: none of them), compared where it
+/// lies in the line.
 struct Name<'n, 'p>(&'n [&'p str]);
 
-/// The names a member's name matched (all the same string).
-struct Hits<'p>(Option<&'p str>);
-
-impl Hits<'_> {
-    fn contains(&self, name: &str) -> bool {
-        self.0 == Some(name)
-    }
-}
-
 impl<'de, 'p> DeserializeSeed<'de> for Name<'_, 'p> {
-    type Value = Hits<'p>;
+    type Value = Option<&'p str>;
 
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Hits<'p>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Option<&'p str>, D::Error> {
         de.deserialize_str(self)
     }
 }
 
 impl<'de, 'p> Visitor<'de> for Name<'_, 'p> {
-    type Value = Hits<'p>;
+    type Value = Option<&'p str>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a member name")
     }
 
-    fn visit_str<E>(self, name: &str) -> Result<Hits<'p>, E> {
-        Ok(Hits(self.0.iter().copied().find(|&first| first == name)))
+    fn visit_str<E>(self, name: &str) -> Result<Option<&'p str>, E> {
+        Ok(self.0.iter().copied().find(|&first| first == name))
     }
 }
 
@@ -290,23 +287,14 @@ impl<'de> Visitor<'de> for Leaf {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Found<'de>, A::Error> {
-        compact(serde_json::Value::deserialize(MapAccessDeserializer::new(
-            map,
-        ))?)
+        let value = serde_json::Value::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(found(&value))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Found<'de>, A::Error> {
-        compact(serde_json::Value::deserialize(SeqAccessDeserializer::new(
-            seq,
-        ))?)
+        let value = serde_json::Value::deserialize(SeqAccessDeserializer::new(seq))?;
+        Ok(found(&value))
     }
-}
-
-/// A composite value as its compact JSON text.
-fn compact<'de, E>(value: serde_json::Value) -> Result<Found<'de>, E> {
-    Ok(Some(FieldValue::Bytes(Cow::Owned(
-        value.to_string().into_bytes(),
-    ))))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //!
 //! Called by operations inside [`crate::operation::Operation::map`].
 
+mod csv;
 mod json;
 
 use std::borrow::Cow;
@@ -25,6 +26,7 @@ use crate::chunker::Cut;
 use crate::compression::strip_compression;
 pub use crate::compression::{Compression, DECOMPRESSED_BLOCK, decompress, for_each_block};
 use crate::operation::{Chunk, ChunkStats, MapError, Options, SpecError};
+pub use csv::CsvRow;
 
 /// How a file's records are laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,8 +149,8 @@ pub enum Record<'a> {
     Line(&'a [u8]),
     /// A CSV row and the file's header row, if it has one.
     Csv {
-        header: Option<&'a csv::ByteRecord>,
-        row: &'a csv::ByteRecord,
+        header: Option<CsvRow<'a>>,
+        row: CsvRow<'a>,
     },
     /// A JSON Lines record's text, checked UTF-8; [`Field::get`] reads it (and finds no
     /// field in a line that is not one JSON value).
@@ -177,7 +179,7 @@ impl Field {
 
     /// The CSV column this field names in a file with `header`: the header's column of that
     /// name, else the name read as a 0-based index.
-    pub fn column(&self, header: Option<&csv::ByteRecord>) -> Option<usize> {
+    pub fn column(&self, header: Option<CsvRow<'_>>) -> Option<usize> {
         header
             .and_then(|h| h.iter().position(|name| name == self.name.as_bytes()))
             .or_else(|| self.name.parse().ok())
@@ -340,35 +342,32 @@ pub fn for_each_record(
             }
         }
         Format::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .delimiter(input.delimiter_of(path))
-                .has_headers(input.header)
-                .from_reader(data);
+            let mut rows = csv::Rows::new(data, input.delimiter_of(path));
+            // Every row has the field count of the file's first (its header, or a row).
+            let mut fields = None;
             let header = if input.header {
-                // A header that does not parse leaves the file without names; rows still read.
-                reader.byte_headers().ok().cloned()
+                rows.next().map(csv::OwnedRow::of)
             } else {
+                if prefix > 0 {
+                    // The file's first row, read for its field count: the file's, not this
+                    // chunk's.
+                    fields = rows.next().map(|row| row.len());
+                }
                 None
             };
-            let mut row = csv::ByteRecord::new();
-            if prefix > 0 && !input.header {
-                // The file's first row, read for its field count: the file's, not this chunk's.
-                let _ = reader.read_byte_record(&mut row);
+            if let Some(header) = &header {
+                fields = Some(header.row().len());
             }
-            loop {
-                match reader.read_byte_record(&mut row) {
-                    Ok(false) => break,
-                    Ok(true) => {
-                        let good = !row.iter().any(|f| f.contains(&0))
-                            && each(&Record::Csv {
-                                header: header.as_ref(),
-                                row: &row,
-                            })?;
-                        stats.record(good);
-                    }
-                    // A row with the wrong number of fields, or otherwise malformed.
-                    Err(_) => stats.record(false),
-                }
+            // A chunk without a NUL byte needs no look for one in every field.
+            let nul = memchr::memchr(0, data).is_some();
+            while let Some(row) = rows.next() {
+                let good = *fields.get_or_insert(row.len()) == row.len()
+                    && !(nul && row.iter().any(|f| f.contains(&0)))
+                    && each(&Record::Csv {
+                        header: header.as_ref().map(csv::OwnedRow::row),
+                        row,
+                    })?;
+                stats.record(good);
             }
         }
     }

@@ -65,7 +65,7 @@ impl PartWriter {
         })
     }
 
-    pub fn append(&mut self, rows: Vec<Row>) -> io::Result<()> {
+    pub fn append(&mut self, rows: impl IntoIterator<Item = Row>) -> io::Result<()> {
         let mut buffer = Vec::new();
         for row in rows {
             buffer.clear();

@@ -1,6 +1,7 @@
 //! The partial a job folds its chunks into at the coordinator: count columns into a table
 //! that keeps a short key inside its slot, every other value into a [`Partial`]. It becomes
-//! one `Partial` once, when the job is finalized.
+//! one `Partial` once, when the job is finalized, unless it holds counts alone and the
+//! operation finalizes by key: then its rows come straight from the table ([`CountRows`]).
 //!
 //! Folding a million-key count into `Partial`'s map cost a pointer to follow (the key's own
 //! allocation, somewhere on the heap) on every lookup and an allocation per new key; with the
@@ -13,7 +14,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use rustc_hash::FxBuildHasher;
 
-use super::{ChunkPartial, Counts, MergeError, Partial, Value};
+use super::{ChunkPartial, Counts, MergeError, Partial, SortOrder, Value, key_order};
 
 /// Keys this long or shorter live in their slot; longer ones in [`CountTable::long`].
 const INLINE: usize = 12;
@@ -175,12 +176,89 @@ impl Folded {
         }
         rest
     }
+
+    /// The rows of a partial of counts alone, as the default finalize orders and limits them
+    /// (bytewise by key, or by count descending with ties by key), taken from the table: no
+    /// `Partial` is built and no key is copied until a row is read. Gives `self` back if
+    /// anything but counts was folded.
+    pub fn into_count_rows(self, sort: SortOrder, limit: Option<u64>) -> Result<CountRows, Folded> {
+        if !self.rest.is_empty() {
+            return Err(self);
+        }
+        let CountTable { slots, long } = self.counts;
+        let mut slots: Vec<Slot> = slots.into_iter().collect();
+        let keys = slots.len() as u64;
+        let by_key = |a: &Slot, b: &Slot| key_order(a.key(&long), b.key(&long));
+        let compare = |a: &Slot, b: &Slot| match sort {
+            SortOrder::Key => by_key(a, b),
+            SortOrder::ValueDesc => b.count.cmp(&a.count).then_with(|| by_key(a, b)),
+        };
+        let limit = limit.map_or(slots.len(), |n| usize::try_from(n).unwrap_or(usize::MAX));
+        if limit < slots.len() {
+            if limit > 0 {
+                slots.select_nth_unstable_by(limit - 1, compare);
+            }
+            slots.truncate(limit);
+        }
+        slots.sort_unstable_by(compare);
+        Ok(CountRows { slots, long, keys })
+    }
+}
+
+/// A finalized count result, in its order: see [`Folded::into_count_rows`].
+pub struct CountRows {
+    slots: Vec<Slot>,
+    long: Vec<u8>,
+    keys: u64,
+}
+
+impl CountRows {
+    /// Keys before the limit.
+    pub fn keys(&self) -> u64 {
+        self.keys
+    }
+
+    /// Rows after it.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The bytes of the rows' keys.
+    pub fn key_bytes(&self) -> usize {
+        self.slots.iter().map(|s| s.len as usize).sum()
+    }
+
+    /// Each row's key and count, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        self.slots.iter().map(|s| (s.key(&self.long), s.count))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    impl Folded {
+        /// The partial `into_partial` would give, leaving `self` as it is.
+        fn clone_partial(&self) -> Partial {
+            let mut copy = Folded {
+                counts: CountTable {
+                    slots: self.counts.slots.clone(),
+                    long: self.counts.long.clone(),
+                },
+                rest: Partial::new(),
+            };
+            copy.rest
+                .merge_ref(&self.rest)
+                .expect("an empty partial takes anything");
+            copy.into_partial()
+        }
+    }
 
     /// A chunk's partial: counts over keys from 0 to 20 bytes (around the inline length),
     /// and maybe a few sums.
@@ -229,6 +307,42 @@ mod tests {
                 (Ok(want), Ok(folded)) => prop_assert_eq!(folded.into_partial(), want),
                 (Err(_), Err(())) => {}
                 (want, folded) => prop_assert!(false, "{:?} vs {}", want.err(), folded.is_ok()),
+            }
+        }
+
+        /// Rows taken from the table are the default finalize's rows of the same partial, in
+        /// either order, with or without a limit; anything but counts is refused.
+        #[test]
+        fn count_rows_are_the_finalized_rows(
+            chunks in prop::collection::vec(chunk(), 1..6),
+            by_value: bool,
+            limit in prop::option::of(0..50u64),
+        ) {
+            let mut folded = Folded::new();
+            for chunk in chunks {
+                if folded.fold(chunk).is_err() {
+                    return Ok(());
+                }
+            }
+            let sort = if by_value { SortOrder::ValueDesc } else { SortOrder::Key };
+            let only_counts = folded.rest.is_empty();
+            let want_keys = folded.len() as u64;
+            let want = super::super::finalize(folded.clone_partial(), sort, limit);
+            match folded.into_count_rows(sort, limit) {
+                Ok(rows) => {
+                    prop_assert!(only_counts);
+                    prop_assert_eq!(rows.keys(), want_keys);
+                    prop_assert_eq!(rows.len(), want.len());
+                    let got: Vec<(Vec<u8>, Value)> =
+                        rows.iter().map(|(k, n)| (k.to_vec(), Value::Count(n))).collect();
+                    let want: Vec<(Vec<u8>, Value)> =
+                        want.into_iter().map(|r| (r.key, r.value)).collect();
+                    prop_assert_eq!(got, want);
+                }
+                Err(back) => {
+                    prop_assert!(!only_counts);
+                    prop_assert_eq!(back.len() as u64, want_keys);
+                }
             }
         }
     }

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use crate::sketch::{ExactSum, Sketch};
 
 mod folded;
-pub use folded::Folded;
+pub use folded::{CountRows, Folded};
 
 /// An aggregate value. Every variant's merge is associative and commutative; [`Value::settle`]
 /// turns an aggregate into what the result shows (a sum's rounded value, a set's size, ...).

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use fanfold_common::fleet::ToWorker;
 use fanfold_common::ids::JobId;
 use fanfold_common::location::Location;
-use fanfold_common::operation::{BadRecord, Finalized};
-use fanfold_common::partial::{self, Row, SortOrder};
+use fanfold_common::operation::{BadRecord, Finalized, Operation};
+use fanfold_common::partial::{self, Folded, Row, SortOrder, Value};
 use fanfold_common::spec::JobState;
 use tracing::info;
 
@@ -89,18 +89,7 @@ impl Scheduler {
                         };
                         (keys, JobResult::Parts(Arc::new(parts)))
                     }
-                    None => {
-                        let Finalized { keys, rows } = operation
-                            .finalize(folded.into_partial(), sort, limit)
-                            .map_err(|e| format!("finalize failed: {e}"))?;
-                        if result_bytes(&rows) > RESULT_IN_MEMORY_BYTES {
-                            let part = keep_on_disk(&parts_dir, rows, keys)
-                                .map_err(|e| format!("cannot keep the result: {e}"))?;
-                            (keys, JobResult::Parts(Arc::new(vec![part])))
-                        } else {
-                            (keys, JobResult::Rows(Arc::new(rows)))
-                        }
-                    }
+                    None => finalize_folded(operation.as_ref(), folded, sort, limit, &parts_dir)?,
                 };
                 let quarantine = if bad.is_empty() {
                     None
@@ -233,8 +222,56 @@ fn result_bytes(rows: &[Row]) -> usize {
         .sum()
 }
 
+/// An unpartitioned job's result from its folded partial: kept in memory, or in a part file
+/// in `dir` if it is large. A result of counts alone, from an operation that finalizes by key,
+/// is ordered in the count table and its rows made one at a time as they are written, never
+/// all held (a million-key count spent most of its end building, sorting, writing and then
+/// freeing a million rows).
+fn finalize_folded(
+    operation: &dyn Operation,
+    folded: Folded,
+    sort: SortOrder,
+    limit: Option<u64>,
+    dir: &Path,
+) -> Result<(u64, JobResult), String> {
+    let kept = |e: std::io::Error| format!("cannot keep the result: {e}");
+    let folded = match operation.finalizes_by_key() {
+        true => match folded.into_count_rows(sort, limit) {
+            Ok(counts) => {
+                let keys = counts.keys();
+                let rows = counts.iter().map(|(key, n)| Row {
+                    key: operation.row_key(key.to_vec()),
+                    value: Value::Count(n),
+                });
+                let bytes = counts.len() * std::mem::size_of::<Row>() + counts.key_bytes();
+                return Ok(if bytes > RESULT_IN_MEMORY_BYTES {
+                    let part = keep_on_disk(dir, rows, keys).map_err(kept)?;
+                    (keys, JobResult::Parts(Arc::new(vec![part])))
+                } else {
+                    (keys, JobResult::Rows(Arc::new(rows.collect())))
+                });
+            }
+            Err(folded) => folded,
+        },
+        false => folded,
+    };
+    let Finalized { keys, rows } = operation
+        .finalize(folded.into_partial(), sort, limit)
+        .map_err(|e| format!("finalize failed: {e}"))?;
+    Ok(if result_bytes(&rows) > RESULT_IN_MEMORY_BYTES {
+        let part = keep_on_disk(dir, rows, keys).map_err(kept)?;
+        (keys, JobResult::Parts(Arc::new(vec![part])))
+    } else {
+        (keys, JobResult::Rows(Arc::new(rows)))
+    })
+}
+
 /// Writes a finalized result to one part file in `dir`.
-fn keep_on_disk(dir: &Path, rows: Vec<Row>, keys: u64) -> std::io::Result<Part> {
+fn keep_on_disk(
+    dir: &Path,
+    rows: impl IntoIterator<Item = Row>,
+    keys: u64,
+) -> std::io::Result<Part> {
     let mut writer = PartWriter::create(dir.join("part-result"))?;
     writer.append(rows)?;
     let (path, rows) = writer.finish()?;

@@ -1,10 +1,13 @@
-//! The fields of a JSON Lines record read by their paths in one streaming pass over the line's
-//! text, with no value tree built: members off the paths are skipped (checked for syntax, never
+//! The fields of a JSON Lines record read by their paths in one pass over the line's text,
+//! with no value tree built: members off the paths are skipped (checked for syntax, never
 //! stored), the values at the paths are the only ones kept, borrowed from the line where they
-//! can be.
+//! can be. The pass is this file's own ([`Scan`]): strings skipped a `memchr` at a time, no
+//! visitor per value; `serde_json` reads only the values at the paths' ends, from their text.
+//! Through `serde_json`'s streaming deserializer with visitors, the pass was half of a JSON
+//! group-by's time.
 //!
 //! Each answer is what looking its path up in the line's parsed [`serde_json::Value`] gives
-//! (the property test below holds the two equal): the same line is refused, a repeated member
+//! (the property tests below hold the two equal): the same line is refused, a repeated member
 //! name means its last value, a number reads as that value's text (`1e3` as `1000.0`; a number
 //! with a fraction or an exponent is kept as the `f64` it parsed to, its text made only if it
 //! is asked for: [`FieldValue`]), and a composite as its compact JSON text. One difference: a
@@ -14,9 +17,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
-use serde::de::{
-    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
-};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::FieldValue;
 
@@ -26,14 +27,21 @@ use super::FieldValue;
 /// there, and for every path if the line is not one JSON value. An empty path finds nothing.
 pub fn get<'a, const N: usize>(line: &'a str, paths: [&[String]; N]) -> [Found<'a>; N] {
     let mut out = std::array::from_fn(|_| None);
-    let mut de = serde_json::Deserializer::from_str(line);
+    let mut scan = Scan {
+        line,
+        at: 0,
+        depth: 0,
+    };
     let walk = Paths {
         slots: std::array::from_fn(|i| i),
         rests: paths,
         len: N,
         out: &mut out,
     };
-    if walk.deserialize(&mut de).is_err() || de.end().is_err() {
+    if scan.walk(walk).is_err() || {
+        scan.space();
+        scan.at != line.len()
+    } {
         return std::array::from_fn(|_| None);
     }
     out
@@ -97,37 +105,6 @@ enum Member<'o, 'p, 'de, const N: usize> {
     Mixed(Paths<'o, 'p, 'de, N>),
 }
 
-impl<'de, const N: usize> Member<'_, '_, 'de, N> {
-    fn read<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        match self {
-            Member::Skipped => IgnoredAny::deserialize(de).map(drop),
-            Member::Walked(paths) => paths.deserialize(de),
-            Member::Leaf(paths) => {
-                let found = de.deserialize_any(Leaf)?;
-                for &slot in &paths.slots[..paths.len] {
-                    paths.out[slot].clone_from(&found);
-                }
-                Ok(())
-            }
-            Member::Mixed(paths) => {
-                let value = serde_json::Value::deserialize(de)?;
-                for i in 0..paths.len {
-                    paths.out[paths.slots[i]] = lookup(&value, paths.rests[i]);
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl<'de, const N: usize> DeserializeSeed<'de> for Member<'_, '_, 'de, N> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        self.read(de)
-    }
-}
-
 /// A path's value in a parsed value, as [`get`] gives it.
 fn lookup(value: &serde_json::Value, path: &[String]) -> Found<'static> {
     let mut current = value;
@@ -152,90 +129,360 @@ fn found(value: &serde_json::Value) -> Found<'static> {
     Some(FieldValue::Bytes(Cow::Owned(bytes)))
 }
 
-impl<'de, const N: usize> DeserializeSeed<'de> for Paths<'_, '_, 'de, N> {
-    type Value = ();
+/// Why a line is not one JSON value (where and what is not said: the line is a bad record).
+#[derive(Debug)]
+struct Bad;
 
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        de.deserialize_any(self)
+type Scanned<T = ()> = Result<T, Bad>;
+
+/// How deep arrays and objects may nest, as `serde_json` allows: a line nested deeper is not
+/// read by it, so not here either.
+const MAX_DEPTH: u32 = 127;
+
+/// The bytes that end a run of a string's plain characters: its closing quote, an escape, and
+/// the control characters, which may not appear unescaped.
+const ENDS_RUN: [bool; 256] = {
+    let mut ends = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        ends[b] = true;
+        b += 1;
     }
+    ends[b'"' as usize] = true;
+    ends[b'\\' as usize] = true;
+    ends
+};
+
+/// A pass over one line's text that checks its syntax as `serde_json` does (strings, escapes,
+/// numbers, literals, nesting, no trailing commas) and follows the paths through it. A value
+/// on no path is only checked; a value at a path's end is handed, as its own text, to
+/// `serde_json` ([`Leaf`]) to become the answer, unless it is a string without escapes (then
+/// it is borrowed as it lies); a scalar where a path goes on is read by `serde_json` too, as
+/// the whole-line parse would read it (a number out of range, a bad escape refuse the line).
+/// Member names are compared where they lie; one with an escape is unescaped by `serde_json`.
+struct Scan<'a> {
+    line: &'a str,
+    at: usize,
+    depth: u32,
 }
 
-impl<'de, const N: usize> Visitor<'de> for Paths<'_, '_, 'de, N> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+impl<'a> Scan<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.line.as_bytes()
     }
 
-    // A scalar where the paths go on: they are not there.
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.at).copied()
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        let mut firsts = [""; N];
-        for (first, rest) in firsts.iter_mut().zip(&self.rests[..self.len]) {
-            *first = rest.first().map_or("", String::as_str);
+    /// Skips JSON whitespace.
+    fn space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
         }
-        while let Some(hit) = map.next_key_seed(Name(&firsts[..self.len]))? {
-            map.next_value_seed(self.member(|first| hit == Some(first)))?;
-        }
-        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        for i in 0usize.. {
-            let index = |first: &str| first.parse::<usize>() == Ok(i);
-            if seq.next_element_seed(self.member(index))?.is_none() {
-                break;
+    /// Takes `byte` next, after whitespace.
+    fn expect(&mut self, byte: u8) -> Scanned {
+        self.space();
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(Bad)
+        }
+    }
+
+    fn enter(&mut self) -> Scanned {
+        self.depth += 1;
+        self.at += 1;
+        if self.depth > MAX_DEPTH {
+            Err(Bad)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A string at `self.at` (its opening quote); returns its contents' span and whether it
+    /// holds an escape.
+    fn string(&mut self) -> Scanned<(usize, usize, bool)> {
+        let bytes = self.bytes();
+        let start = self.at + 1;
+        let mut at = start;
+        let mut escaped = false;
+        loop {
+            // A byte at a time: member names and values are mostly short, and a `memchr`
+            // call per string cost more than it saved.
+            let mut next = at;
+            while bytes.get(next).is_some_and(|&b| !ENDS_RUN[usize::from(b)]) {
+                next += 1;
+            }
+            match bytes.get(next) {
+                Some(b'"') => {
+                    self.at = next + 1;
+                    return Ok((start, next, escaped));
+                }
+                Some(b'\\') => {}
+                // The end of the line, or a control character (they must be escaped).
+                _ => return Err(Bad),
+            }
+            escaped = true;
+            at = match bytes.get(next + 1).ok_or(Bad)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => next + 2,
+                b'u' => {
+                    // A surrogate must be a leading one followed by a trailing one, as
+                    // serde_json requires where it reads the string.
+                    let unit = |at: usize| -> Scanned<u16> {
+                        let hex = bytes.get(at..at + 4).ok_or(Bad)?;
+                        let hex = std::str::from_utf8(hex).map_err(|_| Bad)?;
+                        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                            return Err(Bad);
+                        }
+                        u16::from_str_radix(hex, 16).map_err(|_| Bad)
+                    };
+                    match unit(next + 2)? {
+                        0xD800..=0xDBFF => {
+                            if bytes.get(next + 6..next + 8) != Some(b"\\u") {
+                                return Err(Bad);
+                            }
+                            if !(0xDC00..=0xDFFF).contains(&unit(next + 8)?) {
+                                return Err(Bad);
+                            }
+                            next + 12
+                        }
+                        0xDC00..=0xDFFF => return Err(Bad),
+                        _ => next + 6,
+                    }
+                }
+                _ => return Err(Bad),
+            };
+        }
+    }
+
+    /// A number at `self.at`: `-`, an integer part without leading zeros, then maybe a
+    /// fraction and an exponent, each with at least one digit.
+    fn number(&mut self) -> Scanned {
+        let bytes = self.bytes();
+        let digits = |at: &mut usize| {
+            let start = *at;
+            while bytes.get(*at).is_some_and(u8::is_ascii_digit) {
+                *at += 1;
+            }
+            *at - start
+        };
+        let mut at = self.at;
+        if bytes.get(at) == Some(&b'-') {
+            at += 1;
+        }
+        match bytes.get(at) {
+            Some(b'0') => at += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut at);
+            }
+            _ => return Err(Bad),
+        }
+        if bytes.get(at) == Some(&b'.') {
+            at += 1;
+            if digits(&mut at) == 0 {
+                return Err(Bad);
             }
         }
+        if let Some(b'e' | b'E') = bytes.get(at) {
+            at += 1;
+            if let Some(b'+' | b'-') = bytes.get(at) {
+                at += 1;
+            }
+            if digits(&mut at) == 0 {
+                return Err(Bad);
+            }
+        }
+        self.at = at;
         Ok(())
     }
-}
 
-/// Which of the paths' next names a member's name is (`None`: none of them), compared where it
-/// lies in the line.
-struct Name<'n, 'p>(&'n [&'p str]);
+    fn literal(&mut self, word: &[u8]) -> Scanned {
+        if self.bytes()[self.at..].starts_with(word) {
+            self.at += word.len();
+            Ok(())
+        } else {
+            Err(Bad)
+        }
+    }
 
-impl<'de, 'p> DeserializeSeed<'de> for Name<'_, 'p> {
-    type Value = Option<&'p str>;
+    /// Checks the value that starts here (after whitespace) and steps past it.
+    fn skip(&mut self) -> Scanned {
+        self.space();
+        match self.peek().ok_or(Bad)? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                self.enter()?;
+                self.members(|scan, _, _| scan.skip())
+            }
+            b'[' => {
+                self.enter()?;
+                self.elements(|scan, _| scan.skip())
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(),
+        }
+    }
 
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Option<&'p str>, D::Error> {
-        de.deserialize_str(self)
+    /// An object's members after its `{`, each name given to `value` (and, if it holds an
+    /// escape, its quoted text), which reads the member's value; then the closing `}`.
+    fn members(
+        &mut self,
+        mut value: impl FnMut(&mut Self, &'a str, Option<&'a str>) -> Scanned,
+    ) -> Scanned {
+        self.space();
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.space();
+            if self.peek() != Some(b'"') {
+                return Err(Bad);
+            }
+            let (start, end, escaped) = self.string()?;
+            self.expect(b':')?;
+            let line = self.line;
+            let quoted = escaped.then(|| &line[start - 1..end + 1]);
+            value(self, &line[start..end], quoted)?;
+            self.space();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    self.depth -= 1;
+                    return Ok(());
+                }
+                _ => return Err(Bad),
+            }
+        }
+    }
+
+    /// An array's elements after its `[`, each read by `value` with its index; then `]`.
+    fn elements(&mut self, mut value: impl FnMut(&mut Self, usize) -> Scanned) -> Scanned {
+        self.space();
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        for index in 0usize.. {
+            value(self, index)?;
+            self.space();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => break,
+                _ => return Err(Bad),
+            }
+        }
+        self.at += 1;
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// The text of the value that starts here, checked and stepped past.
+    fn value_text(&mut self) -> Scanned<&'a str> {
+        self.space();
+        let start = self.at;
+        self.skip()?;
+        Ok(&self.line[start..self.at])
+    }
+
+    /// Follows `paths` into the value that starts here.
+    fn walk<const N: usize>(&mut self, mut paths: Paths<'_, '_, 'a, N>) -> Scanned {
+        self.space();
+        match self.peek().ok_or(Bad)? {
+            b'{' => {
+                self.enter()?;
+                let mut firsts = [""; N];
+                for (first, rest) in firsts.iter_mut().zip(&paths.rests[..paths.len]) {
+                    *first = rest.first().map_or("", String::as_str);
+                }
+                self.members(|scan, name, quoted| {
+                    let name: Cow<'a, str> = match quoted {
+                        Some(quoted) => {
+                            Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|_| Bad)?)
+                        }
+                        None => Cow::Borrowed(name),
+                    };
+                    let hit = firsts[..paths.len].iter().any(|&first| same(first, &name));
+                    if !hit {
+                        return scan.skip();
+                    }
+                    scan.member(paths.member(|first| same(first, &name)))
+                })
+            }
+            b'[' => {
+                self.enter()?;
+                self.elements(|scan, index| {
+                    scan.member(paths.member(|first| first.parse::<usize>() == Ok(index)))
+                })
+            }
+            // A scalar where the paths go on: they are not there; read as the whole-line parse
+            // reads it.
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => {
+                let text = self.value_text()?;
+                leaf(text).map(drop)
+            }
+        }
+    }
+
+    /// Reads a member or element as the paths on it need.
+    fn member<const N: usize>(&mut self, member: Member<'_, '_, 'a, N>) -> Scanned {
+        match member {
+            Member::Skipped => self.skip(),
+            Member::Walked(paths) => self.walk(paths),
+            Member::Leaf(paths) => {
+                self.space();
+                let found = if self.peek() == Some(b'"') {
+                    match self.string()? {
+                        (start, end, false) => {
+                            Some(FieldValue::Bytes(Cow::Borrowed(&self.bytes()[start..end])))
+                        }
+                        (start, end, true) => leaf(&self.line[start - 1..end + 1])?,
+                    }
+                } else {
+                    let text = self.value_text()?;
+                    leaf(text)?
+                };
+                for &slot in &paths.slots[..paths.len] {
+                    paths.out[slot].clone_from(&found);
+                }
+                Ok(())
+            }
+            Member::Mixed(paths) => {
+                let text = self.value_text()?;
+                let value = serde_json::from_str::<serde_json::Value>(text).map_err(|_| Bad)?;
+                for i in 0..paths.len {
+                    paths.out[paths.slots[i]] = lookup(&value, paths.rests[i]);
+                }
+                Ok(())
+            }
+        }
     }
 }
 
-impl<'de, 'p> Visitor<'de> for Name<'_, 'p> {
-    type Value = Option<&'p str>;
+/// Whether two member names are the same, compared inline: names are short, and a `memcmp`
+/// call per member and path was 7% of a JSON group-by.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_str<E>(self, name: &str) -> Result<Option<&'p str>, E> {
-        Ok(self.0.iter().copied().find(|&first| first == name))
-    }
+/// A value's own text as a path's answer, read by `serde_json`.
+fn leaf(text: &str) -> Scanned<Found<'_>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let found = de.deserialize_any(Leaf).map_err(|_| Bad)?;
+    de.end().map_err(|_| Bad)?;
+    Ok(found)
 }
 
 /// The value at the end of the path.
@@ -432,6 +679,110 @@ mod tests {
                 }
                 text
             })
+    }
+
+    #[test]
+    fn lines_are_refused_as_serde_json_refuses_them() {
+        // Nesting: as deep as serde_json reads, and one level deeper.
+        for depth in [126, 127, 128] {
+            let line = format!(
+                "{{\"a\":{}1{}}}",
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            );
+            let refused = serde_json::from_str::<serde_json::Value>(&line).is_err();
+            assert_eq!(got(&line, "a").is_none(), refused, "depth {depth}");
+            assert_eq!(got(&line, "a.0").is_none(), refused || depth == 1);
+        }
+        for line in [
+            r#"{"a":1,}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12g4"}"#,
+            "{\"a\":\"tab\there\"}",
+            "{\"a\":\"bell\u{7}\"}",
+            r#"{"a":tru}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{"\ud800":1,"a":2}"#,
+            r#"{"a":{"b":"\ud800"}}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":1e400}"#,
+            r#"{"b":"\ud800","a":1}"#,
+            r#"{"b":"\udc00","a":1}"#,
+            r#"{"b":"\ud800\u0041","a":1}"#,
+            r#"{"b":"\ud83d\ude00","a":"\ud83d\ude00"}"#,
+            r#"{"a":2} x"#,
+            r#" {"a" : [ 1 , 2 ] } "#,
+            r#"{"a":-0}"#,
+            r#"{"a":18446744073709551616}"#,
+        ] {
+            let want = reference(line, &path("a"));
+            assert_eq!(got(line, "a").map(String::into_bytes), want, "{line}");
+        }
+        // Escaped names are unescaped before they are compared.
+        assert_eq!(got(r#"{"\u0061":"x"}"#, "a").as_deref(), Some("x"));
+        assert_eq!(
+            got(r#"{"a\"b":{"c":true}}"#, "a\"b.c").as_deref(),
+            Some("true")
+        );
+    }
+
+    /// Any text over an alphabet of JSON's tokens and near misses.
+    fn token_soup() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("{"),
+                Just("}"),
+                Just("["),
+                Just("]"),
+                Just(","),
+                Just(":"),
+                Just(" "),
+                Just(r#""a""#),
+                Just(r#""b""#),
+                Just(r#""\u0061""#),
+                Just(r#""\n""#),
+                Just(r#""\q""#),
+                Just("\"\t\""),
+                Just("0"),
+                Just("-1"),
+                Just("12"),
+                Just("1.5"),
+                Just("2e3"),
+                Just("01"),
+                Just("1."),
+                Just("true"),
+                Just("nul"),
+                Just("null"),
+                Just("\""),
+                Just("x"),
+            ],
+            1..24,
+        )
+        .prop_map(|tokens| tokens.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        /// Refused exactly when the parsed value is refused, the same answers otherwise.
+        #[test]
+        fn token_soup_is_read_as_the_parsed_value(
+            line in token_soup(),
+            dotted in prop::array::uniform2("[ab0]{1}(\\.[ab0]){0,2}"),
+        ) {
+            let paths = dotted.map(|d| path(&d));
+            let found = get(&line, [&paths[0], &paths[1]]);
+            for (found, path) in found.into_iter().zip(&paths) {
+                prop_assert_eq!(
+                    found.map(|f| f.into_bytes().into_owned()),
+                    reference(&line, path)
+                );
+            }
+        }
     }
 
     proptest! {

@@ -320,10 +320,12 @@ pub fn for_each_record(
         Format::Text | Format::Jsonl => &chunk.data[prefix..],
     };
     stats.bytes_in += (chunk.data.len() - prefix) as u64;
+    // A chunk without a NUL byte needs no look for one in every record.
+    let nul = memchr::memchr(0, data).is_some();
     match format {
         Format::Text => {
             for line in lines(data) {
-                let good = !line.contains(&0) && each(&Record::Line(line))?;
+                let good = !(nul && line.contains(&0)) && each(&Record::Line(line))?;
                 stats.record(good);
             }
         }
@@ -335,7 +337,7 @@ pub fn for_each_record(
                 // Not UTF-8 or holding a NUL: not JSON text. Whether the rest is one JSON
                 // value is found as its fields are read.
                 let good = match std::str::from_utf8(line) {
-                    Ok(text) if !line.contains(&0) => each(&Record::Json(text))?,
+                    Ok(text) if !(nul && line.contains(&0)) => each(&Record::Json(text))?,
                     _ => false,
                 };
                 stats.record(good);
@@ -358,8 +360,6 @@ pub fn for_each_record(
             if let Some(header) = &header {
                 fields = Some(header.row().len());
             }
-            // A chunk without a NUL byte needs no look for one in every field.
-            let nul = memchr::memchr(0, data).is_some();
             while let Some(row) = rows.next() {
                 let good = *fields.get_or_insert(row.len()) == row.len()
                     && !(nul && row.iter().any(|f| f.contains(&0)))

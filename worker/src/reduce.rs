@@ -268,7 +268,7 @@ const STOP_EVERY: u64 = 4096;
 async fn merge_spilled(
     context: &Context<'_>,
     key: fanfold_common::fleet::ReduceKey,
-    (runs, held): (crate::runs::Runs, Vec<fanfold_common::shuffle::Segment>),
+    (mut runs, held): (crate::runs::Runs, Vec<fanfold_common::shuffle::Segment>),
     operation: Arc<dyn fanfold_common::operation::Operation>,
     (sort, limit): (fanfold_common::partial::SortOrder, Option<u64>),
     fetched_bytes: u64,
@@ -277,6 +277,7 @@ async fn merge_spilled(
     use fanfold_common::partial::{Row, SortOrder, key_order};
     let reports = context.reports.clone();
     let stop = Arc::clone(stop);
+    let spilled = context.spilled.clone();
     let merged = tokio::task::spawn_blocking(move || {
         let stopped =
             || Unfinished::Failed("stopped (job cancelled or worker stopping)".into(), true);
@@ -304,6 +305,7 @@ async fn merge_spilled(
         let mut batch: Vec<Row> = Vec::new();
         let mut best: Vec<Row> = Vec::new();
         let mut ending = None;
+        let before = runs.bytes;
         let merged = runs.merge(last, |k, v| {
             keys += 1;
             if keys % STOP_EVERY == 0 && stop.load(Ordering::Relaxed) {
@@ -341,6 +343,8 @@ async fn merge_spilled(
             }
             Ok(())
         });
+        // Runs of runs written by merge passes.
+        spilled.inc_by(runs.bytes - before);
         if let Some(ending) = ending {
             return Err(ending);
         }

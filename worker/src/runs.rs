@@ -5,6 +5,11 @@
 //! (Hadoop's reduce-side merge). A run file is a sequence of records: key length and key,
 //! value length and value (`fanfold_common::convert::encode_value`), lengths as u32 LE.
 //! Files are removed when the task ends, whatever the end, and with the job's spill directory.
+//!
+//! The merge's fan-in is bounded ([`FAN_IN`] sources at once, as Hadoop merges
+//! `mapreduce.task.io.sort.factor` at a time): with more runs than that, the earliest are
+//! first merged into one run on disk, a group at a time, so a task that spilled a thousand
+//! times holds a thousand files' buffers and descriptors at no moment.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -18,15 +23,38 @@ use fanfold_common::partial::{Value, key_order};
 /// A key and its merged value, read from a run.
 type Merged = Result<(Vec<u8>, Value), String>;
 
+/// The most sources one merge reads at once.
+pub const FAN_IN: usize = 16;
+
 /// The spilled runs of one reduce task, removed when it is dropped.
-#[derive(Default)]
 pub struct Runs {
     files: Vec<PathBuf>,
-    /// Bytes written to them.
+    /// Bytes written to them (merge passes included).
     pub bytes: u64,
+    fan_in: usize,
+    /// Merge passes that wrote a run of runs, and the most sources any merge read at once.
+    pub passes: u32,
+    pub widest: usize,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Runs::with_fan_in(FAN_IN)
+    }
 }
 
 impl Runs {
+    /// Runs merged at most `fan_in` (at least 2) at a time.
+    pub fn with_fan_in(fan_in: usize) -> Self {
+        Runs {
+            files: Vec::new(),
+            bytes: 0,
+            fan_in: fan_in.max(2),
+            passes: 0,
+            widest: 0,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
@@ -49,13 +77,7 @@ impl Runs {
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
         let mut written = 0u64;
         write(&mut |key, value| {
-            let value = encode_value(value);
-            for part in [key, &value[..]] {
-                let len = u32::try_from(part.len()).map_err(|_| io::Error::other("too large"))?;
-                out.write_all(&len.to_le_bytes())?;
-                out.write_all(part)?;
-                written += 4 + part.len() as u64;
-            }
+            written += write_record(&mut out, key, value)?;
             Ok(())
         })?;
         out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
@@ -65,19 +87,74 @@ impl Runs {
 
     /// Merges the runs, in the order they were spilled, then `last` (held in memory, key
     /// sorted): `each` gets every key once, in key order, its values merged in that order.
+    /// With more runs than the fan-in leaves room for beside `last`, the earliest are merged
+    /// into runs of runs first.
     pub fn merge(
-        &self,
+        &mut self,
         last: Vec<(Vec<u8>, Value)>,
-        mut each: impl FnMut(Vec<u8>, Value) -> Result<(), String>,
+        each: impl FnMut(Vec<u8>, Value) -> Result<(), String>,
     ) -> Result<(), String> {
+        while self.files.len() >= self.fan_in {
+            self.merge_earliest()?;
+        }
+        let mut sources = self.readers(self.files.len())?;
+        sources.push(Box::new(last.into_iter().map(Ok)));
+        self.merge_sources(sources, each)
+    }
+
+    /// Merges the earliest `fan_in` runs into one, which takes their place.
+    fn merge_earliest(&mut self) -> Result<(), String> {
+        let sources = self.readers(self.fan_in)?;
+        let first = &self.files[0];
+        let path = first.with_extension(format!("m{}", self.passes));
+        let written = (|| -> io::Result<u64> {
+            let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+            let mut written = 0u64;
+            self.merge_sources(sources, |key, value| {
+                write_record(&mut out, &key, value)
+                    .map(|n| written += n)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(io::Error::other)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+            Ok(written)
+        })();
+        let written = match written {
+            Ok(written) => written,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(format!("{}: {e}", path.display()));
+            }
+        };
+        for merged in self.files.drain(..self.fan_in) {
+            let _ = std::fs::remove_file(merged);
+        }
+        self.files.insert(0, path);
+        self.bytes += written;
+        self.passes += 1;
+        Ok(())
+    }
+
+    /// Readers of the earliest `n` runs.
+    fn readers(&self, n: usize) -> Result<Vec<Box<dyn Iterator<Item = Merged>>>, String> {
         let mut sources: Vec<Box<dyn Iterator<Item = Merged>>> = Vec::new();
-        for path in &self.files {
+        for path in &self.files[..n] {
             let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
             sources.push(Box::new(RunReader {
                 input: BufReader::with_capacity(64 << 10, file),
             }));
         }
-        sources.push(Box::new(last.into_iter().map(Ok)));
+        Ok(sources)
+    }
+
+    /// Merges `sources` (each key sorted) a key at a time, equal keys' values in the sources'
+    /// order.
+    fn merge_sources(
+        &mut self,
+        mut sources: Vec<Box<dyn Iterator<Item = Merged>>>,
+        mut each: impl FnMut(Vec<u8>, Value) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.widest = self.widest.max(sources.len());
         let mut heap = BinaryHeap::new();
         for (source, iter) in sources.iter_mut().enumerate() {
             if let Some(first) = iter.next() {
@@ -104,6 +181,19 @@ impl Runs {
         }
         Ok(())
     }
+}
+
+/// Writes one record of a run; returns its length.
+fn write_record(out: &mut impl Write, key: &[u8], value: Value) -> io::Result<u64> {
+    let value = encode_value(value);
+    let mut written = 0;
+    for part in [key, &value[..]] {
+        let len = u32::try_from(part.len()).map_err(|_| io::Error::other("too large"))?;
+        out.write_all(&len.to_le_bytes())?;
+        out.write_all(part)?;
+        written += 4 + part.len() as u64;
+    }
+    Ok(written)
 }
 
 impl Drop for Runs {
@@ -241,5 +331,45 @@ mod tests {
             files.iter().all(|f| !f.exists()),
             "runs are removed with the task"
         );
+    }
+
+    #[test]
+    fn many_runs_merge_a_bounded_number_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = Runs::with_fan_in(4);
+        let mut expected = std::collections::BTreeMap::<Vec<u8>, u64>::new();
+        // 23 runs of overlapping keys, each sorted: more than four merges' worth.
+        for r in 0..23u64 {
+            let mut run: Vec<(Vec<u8>, u64)> = (0..50u64)
+                .map(|i| (format!("k{:03}", (i * 13 + r * 7) % 97).into_bytes(), r + 1))
+                .collect();
+            run.sort();
+            run.dedup_by(|a, b| a.0 == b.0);
+            for (k, n) in &run {
+                *expected.entry(k.clone()).or_default() += n;
+            }
+            runs.spill(dir.path().join(format!("run-{r}.run")), |put| {
+                run.into_iter()
+                    .try_for_each(|(k, n)| put(&k, Value::Count(n)))
+            })
+            .unwrap();
+        }
+        let held = vec![(b"k000".to_vec(), Value::Count(1000))];
+        *expected.entry(b"k000".to_vec()).or_default() += 1000;
+        let mut got = Vec::new();
+        runs.merge(held, |k, v| {
+            let Value::Count(n) = v else { unreachable!() };
+            got.push((k, n));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
+        assert!(runs.passes >= 6, "{} passes", runs.passes);
+        assert!(runs.widest <= 4, "{} sources at once", runs.widest);
+        // The merged runs went as they were merged; the rest go with the task.
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(left < 4, "{left} files left before the task ends");
+        drop(runs);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -452,7 +452,14 @@ impl<'a> Scan<'a> {
                     }
                 } else {
                     let text = self.value_text()?;
-                    leaf(text)?
+                    // A non-negative integer of up to 19 digits (so within `u64`) reads as its
+                    // own digits, which JSON writes without leading zeros: borrowed, with no
+                    // `serde_json` call and no text made per record.
+                    if text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit()) {
+                        Some(FieldValue::Bytes(Cow::Borrowed(text.as_bytes())))
+                    } else {
+                        leaf(text)?
+                    }
                 };
                 for &slot in &paths.slots[..paths.len] {
                     paths.out[slot].clone_from(&found);
@@ -718,6 +725,10 @@ mod tests {
             r#"{"a":2} x"#,
             r#" {"a" : [ 1 , 2 ] } "#,
             r#"{"a":-0}"#,
+            r#"{"a":0}"#,
+            r#"{"a":9999999999999999999}"#,
+            r#"{"a":18446744073709551615}"#,
+            r#"{"a":-9223372036854775808}"#,
             r#"{"a":18446744073709551616}"#,
         ] {
             let want = reference(line, &path("a"));

@@ -277,6 +277,18 @@ impl Iterator for RunReader {
 mod tests {
     use super::*;
 
+    /// The merge's keys and counts, in the order it gives them.
+    fn counts(runs: &mut Runs, held: Vec<(Vec<u8>, Value)>) -> Vec<(Vec<u8>, u64)> {
+        let mut got = Vec::new();
+        runs.merge(held, |k, v| {
+            let Value::Count(n) = v else { unreachable!() };
+            got.push((k, n));
+            Ok(())
+        })
+        .unwrap();
+        got
+    }
+
     #[test]
     fn runs_merge_into_each_key_once_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -317,14 +329,10 @@ mod tests {
             }
         }
         assert!(runs.bytes > 0);
-        let mut got = Vec::new();
-        runs.merge(held, |k, v| {
-            let Value::Count(n) = v else { unreachable!() };
-            got.push((k, n));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
+        assert_eq!(
+            counts(&mut runs, held),
+            expected.into_iter().collect::<Vec<_>>()
+        );
         let files = runs.files.clone();
         drop(runs);
         assert!(
@@ -356,14 +364,10 @@ mod tests {
         }
         let held = vec![(b"k000".to_vec(), Value::Count(1000))];
         *expected.entry(b"k000".to_vec()).or_default() += 1000;
-        let mut got = Vec::new();
-        runs.merge(held, |k, v| {
-            let Value::Count(n) = v else { unreachable!() };
-            got.push((k, n));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
+        assert_eq!(
+            counts(&mut runs, held),
+            expected.into_iter().collect::<Vec<_>>()
+        );
         assert!(runs.passes >= 6, "{} passes", runs.passes);
         assert!(runs.widest <= 4, "{} sources at once", runs.widest);
         // The merged runs went as they were merged; the rest go with the task.

@@ -77,6 +77,42 @@ impl Segment {
     }
 }
 
+/// Cuts a map's output as it travels into `reducers` segments, each sorted by key (see
+/// [`partition`]). Count columns alone are cut and sorted as they are, borrowed: a million-key
+/// chunk was turned into a `Partial` first, a key allocated and hashed into a map per
+/// distinct key, then sorted by keys read from the heap at every comparison. Anything else
+/// goes through [`partition`].
+pub fn partition_chunk(
+    chunk: ChunkPartial,
+    reducers: u32,
+    partition_of: impl Fn(&[u8]) -> u32,
+) -> Result<Vec<Segment>, MergeError> {
+    if !chunk.entries.is_empty() {
+        return Ok(partition(chunk.into_partial()?, reducers, partition_of));
+    }
+    let reducers = reducers.max(1);
+    let mut parts: Vec<Vec<(u64, &[u8], u64)>> = (0..reducers).map(|_| Vec::new()).collect();
+    for (key, n) in chunk.counts.iter() {
+        let p = partition_of(key).min(reducers - 1);
+        parts[p as usize].push((partial::key_prefix(key), key, n));
+    }
+    Ok(parts
+        .into_iter()
+        .map(|mut counts| {
+            // The prefix decides most comparisons without reading the key.
+            counts.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+            let mut columns = Columns::with_capacity(counts.len());
+            for (_, key, n) in counts {
+                columns.push(key, n);
+            }
+            Segment {
+                counts: columns.finish(),
+                entries: Vec::new(),
+            }
+        })
+        .collect())
+}
+
 /// Cuts a map's partial into `reducers` segments, each sorted by key: a key goes to
 /// partition `partition(key)` (the operation's choice: [`partition_of`] its key by default).
 pub fn partition(
@@ -108,6 +144,11 @@ pub fn partition(
             }
         })
         .collect()
+}
+
+/// An item with its key's prefix.
+fn prefixed(item: Item<'_>) -> (u64, Item<'_>) {
+    (partial::key_prefix(item.key()), item)
 }
 
 /// One item of a segment during a merge: a count, or an entry by its index.
@@ -187,20 +228,21 @@ pub fn merge_runs(
     }
     let total = counts.iter().map(Counts::len).sum::<usize>()
         + entry_keys.iter().map(Vec::len).sum::<usize>();
-    let mut items: Vec<Item<'_>> = Vec::with_capacity(total);
+    // Each item with its key's prefix, which decides most comparisons without reading the key.
+    let mut items: Vec<(u64, Item<'_>)> = Vec::with_capacity(total);
     for (s, column) in counts.iter().enumerate() {
-        items.extend(column.iter().map(|(key, n)| Item::Count(key, n)));
+        items.extend(column.iter().map(|(key, n)| prefixed(Item::Count(key, n))));
         items.extend(
             entry_keys[s]
                 .iter()
                 .enumerate()
-                .map(|(i, key)| Item::Entry(key, s, i)),
+                .map(|(i, key)| prefixed(Item::Entry(key, s, i))),
         );
     }
     // Stable: equal keys keep their segment order, and sorted runs are merged, not re-sorted.
-    items.sort_by(|a, b| partial::key_order(a.key(), b.key()));
+    items.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key().cmp(b.1.key())));
     let mut current = Coalesce::default();
-    for item in items {
+    for (_, item) in items {
         let key = item.key();
         let value = match item {
             Item::Count(_, n) => Value::Count(n),
@@ -297,6 +339,39 @@ mod tests {
                     partial::finalize(folded.clone(), sort, limit),
                     "{sort:?} {limit:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn count_columns_are_cut_as_their_partial_is() {
+        // Keys that share their 8-byte prefix, or differ only past it or by a zero byte.
+        let mut keys: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| format!("user-{:06}", i * 7919 % 3000).into_bytes())
+            .collect();
+        keys.extend(
+            [
+                &b"ab"[..],
+                b"ab\0",
+                b"ab\0\0",
+                b"",
+                b"\0",
+                b"abcdefgh",
+                b"abcdefgh\0",
+            ]
+            .map(<[u8]>::to_vec),
+        );
+        let mut counts = Partial::new();
+        for (i, key) in keys.iter().enumerate() {
+            counts.add_count(key, i as u64 % 5 + 1).unwrap();
+        }
+        let mut mixed = counts.clone();
+        mixed.add(b"max".to_vec(), Value::Max(2.0)).unwrap();
+        for partial in [counts, mixed] {
+            for reducers in [1, 3, 7] {
+                let by = |k: &[u8]| partition_of(k, reducers);
+                let cut = partition_chunk(partial.clone().into_columns(), reducers, by).unwrap();
+                assert_eq!(cut, partition(partial.clone(), reducers, by), "{reducers}");
             }
         }
     }

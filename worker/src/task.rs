@@ -215,15 +215,14 @@ pub async fn run(
                 map_output: None,
             });
         }
-        let partial = partial
-            .into_partial()
-            .map_err(|e| Failure::Map(e.to_string()))?;
-        let segments: Vec<Vec<u8>> = fanfold_common::shuffle::partition(partial, reducers, |k| {
-            operation.partition(k, reducers)
-        })
-        .into_iter()
-        .map(fanfold_common::convert::encode_segment)
-        .collect();
+        let segments: Vec<Vec<u8>> =
+            fanfold_common::shuffle::partition_chunk(partial, reducers, |k| {
+                operation.partition(k, reducers)
+            })
+            .map_err(|e| Failure::Map(e.to_string()))?
+            .into_iter()
+            .map(fanfold_common::convert::encode_segment)
+            .collect();
         let partition_bytes = spill
             .write(job, chunk_id, attempt, &segments)
             .map_err(|e| Failure::Map(format!("cannot keep the map output: {e}")))?;

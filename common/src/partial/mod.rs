@@ -452,7 +452,7 @@ pub fn key_order(a: &[u8], b: &[u8]) -> Ordering {
 /// A key's first eight bytes, zero-padded, as a big-endian integer: ordered as the keys are,
 /// except where it is equal. Without a variable-length copy, which compiled to a `memcpy`
 /// call per comparison.
-fn key_prefix(key: &[u8]) -> u64 {
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
     if let Some(head) = key.first_chunk::<8>() {
         return u64::from_be_bytes(*head);
     }

@@ -235,8 +235,10 @@ fn finalize_folded(
     dir: &Path,
 ) -> Result<(u64, JobResult), String> {
     let kept = |e: std::io::Error| format!("cannot keep the result: {e}");
-    let folded = match operation.finalizes_by_key() {
-        true => match folded.into_count_rows(sort, limit) {
+    let folded = if !operation.finalizes_by_key() {
+        folded
+    } else {
+        match folded.into_count_rows(sort, limit) {
             Ok(counts) => {
                 let keys = counts.keys();
                 let rows = counts.iter().map(|(key, n)| Row {
@@ -252,8 +254,7 @@ fn finalize_folded(
                 });
             }
             Err(folded) => folded,
-        },
-        false => folded,
+        }
     };
     let Finalized { keys, rows } = operation
         .finalize(folded.into_partial(), sort, limit)

@@ -94,7 +94,10 @@ async fn the_pages_api_and_metrics_follow_a_running_job_and_survive_a_restart() 
     let test = "web_running";
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let path = input(dir.path(), 50 * 1024);
+    // 120 chunks of at least 0.3 s each on two slots: the job runs well past the browser's
+    // start (Chromium took 6.7 s to load its first page on a busy CI machine, by when 50
+    // chunks had all but finished and the live page had nothing left to show advancing).
+    let path = input(dir.path(), 120 * 1024);
     let extra = [
         ALLOW,
         &["--no-backups", "--state-dir", state.to_str().unwrap()],

@@ -74,14 +74,7 @@ impl Runs {
             std::fs::create_dir_all(dir)?;
         }
         self.files.push(path.clone());
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-        let mut written = 0u64;
-        write(&mut |key, value| {
-            written += write_record(&mut out, key, value)?;
-            Ok(())
-        })?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
-        self.bytes += written;
+        self.bytes += write_run(&path, write)?;
         Ok(())
     }
 
@@ -99,26 +92,20 @@ impl Runs {
         }
         let mut sources = self.readers(self.files.len())?;
         sources.push(Box::new(last.into_iter().map(Ok)));
-        self.merge_sources(sources, each)
+        self.widest = self.widest.max(sources.len());
+        merge_sources(sources, each)
     }
 
     /// Merges the earliest `fan_in` runs into one, which takes their place.
     fn merge_earliest(&mut self) -> Result<(), String> {
         let sources = self.readers(self.fan_in)?;
-        let first = &self.files[0];
-        let path = first.with_extension(format!("m{}", self.passes));
-        let written = (|| -> io::Result<u64> {
-            let mut out = BufWriter::with_capacity(1 << 20, File::create(&path)?);
-            let mut written = 0u64;
-            self.merge_sources(sources, |key, value| {
-                write_record(&mut out, &key, value)
-                    .map(|n| written += n)
-                    .map_err(|e| e.to_string())
+        let path = self.files[0].with_extension(format!("m{}", self.passes));
+        let written = write_run(&path, |put| {
+            merge_sources(sources, |key, value| {
+                put(&key, value).map_err(|e| e.to_string())
             })
-            .map_err(io::Error::other)?;
-            out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
-            Ok(written)
-        })();
+            .map_err(io::Error::other)
+        });
         let written = match written {
             Ok(written) => written,
             Err(e) => {
@@ -135,8 +122,9 @@ impl Runs {
         Ok(())
     }
 
-    /// Readers of the earliest `n` runs.
-    fn readers(&self, n: usize) -> Result<Vec<Box<dyn Iterator<Item = Merged>>>, String> {
+    /// Readers of the earliest `n` runs, for one merge.
+    fn readers(&mut self, n: usize) -> Result<Vec<Box<dyn Iterator<Item = Merged>>>, String> {
+        self.widest = self.widest.max(n);
         let mut sources: Vec<Box<dyn Iterator<Item = Merged>>> = Vec::new();
         for path in &self.files[..n] {
             let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -146,41 +134,55 @@ impl Runs {
         }
         Ok(sources)
     }
+}
 
-    /// Merges `sources` (each key sorted) a key at a time, equal keys' values in the sources'
-    /// order.
-    fn merge_sources(
-        &mut self,
-        mut sources: Vec<Box<dyn Iterator<Item = Merged>>>,
-        mut each: impl FnMut(Vec<u8>, Value) -> Result<(), String>,
-    ) -> Result<(), String> {
-        self.widest = self.widest.max(sources.len());
-        let mut heap = BinaryHeap::new();
-        for (source, iter) in sources.iter_mut().enumerate() {
-            if let Some(first) = iter.next() {
-                let (key, value) = first?;
-                heap.push(Head { key, value, source });
-            }
+/// Merges `sources` (each key sorted) a key at a time, equal keys' values in the sources'
+/// order.
+fn merge_sources(
+    mut sources: Vec<Box<dyn Iterator<Item = Merged>>>,
+    mut each: impl FnMut(Vec<u8>, Value) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut heap = BinaryHeap::new();
+    for (source, iter) in sources.iter_mut().enumerate() {
+        if let Some(first) = iter.next() {
+            let (key, value) = first?;
+            heap.push(Head { key, value, source });
         }
-        let mut current = fanfold_common::shuffle::Coalesce::default();
-        while let Some(Head { key, value, source }) = heap.pop() {
-            if let Some(next) = sources[source].next() {
-                let (k, v) = next?;
-                heap.push(Head {
-                    key: k,
-                    value: v,
-                    source,
-                });
-            }
-            if let Some((k, v)) = current.push(key, value).map_err(|e| e.to_string())? {
-                each(k, v)?;
-            }
+    }
+    let mut current = fanfold_common::shuffle::Coalesce::default();
+    while let Some(Head { key, value, source }) = heap.pop() {
+        if let Some(next) = sources[source].next() {
+            let (k, v) = next?;
+            heap.push(Head {
+                key: k,
+                value: v,
+                source,
+            });
         }
-        if let Some((k, v)) = current.finish() {
+        if let Some((k, v)) = current.push(key, value).map_err(|e| e.to_string())? {
             each(k, v)?;
         }
-        Ok(())
     }
+    if let Some((k, v)) = current.finish() {
+        each(k, v)?;
+    }
+    Ok(())
+}
+
+/// Writes a key-sorted run to `path` (`write` calls `put` once per key, in order), synced;
+/// returns its length.
+fn write_run(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut dyn FnMut(&[u8], Value) -> io::Result<()>) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let mut written = 0u64;
+    write(&mut |key, value| {
+        written += write_record(&mut out, key, value)?;
+        Ok(())
+    })?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+    Ok(written)
 }
 
 /// Writes one record of a run; returns its length.

@@ -193,14 +193,7 @@ impl Folded {
             SortOrder::Key => by_key(a, b),
             SortOrder::ValueDesc => b.count.cmp(&a.count).then_with(|| by_key(a, b)),
         };
-        let limit = limit.map_or(slots.len(), |n| usize::try_from(n).unwrap_or(usize::MAX));
-        if limit < slots.len() {
-            if limit > 0 {
-                slots.select_nth_unstable_by(limit - 1, compare);
-            }
-            slots.truncate(limit);
-        }
-        slots.sort_unstable_by(compare);
+        super::first_in_order(&mut slots, limit, compare);
         Ok(CountRows { slots, long, keys })
     }
 }

@@ -504,20 +504,28 @@ pub fn order(
     limit: Option<u64>,
     by_key: impl Fn(&Row, &Row) -> Ordering,
 ) -> Vec<Row> {
-    let limit = limit.map_or(rows.len(), |n| usize::try_from(n).unwrap_or(usize::MAX));
     let compare = |a: &Row, b: &Row| match sort {
         SortOrder::Key => by_key(a, b),
         SortOrder::ValueDesc => b.value.cmp_value(&a.value).then_with(|| by_key(a, b)),
     };
-    if limit < rows.len() {
-        // Only the first `limit` rows need ordering.
-        if limit > 0 {
-            rows.select_nth_unstable_by(limit - 1, compare);
-        }
-        rows.truncate(limit);
-    }
-    rows.sort_unstable_by(compare);
+    first_in_order(&mut rows, limit, compare);
     rows
+}
+
+/// Keeps the first `limit` of `items` in `compare`'s order, sorted; only those are ordered.
+pub(crate) fn first_in_order<T>(
+    items: &mut Vec<T>,
+    limit: Option<u64>,
+    mut compare: impl FnMut(&T, &T) -> Ordering,
+) {
+    let limit = limit.map_or(items.len(), |n| usize::try_from(n).unwrap_or(usize::MAX));
+    if limit < items.len() {
+        if limit > 0 {
+            items.select_nth_unstable_by(limit - 1, &mut compare);
+        }
+        items.truncate(limit);
+    }
+    items.sort_unstable_by(compare);
 }
 
 #[cfg(test)]

@@ -345,21 +345,17 @@ pub fn for_each_record(
         }
         Format::Csv => {
             let mut rows = csv::Rows::new(data, input.delimiter_of(path));
-            // Every row has the field count of the file's first (its header, or a row).
-            let mut fields = None;
-            let header = if input.header {
-                rows.next().map(csv::OwnedRow::of)
-            } else {
-                if prefix > 0 {
-                    // The file's first row, read for its field count: the file's, not this
-                    // chunk's.
-                    fields = rows.next().map(|row| row.len());
-                }
-                None
+            let header = input
+                .header
+                .then(|| rows.next().map(csv::OwnedRow::of))
+                .flatten();
+            // Every row has the field count of the file's first: its header, or (in front of
+            // a later chunk) its first row, read for that.
+            let mut fields = match &header {
+                Some(header) => Some(header.row().len()),
+                None if prefix > 0 && !input.header => rows.next().map(|row| row.len()),
+                None => None,
             };
-            if let Some(header) = &header {
-                fields = Some(header.row().len());
-            }
             while let Some(row) = rows.next() {
                 let good = *fields.get_or_insert(row.len()) == row.len()
                     && !(nul && row.iter().any(|f| f.contains(&0)))

@@ -234,7 +234,6 @@ fn finalize_folded(
     limit: Option<u64>,
     dir: &Path,
 ) -> Result<(u64, JobResult), String> {
-    let kept = |e: std::io::Error| format!("cannot keep the result: {e}");
     let folded = if !operation.finalizes_by_key() {
         folded
     } else {
@@ -246,12 +245,7 @@ fn finalize_folded(
                     value: Value::Count(n),
                 });
                 let bytes = counts.len() * std::mem::size_of::<Row>() + counts.key_bytes();
-                return Ok(if bytes > RESULT_IN_MEMORY_BYTES {
-                    let part = keep_on_disk(dir, rows, keys).map_err(kept)?;
-                    (keys, JobResult::Parts(Arc::new(vec![part])))
-                } else {
-                    (keys, JobResult::Rows(Arc::new(rows.collect())))
-                });
+                return keep(dir, rows, bytes, keys);
             }
             Err(folded) => folded,
         }
@@ -259,11 +253,24 @@ fn finalize_folded(
     let Finalized { keys, rows } = operation
         .finalize(folded.into_partial(), sort, limit)
         .map_err(|e| format!("finalize failed: {e}"))?;
-    Ok(if result_bytes(&rows) > RESULT_IN_MEMORY_BYTES {
-        let part = keep_on_disk(dir, rows, keys).map_err(kept)?;
+    let bytes = result_bytes(&rows);
+    keep(dir, rows, bytes, keys)
+}
+
+/// A result of about `bytes` held in memory, or kept in a part file in `dir` if it is larger
+/// than [`RESULT_IN_MEMORY_BYTES`].
+fn keep(
+    dir: &Path,
+    rows: impl IntoIterator<Item = Row>,
+    bytes: usize,
+    keys: u64,
+) -> Result<(u64, JobResult), String> {
+    Ok(if bytes > RESULT_IN_MEMORY_BYTES {
+        let part =
+            keep_on_disk(dir, rows, keys).map_err(|e| format!("cannot keep the result: {e}"))?;
         (keys, JobResult::Parts(Arc::new(vec![part])))
     } else {
-        (keys, JobResult::Rows(Arc::new(rows)))
+        (keys, JobResult::Rows(Arc::new(rows.into_iter().collect())))
     })
 }
 
